@@ -1,0 +1,42 @@
+"""Pieces several designs share: the merged kernel's per-page helpers built on mteswap.c."""
+
+from __future__ import annotations
+
+from mteswap.model.mte import mte_invalidate_tags, mte_invalidate_tags_area, mte_save_tags
+from mteswap.model.swapinfo import swp_entry
+
+
+def folio_swap(entry: int, folio) -> int:
+    """`folio_swap()` (mm/internal.h): the folio's first entry from any entry inside it,
+    relying on natural alignment of a large folio's slots (invariant I10)."""
+    return entry - (entry % folio.nr)
+
+
+class PerPageHooks:
+    """Hooks that stay per page and per slot in every design since v5.10."""
+
+    def thp_swap_supported(self, m) -> bool:
+        return True
+
+    def swap_invalidate_page(self, m, type_: int, offset: int) -> None:
+        mte_invalidate_tags(m, swp_entry(type_, offset))
+
+    def swap_invalidate_area(self, m, type_: int) -> None:
+        mte_invalidate_tags_area(m, type_)
+
+    def split_page_mte_flags(self, m, head, page) -> tuple[bool, bool]:
+        # Each new folio's PG_arch_2/PG_arch_3 are cleared and then copied from the head
+        # page (mm/huge_memory.c, semantics §3.10; seen on 6.12 and 7.2, §11).
+        return head.mte_tagged, head.mte_lock
+
+
+def save_folio_tags(m, folio) -> int:
+    """`arch_prepare_to_swap()` of the merged code (arch/arm64/mm/mteswap.c): save every
+    page of the folio; on failure erase what this call saved and return the error."""
+    for i, page in enumerate(m.folio_pages(folio)):
+        err = mte_save_tags(m, page, folio.swap + i)
+        if err:
+            for j in range(i - 1, -1, -1):   # roll back pages i-1 .. 0
+                mte_invalidate_tags(m, folio.swap + j)
+            return err
+    return 0

@@ -1,0 +1,88 @@
+"""Splitting a large folio (mm/huge_memory.c `split_huge_page_to_list_to_order` →
+`__split_huge_page`, v6.12): unmap, give every new folio the head's flags, remap."""
+
+from __future__ import annotations
+
+from mteswap.model.page_alloc import folio_put
+from mteswap.model.pgtable import set_ptes
+from mteswap.model.rmap import folio_add_anon_rmap_pte, folio_rmap_walk
+from mteswap.model.state import Folio, ZERO_PFN
+from mteswap.model.swapfile import folio_free_swap
+from mteswap.model.swapinfo import swp_offset
+
+
+def split_folio(m, folio, why: str) -> list:
+    """Split `folio` into order-0 folios and return the tail folios still alive (the head
+    folio keeps the head pfn and stays with the caller, as `split_folio_to_list` does).
+
+    1. `unmap_folio`: every PTE becomes a migration entry (the page's PG_anon_exclusive kept).
+    2. `__split_folio_to_order`: page flags of each new folio are reset and copied from the
+       head page, PG_mte_tagged/PG_mte_lock included (the design decides: semantics §3.10);
+       a swap-cache folio's pages keep their slots (swap = old swap + i).
+    3. `remap_page(folio, nr, RMP_USE_SHARED_ZEROPAGE)`: a zero-filled page that is not
+       PG_mte_tagged is mapped to the shared zero page instead (`try_to_map_unused_to_zeropage`,
+       semantics §11); every other mapping is restored through `set_pte_at` → mte_sync_tags,
+       which zeroes the tags of a page that lost PG_mte_tagged (S5, [K] on 6.12 and 7.2).
+    4. Tails nothing maps any more are freed (`free_page_and_swap_cache`)."""
+    m.count("splits")
+    m.log("split_folio", f"folio={folio.pfn} order={folio.order} ({why})")
+    migration = []
+    for pid, vpn, pfn in folio_rmap_walk(m, folio):
+        pte = m.mms[pid].ptes.pop(vpn)
+        m.pages[pfn].rmap.remove((pid, vpn))
+        migration.append((pid, vpn, pfn, pte[2], pte[3]))
+    head = m.pages[folio.pfn]
+    flags = [m.design.split_page_mte_flags(m, head, p) for p in m.folio_pages(folio)]
+    new_folios = _split_to_order0(m, folio)
+    for page, (tagged, lock) in zip([m.pages[f.pfn] for f in new_folios], flags):
+        if page.mte_tagged != tagged:
+            m.log("__split_folio_to_order",
+                  f"pfn={page.pfn} PG_mte_tagged {int(page.mte_tagged)}->{int(tagged)} (copied from head pfn {head.pfn})")
+            note = f"the split {'set' if tagged else 'cleared'} its PG_mte_tagged (copied from head pfn {head.pfn})"
+            if tagged:
+                page.origin = page.origin + (note,)
+            else:
+                m.pending_notes[page.pfn] = note
+        page.mte_tagged, page.mte_lock = tagged, lock
+    _remap_page(m, migration)
+    m.pending_notes = {}
+    survivors = []
+    for f in new_folios[1:]:
+        if f.swapcache and m.folio_mapcount(f) == 0:
+            folio_free_swap(m, f)
+        folio_put(m, f)
+        if f.pfn in m.folios:
+            survivors.append(f)
+    return survivors
+
+
+def _split_to_order0(m, folio) -> list[Folio]:
+    """The head keeps its `struct folio` (now order 0); each tail page becomes a new folio."""
+    pages = m.folio_pages(folio)
+    folio.nr = 1
+    folio.partially_mapped = False
+    out = [folio]
+    for i, page in enumerate(pages[1:], start=1):
+        f = Folio(page.pfn, 1)
+        f.dirty = folio.dirty
+        if folio.swapcache:
+            f.swapcache, f.swap = True, folio.swap + i
+            m.swap.cache[swp_offset(f.swap)] = f
+        m.folios[f.pfn] = f
+        page.folio = f
+        out.append(f)
+    return out
+
+
+def _remap_page(m, migration) -> None:
+    """`remap_page()` → `remove_migration_ptes()` for each saved mapping."""
+    for pid, vpn, pfn, tagged, writable in migration:
+        mm = m.mms[pid]
+        page = m.pages[pfn]
+        if page.data == 0 and not page.mte_tagged:
+            set_ptes(m, mm, vpn, [ZERO_PFN], tagged, False, "try_to_map_unused_to_zeropage")
+            m.log("try_to_map_unused_to_zeropage", f"pid={pid} vpn={vpn} pfn={pfn} -> zero page")
+            page.anon_exclusive = False
+            continue
+        folio_add_anon_rmap_pte(m, pfn, pid, vpn, page.anon_exclusive)
+        set_ptes(m, mm, vpn, [pfn], tagged, writable, "remove_migration_pte after split")

@@ -1,0 +1,93 @@
+"""The machine: every piece of state, the design's arch hooks, counters and the trace.
+
+Kernel operations live in the modules named after the kernel files they mirror
+(memory.py ~ mm/memory.c, vmscan.py ~ mm/vmscan.c, swapfile.py ~ mm/swapfile.c, ...). They all
+take the machine as first argument, the way kernel functions reach global state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mteswap.model import tags as T
+from mteswap.model.state import ZERO_PFN, Counters, Folio, Mm, Page
+from mteswap.model.swapinfo import SwapInfo
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """The machine's shape; mirrors a scenario's `config` (scenario-format.md)."""
+    folio_pages: tuple[int, ...] = (1, 16)
+    swap_device: str = "ssd"          # ssd | zram | rotational
+    swap_slots: int = 1024
+    frames: int = 256
+    map_whole_folio: bool = True      # v6.11+: map every PTE of a large swap-cache folio
+    large_swapin: bool = True         # v6.12+: zram swap-in may allocate a large folio
+    tag_alloc_fail_after: int | None = None   # the (N+1)-th tag buffer allocation fails once
+
+
+class Machine:
+    """State of the simulated arm64 system plus the design plugged into its arch hooks."""
+
+    def __init__(self, config: MachineConfig, design):
+        self.config = config
+        self.design = design
+        self.pages = [Page(pfn) for pfn in range(config.frames)]
+        self.zero_page = Page(ZERO_PFN)
+        # The zero page is tagged with all-zero tags at boot (cpu_enable_mte, arch/arm64/kernel/mte.c).
+        self.zero_page.mte_tagged = self.zero_page.mte_lock = True
+        self.zero_page.origin = ("the shared zero page (tags always 0)",)
+        self.folios: dict[int, Folio] = {}          # head pfn -> folio
+        self.mms: list[Mm] = []
+        self.swap = SwapInfo(config.swap_slots, config.swap_device)
+        self.mte_pages: dict[int, int] = {}         # the mte_pages xarray: entry -> packed tags
+        self.saved_origin: dict[int, tuple] = {}    # diagnostic: entry -> origin of saved tags
+        self.tag_allocs = 0                         # tag buffers allocated so far (fail injection)
+        self.counters = Counters()
+        self.trace: list[tuple] = []                # (function, text) per kernel step, this op
+        self.tag_reads: list[tuple[int, int]] = []  # (entry, swap_map at read) for the oracle
+        self.step = 0
+        self.pending_notes: dict[int, str] = {}     # diagnostic: pfn -> why it has no saved tags
+
+    # -- trace -------------------------------------------------------------------------
+    def log(self, function: str, text: str = "") -> None:
+        """Record one kernel step for `--trace` (ftrace-like: function, then arguments)."""
+        self.trace.append((function, text))
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    # -- helpers shared by the kernel paths --------------------------------------------
+    def page(self, pfn: int) -> Page:
+        return self.zero_page if pfn == ZERO_PFN else self.pages[pfn]
+
+    def folio_of(self, pfn: int) -> Folio | None:
+        return None if pfn == ZERO_PFN else self.pages[pfn].folio
+
+    def folio_pages(self, folio: Folio) -> list[Page]:
+        return self.pages[folio.pfn:folio.pfn + folio.nr]
+
+    def folio_mapcount(self, folio: Folio) -> int:
+        return sum(len(p.rmap) for p in self.folio_pages(folio))
+
+    def mm(self, pid: int) -> Mm:
+        return self.mms[pid]
+
+    def snapshot(self) -> tuple:
+        """The whole machine as a canonical tuple of ints, for hashing by the explorer.
+
+        Diagnostic fields (trace, tag origins, names) are left out: they do not change what
+        any later operation does.
+        """
+        pages = tuple((p.tags, p.data, p.mte_tagged, p.mte_lock, p.anon_exclusive,
+                       tuple(p.rmap)) for p in self.pages)
+        folios = tuple(sorted((f.pfn, f.nr, f.swapcache, f.swap, f.dirty, f.partially_mapped)
+                              for f in self.folios.values()))
+        mms = tuple((mm.alive, tuple((v.start, v.end, v.orig_start, v.vm_mte) for v in mm.vmas),
+                     tuple(sorted(mm.ptes.items()))) for mm in self.mms)
+        return (pages, folios, mms, self.swap.snapshot(),
+                tuple(sorted(self.mte_pages.items())), self.tag_allocs)
+
+    def tag_bytes(self) -> int:
+        """Bytes of saved-tag storage in use (kmalloc-128 per entry)."""
+        return len(self.mte_pages) * T.MTE_PAGE_TAG_STORAGE

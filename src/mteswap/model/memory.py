@@ -1,0 +1,302 @@
+"""Page faults and unmapping (mm/memory.c): `handle_mm_fault`, `do_anonymous_page`,
+`do_wp_page`/`wp_page_copy`, `do_swap_page` with `alloc_swap_folio`, and `zap_pte_range`."""
+
+from __future__ import annotations
+
+from mteswap.model.mte import copy_highpage
+from mteswap.model.page_alloc import alloc_folio, folio_put
+from mteswap.model.pgtable import mk_swap_pte, pte_present, pte_swap, set_ptes
+from mteswap.model.rmap import folio_add_anon_rmap_pte, folio_remove_rmap_pte
+from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
+from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
+from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
+                                    swapcache_clear, swapcache_prepare)
+from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
+
+
+class OutOfMemory(Exception):
+    """No frame could be allocated for a fault (the task would be OOM-killed)."""
+
+
+def handle_mm_fault(m, mm, vpn: int, write: bool) -> None:
+    """`handle_mm_fault()` → `handle_pte_fault()`: bring the page at vpn in (or make it
+    writable) so that the access can proceed."""
+    pte = mm.ptes.get(vpn)
+    if pte is None:
+        m.count("faults")
+        do_anonymous_page(m, mm, vpn, write)
+    elif pte[0] == PTE_SWAP:
+        m.count("faults")
+        do_swap_page(m, mm, vpn, write)
+    elif write and not pte[3]:
+        m.count("faults")
+        do_wp_page(m, mm, vpn)
+
+
+def thp_vma_suitable_orders(m, mm, vma, vpn: int) -> list[int]:
+    """Folio sizes (in pages, largest first) whose naturally aligned range around vpn lies
+    inside the VMA: `thp_vma_allowable_orders` (the `folio_pages` sizes are the enabled
+    hugepages-*kB sizes) filtered by `thp_vma_suitable_order`."""
+    sizes = []
+    for nr in sorted(m.config.folio_pages, reverse=True):
+        start = vpn - vpn % nr
+        if vma.start <= start and start + nr <= vma.end:
+            sizes.append(nr)
+    return sizes
+
+
+def do_anonymous_page(m, mm, vpn: int, write: bool) -> None:
+    """`do_anonymous_page()`: a read fault maps the shared zero page (semantics §11: MTE VMAs
+    too); a write fault allocates the largest allowed folio whose aligned range has no PTE at
+    all (`alloc_anon_folio`, `pte_range_none`), zeroed, and maps all of it writable."""
+    vma = mm.find_vma(vpn)
+    if not write:
+        set_ptes(m, mm, vpn, [ZERO_PFN], vma.vm_mte, False, "do_anonymous_page")
+        m.count("zero_page_maps")
+        m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn}: zero page")
+        return
+    for nr in thp_vma_suitable_orders(m, mm, vma, vpn):
+        start = vpn - vpn % nr
+        if any(v in mm.ptes for v in range(start, start + nr)):
+            continue
+        # Order 0 in a VM_MTE VMA is allocated with __GFP_ZEROTAGS; a large folio is zeroed
+        # (folio_zero_user) and gets zero tags from mte_sync_tags in set_ptes.
+        folio = alloc_folio(m, nr, zerotags=vma.vm_mte and nr == 1, why="do_anonymous_page")
+        if folio is None:
+            continue
+        for page in m.folio_pages(folio):
+            page.data = 0
+        pfns = list(range(folio.pfn, folio.pfn + nr))
+        for i, pfn in enumerate(pfns):
+            folio_add_anon_rmap_pte(m, pfn, mm.pid, start + i, exclusive=True)
+        folio.dirty = True
+        set_ptes(m, mm, start, pfns, vma.vm_mte, True, "do_anonymous_page")
+        m.count("anon_fault_alloc")
+        m.log("do_anonymous_page", f"pid={mm.pid} vpn={start} folio={folio.pfn} order={folio.order}")
+        return
+    raise OutOfMemory(f"no free frame for a fault at pid {mm.pid} vpn {vpn}")
+
+
+def do_wp_page(m, mm, vpn: int) -> None:
+    """`do_wp_page()`: write to a read-only PTE. Reuse the page if it is PG_anon_exclusive or
+    `wp_can_reuse_anon_folio` (v6.12: small folio, only reference after dropping its swap
+    cache), else copy it (`wp_page_copy`)."""
+    _, pfn, tagged, _ = mm.ptes[vpn]
+    if pfn != ZERO_PFN:
+        page = m.pages[pfn]
+        if page.anon_exclusive or wp_can_reuse_anon_folio(m, page.folio):
+            page.anon_exclusive = True
+            page.folio.dirty = True
+            mm.ptes[vpn] = (PTE_PRESENT, pfn, tagged, True)
+            m.log("wp_page_reuse", f"pid={mm.pid} vpn={vpn} pfn={pfn}")
+            return
+    wp_page_copy(m, mm, vpn)
+
+
+def wp_can_reuse_anon_folio(m, folio) -> bool:
+    """`wp_can_reuse_anon_folio()` (v6.12): never for a large folio; a small one only if this
+    is its sole mapping, after trying to free its swap cache (`folio_free_swap`)."""
+    if folio.nr > 1 or m.folio_mapcount(folio) != 1:
+        return False
+    if folio.swapcache:
+        folio_free_swap(m, folio)
+    return not folio.swapcache
+
+
+def wp_page_copy(m, mm, vpn: int) -> None:
+    """`wp_page_copy()`: a new order-0 page for this PTE. From the zero page it is allocated
+    zeroed (with __GFP_ZEROTAGS in a VM_MTE VMA); otherwise `copy_user_highpage` →
+    `copy_highpage` copies data and, if the source is tagged, tags."""
+    _, old_pfn, tagged, _ = mm.ptes[vpn]
+    vma = mm.find_vma(vpn)
+    from_zero = old_pfn == ZERO_PFN
+    folio = alloc_folio(m, 1, zerotags=from_zero and vma.vm_mte, why="wp_page_copy")
+    if folio is None:
+        raise OutOfMemory(f"no free frame for CoW at pid {mm.pid} vpn {vpn}")
+    new = m.pages[folio.pfn]
+    if from_zero:
+        new.data = 0
+    else:
+        copy_highpage(m, new, m.pages[old_pfn])
+        m.count("cow_copies")
+    folio_add_anon_rmap_pte(m, new.pfn, mm.pid, vpn, exclusive=True)
+    folio.dirty = True
+    set_ptes(m, mm, vpn, [new.pfn], vma.vm_mte, True, "wp_page_copy")
+    m.log("wp_page_copy", f"pid={mm.pid} vpn={vpn} {old_pfn} -> {new.pfn}")
+    if not from_zero:
+        old_folio = m.pages[old_pfn].folio
+        folio_remove_rmap_pte(m, old_pfn, mm.pid, vpn)
+        folio_put(m, old_folio)
+
+
+# -- swap-in --------------------------------------------------------------------------------
+
+def swap_pte_batch(mm, vpn: int, nr: int, first: tuple) -> int:
+    """`swap_pte_batch()`: how many PTEs from vpn are swap PTEs continuing `first` (offsets
+    +1 each, same exclusive bit)."""
+    n = 0
+    for i in range(nr):
+        pte = mm.ptes.get(vpn + i)
+        if pte != (PTE_SWAP, first[1] + i, first[2]):
+            break
+        n += 1
+    return n
+
+
+def can_swapin_thp(m, mm, start: int, nr: int) -> bool:
+    """`can_swapin_thp()` (v6.12): nr swap PTEs with contiguous entries, slots all in the
+    zeromap or none of them, and none of them in the swap cache (no SWAP_HAS_CACHE)."""
+    first = mm.ptes.get(start)
+    if not pte_swap(first) or swap_pte_batch(mm, start, nr, first) != nr:
+        return False
+    si = m.swap
+    offs = range(swp_offset(first[1]), swp_offset(first[1]) + nr)
+    zero = [o in si.zeromap for o in offs]
+    if any(zero) and not all(zero):
+        return False
+    return not any(si.swap_map[o] & SWAP_HAS_CACHE for o in offs)
+
+
+def alloc_swap_folio(m, mm, vma, vpn: int, entry: int):
+    """`alloc_swap_folio()` (v6.12, SWP_SYNCHRONOUS_IO only): the largest enabled order whose
+    aligned PTE range passes `can_swapin_thp` and whose swap offset is aligned like the address
+    (`thp_swap_suitable_orders`); smaller orders if frames run out; else order 0."""
+    if m.config.large_swapin:
+        sizes = [nr for nr in thp_vma_suitable_orders(m, mm, vma, vpn)
+                 if nr > 1 and swp_offset(entry) % nr == vpn % nr]
+        while sizes and not can_swapin_thp(m, mm, vpn - vpn % sizes[0], sizes[0]):
+            sizes.pop(0)
+        for nr in sizes:
+            folio = alloc_folio(m, nr, zerotags=False, why="alloc_swap_folio")
+            if folio is not None:
+                return folio
+    return alloc_folio(m, 1, zerotags=False, why="alloc_swap_folio")
+
+
+def do_swap_page(m, mm, vpn: int, write: bool) -> None:
+    """`do_swap_page()` (mm/memory.c, v6.12): find or read the folio, decide how many PTEs to
+    map, then in this order: `arch_swap_restore` (I3, I4), `swap_free_nr`, maybe
+    `folio_free_swap`, `set_ptes` (→ mte_sync_tags), and `swapcache_clear` for skip-swapcache."""
+    vma = mm.find_vma(vpn)
+    orig = mm.ptes[vpn]
+    entry = orig[1]
+    si = m.swap
+    need_clear_cache = False
+    folio = swap_cache_get_folio(m, entry)
+    if folio is not None:
+        m.count("swap_cache_hits")
+        m.log("do_swap_page", f"pid={mm.pid} vpn={vpn} entry={entry:#x}: swap cache hit folio={folio.pfn} order={folio.order}")
+    elif si.synchronous and si.count(swp_offset(entry)) == 1:
+        # Skip the swap cache (SWP_SYNCHRONOUS_IO and a single reference).
+        folio = alloc_swap_folio(m, mm, vma, vpn, entry)
+        if folio is None:
+            raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
+        if folio.nr > 1:
+            entry -= entry % folio.nr
+        swapcache_prepare(m, entry, folio.nr)
+        need_clear_cache = True
+        m.log("do_swap_page", f"pid={mm.pid} vpn={vpn} entry={entry:#x}: skip swapcache, folio={folio.pfn} order={folio.order}")
+        swap_read_folio(m, folio, entry)
+    else:
+        folio = swapin_readahead(m, entry)
+        if folio is None:
+            raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
+        m.log("do_swap_page", f"pid={mm.pid} vpn={vpn} entry={entry:#x}: swapin_readahead folio={folio.pfn}")
+
+    # page = folio_file_page(folio, swp_offset(entry)); map it alone unless the whole folio fits.
+    idx = swp_offset(orig[1]) % folio.nr
+    page = m.pages[folio.pfn + idx]
+    start, nr = vpn, 1
+    if need_clear_cache and folio.nr > 1:
+        start, nr = vpn - idx, folio.nr          # fresh large folio: map all N (v6.12)
+    elif folio.nr > 1 and folio.swapcache and m.config.map_whole_folio:
+        fstart = vpn - idx
+        first = mm.ptes.get(fstart)
+        if (vma.start <= fstart and fstart + folio.nr <= vma.end and pte_swap(first)
+                and first[1] == folio.swap
+                and swap_pte_batch(mm, fstart, folio.nr, first) == folio.nr):
+            start, nr = fstart, folio.nr         # "entirely map large folios found in swapcache"
+    if nr > 1:
+        entry, page = folio.swap if folio.swapcache else entry, m.pages[folio.pfn]
+    exclusive = orig[2] or not folio.swapcache
+
+    notes = _no_tag_notes(m, folio, start, nr, mm)
+    m.design.swap_restore(m, entry, folio, page)
+    swap_free_nr(m, entry, nr)
+    if folio.swapcache and _should_try_to_free_swap(m, folio, write):
+        folio_free_swap(m, folio)
+    writable = exclusive
+    first_pfn = page.pfn
+    pfns = list(range(first_pfn, first_pfn + nr))
+    for i, pfn in enumerate(pfns):
+        folio_add_anon_rmap_pte(m, pfn, mm.pid, start + i, exclusive)
+    if write and writable:
+        folio.dirty = True
+    m.pending_notes = notes
+    set_ptes(m, mm, start, pfns, vma.vm_mte, writable, f"do_swap_page entry={entry:#x}")
+    m.pending_notes = {}
+    m.log("do_swap_page", f"mapped vpn={start} nr={nr} pfn={first_pfn} exclusive={int(exclusive)}")
+    if need_clear_cache:
+        swapcache_clear(m, entry, folio.nr)
+    if write and not writable:
+        do_wp_page(m, mm, vpn)
+
+
+def _should_try_to_free_swap(m, folio, write: bool) -> bool:
+    """`should_try_to_free_swap()`: when swap is more than half full, or on a write fault when
+    nothing else maps the folio (refcount == 1 + nr)."""
+    return m.swap.vm_swap_full() or (write and m.folio_mapcount(folio) == 0)
+
+
+def _no_tag_notes(m, folio, start: int, nr: int, mm) -> dict[int, str]:
+    """Diagnostic only: for pages about to be mapped whose slot has no saved tags, remember
+    why, so that a later tag-check fault can say where the zero tags came from."""
+    notes = {}
+    for i in range(nr):
+        pte = mm.ptes.get(start + i)
+        if pte_swap(pte) and pte[1] not in m.mte_pages:
+            off = swp_offset(pte[1])
+            pfn = folio.pfn + off % folio.nr
+            notes[pfn] = f"slot {off:#x} had no saved tags"
+    return notes
+
+
+# -- unmapping -------------------------------------------------------------------------------
+
+def zap_pte_range(m, mm, start: int, end: int) -> None:
+    """`zap_pte_range()` (madvise_dontneed_free, munmap, exit): present PTEs are unmapped
+    (the folio freed when nothing else holds it); runs of swap PTEs with contiguous entries go
+    to `free_swap_and_cache_nr` in one batch (`zap_nonpresent_ptes`, v6.10+)."""
+    vpn = start
+    while vpn < end:
+        pte = mm.ptes.get(vpn)
+        if pte is None:
+            vpn += 1
+        elif pte_present(pte):
+            del mm.ptes[vpn]
+            if pte[1] != ZERO_PFN:
+                folio = m.pages[pte[1]].folio
+                folio_remove_rmap_pte(m, pte[1], mm.pid, vpn)
+                free_swap_cache(m, folio)
+                folio_put(m, folio)
+            vpn += 1
+        else:
+            nr = swap_pte_batch(mm, vpn, end - vpn, (PTE_SWAP, pte[1], pte[2]))
+            nr = max(nr, 1)
+            for v in range(vpn, vpn + nr):
+                del mm.ptes[v]
+            free_swap_and_cache_nr(m, pte[1], nr)
+            vpn += nr
+    m.log("zap_pte_range", f"pid={mm.pid} vpn={start}-{end - 1}")
+
+
+def free_swap_cache(m, folio) -> None:
+    """`free_swap_cache()` (mm/swap_state.c), from the mmu_gather flush after a zap
+    (`free_pages_and_swap_cache`): a swap-cache folio that nothing maps any more leaves the
+    swap cache if none of its slots is referenced."""
+    if folio.swapcache and m.folio_mapcount(folio) == 0:
+        folio_free_swap(m, folio)
+
+
+def install_swap_pte(mm, vpn: int, entry: int, exclusive: bool) -> None:
+    mm.ptes[vpn] = mk_swap_pte(entry, exclusive)

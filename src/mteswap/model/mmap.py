@@ -1,0 +1,107 @@
+"""Address-space operations: mmap/munmap (mm/mmap.c, mm/vma.c), mprotect (mm/mprotect.c),
+fork (kernel/fork.c `dup_mmap` → mm/memory.c `copy_page_range`) and exit (`exit_mmap`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mteswap.model.memory import zap_pte_range
+from mteswap.model.pgtable import set_ptes
+from mteswap.model.rmap import folio_add_anon_rmap_pte
+from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN, Mm, Vma
+from mteswap.model.swapfile import swap_duplicate
+
+
+def new_mm(m, name: str) -> Mm:
+    """A new process with an empty address space."""
+    mm = Mm(pid=len(m.mms), name=name)
+    m.mms.append(mm)
+    return mm
+
+
+def do_mmap(m, mm, name: str, pages: int, mte: bool) -> Vma:
+    """`do_mmap()` of an anonymous private mapping; PROT_MTE gives VM_MTE. The start is
+    aligned to the largest folio size so folio and page-index alignment agree (the contract),
+    and a gap of that size keeps mappings from touching."""
+    align = max(m.config.folio_pages)
+    start = -(-mm.next_vpn // align) * align
+    mm.next_vpn = start + pages + align
+    vma = Vma(name, start, start + pages, start, mte)
+    mm.vmas.append(vma)
+    m.log("do_mmap", f"pid={mm.pid} {name} vpn={start}-{start + pages - 1}{' PROT_MTE' if mte else ''}")
+    return vma
+
+
+def split_vma(mm, vpn: int) -> None:
+    """`split_vma()`: make vpn a VMA boundary if a VMA straddles it."""
+    for i, vma in enumerate(mm.vmas):
+        if vma.start < vpn < vma.end:
+            mm.vmas[i:i + 1] = [replace(vma, end=vpn), replace(vma, start=vpn)]
+            return
+
+
+def _runs(vpns) -> list[tuple[int, int]]:
+    """Sorted vpns as [start, end) runs."""
+    runs: list[list[int]] = []
+    for v in sorted(set(vpns)):
+        if runs and runs[-1][1] == v:
+            runs[-1][1] = v + 1
+        else:
+            runs.append([v, v + 1])
+    return [tuple(r) for r in runs]
+
+
+def do_munmap(m, mm, vpns) -> None:
+    """`do_vmi_munmap()`: split the VMAs at the range ends, zap the pages, drop the VMAs."""
+    for start, end in _runs(vpns):
+        split_vma(mm, start)
+        split_vma(mm, end)
+        zap_pte_range(m, mm, start, end)
+        mm.vmas = [v for v in mm.vmas if not (start <= v.start and v.end <= end)]
+        m.log("do_munmap", f"pid={mm.pid} vpn={start}-{end - 1}")
+
+
+def do_mprotect_mte(m, mm, vpns) -> None:
+    """`mprotect(PROT_MTE)` → `mprotect_fixup()` (split, VM_MTE set) → `change_pte_range()`:
+    each present PTE is rewritten tagged through `set_pte_at` → mte_sync_tags, one page at a
+    time, so pages of a large folio outside the range stay untagged. Swap and none PTEs get
+    nothing now; they are handled when they fault in."""
+    for start, end in _runs(vpns):
+        split_vma(mm, start)
+        split_vma(mm, end)
+        for vma in mm.vmas:
+            if start <= vma.start and vma.end <= end:
+                vma.vm_mte = True
+        for vpn in range(start, end):
+            pte = mm.ptes.get(vpn)
+            if pte and pte[0] == PTE_PRESENT and not pte[2]:
+                set_ptes(m, mm, vpn, [pte[1]], True, pte[3], "change_pte_range (mprotect)")
+        m.log("mprotect_fixup", f"pid={mm.pid} vpn={start}-{end - 1} VM_MTE")
+
+
+def copy_page_range(m, parent, child) -> None:
+    """`dup_mmap()` → `copy_page_range()`: VMAs copied; present anon pages shared copy-on-write
+    (`copy_present_pte`: both PTEs write-protected, no longer anon-exclusive); swap PTEs
+    duplicated (`copy_nonpresent_pte`: `swap_duplicate`, exclusive bit cleared on both)."""
+    child.vmas = [replace(v) for v in parent.vmas]
+    child.next_vpn = parent.next_vpn
+    for vpn, pte in sorted(parent.ptes.items()):
+        if pte[0] == PTE_PRESENT:
+            pfn = pte[1]
+            if pfn != ZERO_PFN:
+                m.pages[pfn].anon_exclusive = False
+                folio_add_anon_rmap_pte(m, pfn, child.pid, vpn, exclusive=False)
+            parent.ptes[vpn] = child.ptes[vpn] = (PTE_PRESENT, pfn, pte[2], False)
+        elif pte[0] == PTE_SWAP:
+            swap_duplicate(m, pte[1])
+            parent.ptes[vpn] = child.ptes[vpn] = (PTE_SWAP, pte[1], False)
+    m.log("copy_page_range", f"pid={parent.pid} -> pid={child.pid}")
+
+
+def exit_mmap(m, mm) -> None:
+    """`exit_mmap()`: unmap every VMA."""
+    for vma in sorted(mm.vmas, key=lambda v: v.start):
+        zap_pte_range(m, mm, vma.start, vma.end)
+    mm.vmas = []
+    mm.alive = False
+    m.log("exit_mmap", f"pid={mm.pid}")

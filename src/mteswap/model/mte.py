@@ -1,0 +1,153 @@
+"""arm64 MTE page-tag primitives: arch/arm64/kernel/mte.c, arch/arm64/mm/mteswap.c,
+arch/arm64/mm/copypage.c and the flag helpers of arch/arm64/include/asm/mte.h.
+
+These are the building blocks the designs' arch hooks are made of; a design may use them as
+they are or do something else.
+"""
+
+from __future__ import annotations
+
+from mteswap.model import tags as T
+from mteswap.model.state import Page
+from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_entry, swp_offset
+
+ENOMEM = -12
+
+
+def try_page_mte_tagging(page: Page) -> bool:
+    """`try_page_mte_tagging()` (asm/mte.h): take PG_mte_lock; True if this caller must now
+    initialise the tags. False if the page was already initialised (the kernel would spin
+    until PG_mte_tagged is set; initialisation never stays half-done between our steps)."""
+    if page.mte_lock:
+        return False
+    page.mte_lock = True
+    return True
+
+
+def set_page_mte_tagged(page: Page) -> None:
+    """`set_page_mte_tagged()` (asm/mte.h): tags are now valid (after an smp_wmb)."""
+    page.mte_tagged = True
+
+
+def mte_clear_page_tags(page: Page, origin: tuple) -> None:
+    """`mte_clear_page_tags()` (arch/arm64/lib/mte.S): zero every granule's tag."""
+    page.tags = 0
+    page.origin = origin
+
+
+def tag_clear_highpage(m, page: Page) -> None:
+    """`tag_clear_highpage()` (arch/arm64/mm/fault.c): allocation with __GFP_ZEROTAGS zeroes
+    data and tags together and marks the page tagged."""
+    page.data = 0
+    if try_page_mte_tagging(page):
+        mte_clear_page_tags(page, ("zeroed at allocation (__GFP_ZEROTAGS)", m.step))
+        set_page_mte_tagged(page)
+
+
+def mte_sync_tags(m, pages: list[Page], why: str) -> None:
+    """`mte_sync_tags()` (arch/arm64/kernel/mte.c), reached from `set_ptes()` through
+    `__sync_cache_and_tags()` for a tagged, user-accessible, non-special PTE: every page not
+    yet initialised gets zero tags and PG_mte_tagged."""
+    zeroed = []
+    for page in pages:
+        if try_page_mte_tagging(page):
+            note = m.pending_notes.get(page.pfn, "")
+            mte_clear_page_tags(page, ("zeroed by mte_sync_tags", m.step, why, note))
+            set_page_mte_tagged(page)
+            zeroed.append(page.pfn)
+    if zeroed:
+        m.log("mte_sync_tags", f"pfn={_pfns(zeroed)} tags zeroed, PG_mte_tagged set ({why})")
+
+
+def copy_highpage(m, dst: Page, src: Page) -> None:
+    """`copy_highpage()` (arch/arm64/mm/copypage.c): copy data, and tags if the source is
+    tagged (the destination must be fresh: the kernel WARNs if its lock was already taken)."""
+    dst.data = src.data
+    if src.mte_tagged:
+        try_page_mte_tagging(dst)
+        dst.tags = src.tags
+        dst.origin = ("copied by copy_highpage from pfn", m.step, src.pfn)
+        set_page_mte_tagged(dst)
+
+
+# -- mteswap.c: the saved-tag store ------------------------------------------------------
+
+def mte_allocate_tag_storage(m) -> bool:
+    """`mte_allocate_tag_storage()` (mteswap.c): kmalloc(128). Fails once, on the (N+1)-th
+    allocation, when the scenario sets `tag_alloc_fail_after: N`."""
+    fail_after = m.config.tag_alloc_fail_after
+    m.tag_allocs += 1
+    if fail_after is not None and m.tag_allocs == fail_after + 1:
+        m.count("tag_alloc_failures")
+        m.log("mte_allocate_tag_storage", "-ENOMEM (injected)")
+        return False
+    return True
+
+
+def mte_save_tags(m, page: Page, entry: int) -> int:
+    """`mte_save_tags()` (mteswap.c): store the page's tags under its swap entry if the page is
+    PG_mte_tagged; a re-save replaces (and frees) the old buffer. 0 or -ENOMEM."""
+    if not page.mte_tagged:
+        return 0
+    if not mte_allocate_tag_storage(m):
+        return ENOMEM
+    m.mte_pages[entry] = page.tags
+    m.saved_origin[entry] = page.origin
+    m.count("tag_saves")
+    _account(m)
+    m.log("mte_save_tags", f"pfn={page.pfn} entry={entry:#x} tags={T.describe(page.tags)}")
+    return 0
+
+
+def mte_restore_tags(m, entry: int, page: Page) -> bool:
+    """`mte_restore_tags()` (mteswap.c): if a buffer is stored for entry and the page is not yet
+    initialised, copy it into the page's tags and mark it tagged. True if tags were restored."""
+    m.count("restore_page_iterations")
+    buf = m.mte_pages.get(entry)
+    if buf is None:
+        return False
+    # Record the read for the oracle: reading a buffer whose slot is not pinned is a
+    # use-after-free race in the kernel (the buffer may be kfree'd at any moment).
+    m.tag_reads.append((entry, m.swap.swap_map[swp_offset(entry)]))
+    if not try_page_mte_tagging(page):
+        return False
+    page.tags = buf
+    page.origin = ("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
+                   m.saved_origin.get(entry))
+    set_page_mte_tagged(page)
+    m.count("tag_restores")
+    m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)}")
+    return True
+
+
+def mte_invalidate_tags(m, entry: int) -> None:
+    """`mte_invalidate_tags()` (mteswap.c): erase and free the buffer of one entry, if any."""
+    m.saved_origin.pop(entry, None)
+    if m.mte_pages.pop(entry, None) is not None:
+        m.count("tag_invalidations")
+        _account(m)
+        m.log("mte_invalidate_tags", f"entry={entry:#x}")
+
+
+def mte_invalidate_tags_area(m, type_: int) -> None:
+    """`mte_invalidate_tags_area()` (mteswap.c): erase every buffer of one swap device."""
+    lo, hi = swp_entry(type_, 0), swp_entry(type_ + 1, 0)
+    for entry in sorted(e for e in m.mte_pages if lo <= e < hi):
+        mte_invalidate_tags(m, entry)
+    m.log("mte_invalidate_tags_area", f"type={type_}")
+
+
+def _account(m) -> None:
+    """Track the bytes held in mte_pages and their peak (kmalloc-128 per buffer)."""
+    m.counters["tag_bytes"] = m.tag_bytes()
+    if m.counters["tag_bytes"] > m.counters["tag_bytes_peak"]:
+        m.counters["tag_bytes_peak"] = m.counters["tag_bytes"]
+
+
+def _pfns(pfns: list[int]) -> str:
+    if len(pfns) > 1 and pfns == list(range(pfns[0], pfns[0] + len(pfns))):
+        return f"{pfns[0]}-{pfns[-1]}"
+    return ",".join(map(str, pfns))
+
+
+assert SWP_TYPE_SHIFT > 32   # entries of one device are offset-contiguous (semantics §1.5)

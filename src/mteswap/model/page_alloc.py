@@ -1,0 +1,51 @@
+"""Physical frame allocation and freeing (mm/page_alloc.c), plus folio reference drops.
+
+Frames are handed out lowest-address-first from naturally aligned free blocks, so a scenario
+always gets the same frames, and a freed frame is reused by the next allocation: leftover tags
+of an earlier owner then meet the new one, as on hardware (semantics §1.1, §11).
+"""
+
+from __future__ import annotations
+
+from mteswap.model.mte import tag_clear_highpage
+from mteswap.model.state import Folio
+
+
+def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
+    """`folio_alloc()` / `vma_alloc_folio()`: nr naturally aligned free frames, or None.
+    With `zerotags` (__GFP_ZEROTAGS, only for order 0 in a VM_MTE VMA) data and tags are
+    zeroed and the page is marked tagged by `tag_clear_highpage`."""
+    pages = m.pages
+    for pfn in range(0, len(pages) - nr + 1, nr):
+        if all(pages[p].folio is None for p in range(pfn, pfn + nr)):
+            break
+    else:
+        return None
+    folio = Folio(pfn, nr)
+    m.folios[pfn] = folio
+    for page in pages[pfn:pfn + nr]:
+        page.folio = folio
+        if page.origin[0] != "never written":
+            # The frame's hardware tags are whatever the previous owner left.
+            page.origin = ("left over from an earlier owner of pfn", m.step, page.pfn)
+        if zerotags:
+            tag_clear_highpage(m, page)
+    m.log("folio_alloc", f"folio={pfn} order={folio.order} ({why})")
+    return folio
+
+
+def free_folio(m, folio: Folio) -> None:
+    """`free_pages_prepare()`: the page flags (PG_mte_tagged, PG_mte_lock, PG_anon_exclusive)
+    are cleared; tags and data stay in the frames."""
+    for page in m.folio_pages(folio):
+        page.folio = None
+        page.mte_tagged = page.mte_lock = page.anon_exclusive = False
+    del m.folios[folio.pfn]
+    m.log("free_folio", f"folio={folio.pfn} order={folio.order}")
+
+
+def folio_put(m, folio: Folio) -> None:
+    """`folio_put()`: drop a reference; the folio is freed when nothing maps it and the swap
+    cache does not hold it (no other references are modelled)."""
+    if folio.pfn in m.folios and not folio.swapcache and m.folio_mapcount(folio) == 0:
+        free_folio(m, folio)

@@ -1,0 +1,94 @@
+"""The swap cache (mm/swap_state.c): adding and removing folios, slot allocation for a folio,
+and order-0 swap-in through the cache (`swapin_readahead`)."""
+
+from __future__ import annotations
+
+from mteswap.model.page_alloc import alloc_folio
+from mteswap.model.swapfile import put_swap_folio, swapcache_prepare
+from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
+
+
+def folio_alloc_swap(m, folio) -> int | None:
+    """`folio_alloc_swap()` (mm/swap_slots.c in v6.10-6.13): nr contiguous, naturally aligned
+    slots, each set to SWAP_HAS_CACHE, or None. A large folio asks only if the arch allows
+    THP swap (`arch_thp_swp_supported`, pre-v6.10 false with MTE) and the device has clusters."""
+    si = m.swap
+    if not si.active:
+        return None
+    if folio.nr > 1 and not m.design.thp_swap_supported(m):
+        return None
+    offset = si.find_slots(folio.nr)
+    if offset is None:
+        return None
+    for off in range(offset, offset + folio.nr):
+        si.swap_map[off] = SWAP_HAS_CACHE
+    return swp_entry(SWP_TYPE, offset)
+
+
+def add_to_swap_cache(m, folio, entry: int) -> None:
+    """`add_to_swap_cache()`: folio->swap = entry, index entry+i -> folio, PG_swapcache."""
+    folio.swapcache = True
+    folio.swap = entry
+    start = swp_offset(entry)
+    for off in range(start, start + folio.nr):
+        m.swap.cache[off] = folio
+
+
+def add_to_swap(m, folio) -> bool:
+    """`add_to_swap()` (mm/swap_state.c): get slots, enter the swap cache, mark dirty so that
+    the folio is written out."""
+    entry = folio_alloc_swap(m, folio)
+    if entry is None:
+        m.log("add_to_swap", f"folio={folio.pfn} order={folio.order}: no slots")
+        return False
+    add_to_swap_cache(m, folio, entry)
+    folio.dirty = True
+    m.log("add_to_swap", f"folio={folio.pfn} order={folio.order} entry={entry:#x}")
+    return True
+
+
+def delete_from_swap_cache(m, folio) -> None:
+    """`delete_from_swap_cache()`: remove the folio from the swap cache, then `put_swap_folio`
+    drops the cache pin on its slots."""
+    entry = folio.swap
+    start = swp_offset(entry)
+    for off in range(start, start + folio.nr):
+        del m.swap.cache[off]
+    folio.swapcache = False
+    folio.swap = 0
+    m.log("delete_from_swap_cache", f"folio={folio.pfn} entry={entry:#x} nr={folio.nr}")
+    put_swap_folio(m, folio, entry)
+
+
+def swap_cache_get_folio(m, entry: int):
+    """`swap_cache_get_folio()`: the swap-cache folio holding entry, or None."""
+    return m.swap.cache.get(swp_offset(entry))
+
+
+def swap_read_folio(m, folio, entry: int) -> None:
+    """`swap_read_folio()` (mm/page_io.c): fill the folio's pages from the device (a slot in
+    the zeromap reads as zeros without I/O). Tags are not on the device: they come from
+    arch_swap_restore."""
+    si = m.swap
+    start = swp_offset(entry)
+    for i, page in enumerate(m.folio_pages(folio)):
+        off = start + i
+        page.data = 0 if off in si.zeromap else si.contents.get(off, 0)
+    m.count("swap_ins")
+    m.count("pswpin", folio.nr)
+    if folio.nr > 1:
+        m.count("large_swap_ins")
+    m.log("swap_read_folio", f"folio={folio.pfn} order={folio.order} entry={entry:#x}")
+
+
+def swapin_readahead(m, entry: int):
+    """`swapin_readahead()` → `__read_swap_cache_async()`: an order-0 folio for the entry,
+    added to the swap cache and read. Readahead of neighbouring slots is not modelled (as with
+    page-cluster 0); it changes which pages are cached, not which tags they get."""
+    folio = alloc_folio(m, 1, zerotags=False, why="swapin_readahead")
+    if folio is None:
+        return None
+    swapcache_prepare(m, entry, 1)
+    add_to_swap_cache(m, folio, entry)
+    swap_read_folio(m, folio, entry)
+    return folio

@@ -1,0 +1,139 @@
+"""Swap slot reference counting (mm/swapfile.c, v6.12 era): swap_map updates, slot freeing
+and the `arch_swap_invalidate_page` hook, `free_swap_and_cache_nr`, `folio_free_swap`.
+
+Slots are freed at once when their swap_map byte reaches 0: the per-CPU slot cache that
+delayed the free until ~v6.14 is not modelled (the delay only postpones reuse).
+"""
+
+from __future__ import annotations
+
+from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
+
+
+def swap_range_free(m, offset: int, nr: int) -> None:
+    """`swap_range_free()`: slots [offset, offset+nr) are free; the arch drops their tags."""
+    si = m.swap
+    for off in range(offset, offset + nr):
+        si.swap_map[off] = 0
+        si.contents.pop(off, None)
+        si.zeromap.discard(off)
+        si.written_tags.pop(off, None)
+        m.log("swap_range_free", f"entry={swp_entry(SWP_TYPE, off):#x}")
+        m.design.swap_invalidate_page(m, SWP_TYPE, off)
+        si.release_cluster_if_free(off)
+
+
+def swap_duplicate(m, entry: int) -> None:
+    """`swap_duplicate()`: one more page-table reference to the slot."""
+    m.swap.swap_map[swp_offset(entry)] += 1
+
+
+def swap_free_nr(m, entry: int, nr: int) -> None:
+    """`swap_free_nr()` → `__swap_entry_free_locked()`: drop one reference from each of nr
+    slots; a slot left with neither references nor cache pin is freed."""
+    si = m.swap
+    start = swp_offset(entry)
+    for off in range(start, start + nr):
+        si.swap_map[off] -= 1
+        if si.swap_map[off] == 0:
+            swap_range_free(m, off, 1)
+    m.log("swap_free_nr", f"entry={entry:#x} nr={nr}")
+
+
+def put_swap_folio(m, folio, entry: int) -> None:
+    """`put_swap_folio()`: the folio left the swap cache; drop SWAP_HAS_CACHE on its slots and
+    free the ones no page table references."""
+    si = m.swap
+    start = swp_offset(entry)
+    m.log("put_swap_folio", f"entry={entry:#x} nr={folio.nr}")
+    for off in range(start, start + folio.nr):
+        si.swap_map[off] &= ~SWAP_HAS_CACHE
+        if si.swap_map[off] == 0:
+            swap_range_free(m, off, 1)
+
+
+def swapcache_prepare(m, entry: int, nr: int) -> bool:
+    """`swapcache_prepare(entry, nr)`: set SWAP_HAS_CACHE on nr slots, pinning them; fails if
+    any already has it (another task is bringing the slot in)."""
+    si = m.swap
+    start = swp_offset(entry)
+    if any(si.has_cache(o) for o in range(start, start + nr)):
+        return False
+    for off in range(start, start + nr):
+        si.swap_map[off] |= SWAP_HAS_CACHE
+    return True
+
+
+def swapcache_clear(m, entry: int, nr: int) -> None:
+    """`swapcache_clear()`: end of the skip-swapcache path: drop the pins swapcache_prepare
+    took; slots without references are freed now."""
+    si = m.swap
+    start = swp_offset(entry)
+    for off in range(start, start + nr):
+        si.swap_map[off] &= ~SWAP_HAS_CACHE
+        if si.swap_map[off] == 0:
+            swap_range_free(m, off, 1)
+    m.log("swapcache_clear", f"entry={entry:#x} nr={nr}")
+
+
+def folio_swapped(m, folio) -> bool:
+    """`folio_swapped()`: does any slot of this swap-cache folio still have a reference?"""
+    start = swp_offset(folio.swap)
+    return any(m.swap.count(o) for o in range(start, start + folio.nr))
+
+
+def folio_free_swap(m, folio) -> bool:
+    """`folio_free_swap()`: drop the folio from the swap cache if no slot is referenced any
+    more; the folio is then dirty (its only copy is in memory)."""
+    if not folio.swapcache or folio.writeback or folio_swapped(m, folio):
+        return False
+    from mteswap.model.swap_state import delete_from_swap_cache
+    delete_from_swap_cache(m, folio)
+    folio.dirty = True
+    return True
+
+
+def __try_to_reclaim_swap(m, offset: int) -> int:
+    """`__try_to_reclaim_swap(si, offset, TTRS_UNMAPPED | TTRS_FULL)`: reclaim the swap-cache
+    folio at offset if it is unmapped (or swap is full) and every slot of it is HAS_CACHE only.
+    Returns nr pages reclaimed, -nr if a folio was found but kept, 0 if none."""
+    from mteswap.model.page_alloc import folio_put
+    from mteswap.model.swap_state import delete_from_swap_cache
+    si = m.swap
+    folio = si.cache.get(offset)
+    if folio is None:
+        return 0
+    if m.folio_mapcount(folio) and not si.vm_swap_full():
+        return -folio.nr
+    start = swp_offset(folio.swap)
+    if any(si.swap_map[o] != SWAP_HAS_CACHE for o in range(start, start + folio.nr)):
+        return -folio.nr
+    m.log("__try_to_reclaim_swap", f"folio={folio.pfn} entry={folio.swap:#x} nr={folio.nr}")
+    delete_from_swap_cache(m, folio)
+    folio.dirty = True
+    folio_put(m, folio)
+    return folio.nr
+
+
+def free_swap_and_cache_nr(m, entry: int, nr: int) -> None:
+    """`free_swap_and_cache_nr()` (v6.10+), the zap path: drop one reference on each of nr
+    contiguous slots, then try to reclaim swap-cache folios whose slots are now cache-only."""
+    si = m.swap
+    start = swp_offset(entry)
+    m.log("free_swap_and_cache_nr", f"entry={entry:#x} nr={nr}")
+    any_only_cache = False
+    for off in range(start, start + nr):
+        si.swap_map[off] -= 1
+        if si.swap_map[off] == 0:
+            swap_range_free(m, off, 1)
+        elif si.swap_map[off] == SWAP_HAS_CACHE:
+            any_only_cache = True
+    if not any_only_cache:
+        return
+    off = start
+    while off < start + nr:
+        step = 1
+        if si.swap_map[off] == SWAP_HAS_CACHE:
+            got = abs(__try_to_reclaim_swap(m, off)) or 1
+            step = ((off + got) // got) * got - off   # ALIGN(offset + 1, nr) - offset
+        off += step

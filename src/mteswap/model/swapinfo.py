@@ -1,0 +1,123 @@
+"""The one swap device: `struct swap_info_struct` (include/linux/swap.h) and its swap cache.
+
+Only data and slot placement live here; the operations that free slots (and so call the arch
+hook `arch_swap_invalidate_page`) are in swapfile.py.
+"""
+
+from __future__ import annotations
+
+SWAP_HAS_CACHE = 0x40      # swap_map bit: a folio for this slot is in (or entering) the swap cache
+SWAP_MAP_MAX = 0x3E        # largest plain reference count
+SWAP_MAP_BAD = 0x3F        # slot 0 holds the swap header and is never handed out
+SWAPFILE_CLUSTER = 512     # slots per cluster with 4 KiB pages (mm/swapfile.c)
+SWP_TYPE = 0               # the one swap device's type
+SWP_TYPE_SHIFT = 58        # BITS_PER_XA_VALUE - MAX_SWAPFILES_SHIFT on 64-bit
+
+
+def swp_entry(type_: int, offset: int) -> int:
+    """`swp_entry()` (include/linux/swapops.h): entry value of (type, offset)."""
+    return (type_ << SWP_TYPE_SHIFT) | offset
+
+
+def swp_offset(entry: int) -> int:
+    """`swp_offset()` (include/linux/swapops.h)."""
+    return entry & ((1 << SWP_TYPE_SHIFT) - 1)
+
+
+def swp_type(entry: int) -> int:
+    """`swp_type()` (include/linux/swapops.h)."""
+    return entry >> SWP_TYPE_SHIFT
+
+
+class SwapInfo:
+    """Per-slot swap_map bytes, per-cluster order, the swap cache and what the device holds."""
+
+    def __init__(self, nslots: int, device: str):
+        self.device = device
+        self.synchronous = device == "zram"          # SWP_SYNCHRONOUS_IO
+        self.rotational = device == "rotational"     # no cluster info: order-0 slots only
+        self.active = True                           # SWP_WRITEOK until swapoff
+        self.swap_map = [0] * nslots
+        self.swap_map[0] = SWAP_MAP_BAD
+        self.nclusters = (nslots + SWAPFILE_CLUSTER - 1) // SWAPFILE_CLUSTER
+        # Order each cluster serves while it has allocated slots; None = free cluster.
+        # Cluster 0 holds the header slot, so it starts as an order-0 cluster.
+        self.cluster_order: list[int | None] = [None] * self.nclusters
+        self.cluster_order[0] = 0
+        self.cache: dict[int, object] = {}           # offset -> Folio (swap address space)
+        self.contents: dict[int, int] = {}           # offset -> data written to the slot
+        self.zeromap: set[int] = set()               # slots written as zero-filled, no I/O
+        self.written_tags: dict[int, int | None] = {}  # ghost for I8/I9: tags at write time
+
+    # -- reading swap_map ----------------------------------------------------------------
+    def count(self, offset: int) -> int:
+        """`swap_count()`: references from page tables, without the cache bit."""
+        return self.swap_map[offset] & ~SWAP_HAS_CACHE
+
+    def has_cache(self, offset: int) -> bool:
+        return bool(self.swap_map[offset] & SWAP_HAS_CACHE)
+
+    def pinned(self, offset: int) -> bool:
+        """A slot is pinned while it has a reference or a swap-cache pin (it cannot be freed)."""
+        return self.swap_map[offset] != 0
+
+    def inuse_pages(self) -> int:
+        return sum(1 for v in self.swap_map[1:] if v)
+
+    def vm_swap_full(self) -> bool:
+        """`vm_swap_full()` (include/linux/swap.h): less than half of the swap space free."""
+        total = len(self.swap_map) - 1
+        return (total - self.inuse_pages()) * 2 < total
+
+    # -- slot placement (mm/swapfile.c cluster allocator, 7.2 placement, semantics §11) --
+    def cluster_range(self, ci: int) -> range:
+        start = ci * SWAPFILE_CLUSTER
+        return range(start, min(start + SWAPFILE_CLUSTER, len(self.swap_map)))
+
+    def cluster_is_full_size(self, ci: int) -> bool:
+        return len(self.cluster_range(ci)) == SWAPFILE_CLUSTER
+
+    def cluster_free(self, ci: int) -> bool:
+        return all(self.swap_map[o] == 0 for o in self.cluster_range(ci))
+
+    def find_slots(self, nr: int) -> int | None:
+        """First offset of nr free, naturally aligned slots, as `cluster_alloc_swap_entry`
+        would choose them, or None. A large folio only gets slots inside one full-size
+        cluster already serving its order, or a free cluster; never on a rotational disk."""
+        if nr > 1:
+            if self.rotational:
+                return None
+            return self._find_in_clusters(nr, lambda ci: self.cluster_is_full_size(ci))
+        found = self._find_in_clusters(1, lambda ci: True)
+        if found is None:   # order-0 may steal a free slot from any cluster (frag list)
+            found = next((o for o in range(1, len(self.swap_map)) if self.swap_map[o] == 0), None)
+        return found
+
+    def _find_in_clusters(self, nr: int, eligible) -> int | None:
+        order = nr.bit_length() - 1
+        for want in (order, None):          # partly used clusters of this order, then free ones
+            for ci in range(self.nclusters):
+                if not eligible(ci):
+                    continue
+                if want is None and not self.cluster_free(ci):
+                    continue
+                if want is not None and self.cluster_order[ci] != want:
+                    continue
+                rng = self.cluster_range(ci)
+                for off in range(rng.start, rng.stop - nr + 1, nr):
+                    if all(self.swap_map[o] == 0 for o in range(off, off + nr)):
+                        self.cluster_order[ci] = order
+                        return off
+        return None
+
+    def release_cluster_if_free(self, offset: int) -> None:
+        """A cluster whose slots are all free again goes back to the free list."""
+        ci = offset // SWAPFILE_CLUSTER
+        if ci != 0 and self.cluster_free(ci):
+            self.cluster_order[ci] = None
+
+    def snapshot(self) -> tuple:
+        used = tuple((o, v) for o, v in enumerate(self.swap_map) if v)
+        return (self.active, used, tuple(o if o is not None else -1 for o in self.cluster_order),
+                tuple(sorted(self.contents.items())), tuple(sorted(self.zeromap)),
+                tuple(sorted((o, -1 if t is None else t) for o, t in self.written_tags.items())))

@@ -1,0 +1,60 @@
+"""swapoff (mm/swapfile.c): `try_to_unuse` brings every swapped page back (`unuse_pte`),
+then `arch_swap_invalidate_area` drops whatever tags remain for the device."""
+
+from __future__ import annotations
+
+from mteswap.model.page_alloc import folio_put
+from mteswap.model.pgtable import set_ptes
+from mteswap.model.rmap import folio_add_anon_rmap_pte
+from mteswap.model.state import PTE_SWAP
+from mteswap.model.swap_state import swap_cache_get_folio, swapin_readahead
+from mteswap.model.swapfile import folio_free_swap, swap_free_nr
+from mteswap.model.swapinfo import SWP_TYPE, swp_offset
+
+
+class SwapoffFailed(Exception):
+    """try_to_unuse could not bring a page back (no free frame): swapoff fails with -ENOMEM."""
+
+
+def unuse_pte(m, mm, vpn: int, folio) -> None:
+    """`unuse_pte()`: restore the page's tags (`arch_swap_restore(folio_swap(entry, folio),
+    folio)` before the PTE is set, I3), map it read-only and old, drop the swap reference."""
+    entry, exclusive = mm.ptes[vpn][1], mm.ptes[vpn][2]
+    page = m.pages[folio.pfn + swp_offset(entry) % folio.nr]
+    m.design.swap_restore(m, entry, folio, page)
+    folio_add_anon_rmap_pte(m, page.pfn, mm.pid, vpn, exclusive)
+    vma = mm.find_vma(vpn)
+    set_ptes(m, mm, vpn, [page.pfn], vma.vm_mte, False, f"unuse_pte entry={entry:#x}")
+    swap_free_nr(m, entry, 1)
+    m.log("unuse_pte", f"pid={mm.pid} vpn={vpn} entry={entry:#x} pfn={page.pfn}")
+
+
+def try_to_unuse(m) -> None:
+    """`try_to_unuse()`: walk every process's swap PTEs (`unuse_mm` → `unuse_pte_range`), each
+    page from the swap cache or read in order-0 (`swapin_readahead`), then drop every
+    swap-cache folio whose slots are no longer referenced (`folio_free_swap`)."""
+    for mm in m.mms:
+        for vpn in sorted(v for v, pte in mm.ptes.items() if pte[0] == PTE_SWAP):
+            entry = mm.ptes[vpn][1]
+            folio = swap_cache_get_folio(m, entry) or swapin_readahead(m, entry)
+            if folio is None:
+                raise SwapoffFailed("no free frame to bring a page back")
+            unuse_pte(m, mm, vpn, folio)
+            folio_free_swap(m, folio)
+    for off in sorted(m.swap.cache):
+        folio = m.swap.cache.get(off)
+        if folio is not None and folio_free_swap(m, folio):
+            folio_put(m, folio)
+
+
+def swapoff(m) -> None:
+    """`swapoff()`: clear SWP_WRITEOK, `try_to_unuse`, `arch_swap_invalidate_area`; the device
+    is gone afterwards (reclaim finds no swap space)."""
+    si = m.swap
+    if not si.active:
+        m.log("swapoff", "no swap device: nothing to do")
+        return
+    si.active = False
+    try_to_unuse(m)
+    m.design.swap_invalidate_area(m, SWP_TYPE)
+    m.log("swapoff", f"type={SWP_TYPE} done")

@@ -1,0 +1,234 @@
+"""Reclaim (mm/vmscan.c `shrink_folio_list`, mm/page_io.c `swap_writepage`), MADV_PAGEOUT
+(mm/madvise.c), and a later reclaim pass over the swap cache (`evict`)."""
+
+from __future__ import annotations
+
+from mteswap.model.huge_memory import split_folio
+from mteswap.model.memory import install_swap_pte
+from mteswap.model.page_alloc import folio_put
+from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
+from mteswap.model.state import PTE_PRESENT, ZERO_PFN
+from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
+from mteswap.model.swapfile import folio_free_swap, swap_duplicate
+from mteswap.model.swapinfo import swp_offset
+
+
+def try_to_unmap(m, folio) -> None:
+    """`try_to_unmap()` → `try_to_unmap_one()` (mm/rmap.c) for every PTE mapping the folio:
+    take a reference on the page's slot (`swap_duplicate`), share the page (it is no longer
+    anon-exclusive) and install a swap PTE that keeps the exclusive bit."""
+    done = []
+    for pid, vpn, pfn in folio_rmap_walk(m, folio):
+        page = m.pages[pfn]
+        entry = folio.swap + (pfn - folio.pfn)
+        swap_duplicate(m, entry)
+        exclusive = page.anon_exclusive
+        page.anon_exclusive = False
+        folio_remove_rmap_pte(m, pfn, pid, vpn)
+        install_swap_pte(m.mms[pid], vpn, entry, exclusive)
+        done.append((pid, vpn, entry, exclusive))
+    for pid, first, last in _unmap_runs(done):
+        m.log("try_to_unmap_one", f"pid={pid} vpn={first[1]}-{last[1]} -> entry={first[2]:#x}-{last[2]:#x} "
+              f"swap_map+1 excl={int(first[3])}" if first is not last else
+              f"pid={pid} vpn={first[1]} -> entry={first[2]:#x} swap_map+1 excl={int(first[3])}")
+
+
+def _unmap_runs(done):
+    """Group unmapped PTEs into runs of consecutive vpn and entry, for a compact trace."""
+    runs = []
+    for item in done:
+        if runs:
+            pid, first, last = runs[-1]
+            if item[0] == pid and item[1] == last[1] + 1 and item[2] == last[2] + 1 and item[3] == last[3]:
+                runs[-1] = (pid, first, item)
+                continue
+        runs.append((item[0], item, item))
+    return runs
+
+
+def swap_writepage(m, folio) -> bool:
+    """`swap_writepage()` (mm/page_io.c): drop the cache if no slot is referenced; else
+    `arch_prepare_to_swap` (on error the folio is redirtied and stays in the swap cache), then
+    a zero-filled folio only sets its zeromap bits (v6.12) and any other is written."""
+    if folio_free_swap(m, folio):
+        return True
+    m.log("arch_prepare_to_swap", f"folio={folio.pfn} nr={folio.nr} entry={folio.swap:#x}")
+    err = m.design.prepare_to_swap(m, folio)
+    if err:
+        folio.dirty = True
+        m.log("swap_writepage", f"folio={folio.pfn}: arch_prepare_to_swap failed ({err}), kept")
+        return False
+    si = m.swap
+    start = swp_offset(folio.swap)
+    zero = all(p.data == 0 for p in m.folio_pages(folio))
+    for i, page in enumerate(m.folio_pages(folio)):
+        off = start + i
+        if zero:
+            si.zeromap.add(off)
+            si.contents.pop(off, None)
+        else:
+            si.zeromap.discard(off)
+            si.contents[off] = page.data
+        si.written_tags[off] = page.tags if page.mte_tagged else None
+    m.count("swpout_zero" if zero else "swap_outs")
+    if zero:
+        m.count("swap_outs")
+    m.count("pswpout", folio.nr)
+    if folio.nr > 1:
+        m.count("large_swap_outs")
+    m.log("swap_writepage", f"folio={folio.pfn} order={folio.order} entry={folio.swap:#x}"
+          + (" zero-filled: zeromap" if zero else ""))
+    return True
+
+
+def shrink_folio_list(m, folios: list, keep_cached: bool) -> None:
+    """`shrink_folio_list()`: reclaim each folio; tails of a split join the end of the list."""
+    queue = list(folios)
+    while queue:
+        folio = queue.pop(0)
+        if m.folios.get(folio.pfn) is folio:
+            _shrink_folio(m, folio, keep_cached, queue)
+
+
+def _shrink_folio(m, folio, keep_cached: bool, queue: list) -> None:
+    if not folio.swapcache:
+        if folio.nr > 1 and folio.partially_mapped:
+            # "Split partially mapped folios right away": unmapped pages go without I/O.
+            queue.extend(split_folio(m, folio, "shrink_folio_list: partially mapped"))
+            if _freed_if_unused(m, folio):
+                return
+        if not add_to_swap(m, folio):
+            if folio.nr == 1:
+                return                                   # activate_locked: no swap space
+            m.count("swpout_fallback")                   # THP_SWPOUT_FALLBACK
+            queue.extend(split_folio(m, folio, "shrink_folio_list: swap-out fallback"))
+            if _freed_if_unused(m, folio) or not add_to_swap(m, folio):
+                return
+    if m.folio_mapcount(folio):
+        try_to_unmap(m, folio)
+    if folio.dirty:
+        folio.dirty = False                              # folio_clear_dirty_for_io
+        if not swap_writepage(m, folio):
+            return
+        if not folio.swapcache:                          # swap was already free: no I/O
+            folio_put(m, folio)
+            return
+    if keep_cached:
+        m.log("shrink_folio_list", f"folio={folio.pfn} kept in swap cache entry={folio.swap:#x}")
+        return
+    __remove_mapping(m, folio)
+
+
+def _freed_if_unused(m, folio) -> bool:
+    folio_put(m, folio)
+    return m.folios.get(folio.pfn) is not folio
+
+
+def __remove_mapping(m, folio) -> None:
+    """`__remove_mapping()`: a clean, unmapped swap-cache folio leaves the cache and is freed."""
+    delete_from_swap_cache(m, folio)
+    folio_put(m, folio)
+
+
+def reclaim(m, mm, vpns: list[int], keep_cached: bool) -> None:
+    """Memory-pressure reclaim (LRU, e.g. a cgroup's memory.reclaim) of the folios mapped at
+    these pages: `shrink_folio_list` unmaps each from every process through the rmap walk."""
+    shrink_folio_list(m, _mapped_folios(m, mm, vpns), keep_cached)
+
+
+def _mapped_folios(m, mm, vpns) -> list:
+    seen, out = set(), []
+    for vpn in vpns:
+        pte = mm.ptes.get(vpn)
+        if pte and pte[0] == PTE_PRESENT and pte[1] != ZERO_PFN:
+            folio = m.pages[pte[1]].folio
+            if folio.pfn not in seen:
+                seen.add(folio.pfn)
+                out.append(folio)
+    return out
+
+
+def folio_likely_mapped_shared(m, folio) -> bool:
+    """`folio_likely_mapped_shared()` (include/linux/mm.h, v6.12): more mappings than pages,
+    or else a guess from the first page being mapped more than once."""
+    total = m.folio_mapcount(folio)
+    if folio.nr == 1 or total <= 1:
+        return total > 1
+    if total > folio.nr:
+        return True
+    return len(m.pages[folio.pfn].rmap) > 1
+
+
+def madvise_pageout(m, mm, vpns: list[int], keep_cached: bool) -> None:
+    """`madvise_pageout()` → `madvise_cold_or_pageout_pte_range()` VMA by VMA: a large folio
+    that the range's part in this VMA does not map whole is split (unless shared); folios
+    mapped by other processes are skipped; the rest go to `reclaim_pages`."""
+    chosen = []
+    wanted = set(vpns)
+    for vma in sorted(mm.vmas, key=lambda v: v.start):
+        part = sorted(v for v in wanted if vma.start <= v < vma.end)
+        for run in _runs(part):
+            chosen.extend(_pageout_run(m, mm, run[0], run[-1] + 1))
+    m.log("madvise_pageout", f"pid={mm.pid} {len(chosen)} folio(s) to reclaim_pages")
+    shrink_folio_list(m, chosen, keep_cached)
+
+
+def _pageout_run(m, mm, start: int, end: int) -> list:
+    chosen = []
+    vpn = start
+    while vpn < end:
+        pte = mm.ptes.get(vpn)
+        if not pte or pte[0] != PTE_PRESENT or pte[1] == ZERO_PFN:
+            vpn += 1
+            continue
+        folio = m.pages[pte[1]].folio
+        if folio.nr > 1:
+            nr = _folio_pte_batch(mm, vpn, end, pte[1], folio)
+            if nr < folio.nr:
+                if folio_likely_mapped_shared(m, folio):
+                    vpn += nr
+                    continue
+                split_folio(m, folio, "madvise_pageout: folio not wholly in range")
+                folio_put(m, folio)
+                continue                                  # look at this PTE again
+            if m.folio_mapcount(folio) == folio.nr and folio not in chosen:
+                chosen.append(folio)
+            vpn += nr
+            continue
+        if m.folio_mapcount(folio) == 1 and folio not in chosen:
+            chosen.append(folio)
+        vpn += 1
+    return chosen
+
+
+def _folio_pte_batch(mm, vpn: int, end: int, pfn: int, folio) -> int:
+    """`folio_pte_batch()`: consecutive PTEs from vpn (below end) mapping consecutive pages of
+    the same folio; the whole folio only if the batch starts at its first page."""
+    n = 0
+    while vpn + n < end and pfn + n < folio.pfn + folio.nr:
+        pte = mm.ptes.get(vpn + n)
+        if not pte or pte[0] != PTE_PRESENT or pte[1] != pfn + n:
+            break
+        n += 1
+    return n
+
+
+def _runs(sorted_vpns: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for v in sorted_vpns:
+        if runs and runs[-1][-1] == v - 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return runs
+
+
+def evict(m) -> None:
+    """A later reclaim pass over the swap cache: every clean folio that nothing maps leaves
+    the cache and is freed (`__remove_mapping`)."""
+    for off in sorted(m.swap.cache):
+        folio = m.swap.cache.get(off)
+        if folio is not None and swp_offset(folio.swap) == off and not folio.dirty \
+                and m.folio_mapcount(folio) == 0:
+            m.log("evict", f"folio={folio.pfn} entry={folio.swap:#x}")
+            __remove_mapping(m, folio)

@@ -1,0 +1,217 @@
+"""What each simulated process should observe if memory never left RAM, and the checks that
+turn a difference into a violation (scenario-format.md, "What the program expects").
+
+The program side: per process and page, the pointer tags it holds (packed like allocation
+tags, 0 for memory never tagged) and the value it last wrote. The kernel side is read from the
+machine after every step: saved-tag leaks, reads of unpinned tag buffers, and the kernel
+invariants I1-I11 of kernel-semantics.md §5 that a single state can show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from mteswap.model import tags as T
+from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
+from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
+
+KINDS = ("tag-check-fault", "data-corruption", "tag-storage-leak",
+         "tag-storage-use-after-free", "invariant")
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str
+    step: int
+    op: str
+    proc: str | None
+    vma: str | None
+    page: int | None
+    detail: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def short(self) -> str:
+        """`kind@step`, the form tables use."""
+        return f"{self.kind}@{self.step}"
+
+
+@dataclass(frozen=True)
+class StepContext:
+    step: int
+    op: str
+    proc: str | None = None
+    vma: str | None = None
+
+
+class Expectation:
+    """The program's view: pid -> vpn -> (pointer tags, last value written)."""
+
+    def __init__(self):
+        self.view: dict[int, dict[int, tuple[int, int]]] = {}
+
+    def new_process(self, pid: int, parent: int | None = None) -> None:
+        self.view[pid] = dict(self.view[parent]) if parent is not None else {}
+
+    def get(self, pid: int, vpn: int) -> tuple[int, int]:
+        return self.view[pid].get(vpn, (0, 0))
+
+    def set_tag(self, pid: int, vpn: int, tag: int) -> None:
+        _, value = self.get(pid, vpn)
+        self.view[pid][vpn] = (T.uniform(tag), value)
+
+    def set_value(self, pid: int, vpn: int, value: int) -> None:
+        tags, _ = self.get(pid, vpn)
+        self.view[pid][vpn] = (tags, value)
+
+    def forget(self, pid: int, vpn: int) -> None:
+        """`dontneed`/`munmap`: fresh anonymous memory reads zero with tag 0."""
+        self.view[pid].pop(vpn, None)
+
+    def snapshot(self) -> tuple:
+        return tuple((pid, tuple(sorted(v.items()))) for pid, v in sorted(self.view.items()))
+
+
+class Oracle:
+    """Collects violations. Each distinct state-level problem is reported once."""
+
+    def __init__(self):
+        self.expect = Expectation()
+        self.violations: list[Violation] = []
+        self._reported: set = set()
+
+    # -- what the program observes --------------------------------------------------------
+    def check_tags(self, ctx: StepContext, page: int, pid: int, vpn: int, met: int | None,
+                   origin: tuple) -> None:
+        if met is None:
+            return
+        want, _ = self.expect.get(pid, vpn)
+        diff = T.first_difference(want, met)
+        if diff is None:
+            return
+        g, exp, found = diff
+        where = "" if g == 0 else f" (granule {g})"
+        self._add("tag-check-fault", ctx, page,
+                  f"expected tag {exp}, found {found}{where}: {describe_origin(origin)}")
+
+    def check_value(self, ctx: StepContext, page: int, pid: int, vpn: int, data: int) -> None:
+        _, want = self.expect.get(pid, vpn)
+        if data != want:
+            self._add("data-corruption", ctx, page, f"expected value {want:#x}, found {data:#x}")
+
+    # -- what the kernel state shows --------------------------------------------------------
+    def check_state(self, ctx: StepContext, m) -> None:
+        for entry, swap_map in m.tag_reads:
+            if swap_map == 0:
+                self._add("tag-storage-use-after-free", ctx, None,
+                          f"tags of slot {swp_offset(entry):#x} read while the slot was free")
+        m.tag_reads.clear()
+        self._check_leaks(ctx, m)
+        for name, detail in kernel_invariant_breaks(m):
+            self._once(("invariant", name, detail), "invariant", ctx, None, f"{name}: {detail}")
+
+    def _check_leaks(self, ctx: StepContext, m) -> None:
+        si = m.swap
+        everyone_gone = bool(m.mms) and not any(mm.alive for mm in m.mms)
+        for entry in sorted(m.mte_pages):
+            off = swp_offset(entry)
+            if off >= len(si.swap_map) or si.swap_map[off] == 0:
+                why = f"saved tags kept for free slot {off:#x}"
+            elif not si.active:
+                why = f"saved tags of slot {off:#x} left after swapoff"
+            elif everyone_gone:
+                why = f"saved tags of slot {off:#x} left after the last process exited"
+            else:
+                continue
+            self._once(("leak", entry), "tag-storage-leak", ctx, None, why)
+
+    def _once(self, key, kind, ctx, page, detail) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            self._add(kind, ctx, page, detail)
+
+    def _add(self, kind: str, ctx: StepContext, page: int | None, detail: str) -> None:
+        self.violations.append(Violation(kind, ctx.step, ctx.op, ctx.proc, ctx.vma, page, detail))
+
+
+def describe_origin(origin: tuple) -> str:
+    """Human account of where a page's current tags came from (the diagnostic tuple kept in
+    Page.origin: a description, the step, arguments, then notes)."""
+    head, *rest = origin
+    notes = [r for r in rest if isinstance(r, str) and r.startswith("the split")]
+    args = [r for r in rest if not (isinstance(r, str) and r.startswith("the split"))]
+    if head == "zeroed by mte_sync_tags":
+        step, why, note = (args + ["", "", ""])[:3]
+        text = f"tags zeroed by mte_sync_tags at step {step} ({why})"
+        if note:
+            text += f": {note}"
+    elif head == "restored by mte_restore_tags from slot":
+        text = f"tags restored at step {args[0]} from slot {args[1]:#x}"
+        if len(args) > 2 and args[2]:
+            text += f" [saved there from a page whose {describe_origin(args[2])}]"
+    elif head == "left over from an earlier owner of pfn":
+        text = (f"stale tags left in pfn {args[1]} by an earlier owner "
+                f"(page allocated at step {args[0]} without zeroing)")
+    elif head == "copied by copy_highpage from pfn":
+        text = f"tags copied at step {args[0]} from pfn {args[1]} by copy_highpage"
+    elif args:
+        text = f"tags {head} at step {args[0]}"
+    else:
+        text = head
+    return "; ".join([text] + notes)
+
+
+def kernel_invariant_breaks(m):
+    """Yield (name, detail) for each invariant of kernel-semantics.md §5 that the state breaks.
+    Checked here: I1 (flags), I2, I5 (cache pins), I7 (swap_map counts), I8, I9, I10.
+    I3, I4 and I6 are about the order of calls; they show up as tag-check faults or as
+    tag-storage-use-after-free instead."""
+    yield from _flags_and_ptes(m)
+    yield from _swap_slots(m)
+    yield from _saved_tags(m)
+
+
+def _flags_and_ptes(m):
+    for page in m.pages:
+        if page.folio is not None and page.mte_tagged and not page.mte_lock:
+            yield "I1", f"pfn {page.pfn} is PG_mte_tagged without PG_mte_lock"
+        if page.folio is not None and page.mte_lock and not page.mte_tagged:
+            yield "I1", f"pfn {page.pfn} left locked for tag initialisation (PG_mte_lock without PG_mte_tagged)"
+    for mm in m.mms:
+        for vpn, pte in mm.ptes.items():
+            if pte[0] == PTE_PRESENT and pte[2] and pte[1] != ZERO_PFN and not m.pages[pte[1]].mte_tagged:
+                yield "I2", f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pte[1]} without PG_mte_tagged"
+
+
+def _swap_slots(m):
+    si = m.swap
+    refs: dict[int, int] = {}
+    for mm in m.mms:
+        for pte in mm.ptes.values():
+            if pte[0] == PTE_SWAP:
+                refs[swp_offset(pte[1])] = refs.get(swp_offset(pte[1]), 0) + 1
+    for off in range(1, len(si.swap_map)):
+        if si.count(off) != refs.get(off, 0):
+            yield "I7", f"slot {off:#x}: swap_map count {si.count(off)} but {refs.get(off, 0)} swap PTE(s) refer to it"
+        if si.has_cache(off) != (off in si.cache):
+            yield "I5", f"slot {off:#x}: SWAP_HAS_CACHE is {int(si.has_cache(off))} but the swap cache {'holds' if off in si.cache else 'lacks'} it"
+    for off, folio in si.cache.items():
+        start = swp_offset(folio.swap)
+        if folio.swap % folio.nr or not start <= off < start + folio.nr:
+            yield "I10", f"folio {folio.pfn} (nr {folio.nr}) at entry {folio.swap:#x} is not naturally aligned"
+        elif not si.swap_map[off] & SWAP_HAS_CACHE:
+            yield "I10", f"slot {off:#x} of swap-cache folio {folio.pfn} lacks SWAP_HAS_CACHE"
+
+
+def _saved_tags(m):
+    si = m.swap
+    for off, written in si.written_tags.items():
+        folio = si.cache.get(off)
+        if written is None or (folio is not None and folio.dirty):
+            continue   # nothing tagged was written, or a rewrite is pending
+        saved = m.mte_pages.get(off)
+        if saved is None:
+            yield "I8", f"slot {off:#x} holds a page written while PG_mte_tagged, but no saved tags"
+        elif saved != written:
+            yield "I9", f"saved tags of slot {off:#x} ({T.describe(saved)}) differ from the tags written with it ({T.describe(written)})"

@@ -1,0 +1,683 @@
+"""Load and validate scenario files (format 1, see docs/scenario-format.md).
+
+This module is the only code that looks at raw YAML. Everything downstream (runner,
+oracle, CLI) works on the normalised `Scenario`, so every check on user input lives
+here, and every failure becomes a one-line `ScenarioError` that names the file, the
+step, the field, what was expected and what was found. No other exception may escape
+`parse_scenario` / `load_scenario`, whatever the input bytes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping
+
+import yaml
+
+__all__ = [
+    "ALL",
+    "OPS",
+    "SWAP_DEVICES",
+    "VERDICTS",
+    "VIOLATION_KINDS",
+    "Config",
+    "FieldSpec",
+    "Scenario",
+    "ScenarioError",
+    "Step",
+    "load_scenario",
+    "parse_scenario",
+]
+
+FORMAT_VERSION = 1
+ALL = "all"  # PageSpec sentinel: every page of the VMA still mapped in that process
+VIOLATION_KINDS = (
+    "tag-check-fault",
+    "data-corruption",
+    "tag-storage-leak",
+    "tag-storage-use-after-free",
+    "invariant",
+)
+VERDICTS = ("pass", "fail", *VIOLATION_KINDS)
+SWAP_DEVICES = ("ssd", "zram", "rotational")
+
+MAX_VMA_PAGES = 1 << 16  # a VMA holds at most this many pages; indices stay below it
+MAX_CONFIG_INT = 1 << 20
+MAX_FOLIO_PAGES = 512  # PMD size in 4 KiB pages: the largest folio the model knows
+MAX_TOTAL_PAGE_INDICES = 1 << 22  # all steps' expanded PageSpecs together (memory guard)
+
+_SCENARIO_NAME = re.compile(r"[a-z0-9-]+")
+_ENTITY_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_RANGE = re.compile(r"([0-9]+) *- *([0-9]+)")
+_MAX_SHOWN = 40  # longest quoted value in a message, so messages stay one short line
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ScenarioError(Exception):
+    """Bad scenario input, reported as one line starting with the file name."""
+
+    def __init__(
+        self,
+        file: str,
+        message: str,
+        step: int | None = None,
+        field: str | None = None,
+        op: str | None = None,
+    ) -> None:
+        # Pass every argument up so that pickling/copying rebuilds the same error.
+        super().__init__(file, message, step, field, op)
+        self.file = file
+        self.message = message
+        self.step = step
+        self.field = field
+        self.op = op
+
+    def __str__(self) -> str:
+        parts = [self.file]
+        if self.step is not None:
+            parts.append(f"step {self.step} ({self.op})" if self.op else f"step {self.step}")
+        if self.field is not None:
+            parts.append(f"field '{self.field}'")
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class _Invalid(Exception):
+    """Raised by a field converter; the caller adds file/step/field.
+
+    With no detail the caller reports "expected <spec.expected>, got <value>".
+    """
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where in the file we are, to build errors without threading three arguments."""
+
+    file: str
+    step: int | None = None
+    op: str | None = None
+
+    def error(self, message: str, field: str | None = None) -> ScenarioError:
+        return ScenarioError(self.file, message, step=self.step, field=field, op=self.op)
+
+
+def _clip(text: str) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def _describe(value: Any) -> str:
+    """Name a loaded YAML value the way a YAML author would recognise it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        # Hex literals can yield ints too long for str() (Python's digit limit).
+        return str(value) if value.bit_length() <= 64 else "a very large integer"
+    if isinstance(value, str):
+        return _clip(repr(value))
+    if isinstance(value, float):
+        return f"{value!r} (a float)"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    if isinstance(value, dict):
+        return "a mapping" if value else "an empty mapping"
+    if isinstance(value, datetime.datetime):
+        return "a timestamp"
+    if isinstance(value, datetime.date):
+        return f"a date ({value.isoformat()})"
+    if isinstance(value, bytes):
+        return "binary data"
+    if isinstance(value, (set, frozenset)):
+        return "a set"
+    return f"a {type(value).__name__}"
+
+
+def _names(items: Any) -> str:
+    return ", ".join(str(item) for item in items)
+
+
+# --------------------------------------------------------------------- data model
+
+
+@dataclass(frozen=True)
+class Config:
+    folio_pages: tuple[int, ...] = (1, 16)  # sorted ascending, unique, contains 1
+    swap_device: str = "ssd"  # one of SWAP_DEVICES
+    swap_slots: int = 1024
+    frames: int = 256
+    map_whole_folio: bool = True
+    large_swapin: bool = True
+    # Addition to format 1: the (N+1)-th tag-buffer allocation fails, once. None: never.
+    tag_alloc_fail_after: int | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # 1-based position in `steps`, as used in every message
+    op: str  # a key of OPS
+    args: Mapping[str, Any]  # every field of the op, defaults filled in
+
+
+@dataclass(frozen=True)
+class Scenario:
+    file: str
+    name: str
+    description: str
+    design: str | None
+    config: Config
+    expect: dict[str, str]
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of a step (or of `config`): how to check and normalise it."""
+
+    name: str
+    expected: str  # phrase completing "expected ..."
+    convert: Callable[[Any], Any]  # raises _Invalid on bad input
+    required: bool = True
+    default: Any = None
+
+
+# ------------------------------------------------------------------- converters
+
+
+def _is_int(value: Any) -> bool:
+    # YAML true/false load as bool, a subclass of int: never accept them as numbers.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_between(low: int, high: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if _is_int(value) and low <= value <= high:
+            return value
+        raise _Invalid()
+
+    return convert
+
+
+def _optional_count(value: Any) -> int | None:
+    if value is None or (_is_int(value) and value >= 0):
+        return value
+    raise _Invalid()
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _Invalid()
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        raise _Invalid()
+
+    return convert
+
+
+def _entity_name(value: Any) -> str:
+    if isinstance(value, str) and _ENTITY_NAME.fullmatch(value):
+        return value
+    raise _Invalid()
+
+
+def _page_spec(value: Any) -> str | tuple[int, ...]:
+    """Normalise a PageSpec to ALL or a tuple of distinct indices in the order given."""
+    if isinstance(value, str) and value == ALL:
+        return ALL
+    if _is_int(value):
+        if not 0 <= value < MAX_VMA_PAGES:
+            raise _Invalid(f"expected a page index 0-{MAX_VMA_PAGES - 1}, got {_describe(value)}")
+        return (value,)
+    if isinstance(value, str):
+        return _page_range(value)
+    if isinstance(value, list) and value:
+        indices = []
+        for item in value:
+            if not _is_int(item) or not 0 <= item < MAX_VMA_PAGES:
+                raise _Invalid(
+                    f"expected list items to be page indices 0-{MAX_VMA_PAGES - 1}, "
+                    f"got {_describe(item)}"
+                )
+            indices.append(item)
+        return tuple(dict.fromkeys(indices))  # drops repeats, keeps first occurrence
+    raise _Invalid()
+
+
+def _page_range(text: str) -> tuple[int, ...]:
+    match = _RANGE.fullmatch(text.strip())
+    if match is None:
+        raise _Invalid()
+    # Bound the digit strings before int(): Python limits str->int conversion length.
+    first, last = match.groups()
+    if len(first) > 6 or len(last) > 6:
+        raise _Invalid(f"expected page indices 0-{MAX_VMA_PAGES - 1}, got {_describe(text)}")
+    start, end = int(first), int(last)
+    if end >= MAX_VMA_PAGES:
+        raise _Invalid(f"expected page indices 0-{MAX_VMA_PAGES - 1}, got {_describe(text)}")
+    if start > end:
+        raise _Invalid(f"expected a range 'a-b' with a <= b, got {_describe(text)}")
+    return tuple(range(start, end + 1))
+
+
+def _tag(value: Any) -> int | str | None:
+    if value is None or (isinstance(value, str) and value == "distinct"):
+        return value
+    if _is_int(value) and 0 <= value <= 15:
+        return value
+    raise _Invalid()
+
+
+def _mte_added(value: Any) -> bool:
+    if value is True:
+        return True
+    if value is False:
+        raise _Invalid("VM_MTE is sticky, PROT_MTE cannot be removed: expected true, got false")
+    raise _Invalid()
+
+
+def _folio_pages(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Invalid()
+    for size in value:
+        if not _is_int(size) or not 1 <= size <= MAX_FOLIO_PAGES or size & (size - 1):
+            raise _Invalid(
+                f"expected powers of two from 1 to {MAX_FOLIO_PAGES}, got {_describe(size)}"
+            )
+    if len(set(value)) != len(value):
+        raise _Invalid(f"expected distinct sizes, got {_clip(str(value))}")
+    if 1 not in value:
+        # Order-0 folios are the fallback whenever a large folio cannot be had.
+        raise _Invalid(f"expected the sizes to include 1, got {_clip(str(value))}")
+    return tuple(sorted(value))
+
+
+# ----------------------------------------------------------------- field tables
+
+_NAME_CHARS = "(letters, digits, '_', '.', '-')"
+_PROC = FieldSpec("proc", f"a process name {_NAME_CHARS}", _entity_name)
+_VMA = FieldSpec("vma", f"a VMA name {_NAME_CHARS}", _entity_name)
+_PAGES = FieldSpec(
+    "pages", "an index, a range 'a-b', a list of indices or 'all'", _page_spec
+)
+_KEEP_CACHED = FieldSpec("keep_cached", "true or false", _bool, required=False, default=False)
+
+OPS: dict[str, tuple[FieldSpec, ...]] = {
+    "mmap": (
+        _PROC,
+        _VMA,
+        FieldSpec(
+            "pages", f"a page count from 1 to {MAX_VMA_PAGES}", _int_between(1, MAX_VMA_PAGES)
+        ),
+        FieldSpec("mte", "true or false", _bool, required=False, default=False),
+    ),
+    "munmap": (_PROC, _VMA, replace(_PAGES, required=False, default=ALL)),
+    "mprotect": (_PROC, _VMA, _PAGES, FieldSpec("mte", "true", _mte_added)),
+    "write": (
+        _PROC,
+        _VMA,
+        _PAGES,
+        FieldSpec("tag", "a tag 0-15 or 'distinct'", _tag, required=False, default=None),
+    ),
+    "read": (_PROC, _VMA, _PAGES),
+    "fork": (_PROC, FieldSpec("child", f"a process name {_NAME_CHARS}", _entity_name)),
+    "exit": (_PROC,),
+    "pageout": (_PROC, _VMA, _PAGES, _KEEP_CACHED),
+    "reclaim": (_PROC, _VMA, _PAGES, _KEEP_CACHED),
+    "evict": (),
+    "dontneed": (_PROC, _VMA, _PAGES),
+    "split": (_PROC, _VMA, _PAGES),
+    "swapoff": (),
+}
+
+_CONFIG_INT = f"an integer from 1 to {MAX_CONFIG_INT}"
+
+# Config keys are all optional: an absent key keeps the Config dataclass default.
+_CONFIG_FIELDS = (
+    FieldSpec(
+        "folio_pages",
+        f"a non-empty list of distinct powers of two from 1 to {MAX_FOLIO_PAGES}, including 1",
+        _folio_pages,
+    ),
+    FieldSpec("swap_device", f"one of {_names(SWAP_DEVICES)}", _one_of(SWAP_DEVICES)),
+    FieldSpec("swap_slots", _CONFIG_INT, _int_between(1, MAX_CONFIG_INT)),
+    FieldSpec("frames", _CONFIG_INT, _int_between(1, MAX_CONFIG_INT)),
+    FieldSpec("map_whole_folio", "true or false", _bool),
+    FieldSpec("large_swapin", "true or false", _bool),
+    FieldSpec("tag_alloc_fail_after", "a count >= 0 or null", _optional_count),
+)
+
+_TOP_KEYS = ("version", "name", "description", "design", "config", "expect", "steps")
+
+
+# ------------------------------------------------------------------ YAML layer
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader that also rejects duplicate keys in a mapping.
+
+    Plain safe_load silently keeps the last of two equal keys, which turns a
+    copy-paste slip in a hand-written scenario into a different scenario.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[yaml.Node] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Runs before merge keys ('<<') are folded in, and flattening rewrites
+        # node.value, so each node is checked once, on its first visit.
+        if node not in self._checked:
+            self._checked.add(node)
+            self._check_duplicates(node)
+        super().flatten_mapping(node)
+
+    @staticmethod
+    def _check_duplicates(node: yaml.MappingNode) -> None:
+        seen = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {_clip(repr(key_node.value))}", key_node.start_mark
+                )
+            seen.add(key)
+
+
+def _decode(data: bytes, file: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ScenarioError(
+            file, f"not valid UTF-8: byte 0x{data[err.start]:02x} at offset {err.start}"
+        ) from None
+
+
+def _load_document(text: str, file: str) -> Any:
+    """Return the single YAML document in `text` (None if there is none)."""
+    try:
+        # Two documents are enough to know there are too many.
+        documents = list(itertools.islice(yaml.load_all(text, Loader=_Loader), 2))
+    except yaml.MarkedYAMLError as err:
+        raise _yaml_error(file, err) from None
+    except yaml.reader.ReaderError as err:
+        line, column = _line_column(text, err.position)
+        reason = str(err).splitlines()[0]
+        raise ScenarioError(file, f"YAML error at line {line}, column {column}: {reason}") from None
+    except yaml.YAMLError as err:
+        raise ScenarioError(file, f"YAML error: {_clip(str(err))}") from None
+    except RecursionError:
+        raise ScenarioError(file, "YAML error: nesting too deep") from None
+    except Exception as err:  # noqa: BLE001
+        # PyYAML's constructors raise bare ValueError/OverflowError for scalars
+        # that match a YAML type but not Python's (2024-13-45, huge ints...).
+        raise ScenarioError(file, f"YAML error: bad value: {_clip(str(err))}") from None
+    if len(documents) > 1:
+        raise ScenarioError(file, "expected one YAML document, found more ('---' separators)")
+    return documents[0] if documents else None
+
+
+def _yaml_error(file: str, err: yaml.MarkedYAMLError) -> ScenarioError:
+    mark = err.problem_mark or err.context_mark
+    what = _clip_line(err.problem or err.context or "invalid YAML")
+    if mark is None:
+        return ScenarioError(file, f"YAML error: {what}")
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    return ScenarioError(file, f"YAML error at {where}: {what}")
+
+
+def _clip_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    line_start = text.rfind("\n", 0, position) + 1
+    return text.count("\n", 0, position) + 1, position - line_start + 1
+
+
+# ------------------------------------------------------------------- validation
+
+
+def _reject_unknown(
+    where: _Where, mapping: dict, known: tuple[str, ...], what: str, prefix: str = ""
+) -> None:
+    for key in mapping:
+        if not isinstance(key, str) or key not in known:
+            if known:
+                message = f"unknown {what}, expected one of {_names(known)}"
+            else:
+                message = f"unknown {what}, '{where.op}' takes no fields"
+            raise where.error(message, field=prefix + _clip(str(key)))
+
+
+def _convert(where: _Where, spec: FieldSpec, value: Any, field: str) -> Any:
+    try:
+        return spec.convert(value)
+    except _Invalid as err:
+        message = err.detail or f"expected {spec.expected}, got {_describe(value)}"
+        raise where.error(message, field=field) from None
+
+
+def _fields(where: _Where, mapping: dict, specs: tuple[FieldSpec, ...]) -> dict[str, Any]:
+    """Convert every field of a step, filling defaults; unknown keys already rejected."""
+    args = {}
+    for spec in specs:
+        if spec.name in mapping:
+            args[spec.name] = _convert(where, spec, mapping[spec.name], spec.name)
+        elif spec.required:
+            raise where.error(f"missing, expected {spec.expected}", field=spec.name)
+        else:
+            args[spec.name] = spec.default
+    return args
+
+
+def _version(where: _Where, doc: dict) -> None:
+    if "version" not in doc:
+        raise where.error(f"missing, expected {FORMAT_VERSION}", field="version")
+    value = doc["version"]
+    if not (_is_int(value) and value == FORMAT_VERSION):
+        raise where.error(f"expected {FORMAT_VERSION}, got {_describe(value)}", field="version")
+
+
+def _name(where: _Where, doc: dict) -> str:
+    expected = "a name of lowercase letters, digits and '-'"
+    if "name" not in doc:
+        raise where.error(f"missing, expected {expected}", field="name")
+    value = doc["name"]
+    if isinstance(value, str) and _SCENARIO_NAME.fullmatch(value):
+        return value
+    raise where.error(f"expected {expected}, got {_describe(value)}", field="name")
+
+
+def _description(where: _Where, doc: dict) -> str:
+    value = doc.get("description")
+    if value is None:  # absent, or a bare `description:`
+        return ""
+    if isinstance(value, str):
+        return value
+    raise where.error(f"expected text, got {_describe(value)}", field="description")
+
+
+def _design(where: _Where, doc: dict) -> str | None:
+    # Not checked against the known designs: designs can be user-defined, and
+    # the runner reports an unknown one (the command line can also override it).
+    value = doc.get("design")
+    if value is None or (isinstance(value, str) and value.strip()):
+        return value
+    raise where.error(f"expected a design name, got {_describe(value)}", field="design")
+
+
+def _config(where: _Where, doc: dict) -> Config:
+    raw = doc.get("config")
+    if raw is None:
+        return Config()
+    if not isinstance(raw, dict):
+        raise where.error(f"expected a mapping of settings, got {_describe(raw)}", field="config")
+    known = tuple(spec.name for spec in _CONFIG_FIELDS)
+    _reject_unknown(where, raw, known, "key", prefix="config.")
+    values = {
+        spec.name: _convert(where, spec, raw[spec.name], f"config.{spec.name}")
+        for spec in _CONFIG_FIELDS
+        if spec.name in raw
+    }
+    return Config(**values)
+
+
+def _expect(where: _Where, doc: dict) -> dict[str, str]:
+    raw = doc.get("expect")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise where.error(
+            f"expected a mapping of design name to verdict, got {_describe(raw)}", field="expect"
+        )
+    expect = {}
+    for design, verdict in raw.items():
+        if not isinstance(design, str) or not design.strip():
+            raise where.error(
+                f"expected design names as keys, got {_describe(design)}", field="expect"
+            )
+        if not isinstance(verdict, str) or verdict not in VERDICTS:
+            raise where.error(
+                f"expected pass, fail or one of {_names(VIOLATION_KINDS)}, "
+                f"got {_describe(verdict)}",
+                field=f"expect.{_clip(design)}",
+            )
+        expect[design] = verdict
+    return expect
+
+
+def _steps(where: _Where, doc: dict) -> tuple[Step, ...]:
+    if "steps" not in doc:
+        raise where.error("missing, expected a non-empty list of steps", field="steps")
+    raw = doc["steps"]
+    if not isinstance(raw, list) or not raw:
+        raise where.error(
+            f"expected a non-empty list of steps, got {_describe(raw)}", field="steps"
+        )
+    steps = []
+    budget = MAX_TOTAL_PAGE_INDICES
+    for index, item in enumerate(raw, start=1):
+        step = _step(where.file, index, item)
+        pages = step.args.get("pages")
+        if isinstance(pages, tuple):
+            # Ranges expand to tuples: a short file (or one alias repeated) could
+            # otherwise ask for gigabytes, e.g. thousands of 'pages: 0-65535'.
+            budget -= len(pages)
+            if budget < 0:
+                raise _Where(where.file, index, step.op).error(
+                    f"scenario too large: more than {MAX_TOTAL_PAGE_INDICES} page indices "
+                    "in all steps together",
+                    field="pages",
+                )
+        steps.append(step)
+    return tuple(steps)
+
+
+def _split_step(where: _Where, raw: Any) -> tuple[str, Any]:
+    """Return (op, body) for `- op: body`, or for the bare `- evict` / `- swapoff`."""
+    if isinstance(raw, str):
+        op, body = raw, None
+        if op in OPS and any(spec.required for spec in OPS[op]):
+            raise replace(where, op=op).error(
+                f"expected a mapping {{{op}: {{...}}}} with fields "
+                f"{_names(s.name for s in OPS[op])}, got the bare op name"
+            )
+    elif isinstance(raw, dict) and len(raw) == 1:
+        ((op, body),) = raw.items()
+    elif isinstance(raw, dict) and raw:
+        keys = [_clip(str(key)) for key in raw]
+        ops = [key for key in raw if isinstance(key, str) and key in OPS]
+        hint = f" (are the fields indented under '{ops[0]}'?)" if len(ops) == 1 else ""
+        raise where.error(
+            f"expected a one-key mapping {{op: {{fields}}}}, got keys {_clip(_names(keys))}{hint}"
+        )
+    else:
+        raise where.error(f"expected a one-key mapping {{op: {{fields}}}}, got {_describe(raw)}")
+    if not isinstance(op, str) or op not in OPS:
+        raise where.error(f"unknown op {_describe(op)}, expected one of {_names(OPS)}")
+    return op, body
+
+
+def _step(file: str, index: int, raw: Any) -> Step:
+    op, body = _split_step(_Where(file, step=index), raw)
+    where = _Where(file, step=index, op=op)
+    specs = OPS[op]
+    if body is None:  # `- evict:` or a body left empty; required fields report below
+        body = {}
+    if not isinstance(body, dict):
+        if not specs:
+            raise where.error(f"expected no fields (null or {{}}), got {_describe(body)}")
+        raise where.error(
+            f"expected a mapping of fields {_names(s.name for s in specs)}, got {_describe(body)}"
+        )
+    _reject_unknown(where, body, tuple(spec.name for spec in specs), "field")
+    args = _fields(where, body, specs)
+    if op == "fork" and args["child"] == args["proc"]:
+        raise where.error(
+            f"expected a process other than proc, got {_describe(args['child'])}", field="child"
+        )
+    return Step(index=index, op=op, args=args)
+
+
+def _scenario(doc: Any, file: str) -> Scenario:
+    where = _Where(file)
+    if doc is None:
+        raise where.error("empty scenario, expected a mapping with version, name and steps")
+    if not isinstance(doc, dict):
+        raise where.error(
+            "expected a mapping with version, name and steps at the top level, "
+            f"got {_describe(doc)}"
+        )
+    _reject_unknown(where, doc, _TOP_KEYS, "key")
+    _version(where, doc)  # first: with another version, the other checks mean nothing
+    return Scenario(
+        file=file,
+        name=_name(where, doc),
+        description=_description(where, doc),
+        design=_design(where, doc),
+        config=_config(where, doc),
+        expect=_expect(where, doc),
+        steps=_steps(where, doc),
+    )
+
+
+# ------------------------------------------------------------------ public API
+
+
+def parse_scenario(text: str | bytes, file: str = "<string>") -> Scenario:
+    """Parse and validate scenario text; raise ScenarioError (only) on bad input."""
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        text = _decode(bytes(text), file)
+    return _scenario(_load_document(text, file), file)
+
+
+def load_scenario(path: str | os.PathLike) -> Scenario:
+    """Read and parse a scenario file; unreadable files raise ScenarioError."""
+    file = os.fsdecode(path)
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except OSError as err:
+        raise ScenarioError(file, f"cannot read file: {err.strerror or err}") from None
+    except ValueError as err:  # e.g. a NUL byte in the path
+        raise ScenarioError(file, f"cannot read file: {err}") from None
+    return parse_scenario(data, file)

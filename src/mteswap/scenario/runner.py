@@ -1,0 +1,275 @@
+"""Runs a scenario step by step: scenario → model (which calls the design's hooks) → oracle.
+
+Names in the scenario (processes, VMAs, page indices) are resolved here into pids and virtual
+page numbers; a step that cannot apply (unknown process or VMA, page out of range, page that
+munmap removed, process that exited) is bad input: ScenarioError, exit status 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mteswap.model import Machine, MachineConfig
+from mteswap.model import mmap as mm_ops
+from mteswap.model.memory import OutOfMemory, zap_pte_range
+from mteswap.model.swapoff import SwapoffFailed, swapoff
+from mteswap.model.uaccess import user_load, user_stg, user_store
+from mteswap.model.vmscan import evict, madvise_pageout, reclaim
+from mteswap.model.huge_memory import split_folio
+from mteswap.model.page_alloc import folio_put
+from mteswap.model.state import PTE_PRESENT, ZERO_PFN
+from mteswap.oracle import Oracle, StepContext, Violation
+from mteswap.scenario.load import ALL, Scenario, ScenarioError, Step
+
+REPORTED_COUNTERS = ("tag_saves", "tag_restores", "restore_calls", "restore_page_iterations",
+                     "faults", "swap_ins", "swap_outs", "large_swap_outs", "splits",
+                     "swpout_fallback", "tag_bytes_peak")
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    file: str
+    design: str
+    violations: list[Violation]
+    counters: dict
+    trace: list[tuple[int, str, list[tuple[str, str]]]] = field(default_factory=list)
+    expect: dict = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return "fail" if self.violations else "pass"
+
+    def first(self) -> Violation | None:
+        return self.violations[0] if self.violations else None
+
+    def matches_expect(self) -> bool | None:
+        """Does the outcome match `expect` for this design? None when no expectation."""
+        want = self.expect.get(self.design)
+        if want is None:
+            return None
+        if want in ("pass", "fail"):
+            return want == self.verdict
+        return self.first() is not None and self.first().kind == want
+
+    def to_json(self) -> dict:
+        return {"scenario": self.scenario, "design": self.design, "verdict": self.verdict,
+                "violations": [v.to_dict() for v in self.violations],
+                "counters": dict(self.counters)}
+
+
+def machine_config(scenario: Scenario) -> MachineConfig:
+    c = scenario.config
+    return MachineConfig(folio_pages=tuple(c.folio_pages), swap_device=c.swap_device,
+                         swap_slots=c.swap_slots, frames=c.frames,
+                         map_whole_folio=c.map_whole_folio, large_swapin=c.large_swapin,
+                         tag_alloc_fail_after=c.tag_alloc_fail_after)
+
+
+def page_value(step: int, page: int) -> int:
+    """The value a `write` at `step` stores in page `page`: unique per step and page, never 0."""
+    return (step << 17) | (page + 1)
+
+
+class Runner:
+    def __init__(self, scenario: Scenario, design, keep_trace: bool = False):
+        self.scenario = scenario
+        self.design = design
+        self.m = Machine(machine_config(scenario), design)
+        self.oracle = Oracle()
+        self.keep_trace = keep_trace
+        self.trace: list = []
+        self.pids: dict[str, int] = {}
+        self.vmas: dict[tuple[int, str], tuple[int, int]] = {}   # (pid, name) -> (start, pages)
+        self.unmapped_at: dict[tuple[int, int], int] = {}        # (pid, vpn) -> munmap step
+        self._spawn("A", None)
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        for step in self.scenario.steps:
+            self.run_step(step)
+        counters = dict(self.m.counters)
+        return RunResult(self.scenario.name, self.scenario.file, self.design.name,
+                         list(self.oracle.violations), counters, self.trace,
+                         dict(self.scenario.expect))
+
+    def run_step(self, step: Step) -> None:
+        m = self.m
+        m.step = step.index
+        m.trace = []
+        args = step.args
+        ctx = StepContext(step.index, step.op, args.get("proc"), args.get("vma"))
+        try:
+            getattr(self, "op_" + step.op)(step, ctx, args)
+        except OutOfMemory as err:
+            raise self.error(step, "frames", f"the machine ran out of memory: {err}; raise config.frames") from None
+        except SwapoffFailed as err:
+            raise self.error(step, None, f"swapoff failed: {err}; raise config.frames") from None
+        self.oracle.check_state(ctx, m)
+        if self.keep_trace:
+            self.trace.append((step.index, describe_step(step), list(m.trace)))
+
+    def error(self, step: Step, field_: str | None, message: str) -> ScenarioError:
+        return ScenarioError(self.scenario.file, message, step=step.index, field=field_, op=step.op)
+
+    # -- name resolution --------------------------------------------------------------------
+    def _spawn(self, name: str, parent: int | None):
+        mm = mm_ops.new_mm(self.m, name)
+        self.pids[name] = mm.pid
+        self.oracle.expect.new_process(mm.pid, parent)
+        return mm
+
+    def proc(self, step: Step, field_: str = "proc"):
+        name = step.args[field_]
+        pid = self.pids.get(name)
+        if pid is None:
+            raise self.error(step, field_, f"no process {name!r} (processes: {', '.join(self.pids)}; others are created by fork)")
+        mm = self.m.mms[pid]
+        if not mm.alive:
+            raise self.error(step, field_, f"process {name!r} has exited")
+        return mm
+
+    def pages(self, step: Step, mm) -> tuple[str, list[tuple[int, int]]]:
+        """[(page index, vpn)] of the step's `pages` in its `vma`, checked."""
+        name = step.args["vma"]
+        info = self.vmas.get((mm.pid, name))
+        if info is None:
+            known = sorted(n for (pid, n) in self.vmas if pid == mm.pid)
+            raise self.error(step, "vma", f"process {mm.name!r} has no VMA {name!r} (known: {', '.join(known) or 'none'})")
+        start, npages = info
+        spec = step.args.get("pages", ALL)
+        if spec == ALL:
+            out = [(i, start + i) for i in range(npages) if mm.find_vma(start + i)]
+            if not out:
+                raise self.error(step, "pages", f"'all': no page of {name!r} is still mapped")
+            return name, out
+        out = []
+        for i in spec:
+            if i >= npages:
+                raise self.error(step, "pages", f"page {i} out of range: {name!r} has {npages} pages (0-{npages - 1})")
+            if not mm.find_vma(start + i):
+                gone = self.unmapped_at.get((mm.pid, start + i))
+                raise self.error(step, "pages", f"page {i} of {name!r} was removed by munmap at step {gone}")
+            out.append((i, start + i))
+        return name, out
+
+    # -- operations -------------------------------------------------------------------------
+    def op_mmap(self, step, ctx, a):
+        mm = self.proc(step)
+        if (mm.pid, a["vma"]) in self.vmas:
+            raise self.error(step, "vma", f"process {mm.name!r} already has a VMA {a['vma']!r}")
+        vma = mm_ops.do_mmap(self.m, mm, a["vma"], a["pages"], a["mte"])
+        self.vmas[(mm.pid, a["vma"])] = (vma.start, a["pages"])
+
+    def op_munmap(self, step, ctx, a):
+        mm = self.proc(step)
+        _, pages = self.pages(step, mm)
+        mm_ops.do_munmap(self.m, mm, [v for _, v in pages])
+        for _, vpn in pages:
+            self.oracle.expect.forget(mm.pid, vpn)
+            self.unmapped_at[(mm.pid, vpn)] = step.index
+
+    def op_mprotect(self, step, ctx, a):
+        mm = self.proc(step)
+        _, pages = self.pages(step, mm)
+        mm_ops.do_mprotect_mte(self.m, mm, [v for _, v in pages])
+
+    def op_write(self, step, ctx, a):
+        mm = self.proc(step)
+        _, pages = self.pages(step, mm)
+        tag = a.get("tag")
+        for i, vpn in pages:
+            if tag is not None:
+                t = i % 15 + 1 if tag == "distinct" else tag
+                if user_stg(self.m, mm, vpn, t):
+                    self.oracle.expect.set_tag(mm.pid, vpn, t)
+            met = user_store(self.m, mm, vpn, page_value(step.index, i))
+            self.oracle.check_tags(ctx, i, mm.pid, vpn, met, self._origin(mm, vpn))
+            self.oracle.expect.set_value(mm.pid, vpn, page_value(step.index, i))
+
+    def op_read(self, step, ctx, a):
+        mm = self.proc(step)
+        _, pages = self.pages(step, mm)
+        for i, vpn in pages:
+            met, data = user_load(self.m, mm, vpn)
+            self.oracle.check_tags(ctx, i, mm.pid, vpn, met, self._origin(mm, vpn))
+            self.oracle.check_value(ctx, i, mm.pid, vpn, data)
+
+    def _origin(self, mm, vpn) -> tuple:
+        pte = mm.ptes[vpn]
+        return self.m.page(pte[1]).origin
+
+    def op_fork(self, step, ctx, a):
+        parent = self.proc(step)
+        if a["child"] in self.pids:
+            raise self.error(step, "child", f"a process named {a['child']!r} already exists")
+        child = self._spawn(a["child"], parent.pid)
+        mm_ops.copy_page_range(self.m, parent, child)
+        for (pid, name), info in list(self.vmas.items()):
+            if pid == parent.pid:
+                self.vmas[(child.pid, name)] = info
+        for (pid, vpn), s in list(self.unmapped_at.items()):
+            if pid == parent.pid:
+                self.unmapped_at[(child.pid, vpn)] = s
+
+    def op_exit(self, step, ctx, a):
+        mm = self.proc(step)
+        mm_ops.exit_mmap(self.m, mm)
+
+    def op_pageout(self, step, ctx, a):
+        mm = self.proc(step)
+        _, pages = self.pages(step, mm)
+        madvise_pageout(self.m, mm, [v for _, v in pages], a["keep_cached"])
+
+    def op_reclaim(self, step, ctx, a):
+        mm = self.proc(step)
+        _, pages = self.pages(step, mm)
+        reclaim(self.m, mm, [v for _, v in pages], a["keep_cached"])
+
+    def op_evict(self, step, ctx, a):
+        evict(self.m)
+
+    def op_dontneed(self, step, ctx, a):
+        mm = self.proc(step)
+        _, pages = self.pages(step, mm)
+        for start, end in mm_ops._runs(v for _, v in pages):
+            zap_pte_range(self.m, mm, start, end)
+        for _, vpn in pages:
+            self.oracle.expect.forget(mm.pid, vpn)
+
+    def op_split(self, step, ctx, a):
+        """The `split_huge_pages` debugfs file for this pid and range: every large folio mapped
+        there is split to order 0 (split_huge_pages_pid, mm/huge_memory.c)."""
+        mm = self.proc(step)
+        _, pages = self.pages(step, mm)
+        for _, vpn in pages:
+            pte = mm.ptes.get(vpn)
+            if pte and pte[0] == PTE_PRESENT and pte[1] != ZERO_PFN:
+                folio = self.m.pages[pte[1]].folio
+                if folio.nr > 1:
+                    split_folio(self.m, folio, "split_huge_pages")
+                    folio_put(self.m, folio)
+
+    def op_swapoff(self, step, ctx, a):
+        swapoff(self.m)
+
+
+def describe_step(step: Step) -> str:
+    parts = [step.op]
+    for key, value in step.args.items():
+        if value is None or value is False:
+            continue
+        if isinstance(value, tuple):
+            value = _pages_text(value)
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def _pages_text(pages: tuple) -> str:
+    if len(pages) > 1 and list(pages) == list(range(pages[0], pages[0] + len(pages))):
+        return f"{pages[0]}-{pages[-1]}"
+    return ",".join(map(str, pages))
+
+
+def run_scenario(scenario: Scenario, design, keep_trace: bool = False) -> RunResult:
+    return Runner(scenario, design, keep_trace).run()

@@ -1,0 +1,182 @@
+"""Unit tests of single kernel operations: concrete state after each."""
+
+from mteswap.model import tags as T
+from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
+from mteswap.model.swapinfo import SWAP_HAS_CACHE
+
+from helpers import kinds, runner
+
+MMAP16 = {"mmap": {"proc": "A", "vma": "buf", "pages": 16, "mte": True}}
+WRITE16 = {"write": {"proc": "A", "vma": "buf", "pages": "0-15", "tag": "distinct"}}
+
+
+def swap_ptes(mm):
+    return {vpn: pte[1] for vpn, pte in mm.ptes.items() if pte[0] == PTE_SWAP}
+
+
+def test_anonymous_write_fault_allocates_one_aligned_large_folio_with_zeroed_tags():
+    r = runner([MMAP16, {"write": {"proc": "A", "vma": "buf", "pages": 5}}])
+    m = r.m
+    assert list(m.folios) == [0] and m.folios[0].nr == 16
+    assert all(p.mte_tagged and p.mte_lock and p.tags == 0 for p in m.pages[:16])
+    assert m.counters["faults"] == 1 and m.counters["anon_fault_alloc"] == 1
+
+
+def test_read_fault_maps_the_zero_page_and_a_later_write_allocates_order0():
+    r = runner([MMAP16, {"read": {"proc": "A", "vma": "buf", "pages": "all"}},
+                {"write": {"proc": "A", "vma": "buf", "pages": 3}}])
+    mm = r.m.mms[0]
+    assert [mm.ptes[v][1] for v in range(16) if v != 3] == [ZERO_PFN] * 15
+    folio = r.m.pages[mm.ptes[3][1]].folio
+    assert folio.nr == 1          # semantics §11: zero-page-mapped neighbours force order 0
+    assert kinds(r) == []
+
+
+def test_large_folio_needs_every_pte_of_the_range_empty():
+    r = runner([MMAP16, {"write": {"proc": "A", "vma": "buf", "pages": 0}},
+                {"dontneed": {"proc": "A", "vma": "buf", "pages": "0-15"}},
+                {"read": {"proc": "A", "vma": "buf", "pages": 7}},
+                {"write": {"proc": "A", "vma": "buf", "pages": 0}}])
+    mm = r.m.mms[0]
+    assert r.m.pages[mm.ptes[0][1]].folio.nr == 1
+
+
+def test_swap_map_counts_after_fork_reclaim_and_partial_dontneed():
+    r = runner([MMAP16, WRITE16, {"fork": {"proc": "A", "child": "B"}},
+                {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}},
+                {"dontneed": {"proc": "A", "vma": "buf", "pages": "0-3"}}])
+    si = r.m.swap
+    base = 0x200   # first free cluster: slots 512..1023 (cluster 0 holds the header slot)
+    assert [si.swap_map[base + i] for i in range(16)] == [1] * 4 + [2] * 12
+    assert si.cache == {}
+    assert sorted(r.m.mte_pages) == list(range(base, base + 16))
+    r2 = runner([MMAP16, WRITE16, {"fork": {"proc": "A", "child": "B"}},
+                 {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}},
+                 {"dontneed": {"proc": "A", "vma": "buf", "pages": "0-3"}},
+                 {"dontneed": {"proc": "B", "vma": "buf", "pages": "0-3"}}])
+    si = r2.m.swap
+    assert [si.swap_map[base + i] for i in range(16)] == [0] * 4 + [2] * 12
+    # mte_pages keys after the partial free: exactly the 12 slots still referenced.
+    assert sorted(r2.m.mte_pages) == list(range(base + 4, base + 16))
+
+
+def test_keep_cached_pins_slots_with_swap_has_cache_until_evict():
+    steps = [MMAP16, WRITE16, {"reclaim": {"proc": "A", "vma": "buf", "pages": "all", "keep_cached": True}},
+             {"dontneed": {"proc": "A", "vma": "buf", "pages": "0-3"}}]
+    r = runner(steps)
+    si = r.m.swap
+    assert [si.swap_map[0x200 + i] for i in range(4)] == [SWAP_HAS_CACHE] * 4
+    assert len(r.m.mte_pages) == 16     # cache pin keeps the buffers (S1')
+    r = runner(steps + ["evict"])
+    assert sorted(r.m.mte_pages) == list(range(0x204, 0x210))
+    assert r.m.swap.cache == {} and 0 not in r.m.folios
+
+
+def test_split_copies_the_head_pages_mte_flags_to_every_page():
+    r = runner([{"mmap": {"proc": "A", "vma": "buf", "pages": 16}},
+                {"write": {"proc": "A", "vma": "buf", "pages": "0-15"}},
+                {"mprotect": {"proc": "A", "vma": "buf", "pages": "4-7", "mte": True}}])
+    assert [p.mte_tagged for p in r.m.pages[:16]] == [False] * 4 + [True] * 4 + [False] * 8
+    r = runner([{"mmap": {"proc": "A", "vma": "buf", "pages": 16}},
+                {"write": {"proc": "A", "vma": "buf", "pages": "0-15"}},
+                {"mprotect": {"proc": "A", "vma": "buf", "pages": "0-3", "mte": True}},
+                {"split": {"proc": "A", "vma": "buf", "pages": "all"}}])
+    assert [f.nr for f in r.m.folios.values()] == [1] * 16
+    assert all(p.mte_tagged and p.mte_lock for p in r.m.pages[:16])
+
+
+def test_frame_reuse_keeps_leftover_tags_and_vm_mte_allocation_zeroes_them():
+    steps = [{"mmap": {"proc": "A", "vma": "old", "pages": 1, "mte": True}},
+             {"write": {"proc": "A", "vma": "old", "pages": 0, "tag": 6}},
+             {"munmap": {"proc": "A", "vma": "old"}}]
+    r = runner(steps + [{"mmap": {"proc": "A", "vma": "new", "pages": 1}},
+                        {"write": {"proc": "A", "vma": "new", "pages": 0}}], folio_pages=[1])
+    page = r.m.pages[0]
+    assert page.folio is not None and not page.mte_tagged and page.tags == T.uniform(6)
+    r = runner(steps + [{"mmap": {"proc": "A", "vma": "new", "pages": 1, "mte": True}},
+                        {"write": {"proc": "A", "vma": "new", "pages": 0}}], folio_pages=[1])
+    assert r.m.pages[0].mte_tagged and r.m.pages[0].tags == 0   # __GFP_ZEROTAGS
+
+
+def test_cow_copies_tags_with_copy_highpage():
+    r = runner([{"mmap": {"proc": "A", "vma": "buf", "pages": 1, "mte": True}},
+                {"write": {"proc": "A", "vma": "buf", "pages": 0, "tag": 4}},
+                {"fork": {"proc": "A", "child": "B"}},
+                {"write": {"proc": "B", "vma": "buf", "pages": 0}},
+                {"read": {"proc": "A", "vma": "buf", "pages": 0}}], folio_pages=[1])
+    a, b = r.m.mms[0].ptes[0][1], r.m.mms[1].ptes[0][1]
+    assert a != b and r.m.pages[b].tags == T.uniform(4) and r.m.pages[b].mte_tagged
+    assert r.m.counters["cow_copies"] == 1 and kinds(r) == []
+
+
+def test_zram_large_swapin_restores_whole_folio_in_one_fault_and_frees_slots():
+    r = runner([MMAP16, WRITE16, {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}},
+                {"read": {"proc": "A", "vma": "buf", "pages": 9}}], swap_device="zram")
+    c = r.m.counters
+    assert (c["faults"], c["large_swap_ins"], c["restore_calls"], c["tag_restores"]) == (2, 1, 1, 16)
+    mm = r.m.mms[0]
+    assert all(mm.ptes[v][0] == PTE_PRESENT for v in range(16))
+    assert r.m.mte_pages == {} and r.m.swap.inuse_pages() == 0   # swapcache_clear freed all 16
+
+
+def test_shared_entries_on_zram_come_back_order0_on_6_12():
+    r = runner([MMAP16, WRITE16, {"fork": {"proc": "A", "child": "B"}},
+                {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}},
+                {"read": {"proc": "A", "vma": "buf", "pages": 9}}], swap_device="zram")
+    assert r.m.counters["large_swap_ins"] == 0 and r.m.counters["swap_ins"] == 1
+    assert r.m.swap.has_cache(0x209)      # order-0 readahead into the swap cache
+
+
+def test_rotational_device_splits_large_folios_on_swap_out():
+    r = runner([MMAP16, WRITE16, {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}}],
+               swap_device="rotational")
+    c = r.m.counters
+    assert (c["swpout_fallback"], c["splits"], c["swap_outs"], c["large_swap_outs"]) == (1, 1, 16, 0)
+    assert sorted(r.m.mte_pages) == list(range(1, 17))
+
+
+def test_pageout_skips_a_folio_shared_after_fork():
+    r = runner([MMAP16, WRITE16, {"fork": {"proc": "A", "child": "B"}},
+                {"pageout": {"proc": "A", "vma": "buf", "pages": "0-7"}}])
+    assert r.m.counters["splits"] == 0 and r.m.counters["swap_outs"] == 0
+
+
+def test_pageout_splits_a_partially_mapped_folio_even_when_covering_all_mapped_pages():
+    r = runner([MMAP16, WRITE16, {"dontneed": {"proc": "A", "vma": "buf", "pages": "0-3"}},
+                {"pageout": {"proc": "A", "vma": "buf", "pages": "4-15"}}])
+    assert r.m.counters["splits"] == 1 and r.m.counters["swap_outs"] == 12
+
+
+def test_swapoff_leaves_no_saved_tags_and_disables_swap():
+    r = runner([MMAP16, WRITE16, {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}}, "swapoff",
+                {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}}])
+    assert r.m.mte_pages == {} and not r.m.swap.active
+    assert all(pte[0] == PTE_PRESENT for pte in r.m.mms[0].ptes.values())
+    assert kinds(r) == []
+
+
+def test_tag_alloc_failure_rolls_back_and_keeps_the_folio_in_the_swap_cache():
+    r = runner([MMAP16, WRITE16, {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}},
+                {"read": {"proc": "A", "vma": "buf", "pages": "all"}}], tag_alloc_fail_after=5)
+    c = r.m.counters
+    assert c["tag_alloc_failures"] == 1 and c["tag_saves"] == 5 and c["tag_invalidations"] == 5
+    assert r.m.mte_pages == {} and c["swap_outs"] == 0
+    assert kinds(r) == []      # the folio stayed resident; refaults hit the swap cache
+
+
+def test_snapshot_is_hashable_ints_and_tuples_only():
+    r = runner([MMAP16, WRITE16, {"fork": {"proc": "A", "child": "B"}},
+                {"reclaim": {"proc": "A", "vma": "buf", "pages": "all", "keep_cached": True}}])
+    snap = r.m.snapshot()
+    hash(snap)
+
+    def walk(x):
+        if isinstance(x, tuple):
+            for y in x:
+                walk(y)
+        else:
+            assert type(x) in (int, bool), type(x)
+    walk(snap)
+    assert r.m.snapshot() == snap        # canonical: taking it twice gives the same value
+    r.m.pages[3].mte_tagged = False
+    assert r.m.snapshot() != snap
