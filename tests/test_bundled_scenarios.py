@@ -22,6 +22,7 @@ EXPECTED = {
     "s3z-fresh-large-swapin-zram": [],
     "s5-split-tagged-head-stale": [("tag-check-fault", 9, p) for p in range(4, 16)],
     "s5-split-untagged-head": [("tag-check-fault", 6, p) for p in (4, 5, 6, 7)],
+    "s5-split-zero-filled-tail": [("tag-check-fault", 7, p) for p in (4, 5, 6, 7)],
     "slot-reuse-untagged": [],
     "small-swap-fallback": [],
     "swapoff-shared": [],

@@ -178,6 +178,7 @@ def test_ops_table_and_kinds():
     assert set(OPS) == {
         "mmap", "munmap", "mprotect", "write", "read", "fork", "exit",
         "pageout", "reclaim", "evict", "dontneed", "split", "swapoff",
+        "stg",   # addition to format 1
     }
     assert VIOLATION_KINDS == (
         "tag-check-fault", "data-corruption", "tag-storage-leak",

@@ -102,17 +102,19 @@ def demo(design: str = typer.Option(DEFAULT, "--design", help="design to run the
         _fail_input(str(err))
     table = Table(title=f"mteswap: bundled scenarios under '{design}'")
     for col in ("scenario", "verdict", "first violation", "expect", "tag saves", "restores", "faults"):
-        table.add_column(col, justify="right" if col in ("tag saves", "restores", "faults") else "left")
+        table.add_column(col, no_wrap=True,
+                         justify="right" if col in ("tag saves", "restores", "faults") else "left")
     mismatches = 0
     for res in results:
         first = res.first()
         ok = res.matches_expect()
         mismatches += ok is False
-        mark = {True: "[green]as expected[/]", False: "[red]UNEXPECTED[/]", None: "-"}[ok]
+        mark = {True: "[green]ok[/]", False: "[red]UNEXPECTED[/]", None: "-"}[ok]
         table.add_row(res.scenario, res.verdict, first.short() if first else "-", mark,
                       str(res.counters["tag_saves"]), str(res.counters["tag_restores"]),
                       str(res.counters["faults"]))
     console = Console()
+    console = Console(width=max(console.width, 120))   # a pipe defaults to 80 columns
     console.print(table)
     console.print(f"{len(results)} scenarios, {mismatches} not as expected")
     raise typer.Exit(1 if mismatches else 0)

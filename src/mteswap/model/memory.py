@@ -51,17 +51,18 @@ def do_anonymous_page(m, mm, vpn: int, write: bool) -> None:
     all (`alloc_anon_folio`, `pte_range_none`), zeroed, and maps all of it writable."""
     vma = mm.find_vma(vpn)
     if not write:
+        m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn} read: map the zero page")
         set_ptes(m, mm, vpn, [ZERO_PFN], vma.vm_mte, False, "do_anonymous_page")
         m.count("zero_page_maps")
-        m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn}: zero page")
         return
+    m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn} write")
     for nr in thp_vma_suitable_orders(m, mm, vma, vpn):
         start = vpn - vpn % nr
         if any(v in mm.ptes for v in range(start, start + nr)):
             continue
         # Order 0 in a VM_MTE VMA is allocated with __GFP_ZEROTAGS; a large folio is zeroed
         # (folio_zero_user) and gets zero tags from mte_sync_tags in set_ptes.
-        folio = alloc_folio(m, nr, zerotags=vma.vm_mte and nr == 1, why="do_anonymous_page")
+        folio = alloc_folio(m, nr, zerotags=vma.vm_mte and nr == 1, why="alloc_anon_folio")
         if folio is None:
             continue
         for page in m.folio_pages(folio):
@@ -72,7 +73,6 @@ def do_anonymous_page(m, mm, vpn: int, write: bool) -> None:
         folio.dirty = True
         set_ptes(m, mm, start, pfns, vma.vm_mte, True, "do_anonymous_page")
         m.count("anon_fault_alloc")
-        m.log("do_anonymous_page", f"pid={mm.pid} vpn={start} folio={folio.pfn} order={folio.order}")
         return
     raise OutOfMemory(f"no free frame for a fault at pid {mm.pid} vpn {vpn}")
 
@@ -182,10 +182,11 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
     entry = orig[1]
     si = m.swap
     need_clear_cache = False
+    m.log("do_swap_page", f"pid={mm.pid} vpn={vpn} entry={entry:#x} {'write' if write else 'read'}")
     folio = swap_cache_get_folio(m, entry)
     if folio is not None:
         m.count("swap_cache_hits")
-        m.log("do_swap_page", f"pid={mm.pid} vpn={vpn} entry={entry:#x}: swap cache hit folio={folio.pfn} order={folio.order}")
+        m.log("swap_cache_get_folio", f"hit folio={folio.pfn} order={folio.order}")
     elif si.synchronous and si.count(swp_offset(entry)) == 1:
         # Skip the swap cache (SWP_SYNCHRONOUS_IO and a single reference).
         folio = alloc_swap_folio(m, mm, vma, vpn, entry)
@@ -195,13 +196,11 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
             entry -= entry % folio.nr
         swapcache_prepare(m, entry, folio.nr)
         need_clear_cache = True
-        m.log("do_swap_page", f"pid={mm.pid} vpn={vpn} entry={entry:#x}: skip swapcache, folio={folio.pfn} order={folio.order}")
         swap_read_folio(m, folio, entry)
     else:
         folio = swapin_readahead(m, entry)
         if folio is None:
             raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
-        m.log("do_swap_page", f"pid={mm.pid} vpn={vpn} entry={entry:#x}: swapin_readahead folio={folio.pfn}")
 
     # page = folio_file_page(folio, swp_offset(entry)); map it alone unless the whole folio fits.
     idx = swp_offset(orig[1]) % folio.nr
@@ -233,9 +232,9 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
     if write and writable:
         folio.dirty = True
     m.pending_notes = notes
+    m.log("set_ptes", f"pid={mm.pid} vpn={start} nr={nr} pfn={first_pfn} writable={int(writable)} exclusive={int(exclusive)}")
     set_ptes(m, mm, start, pfns, vma.vm_mte, writable, f"do_swap_page entry={entry:#x}")
     m.pending_notes = {}
-    m.log("do_swap_page", f"mapped vpn={start} nr={nr} pfn={first_pfn} exclusive={int(exclusive)}")
     if need_clear_cache:
         swapcache_clear(m, entry, folio.nr)
     if write and not writable:

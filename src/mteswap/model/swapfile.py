@@ -33,11 +33,11 @@ def swap_free_nr(m, entry: int, nr: int) -> None:
     slots; a slot left with neither references nor cache pin is freed."""
     si = m.swap
     start = swp_offset(entry)
+    m.log("swap_free_nr", f"entry={entry:#x} nr={nr}")
     for off in range(start, start + nr):
         si.swap_map[off] -= 1
         if si.swap_map[off] == 0:
             swap_range_free(m, off, 1)
-    m.log("swap_free_nr", f"entry={entry:#x} nr={nr}")
 
 
 def put_swap_folio(m, folio, entry: int) -> None:
@@ -61,6 +61,7 @@ def swapcache_prepare(m, entry: int, nr: int) -> bool:
         return False
     for off in range(start, start + nr):
         si.swap_map[off] |= SWAP_HAS_CACHE
+    m.log("swapcache_prepare", f"entry={entry:#x} nr={nr}")
     return True
 
 
@@ -69,11 +70,11 @@ def swapcache_clear(m, entry: int, nr: int) -> None:
     took; slots without references are freed now."""
     si = m.swap
     start = swp_offset(entry)
+    m.log("swapcache_clear", f"entry={entry:#x} nr={nr}")
     for off in range(start, start + nr):
         si.swap_map[off] &= ~SWAP_HAS_CACHE
         if si.swap_map[off] == 0:
             swap_range_free(m, off, 1)
-    m.log("swapcache_clear", f"entry={entry:#x} nr={nr}")
 
 
 def folio_swapped(m, folio) -> bool:

@@ -283,6 +283,13 @@ def _tag(value: Any) -> int | str | None:
     raise _Invalid()
 
 
+def _stg_tag(value: Any) -> int | str:
+    tag = _tag(value)
+    if tag is None:
+        raise _Invalid()
+    return tag
+
+
 def _mte_added(value: Any) -> bool:
     if value is True:
         return True
@@ -335,6 +342,8 @@ OPS: dict[str, tuple[FieldSpec, ...]] = {
         FieldSpec("tag", "a tag 0-15 or 'distinct'", _tag, required=False, default=None),
     ),
     "read": (_PROC, _VMA, _PAGES),
+    # Addition to format 1: STG alone, no data store (tags a zero-filled page).
+    "stg": (_PROC, _VMA, _PAGES, FieldSpec("tag", "a tag 0-15 or 'distinct'", _stg_tag)),
     "fork": (_PROC, FieldSpec("child", f"a process name {_NAME_CHARS}", _entity_name)),
     "exit": (_PROC,),
     "pageout": (_PROC, _VMA, _PAGES, _KEEP_CACHED),

@@ -187,6 +187,16 @@ class Runner:
             self.oracle.check_tags(ctx, i, mm.pid, vpn, met, self._origin(mm, vpn))
             self.oracle.expect.set_value(mm.pid, vpn, page_value(step.index, i))
 
+    def op_stg(self, step, ctx, a):
+        """Addition: STG over each page without storing data (the page stays zero-filled if
+        it was)."""
+        mm = self.proc(step)
+        _, pages = self.pages(step, mm)
+        for i, vpn in pages:
+            t = i % 15 + 1 if a["tag"] == "distinct" else a["tag"]
+            if user_stg(self.m, mm, vpn, t):
+                self.oracle.expect.set_tag(mm.pid, vpn, t)
+
     def op_read(self, step, ctx, a):
         mm = self.proc(step)
         _, pages = self.pages(step, mm)
