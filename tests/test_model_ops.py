@@ -180,3 +180,41 @@ def test_snapshot_is_hashable_ints_and_tuples_only():
     assert r.m.snapshot() == snap        # canonical: taking it twice gives the same value
     r.m.pages[3].mte_tagged = False
     assert r.m.snapshot() != snap
+
+
+def test_write_refault_of_shared_swapcache_folio_takes_it_whole_once_unshared():
+    # After B exits, A's write fault frees the swap cache (should_try_to_free_swap) and the
+    # refcount-1 rule maps the whole folio writable: no CoW, no partial mapping, no split.
+    r = runner([MMAP16, WRITE16, {"fork": {"proc": "A", "child": "B"}},
+                {"reclaim": {"proc": "A", "vma": "buf", "pages": "all", "keep_cached": True}},
+                {"exit": {"proc": "B"}},
+                {"write": {"proc": "A", "vma": "buf", "pages": 0}},
+                {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}},
+                {"read": {"proc": "A", "vma": "buf", "pages": "all"}}])
+    c = r.m.counters
+    assert (c["cow_copies"], c["splits"], c["large_swap_outs"]) == (0, 0, 2)
+    assert kinds(r) == []
+
+
+def test_cow_of_the_last_mapping_drops_the_old_folio_from_the_swap_cache():
+    r = runner([MMAP16, WRITE16, {"fork": {"proc": "A", "child": "B"}},
+                {"reclaim": {"proc": "A", "vma": "buf", "pages": "all", "keep_cached": True}},
+                {"read": {"proc": "A", "vma": "buf", "pages": 0}},
+                {"exit": {"proc": "B"}},
+                {"write": {"proc": "A", "vma": "buf", "pages": "0-15"}},
+                {"exit": {"proc": "A"}}])
+    assert r.m.counters["cow_copies"] == 16
+    assert kinds(r) == [] and r.m.mte_pages == {} and r.m.swap.inuse_pages() == 0
+
+
+def test_no_order1_anonymous_folios_and_no_pmd_sized_swapin():
+    r = runner([{"mmap": {"proc": "A", "vma": "buf", "pages": 2, "mte": True}},
+                {"write": {"proc": "A", "vma": "buf", "pages": 0}}], folio_pages=[1, 2])
+    assert [f.nr for f in r.m.folios.values()] == [1]
+    r = runner([{"mmap": {"proc": "A", "vma": "buf", "pages": 512, "mte": True}},
+                {"write": {"proc": "A", "vma": "buf", "pages": "0-3", "tag": 5}},
+                {"reclaim": {"proc": "A", "vma": "buf", "pages": 0}},
+                {"read": {"proc": "A", "vma": "buf", "pages": 2}}],
+               folio_pages=[1, 512], swap_device="zram", frames=1024)
+    assert r.m.counters["large_swap_outs"] == 1 and r.m.counters["large_swap_ins"] == 0
+    assert kinds(r) == []

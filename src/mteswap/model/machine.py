@@ -34,8 +34,9 @@ class Machine:
         self.design = design
         self.pages = [Page(pfn) for pfn in range(config.frames)]
         self.zero_page = Page(ZERO_PFN)
-        # The zero page is tagged with all-zero tags at boot (cpu_enable_mte, arch/arm64/kernel/mte.c).
-        self.zero_page.mte_tagged = self.zero_page.mte_lock = True
+        # The zero page's tags are cleared at boot (cpu_enable_mte, arch/arm64/kernel/mte.c); it
+        # is not flagged PG_mte_tagged since "arm64: mte: Do not flag the zero page as
+        # PG_mte_tagged". Its PTE is special, so mte_sync_tags never touches it.
         self.zero_page.origin = ("the shared zero page (tags always 0)",)
         self.folios: dict[int, Folio] = {}          # head pfn -> folio
         self.mms: list[Mm] = []

@@ -14,6 +14,9 @@ from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swa
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
 
+PMD_NR = 512   # pages per PMD with 4 KiB pages (2 MiB)
+
+
 class OutOfMemory(Exception):
     """No frame could be allocated for a fault (the task would be OOM-killed)."""
 
@@ -39,6 +42,8 @@ def thp_vma_suitable_orders(m, mm, vma, vpn: int) -> list[int]:
     hugepages-*kB sizes) filtered by `thp_vma_suitable_order`."""
     sizes = []
     for nr in sorted(m.config.folio_pages, reverse=True):
+        if nr == 2:
+            continue   # THP_ORDERS_ALL_ANON excludes order 1: no 8 KiB anonymous folios
         start = vpn - vpn % nr
         if vma.start <= start and start + nr <= vma.end:
             sizes.append(nr)
@@ -126,6 +131,7 @@ def wp_page_copy(m, mm, vpn: int) -> None:
     if not from_zero:
         old_folio = m.pages[old_pfn].folio
         folio_remove_rmap_pte(m, old_pfn, mm.pid, vpn)
+        free_swap_cache(m, old_folio)
         folio_put(m, old_folio)
 
 
@@ -162,8 +168,9 @@ def alloc_swap_folio(m, mm, vma, vpn: int, entry: int):
     aligned PTE range passes `can_swapin_thp` and whose swap offset is aligned like the address
     (`thp_swap_suitable_orders`); smaller orders if frames run out; else order 0."""
     if m.config.large_swapin:
+        # Orders below PMD order only (BIT(PMD_ORDER) - 1): a 2 MiB folio comes back order 0.
         sizes = [nr for nr in thp_vma_suitable_orders(m, mm, vma, vpn)
-                 if nr > 1 and swp_offset(entry) % nr == vpn % nr]
+                 if 1 < nr < PMD_NR and swp_offset(entry) % nr == vpn % nr]
         while sizes and not can_swapin_thp(m, mm, vpn - vpn % sizes[0], sizes[0]):
             sizes.pop(0)
         for nr in sizes:
@@ -217,6 +224,7 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
             start, nr = fstart, folio.nr         # "entirely map large folios found in swapcache"
     if nr > 1:
         entry, page = folio.swap if folio.swapcache else entry, m.pages[folio.pfn]
+    # A fresh folio (not from the swap cache) is exclusive; otherwise the swap PTE says.
     exclusive = orig[2] or not folio.swapcache
 
     notes = _no_tag_notes(m, folio, start, nr, mm)
@@ -224,6 +232,9 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
     swap_free_nr(m, entry, nr)
     if folio.swapcache and _should_try_to_free_swap(m, folio, write):
         folio_free_swap(m, folio)
+    # "exclusive || folio_ref_count(folio) == 1": once out of the swap cache and mapped by
+    # nobody else, the folio is ours even if the swap PTE was shared at fork.
+    exclusive = exclusive or (not folio.swapcache and m.folio_mapcount(folio) == 0)
     writable = exclusive
     first_pfn = page.pfn
     pfns = list(range(first_pfn, first_pfn + nr))

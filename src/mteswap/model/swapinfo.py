@@ -6,8 +6,11 @@ hook `arch_swap_invalidate_page`) are in swapfile.py.
 
 from __future__ import annotations
 
-SWAP_HAS_CACHE = 0x40      # swap_map bit: a folio for this slot is in (or entering) the swap cache
-SWAP_MAP_MAX = 0x3E        # largest plain reference count
+# swap_map bit: a folio for this slot is in (or entering) the swap cache. The kernel's byte uses
+# 0x40 and moves counts above SWAP_MAP_MAX (0x3e) to continuation pages (COUNT_CONTINUED); we
+# keep the count unbounded in the low bits and the cache bit above any count.
+SWAP_HAS_CACHE = 1 << 24
+SWAP_MAP_MAX = 0x3E        # largest count one swap_map byte holds (not a limit here)
 SWAP_MAP_BAD = 0x3F        # slot 0 holds the swap header and is never handed out
 SWAPFILE_CLUSTER = 512     # slots per cluster with 4 KiB pages (mm/swapfile.c)
 SWP_TYPE = 0               # the one swap device's type

@@ -132,7 +132,11 @@ def __remove_mapping(m, folio) -> None:
 
 def reclaim(m, mm, vpns: list[int], keep_cached: bool) -> None:
     """Memory-pressure reclaim (LRU, e.g. a cgroup's memory.reclaim) of the folios mapped at
-    these pages: `shrink_folio_list` unmaps each from every process through the rmap walk."""
+    these pages: `shrink_folio_list` unmaps each from every process through the rmap walk.
+    Without a swap device anonymous memory is not scanned at all (`can_reclaim_anon_pages`)."""
+    if not m.swap.active:
+        m.log("shrink_folio_list", "no swap device: anonymous folios are not reclaimed")
+        return
     shrink_folio_list(m, _mapped_folios(m, mm, vpns), keep_cached)
 
 
@@ -162,7 +166,9 @@ def folio_likely_mapped_shared(m, folio) -> bool:
 def madvise_pageout(m, mm, vpns: list[int], keep_cached: bool) -> None:
     """`madvise_pageout()` → `madvise_cold_or_pageout_pte_range()` VMA by VMA: a large folio
     that the range's part in this VMA does not map whole is split (unless shared); folios
-    mapped by other processes are skipped; the rest go to `reclaim_pages`."""
+    mapped by other processes are skipped; the rest go to `reclaim_pages`. Without a swap
+    device the walk (and its splits) still happens, but no folio can be written anywhere, so
+    the chosen ones stay (the kernel isolates them and puts them back)."""
     chosen = []
     wanted = set(vpns)
     for vma in sorted(mm.vmas, key=lambda v: v.start):
@@ -170,6 +176,9 @@ def madvise_pageout(m, mm, vpns: list[int], keep_cached: bool) -> None:
         for run in _runs(part):
             chosen.extend(_pageout_run(m, mm, run[0], run[-1] + 1))
     m.log("madvise_pageout", f"pid={mm.pid} {len(chosen)} folio(s) to reclaim_pages")
+    if not m.swap.active:
+        m.log("reclaim_pages", "no swap device: anonymous folios stay")
+        return
     shrink_folio_list(m, chosen, keep_cached)
 
 
