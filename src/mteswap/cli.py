@@ -18,7 +18,7 @@ from mteswap.scenario.runner import REPORTED_COUNTERS, RunResult, run_scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Model of arm64 MTE tag save/restore across swap with large folios.")
-_err = Console(stderr=True, highlight=False)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)   # one-line messages, unwrapped
 
 
 def _fail_input(message: str) -> None:

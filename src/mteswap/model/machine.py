@@ -39,6 +39,7 @@ class Machine:
         # PG_mte_tagged". Its PTE is special, so mte_sync_tags never touches it.
         self.zero_page.origin = ("the shared zero page (tags always 0)",)
         self.folios: dict[int, Folio] = {}          # head pfn -> folio
+        self.first_free = 0                         # lowest pfn that may be free
         self.mms: list[Mm] = []
         self.swap = SwapInfo(config.swap_slots, config.swap_device)
         self.mte_pages: dict[int, int] = {}         # the mte_pages xarray: entry -> packed tags

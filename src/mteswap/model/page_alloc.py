@@ -16,7 +16,8 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
     With `zerotags` (__GFP_ZEROTAGS, only for order 0 in a VM_MTE VMA) data and tags are
     zeroed and the page is marked tagged by `tag_clear_highpage`."""
     pages = m.pages
-    for pfn in range(0, len(pages) - nr + 1, nr):
+    # Every frame below m.first_free is allocated, so the search can start there.
+    for pfn in range(m.first_free - m.first_free % nr, len(pages) - nr + 1, nr):
         if all(pages[p].folio is None for p in range(pfn, pfn + nr)):
             break
     else:
@@ -30,6 +31,8 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
             page.origin = ("left over from an earlier owner of pfn", m.step, page.pfn)
         if zerotags:
             tag_clear_highpage(m, page)
+    while m.first_free < len(pages) and pages[m.first_free].folio is not None:
+        m.first_free += 1
     m.log("folio_alloc", f"folio={pfn} order={folio.order} ({why})")
     return folio
 
@@ -41,6 +44,7 @@ def free_folio(m, folio: Folio) -> None:
         page.folio = None
         page.mte_tagged = page.mte_lock = page.anon_exclusive = False
     del m.folios[folio.pfn]
+    m.first_free = min(m.first_free, folio.pfn)
     m.log("free_folio", f"folio={folio.pfn} order={folio.order}")
 
 

@@ -21,7 +21,7 @@ def folio_alloc_swap(m, folio) -> int | None:
     if offset is None:
         return None
     for off in range(offset, offset + folio.nr):
-        si.swap_map[off] = SWAP_HAS_CACHE
+        si.take_slot(off, SWAP_HAS_CACHE)
     return swp_entry(SWP_TYPE, offset)
 
 

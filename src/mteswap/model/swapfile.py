@@ -14,7 +14,7 @@ def swap_range_free(m, offset: int, nr: int) -> None:
     """`swap_range_free()`: slots [offset, offset+nr) are free; the arch drops their tags."""
     si = m.swap
     for off in range(offset, offset + nr):
-        si.swap_map[off] = 0
+        si.release_slot(off)
         si.contents.pop(off, None)
         si.zeromap.discard(off)
         si.written_tags.pop(off, None)

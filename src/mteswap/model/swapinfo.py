@@ -47,6 +47,11 @@ class SwapInfo:
         # Cluster 0 holds the header slot, so it starts as an order-0 cluster.
         self.cluster_order: list[int | None] = [None] * self.nclusters
         self.cluster_order[0] = 0
+        # Slots in use per cluster (swap_map != 0), kept by take_slot/release_slot so that
+        # `inuse_pages` and `cluster_free` cost O(1) (the kernel keeps the same counts).
+        self.cluster_used = [0] * self.nclusters
+        self.cluster_used[0] = 1
+        self.inuse = 0
         self.cache: dict[int, object] = {}           # offset -> Folio (swap address space)
         self.contents: dict[int, int] = {}           # offset -> data written to the slot
         self.zeromap: set[int] = set()               # slots written as zero-filled, no I/O
@@ -65,7 +70,20 @@ class SwapInfo:
         return self.swap_map[offset] != 0
 
     def inuse_pages(self) -> int:
-        return sum(1 for v in self.swap_map[1:] if v)
+        """`si->inuse_pages`: slots allocated (the header slot not counted)."""
+        return self.inuse
+
+    def take_slot(self, offset: int, value: int) -> None:
+        """A free slot becomes allocated with swap_map byte `value`."""
+        self.swap_map[offset] = value
+        self.cluster_used[offset // SWAPFILE_CLUSTER] += 1
+        self.inuse += 1
+
+    def release_slot(self, offset: int) -> None:
+        """An allocated slot becomes free (swap_map byte 0)."""
+        self.swap_map[offset] = 0
+        self.cluster_used[offset // SWAPFILE_CLUSTER] -= 1
+        self.inuse -= 1
 
     def vm_swap_full(self) -> bool:
         """`vm_swap_full()` (include/linux/swap.h): less than half of the swap space free."""
@@ -81,7 +99,7 @@ class SwapInfo:
         return len(self.cluster_range(ci)) == SWAPFILE_CLUSTER
 
     def cluster_free(self, ci: int) -> bool:
-        return all(self.swap_map[o] == 0 for o in self.cluster_range(ci))
+        return self.cluster_used[ci] == 0
 
     def find_slots(self, nr: int) -> int | None:
         """First offset of nr free, naturally aligned slots, as `cluster_alloc_swap_entry`
