@@ -173,11 +173,12 @@ def kernel_invariant_breaks(m):
 
 
 def _flags_and_ptes(m):
-    for page in m.pages:
-        if page.folio is not None and page.mte_tagged and not page.mte_lock:
-            yield "I1", f"pfn {page.pfn} is PG_mte_tagged without PG_mte_lock"
-        if page.folio is not None and page.mte_lock and not page.mte_tagged:
-            yield "I1", f"pfn {page.pfn} left locked for tag initialisation (PG_mte_lock without PG_mte_tagged)"
+    for folio in m.folios.values():
+        for page in m.folio_pages(folio):
+            if page.mte_tagged and not page.mte_lock:
+                yield "I1", f"pfn {page.pfn} is PG_mte_tagged without PG_mte_lock"
+            if page.mte_lock and not page.mte_tagged:
+                yield "I1", f"pfn {page.pfn} left locked for tag initialisation (PG_mte_lock without PG_mte_tagged)"
     for mm in m.mms:
         for vpn, pte in mm.ptes.items():
             if pte[0] == PTE_PRESENT and pte[2] and pte[1] != ZERO_PFN and not m.pages[pte[1]].mte_tagged:
@@ -186,21 +187,26 @@ def _flags_and_ptes(m):
 
 def _swap_slots(m):
     si = m.swap
+    swap_map, cache = si.swap_map, si.cache
     refs: dict[int, int] = {}
     for mm in m.mms:
         for pte in mm.ptes.values():
             if pte[0] == PTE_SWAP:
-                refs[swp_offset(pte[1])] = refs.get(swp_offset(pte[1]), 0) + 1
-    for off in range(1, len(si.swap_map)):
-        if si.count(off) != refs.get(off, 0):
-            yield "I7", f"slot {off:#x}: swap_map count {si.count(off)} but {refs.get(off, 0)} swap PTE(s) refer to it"
-        if si.has_cache(off) != (off in si.cache):
-            yield "I5", f"slot {off:#x}: SWAP_HAS_CACHE is {int(si.has_cache(off))} but the swap cache {'holds' if off in si.cache else 'lacks'} it"
-    for off, folio in si.cache.items():
+                off = swp_offset(pte[1])
+                refs[off] = refs.get(off, 0) + 1
+    # Only slots in use, named by a PTE or in the cache can break these: not every slot.
+    for off in sorted(si.allocated | refs.keys() | cache.keys()):
+        value = swap_map[off]
+        count, cached = value & ~SWAP_HAS_CACHE, bool(value & SWAP_HAS_CACHE)
+        if count != refs.get(off, 0):
+            yield "I7", f"slot {off:#x}: swap_map count {count} but {refs.get(off, 0)} swap PTE(s) refer to it"
+        if cached != (off in cache):
+            yield "I5", f"slot {off:#x}: SWAP_HAS_CACHE is {int(cached)} but the swap cache {'holds' if off in cache else 'lacks'} it"
+    for off, folio in cache.items():
         start = swp_offset(folio.swap)
         if folio.swap % folio.nr or not start <= off < start + folio.nr:
             yield "I10", f"folio {folio.pfn} (nr {folio.nr}) at entry {folio.swap:#x} is not naturally aligned"
-        elif not si.swap_map[off] & SWAP_HAS_CACHE:
+        elif not swap_map[off] & SWAP_HAS_CACHE:
             yield "I10", f"slot {off:#x} of swap-cache folio {folio.pfn} lacks SWAP_HAS_CACHE"
 
 

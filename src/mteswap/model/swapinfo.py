@@ -51,7 +51,7 @@ class SwapInfo:
         # `inuse_pages` and `cluster_free` cost O(1) (the kernel keeps the same counts).
         self.cluster_used = [0] * self.nclusters
         self.cluster_used[0] = 1
-        self.inuse = 0
+        self.allocated: set[int] = set()             # offsets with swap_map != 0, header excluded
         self.cache: dict[int, object] = {}           # offset -> Folio (swap address space)
         self.contents: dict[int, int] = {}           # offset -> data written to the slot
         self.zeromap: set[int] = set()               # slots written as zero-filled, no I/O
@@ -71,19 +71,19 @@ class SwapInfo:
 
     def inuse_pages(self) -> int:
         """`si->inuse_pages`: slots allocated (the header slot not counted)."""
-        return self.inuse
+        return len(self.allocated)
 
     def take_slot(self, offset: int, value: int) -> None:
         """A free slot becomes allocated with swap_map byte `value`."""
         self.swap_map[offset] = value
         self.cluster_used[offset // SWAPFILE_CLUSTER] += 1
-        self.inuse += 1
+        self.allocated.add(offset)
 
     def release_slot(self, offset: int) -> None:
         """An allocated slot becomes free (swap_map byte 0)."""
         self.swap_map[offset] = 0
         self.cluster_used[offset // SWAPFILE_CLUSTER] -= 1
-        self.inuse -= 1
+        self.allocated.discard(offset)
 
     def vm_swap_full(self) -> bool:
         """`vm_swap_full()` (include/linux/swap.h): less than half of the swap space free."""
@@ -138,7 +138,7 @@ class SwapInfo:
             self.cluster_order[ci] = None
 
     def snapshot(self) -> tuple:
-        used = tuple((o, v) for o, v in enumerate(self.swap_map) if v)
+        used = tuple((o, self.swap_map[o]) for o in sorted(self.allocated))
         return (self.active, used, tuple(o if o is not None else -1 for o in self.cluster_order),
                 tuple(sorted(self.contents.items())), tuple(sorted(self.zeromap)),
                 tuple(sorted((o, -1 if t is None else t) for o, t in self.written_tags.items())))
