@@ -218,3 +218,25 @@ def test_no_order1_anonymous_folios_and_no_pmd_sized_swapin():
                folio_pages=[1, 512], swap_device="zram", frames=1024)
     assert r.m.counters["large_swap_outs"] == 1 and r.m.counters["large_swap_ins"] == 0
     assert kinds(r) == []
+
+
+def test_rollback_after_a_failed_tag_allocation_merged_vs_rfc_v2():
+    steps = [MMAP16, WRITE16, {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}}]
+    merged = runner(steps, design="merged", tag_alloc_fail_after=5)
+    v2 = runner(steps, design="rfc-v2", tag_alloc_fail_after=5)
+    # Pages 0-4 saved, page 5's allocation fails. merged erases 4..0 ("while (i--)");
+    # RFC v2's "while (--i)" erases 4..1 and leaves page 0's buffer behind.
+    assert merged.m.mte_pages == {}
+    assert sorted(v2.m.mte_pages) == [0x200]
+    for r in (merged, v2):
+        folio = r.m.folios[0]
+        assert folio.swapcache and folio.dirty and r.m.counters["swap_outs"] == 0
+        assert r.m.counters["tag_saves"] == 5 and r.m.counters["tag_alloc_failures"] == 1
+    # Refaults hit the cached folio; the next reclaim succeeds (allocations work again) and
+    # every tag survives.
+    for design in ("merged", "rfc-v2"):
+        r = runner(steps + [{"read": {"proc": "A", "vma": "buf", "pages": "all"}},
+                            {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}},
+                            {"read": {"proc": "A", "vma": "buf", "pages": "all"}}],
+                   design=design, tag_alloc_fail_after=5)
+        assert kinds(r) == [] and r.m.counters["swap_outs"] == 1

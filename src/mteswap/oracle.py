@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from mteswap.model import tags as T
+from mteswap.model.mte import mte_flags, page_mte_tagged
 from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
@@ -175,13 +176,14 @@ def kernel_invariant_breaks(m):
 def _flags_and_ptes(m):
     for folio in m.folios.values():
         for page in m.folio_pages(folio):
-            if page.mte_tagged and not page.mte_lock:
+            flags = mte_flags(m, page)
+            if flags.mte_tagged and not flags.mte_lock:
                 yield "I1", f"pfn {page.pfn} is PG_mte_tagged without PG_mte_lock"
-            if page.mte_lock and not page.mte_tagged:
+            if flags.mte_lock and not flags.mte_tagged:
                 yield "I1", f"pfn {page.pfn} left locked for tag initialisation (PG_mte_lock without PG_mte_tagged)"
     for mm in m.mms:
         for vpn, pte in mm.ptes.items():
-            if pte[0] == PTE_PRESENT and pte[2] and pte[1] != ZERO_PFN and not m.pages[pte[1]].mte_tagged:
+            if pte[0] == PTE_PRESENT and pte[2] and pte[1] != ZERO_PFN and not page_mte_tagged(m, m.pages[pte[1]]):
                 yield "I2", f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pte[1]} without PG_mte_tagged"
 
 
@@ -217,6 +219,8 @@ def _saved_tags(m):
         if written is None or (folio is not None and folio.dirty):
             continue   # nothing tagged was written, or a rewrite is pending
         saved = m.mte_pages.get(off)
+        if saved is None and written == 0:
+            continue   # all-zero tags need no buffer: mte_sync_tags recreates them on swap-in
         if saved is None:
             yield "I8", f"slot {off:#x} holds a page written while PG_mte_tagged, but no saved tags"
         elif saved != written:

@@ -39,3 +39,11 @@ class Design(Protocol):
     def split_page_mte_flags(self, m, head, page) -> tuple[bool, bool]:
         """(PG_mte_tagged, PG_mte_lock) that `page` has after its large folio is split, by
         `__split_folio_to_order` / `__split_huge_page_tail` (mm/huge_memory.c)."""
+
+    def mte_flag_page(self, m, page):
+        """The page whose PG_mte_tagged/PG_mte_lock describe `page` (asm/mte.h helpers):
+        the page itself with per-page flags."""
+
+    def sync_tags(self, m, pages: list, why: str) -> None:
+        """What `set_ptes()` → `__sync_cache_and_tags()` does for a tagged PTE mapping
+        `pages`: `mte_sync_tags()` (arch/arm64/kernel/mte.c) in the kernel."""

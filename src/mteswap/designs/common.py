@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mteswap.model.mte import mte_invalidate_tags, mte_invalidate_tags_area, mte_save_tags
+from mteswap.model.mte import (mte_invalidate_tags, mte_invalidate_tags_area, mte_save_tags,
+                               mte_sync_tags)
 from mteswap.model.swapinfo import swp_entry
 
 
@@ -23,6 +24,12 @@ class PerPageHooks:
 
     def swap_invalidate_area(self, m, type_: int) -> None:
         mte_invalidate_tags_area(m, type_)
+
+    def mte_flag_page(self, m, page):
+        return page
+
+    def sync_tags(self, m, pages: list, why: str) -> None:
+        mte_sync_tags(m, pages, why)
 
     def split_page_mte_flags(self, m, head, page) -> tuple[bool, bool]:
         # Each new folio's PG_arch_2/PG_arch_3 are cleared and then copied from the head

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from mteswap.model.mte import page_mte_tagged
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.pgtable import set_ptes
 from mteswap.model.rmap import folio_add_anon_rmap_pte, folio_rmap_walk
@@ -64,7 +65,7 @@ def _split_to_order0(m, folio) -> list[Folio]:
     out = [folio]
     for i, page in enumerate(pages[1:], start=1):
         f = Folio(page.pfn, 1)
-        f.dirty = folio.dirty
+        f.dirty, f.arch = folio.dirty, folio.arch
         if folio.swapcache:
             f.swapcache, f.swap = True, folio.swap + i
             m.swap.cache[swp_offset(f.swap)] = f
@@ -79,7 +80,7 @@ def _remap_page(m, migration) -> None:
     for pid, vpn, pfn, tagged, writable in migration:
         mm = m.mms[pid]
         page = m.pages[pfn]
-        if page.data == 0 and not page.mte_tagged:
+        if page.data == 0 and not page_mte_tagged(m, page):
             set_ptes(m, mm, vpn, [ZERO_PFN], tagged, False, "try_to_map_unused_to_zeropage")
             m.log("try_to_map_unused_to_zeropage", f"pid={pid} vpn={vpn} pfn={pfn} -> zero page")
             page.anon_exclusive = False

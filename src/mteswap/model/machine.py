@@ -83,7 +83,7 @@ class Machine:
         """
         pages = tuple((p.tags, p.data, p.mte_tagged, p.mte_lock, p.anon_exclusive,
                        tuple(p.rmap)) for p in self.pages)
-        folios = tuple(sorted((f.pfn, f.nr, f.swapcache, f.swap, f.dirty, f.partially_mapped)
+        folios = tuple(sorted((f.pfn, f.nr, f.swapcache, f.swap, f.dirty, f.partially_mapped, f.arch)
                               for f in self.folios.values()))
         mms = tuple((mm.alive, tuple((v.start, v.end, v.orig_start, v.vm_mte) for v in mm.vmas),
                      tuple(sorted(mm.ptes.items()))) for mm in self.mms)

@@ -14,19 +14,31 @@ from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_entry, swp_offset
 ENOMEM = -12
 
 
-def try_page_mte_tagging(page: Page) -> bool:
+def mte_flags(m, page: Page) -> Page:
+    """The page whose PG_mte_tagged/PG_mte_lock stand for `page`: the page itself in the
+    kernel (per-page flags, semantics §1.2); a design may say otherwise (a per-folio flag)."""
+    return m.design.mte_flag_page(m, page)
+
+
+def page_mte_tagged(m, page: Page) -> bool:
+    """`page_mte_tagged()` (asm/mte.h): are this page's tags valid?"""
+    return mte_flags(m, page).mte_tagged
+
+
+def try_page_mte_tagging(m, page: Page) -> bool:
     """`try_page_mte_tagging()` (asm/mte.h): take PG_mte_lock; True if this caller must now
     initialise the tags. False if the page was already initialised (the kernel would spin
     until PG_mte_tagged is set; initialisation never stays half-done between our steps)."""
-    if page.mte_lock:
+    flags = mte_flags(m, page)
+    if flags.mte_lock:
         return False
-    page.mte_lock = True
+    flags.mte_lock = True
     return True
 
 
-def set_page_mte_tagged(page: Page) -> None:
+def set_page_mte_tagged(m, page: Page) -> None:
     """`set_page_mte_tagged()` (asm/mte.h): tags are now valid (after an smp_wmb)."""
-    page.mte_tagged = True
+    mte_flags(m, page).mte_tagged = True
 
 
 def mte_clear_page_tags(page: Page, origin: tuple) -> None:
@@ -39,9 +51,9 @@ def tag_clear_highpage(m, page: Page) -> None:
     """`tag_clear_highpage()` (arch/arm64/mm/fault.c): allocation with __GFP_ZEROTAGS zeroes
     data and tags together and marks the page tagged."""
     page.data = 0
-    if try_page_mte_tagging(page):
+    if try_page_mte_tagging(m, page):
         mte_clear_page_tags(page, ("zeroed at allocation (__GFP_ZEROTAGS)", m.step))
-        set_page_mte_tagged(page)
+        set_page_mte_tagged(m, page)
 
 
 def mte_sync_tags(m, pages: list[Page], why: str) -> None:
@@ -50,10 +62,10 @@ def mte_sync_tags(m, pages: list[Page], why: str) -> None:
     yet initialised gets zero tags and PG_mte_tagged."""
     zeroed = []
     for page in pages:
-        if try_page_mte_tagging(page):
+        if try_page_mte_tagging(m, page):
             note = m.pending_notes.get(page.pfn, "")
             mte_clear_page_tags(page, ("zeroed by mte_sync_tags", m.step, why, note))
-            set_page_mte_tagged(page)
+            set_page_mte_tagged(m, page)
             zeroed.append(page.pfn)
     if zeroed:
         m.log("mte_sync_tags", f"pfn={_pfns(zeroed)} tags zeroed, PG_mte_tagged set ({why})")
@@ -63,11 +75,11 @@ def copy_highpage(m, dst: Page, src: Page) -> None:
     """`copy_highpage()` (arch/arm64/mm/copypage.c): copy data, and tags if the source is
     tagged (the destination must be fresh: the kernel WARNs if its lock was already taken)."""
     dst.data = src.data
-    if src.mte_tagged:
-        try_page_mte_tagging(dst)
+    if page_mte_tagged(m, src):
+        try_page_mte_tagging(m, dst)
         dst.tags = src.tags
         dst.origin = ("copied by copy_highpage from pfn", m.step, src.pfn)
-        set_page_mte_tagged(dst)
+        set_page_mte_tagged(m, dst)
 
 
 # -- mteswap.c: the saved-tag store ------------------------------------------------------
@@ -87,7 +99,7 @@ def mte_allocate_tag_storage(m) -> bool:
 def mte_save_tags(m, page: Page, entry: int) -> int:
     """`mte_save_tags()` (mteswap.c): store the page's tags under its swap entry if the page is
     PG_mte_tagged; a re-save replaces (and frees) the old buffer. 0 or -ENOMEM."""
-    if not page.mte_tagged:
+    if not page_mte_tagged(m, page):
         return 0
     if not mte_allocate_tag_storage(m):
         return ENOMEM
@@ -109,12 +121,12 @@ def mte_restore_tags(m, entry: int, page: Page) -> bool:
     # Record the read for the oracle: reading a buffer whose slot is not pinned is a
     # use-after-free race in the kernel (the buffer may be kfree'd at any moment).
     m.tag_reads.append((entry, m.swap.swap_map[swp_offset(entry)]))
-    if not try_page_mte_tagging(page):
+    if not try_page_mte_tagging(m, page):
         return False
     page.tags = buf
     page.origin = ("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
                    m.saved_origin.get(entry))
-    set_page_mte_tagged(page)
+    set_page_mte_tagged(m, page)
     m.count("tag_restores")
     m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)}")
     return True

@@ -3,7 +3,6 @@ side effect, and the PTE helpers the rest of the model uses."""
 
 from __future__ import annotations
 
-from mteswap.model.mte import mte_sync_tags
 from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
 
 
@@ -14,7 +13,7 @@ def set_ptes(m, mm, vpn: int, pfns: list[int], tagged: bool, writable: bool, why
     if tagged:
         pages = [m.pages[p] for p in pfns if p != ZERO_PFN]
         if pages:
-            mte_sync_tags(m, pages, why)
+            m.design.sync_tags(m, pages, why)
     for i, pfn in enumerate(pfns):
         mm.ptes[vpn + i] = (PTE_PRESENT, pfn, tagged, writable and pfn != ZERO_PFN)
 

@@ -44,7 +44,8 @@ class Page:
 class Folio:
     """A naturally aligned block of 2^order frames (`struct folio`). Identified by its head pfn."""
 
-    __slots__ = ("pfn", "nr", "swapcache", "swap", "dirty", "partially_mapped", "writeback")
+    __slots__ = ("pfn", "nr", "swapcache", "swap", "dirty", "partially_mapped", "writeback",
+                 "arch")
 
     def __init__(self, pfn: int, nr: int):
         self.pfn = pfn
@@ -54,6 +55,7 @@ class Folio:
         self.dirty = False           # PG_dirty
         self.partially_mapped = False  # PG_partially_mapped: queued for deferred split
         self.writeback = False       # never true between steps: writeback completes in-step
+        self.arch = 0                # arch-private per-folio state a design may keep (an int)
 
     @property
     def order(self) -> int:

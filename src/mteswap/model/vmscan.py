@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mteswap.model.huge_memory import split_folio
 from mteswap.model.memory import install_swap_pte
+from mteswap.model.mte import page_mte_tagged
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
 from mteswap.model.state import PTE_PRESENT, ZERO_PFN
@@ -69,7 +70,7 @@ def swap_writepage(m, folio) -> bool:
         else:
             si.zeromap.discard(off)
             si.contents[off] = page.data
-        si.written_tags[off] = page.tags if page.mte_tagged else None
+        si.written_tags[off] = page.tags if page_mte_tagged(m, page) else None
     m.count("swpout_zero" if zero else "swap_outs")
     if zero:
         m.count("swap_outs")

@@ -1,0 +1,47 @@
+"""`restore-all-unmarked`: restore every page of the folio on every fault, with no marker.
+
+What was proposed: David Hildenbrand's first suggestion (2023-11-16): keep the folio-typed
+hooks, pass the entry of the folio's first page (computable from any entry since slots are
+contiguous) and "restore all tags at once", without the per-folio "already restored" marker he
+added later, and without consulting PG_mte_tagged.
+
+For: simple interface, no sub-page bookkeeping. Against (Barry Song, 2023-11-17): do_swap_page
+maps one page per fault, so a 64 KiB folio costs 16 restores x 16 faults; and a restore that
+rewrites pages already live in memory overwrites tags the program changed after the first
+refault (S3), since nothing says "already restored". Choice made here: every page with a
+saved buffer gets it written and PG_mte_tagged set, whether or not it was already tagged;
+pages without a buffer are left as they are.
+"""
+
+from __future__ import annotations
+
+from mteswap.designs.common import PerPageHooks, folio_swap, save_folio_tags
+from mteswap.model import tags as T
+from mteswap.model.mte import mte_flags, set_page_mte_tagged
+from mteswap.model.swapinfo import swp_offset
+
+
+class RestoreAllUnmarked(PerPageHooks):
+    name = "restore-all-unmarked"
+    summary = "restore every page of the folio on every fault, no marker (the 16 x 16 concern)"
+
+    def prepare_to_swap(self, m, folio) -> int:
+        return save_folio_tags(m, folio)
+
+    def swap_restore(self, m, entry: int, folio, page) -> None:
+        first = folio_swap(entry, folio)
+        m.count("restore_calls")
+        m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr} (unconditional)")
+        for i, p in enumerate(m.folio_pages(folio)):
+            m.count("restore_page_iterations")
+            buf = m.mte_pages.get(first + i)
+            if buf is None:
+                continue
+            m.tag_reads.append((first + i, m.swap.swap_map[swp_offset(first + i)]))
+            p.tags = buf
+            p.origin = ("restored by mte_restore_tags from slot", m.step, swp_offset(first + i),
+                        m.saved_origin.get(first + i))
+            mte_flags(m, p).mte_lock = True
+            set_page_mte_tagged(m, p)
+            m.count("tag_restores")
+            m.log("mte_restore_tags", f"entry={first + i:#x} -> pfn={p.pfn} tags={T.describe(buf)} (overwrite)")
