@@ -9,10 +9,13 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mteswap.bundled import bundled_files
-from mteswap.designs import DEFAULT, BUILTIN, UnknownDesign, get_design
+from mteswap.designs import BUILTIN, DEFAULT, UnknownDesign
+from mteswap.designs.loader import available_designs, design_factory
 from mteswap.scenario.load import ScenarioError, load_scenario
 from mteswap.scenario.runner import REPORTED_COUNTERS, RunResult, run_scenario
 
@@ -26,30 +29,50 @@ def _fail_input(message: str) -> None:
     raise typer.Exit(2)
 
 
-def run_files(files: list[str], design_name: Optional[str], keep_trace: bool) -> list[RunResult]:
-    """Load every file first, then run each; any bad input raises before output is printed."""
+def _design_option(spec: str, option: str = "--design"):
+    """A maker of fresh instances of the design `spec` names; a bad spec exits 2."""
+    try:
+        return design_factory(spec)
+    except UnknownDesign as err:
+        _fail_input(f"{option}: {err}")
+
+
+def run_files(files: list[str], design, keep_trace: bool) -> list[RunResult]:
+    """Load every file first, then run each; any bad input raises before output is printed.
+
+    `design` is None (each file's `design:`, else merged), a spec for `load_design`, or a
+    maker of fresh design instances (what `design_factory` returns)."""
+    if isinstance(design, str):
+        try:
+            design = design_factory(design)
+        except UnknownDesign as err:
+            raise ScenarioError("--design", str(err)) from None
     scenarios = [load_scenario(f) for f in files]
+    makers = {}
+    for sc in scenarios:    # every file's design is checked before the first one runs
+        if design is None:
+            name = sc.design or DEFAULT
+            if name not in makers:
+                try:
+                    makers[name] = design_factory(name, files=False)
+                except UnknownDesign as err:
+                    raise ScenarioError(sc.file, str(err), field="design") from None
     results = []
     for sc in scenarios:
-        name = design_name or sc.design or DEFAULT
-        try:
-            design = get_design(name)
-        except UnknownDesign as err:
-            raise ScenarioError(sc.file, str(err), field="design") from None
-        results.append(run_scenario(sc, design, keep_trace=keep_trace))
+        make = design if design is not None else makers[sc.design or DEFAULT]
+        results.append(run_scenario(sc, make(), keep_trace=keep_trace))
     return results
 
 
 @app.command()
 def run(files: List[str] = typer.Argument(..., help="scenario files (YAML, format 1)"),
-        design: Optional[str] = typer.Option(None, "--design", help="design name (default: the file's, else merged)"),
+        design: Optional[str] = typer.Option(None, "--design", help="design: a name, or path/to/file.py:ClassName (default: the file's, else merged)"),
         as_json: bool = typer.Option(False, "--json", help="one JSON object per file"),
         trace: bool = typer.Option(False, "--trace", help="print the kernel functions each step went through")):
     """Run scenario files; exit 0 if no violation, 1 if any, 2 on bad input."""
-    if design is not None and design not in BUILTIN:
-        _fail_input(f"--design: unknown design {design!r}; known: {', '.join(BUILTIN)}")
+    make = None if design is None else _design_option(design)
     try:
-        results = run_files(files, design, keep_trace=trace)
+        results = run_files(files, make, keep_trace=trace)
     except ScenarioError as err:
         _fail_input(str(err))
     out = Console(highlight=False, soft_wrap=True)
@@ -82,25 +105,27 @@ def print_result(out: Console, res: RunResult) -> None:
 
 @app.command()
 def designs():
-    """List the design names, one per line, then a short description of each."""
-    for name in BUILTIN:
+    """List the design names, one per line (built-in, then installed by packages under the
+    `mteswap.designs` entry-point group), then a short description of each."""
+    found = available_designs()
+    for name in found:
         print(name)
     print()
-    for name, cls in BUILTIN.items():
-        print(f"{name:<22} {cls.summary}")
+    for name, summary in found.items():
+        print(f"{name:<22} {summary}")
 
 
 @app.command()
-def demo(design: str = typer.Option(DEFAULT, "--design", help="design to run the bundled scenarios under")):
+def demo(design: str = typer.Option(DEFAULT, "--design", help="design to run the bundled scenarios under: a name, or path/to/file.py:ClassName")):
     """Run every bundled scenario and print a table; exit 0 when every verdict matches the
     scenario's `expect` for the design."""
-    if design not in BUILTIN:
-        _fail_input(f"--design: unknown design {design!r}; known: {', '.join(BUILTIN)}")
+    make = _design_option(design)
     try:
-        results = run_files([str(p) for p in bundled_files()], design, keep_trace=False)
+        results = run_files([str(p) for p in bundled_files()], make, keep_trace=False)
     except ScenarioError as err:
         _fail_input(str(err))
-    table = Table(title=f"mteswap: bundled scenarios under '{design}'")
+    shown = results[0].design if results else design
+    table = Table(title=f"mteswap: bundled scenarios under '{escape(shown)}'")
     for col in ("scenario", "verdict", "first violation", "expect", "tag saves", "restores", "faults"):
         table.add_column(col, no_wrap=True,
                          justify="right" if col in ("tag saves", "restores", "faults") else "left")
@@ -118,6 +143,171 @@ def demo(design: str = typer.Option(DEFAULT, "--design", help="design to run the
     console.print(table)
     console.print(f"{len(results)} scenarios, {mismatches} not as expected")
     raise typer.Exit(1 if mismatches else 0)
+
+
+# --------------------------------------------------------------------------------- compare
+
+MARK_OK, MARK_BAD, TIMES = "\u2713", "\u2717", "\u00d7"          # ✓ ✗ ×
+_COMPARE_LEGEND = ("{ok} as the scenario's `expect` says for this design, {bad} not as it says, "
+                   "unmarked: no `expect` for this design; a cell is `pass` or the first "
+                   "violation as kind@step")
+
+
+def _split_designs(text: str) -> list[str]:
+    specs = [part.strip() for part in text.split(",")]
+    if not text.strip() or any(not part for part in specs):
+        _fail_input(f"--designs: expected design names or files separated by commas, got {text!r}")
+    return specs
+
+
+def _compare_designs(specs: list[str]) -> list[tuple[str, object]]:
+    """[(name, maker of instances)] for each spec; bad or duplicate designs exit 2."""
+    out: list[tuple[str, object]] = []
+    seen: dict[str, str] = {}
+    for spec in specs:
+        make = _design_option(spec, "--designs")
+        probe = make()
+        if probe.name in seen:
+            if seen[probe.name] == spec:
+                _fail_input(f"--designs: design {spec!r} is given twice")
+            _fail_input(f"--designs: {seen[probe.name]!r} and {spec!r} are both named {probe.name!r}")
+        seen[probe.name] = spec
+        out.append((probe.name, _first_then(probe, make)))
+    return out
+
+
+def _first_then(first, make):
+    pending = [first]
+    return lambda: pending.pop() if pending else make()
+
+
+def _cell_text(res: RunResult) -> str:
+    first = res.first()
+    return "pass" if first is None else f"{first.kind}@{first.step}"
+
+
+def _glyphs() -> tuple[str, str, str]:
+    """(match, mismatch, times): ✓ ✗ ×, or ASCII stand-ins when stdout cannot encode them."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        (MARK_OK + MARK_BAD + TIMES).encode(encoding)
+        return MARK_OK, MARK_BAD, TIMES
+    except (UnicodeEncodeError, LookupError):
+        return "ok", "NO", "x"
+
+
+def compare_cell_json(res: RunResult) -> dict:
+    first = res.first()
+    return {"scenario": res.scenario, "design": res.design, "verdict": res.verdict,
+            "first": None if first is None else {"kind": first.kind, "step": first.step,
+                                                 "page": first.page, "detail": first.detail},
+            "expect": res.expect.get(res.design), "matches": res.matches_expect(),
+            "counters": dict(res.counters)}
+
+
+@app.command()
+def compare(files: Optional[List[str]] = typer.Argument(None, help="scenario files (default: the bundled scenarios)"),
+            designs_opt: Optional[str] = typer.Option(None, "--designs", help="comma-separated designs: names or path/to/file.py:ClassName (default: every built-in design)"),
+            as_json: bool = typer.Option(False, "--json", help="one JSON document with every cell"),
+            markdown: bool = typer.Option(False, "--markdown", help="a GitHub markdown table")):
+    """Run every scenario under every design and print the matrix; each cell is `pass` or the
+    first violation as kind@step. Exit 0 when every cell with an `expect` matches it, 1 if
+    any does not, 2 on bad input."""
+    if as_json and markdown:
+        _fail_input("--json and --markdown cannot be used together")
+    specs = _split_designs(designs_opt) if designs_opt is not None else list(BUILTIN)
+    chosen = _compare_designs(specs)
+    paths = list(files) if files else [str(p) for p in bundled_files()]
+    try:
+        scenarios = [load_scenario(f) for f in paths]
+    except ScenarioError as err:
+        _fail_input(str(err))
+    if not scenarios:
+        _fail_input("no scenario files to compare")
+    by_name: dict[str, str] = {}
+    for sc in scenarios:
+        if sc.name in by_name:
+            _fail_input(f"{sc.file}: field 'name': scenario {sc.name!r} is also the name in {by_name[sc.name]}")
+        by_name[sc.name] = sc.file
+    rows: list[list[RunResult]] = []
+    for sc in scenarios:
+        row = []
+        for name, make in chosen:
+            try:
+                row.append(run_scenario(sc, make()))
+            except ScenarioError as err:
+                _fail_input(f"{err} (under design {name!r})")
+        rows.append(row)
+    names = [name for name, _ in chosen]
+    cells = [res for row in rows for res in row]
+    mismatched = [res for res in cells if res.matches_expect() is False]
+    with_expect = sum(res.matches_expect() is not None for res in cells)
+    if as_json:
+        print(json.dumps({"designs": names, "scenarios": [sc.name for sc in scenarios],
+                          "cells": [compare_cell_json(res) for res in cells]}))
+    elif markdown:
+        print_compare_markdown(names, rows, mismatched)
+    else:
+        print_compare_table(names, rows, mismatched, with_expect)
+    raise typer.Exit(1 if mismatched else 0)
+
+
+def _marked(res: RunResult, ok: str, bad: str) -> tuple[str, Optional[bool]]:
+    match = res.matches_expect()
+    mark = {True: ok + " ", False: bad + " ", None: ""}[match]
+    return mark + _cell_text(res), match
+
+
+def _mismatch_lines(mismatched: list[RunResult], times: str) -> list[str]:
+    return [f"{res.scenario} {times} {res.design}: got {_cell_text(res)}, expect {res.expect[res.design]}"
+            for res in mismatched]
+
+
+def print_compare_table(names: list[str], rows: list[list[RunResult]], mismatched: list[RunResult],
+                        with_expect: int) -> None:
+    ok, bad, times = _glyphs()
+    table = Table()
+    table.add_column("scenario", no_wrap=True)
+    for name in names:
+        table.add_column(Text(name), no_wrap=True)
+    for row in rows:
+        cells = []
+        for res in row:
+            text, match = _marked(res, ok, bad)
+            style = {True: "green", False: "bold red", None: ""}[match]
+            cells.append(Text(text, style=style))
+        table.add_row(Text(row[0].scenario), *cells)
+    # Never wrap or truncate a cell: as wide a console as the table needs (a pipe is 80).
+    need = Console(width=100000).measure(table).maximum
+    console = Console(highlight=False, width=max(Console().width, need))
+    console.print(Text(f"mteswap compare: {len(rows)} scenarios {times} {len(names)} designs"),
+                  soft_wrap=True)
+    console.print(table)
+    console.print(Text(_COMPARE_LEGEND.format(ok=ok, bad=bad)), soft_wrap=True)
+    for line in _mismatch_lines(mismatched, times):
+        console.print(Text(f"{bad} {line}"), soft_wrap=True)
+    total = len(rows) * len(names)
+    console.print(Text(f"{total} cell{'' if total == 1 else 's'}, {with_expect} with an expect, "
+                       f"{len(mismatched)} not as expected"), soft_wrap=True)
+
+
+def print_compare_markdown(names: list[str], rows: list[list[RunResult]],
+                           mismatched: list[RunResult]) -> None:
+    ok, bad, times = _glyphs()
+
+    def md(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    print("| scenario | " + " | ".join(md(n) for n in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for row in rows:
+        print(f"| {md(row[0].scenario)} | " + " | ".join(md(_marked(res, ok, bad)[0]) for res in row) + " |")
+    print()
+    print(_COMPARE_LEGEND.format(ok=ok, bad=bad))
+    if mismatched:
+        print()
+        for line in _mismatch_lines(mismatched, times):
+            print(f"- {bad} {md(line)}")
 
 
 def main() -> None:
