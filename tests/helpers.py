@@ -26,3 +26,20 @@ def runner(steps, design="merged", **config) -> Runner:
 
 def kinds(r) -> list[tuple[str, int, int | None]]:
     return [(v.kind, v.step, v.page) for v in r.oracle.violations]
+
+
+# Messages are checked whole, so give rich a terminal wide enough never to wrap them.
+WIDE = {"COLUMNS": "10000"}
+
+
+def invoke(*args: object, env: dict | None = None):
+    """Run `mteswap ARGS...` in-process; never lets an exception out of the CLI unnoticed."""
+    from typer.testing import CliRunner
+
+    from mteswap.cli import app
+    result = CliRunner().invoke(app, [str(a) for a in args], env=WIDE if env is None else env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"unexpected {type(result.exception).__name__}: {result.exception!r}\n"
+        f"stdout={result.stdout!r}\nstderr={result.stderr!r}"
+    )
+    return result

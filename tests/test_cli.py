@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from mteswap.bundled import BUNDLED_DIR, bundled_files
 from mteswap.cli import app
 from mteswap.designs import BUILTIN
+from helpers import WIDE, invoke
 
 REPO = Path(__file__).resolve().parents[1]
 PASSING = BUNDLED_DIR / "s1-shared-partial-dontneed.yaml"
@@ -29,21 +30,6 @@ REQUIRED_COUNTERS = {
     "tag_saves", "tag_restores", "restore_calls", "restore_page_iterations", "faults",
     "swap_ins", "swap_outs", "large_swap_outs", "splits", "swpout_fallback", "tag_bytes_peak",
 }
-
-
-# Messages are checked whole, so give rich a terminal wide enough never to wrap them; what a
-# narrow terminal does to them is test_error_message_is_one_line_at_80_columns.
-WIDE = {"COLUMNS": "10000"}
-
-
-def invoke(*args: object, env: dict | None = None):
-    """Run `mteswap ARGS...` in-process; never lets an exception out of the CLI unnoticed."""
-    result = CliRunner().invoke(app, [str(a) for a in args], env=WIDE if env is None else env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"unexpected {type(result.exception).__name__}: {result.exception!r}\n"
-        f"stdout={result.stdout!r}\nstderr={result.stderr!r}"
-    )
-    return result
 
 
 def no_traceback(result) -> None:

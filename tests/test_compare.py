@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from mteswap.bundled import BUNDLED_DIR, bundled_files
 from mteswap.cli import app
 from mteswap.designs import BUILTIN
+from helpers import WIDE, invoke
 
-WIDE = {"COLUMNS": "10000"}
 S5 = BUNDLED_DIR / "s5-split-untagged-head.yaml"
 S1 = BUNDLED_DIR / "s1-shared-partial-dontneed.yaml"
 CELL_KEYS = {"scenario", "design", "verdict", "first", "expect", "matches", "counters"}
@@ -29,15 +29,6 @@ name: {name}
   - write: {{proc: A, vma: buf, pages: 0, tag: 3}}
   - read:  {{proc: A, vma: buf, pages: 0}}
 """
-
-
-def invoke(*args: object, env: dict | None = None):
-    result = CliRunner().invoke(app, [str(a) for a in args], env=WIDE if env is None else env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"unexpected {type(result.exception).__name__}: {result.exception!r}\n"
-        f"stdout={result.stdout!r}\nstderr={result.stderr!r}"
-    )
-    return result
 
 
 def scenario_file(tmp_path: Path, name: str, expect: dict | None = None) -> Path:

@@ -22,11 +22,12 @@ from mteswap.designs.merged import Merged
 from mteswap.scenario.load import ScenarioError, parse_scenario
 from mteswap.scenario.runner import run_scenario
 
+from helpers import WIDE, invoke
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "docs" / "examples" / "restore_faulting_page.py"
 EXAMPLE_SPEC = f"{EXAMPLE}:RestoreFaultingPage"
 PASSING = BUNDLED_DIR / "s1-shared-partial-dontneed.yaml"
-WIDE = {"COLUMNS": "10000"}
 
 GOOD_DESIGN = '''
 from mteswap.designs.merged import Merged
@@ -36,15 +37,6 @@ class NoSplitFix(Merged):
     name = "tmp-design"
     summary = "merged, from a file"
 '''
-
-
-def invoke(*args: object, env: dict | None = None):
-    result = CliRunner().invoke(app, [str(a) for a in args], env=WIDE if env is None else env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"unexpected {type(result.exception).__name__}: {result.exception!r}\n"
-        f"stdout={result.stdout!r}\nstderr={result.stderr!r}"
-    )
-    return result
 
 
 def assert_bad_input(result, *needles: str) -> None:
