@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from mteswap.model import tags as T
 from mteswap.model.mte import (mte_invalidate_tags, mte_invalidate_tags_area, mte_save_tags,
                                mte_sync_tags)
-from mteswap.model.swapinfo import swp_entry
+from mteswap.model.swapinfo import swp_entry, swp_offset
 
 
 def folio_swap(entry: int, folio) -> int:
@@ -47,3 +48,19 @@ def save_folio_tags(m, folio) -> int:
                 mte_invalidate_tags(m, folio.swap + j)
             return err
     return 0
+
+
+def write_saved_tags(m, entry: int, page) -> bool:
+    """For designs whose restore ignores PG_mte_lock: copy the buffer saved for `entry` into
+    the page's tags, whatever the page held. Returns False when nothing is saved there."""
+    m.count("restore_page_iterations")
+    buf = m.mte_pages.get(entry)
+    if buf is None:
+        return False
+    m.tag_reads.append((entry, m.swap.swap_map[swp_offset(entry)]))   # for the UAF check
+    page.tags = buf
+    page.origin = ("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
+                   m.saved_origin.get(entry))
+    m.count("tag_restores")
+    m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)} (overwrite)")
+    return True

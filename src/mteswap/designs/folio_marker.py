@@ -21,12 +21,10 @@ page that has saved tags; a split gives each new folio the old folio's marker.
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, folio_swap
+from mteswap.designs.common import PerPageHooks, folio_swap, write_saved_tags
 from mteswap.model import tags as T
-from mteswap.model.mte import (mte_allocate_tag_storage, mte_flags, mte_restore_tags,
-                               set_page_mte_tagged, ENOMEM)
-from mteswap.model.mte import mte_invalidate_tags
-from mteswap.model.swapinfo import swp_offset
+from mteswap.model.mte import (ENOMEM, mte_allocate_tag_storage, mte_flags, mte_invalidate_tags,
+                               mte_restore_tags, set_page_mte_tagged)
 
 UNKNOWN, TAGS_IN_HW, TAGS_SAVED, NO_TAGS = 0, 1, 2, 3
 _STATE = {UNKNOWN: "unknown", TAGS_IN_HW: "tags in HW", TAGS_SAVED: "tags saved", NO_TAGS: "no tags"}
@@ -72,17 +70,9 @@ class FolioMarker(PerPageHooks):
 
     @staticmethod
     def _overwrite(m, entry: int, page) -> None:
-        m.count("restore_page_iterations")
-        buf = m.mte_pages.get(entry)
-        if buf is None:
-            return
-        m.tag_reads.append((entry, m.swap.swap_map[swp_offset(entry)]))
-        page.tags = buf
-        page.origin = ("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
-                       m.saved_origin.get(entry))
-        mte_flags(m, page).mte_lock = True
-        set_page_mte_tagged(m, page)
-        m.count("tag_restores")
+        if write_saved_tags(m, entry, page):
+            mte_flags(m, page).mte_lock = True
+            set_page_mte_tagged(m, page)
 
     @staticmethod
     def _mark(m, folio, state: int) -> None:

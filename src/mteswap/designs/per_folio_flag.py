@@ -20,10 +20,8 @@ split gives each new folio the old head's flag (as `__split_folio_to_order` does
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, folio_swap, save_folio_tags
-from mteswap.model import tags as T
+from mteswap.designs.common import PerPageHooks, folio_swap, save_folio_tags, write_saved_tags
 from mteswap.model.mte import mte_clear_page_tags, set_page_mte_tagged, try_page_mte_tagging
-from mteswap.model.swapinfo import swp_offset
 
 
 class PerFolioFlag(PerPageHooks):
@@ -60,15 +58,6 @@ class PerFolioFlag(PerPageHooks):
             return
         m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr}")
         for i, p in enumerate(m.folio_pages(folio)):
-            m.count("restore_page_iterations")
-            buf = m.mte_pages.get(first + i)
-            if buf is None:
+            if not write_saved_tags(m, first + i, p):
                 mte_clear_page_tags(p, ("zeroed by arch_swap_restore", m.step, "no saved tags"))
-                continue
-            m.tag_reads.append((first + i, m.swap.swap_map[swp_offset(first + i)]))
-            p.tags = buf
-            p.origin = ("restored by mte_restore_tags from slot", m.step, swp_offset(first + i),
-                        m.saved_origin.get(first + i))
-            m.count("tag_restores")
-            m.log("mte_restore_tags", f"entry={first + i:#x} -> pfn={p.pfn} tags={T.describe(buf)}")
         set_page_mte_tagged(m, head)

@@ -15,10 +15,8 @@ pages without a buffer are left as they are.
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, folio_swap, save_folio_tags
-from mteswap.model import tags as T
+from mteswap.designs.common import PerPageHooks, folio_swap, save_folio_tags, write_saved_tags
 from mteswap.model.mte import mte_flags, set_page_mte_tagged
-from mteswap.model.swapinfo import swp_offset
 
 
 class RestoreAllUnmarked(PerPageHooks):
@@ -33,15 +31,6 @@ class RestoreAllUnmarked(PerPageHooks):
         m.count("restore_calls")
         m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr} (unconditional)")
         for i, p in enumerate(m.folio_pages(folio)):
-            m.count("restore_page_iterations")
-            buf = m.mte_pages.get(first + i)
-            if buf is None:
-                continue
-            m.tag_reads.append((first + i, m.swap.swap_map[swp_offset(first + i)]))
-            p.tags = buf
-            p.origin = ("restored by mte_restore_tags from slot", m.step, swp_offset(first + i),
-                        m.saved_origin.get(first + i))
-            mte_flags(m, p).mte_lock = True
-            set_page_mte_tagged(m, p)
-            m.count("tag_restores")
-            m.log("mte_restore_tags", f"entry={first + i:#x} -> pfn={p.pfn} tags={T.describe(buf)} (overwrite)")
+            if write_saved_tags(m, first + i, p):
+                mte_flags(m, p).mte_lock = True
+                set_page_mte_tagged(m, p)
