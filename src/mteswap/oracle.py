@@ -82,6 +82,16 @@ class Oracle:
         self.violations: list[Violation] = []
         self._reported: set = set()
 
+    def clone(self) -> "Oracle":
+        """An independent copy (for `Runner.clone`): the program's view, violations so far and
+        the problems already reported."""
+        new = Oracle.__new__(Oracle)
+        new.expect = Expectation.__new__(Expectation)
+        new.expect.view = {pid: dict(v) for pid, v in self.expect.view.items()}
+        new.violations = list(self.violations)
+        new._reported = set(self._reported)
+        return new
+
     # -- what the program observes --------------------------------------------------------
     def check_tags(self, ctx: StepContext, page: int, pid: int, vpn: int, met: int | None,
                    origin: tuple) -> None:

@@ -137,6 +137,25 @@ class SwapInfo:
         if ci != 0 and self.cluster_free(ci):
             self.cluster_order[ci] = None
 
+    _CLONED = frozenset(("device", "synchronous", "rotational", "active", "swap_map", "nclusters",
+                         "cluster_order", "cluster_used", "allocated", "cache", "contents",
+                         "zeromap", "written_tags"))
+
+    def clone(self, folio_copy) -> "SwapInfo":
+        """An independent copy (for `Machine.clone`); `folio_copy` maps each swap-cache folio to
+        its copy, so the copy's cache holds the copy machine's folios."""
+        new = SwapInfo.__new__(SwapInfo)
+        new.__dict__.update(self.__dict__)
+        new.swap_map = list(self.swap_map)
+        new.cluster_order = list(self.cluster_order)
+        new.cluster_used = list(self.cluster_used)
+        new.allocated = set(self.allocated)
+        new.cache = {off: folio_copy(f) for off, f in self.cache.items()}
+        new.contents = dict(self.contents)
+        new.zeromap = set(self.zeromap)
+        new.written_tags = dict(self.written_tags)
+        return new
+
     def snapshot(self) -> tuple:
         used = tuple((o, self.swap_map[o]) for o in sorted(self.allocated))
         return (self.active, used, tuple(o if o is not None else -1 for o in self.cluster_order),

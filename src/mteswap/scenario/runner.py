@@ -84,6 +84,24 @@ class Runner:
         self.unmapped_at: dict[tuple[int, int], int] = {}        # (pid, vpn) -> munmap step
         self._spawn("A", None)
 
+    _CLONED = frozenset(("scenario", "design", "m", "oracle", "keep_trace", "trace", "pids", "vmas",
+                         "unmapped_at"))
+
+    def clone(self) -> "Runner":
+        """An independent copy of this runner between two steps (machine, oracle and the name
+        tables), so that an explorer can branch a state without replaying it. The scenario and
+        the design are shared (designs keep their state in the machine). Running a step on the
+        copy then gives exactly what running it on the original would have given."""
+        new = Runner.__new__(Runner)
+        new.__dict__.update(self.__dict__)
+        new.m = self.m.clone()
+        new.oracle = self.oracle.clone()
+        new.trace = list(self.trace)
+        new.pids = dict(self.pids)
+        new.vmas = dict(self.vmas)
+        new.unmapped_at = dict(self.unmapped_at)
+        return new
+
     # -- running ----------------------------------------------------------------------------
     def run(self) -> RunResult:
         for step in self.scenario.steps:
