@@ -63,9 +63,6 @@ class Machine:
     def page(self, pfn: int) -> Page:
         return self.zero_page if pfn == ZERO_PFN else self.pages[pfn]
 
-    def folio_of(self, pfn: int) -> Folio | None:
-        return None if pfn == ZERO_PFN else self.pages[pfn].folio
-
     def folio_pages(self, folio: Folio) -> list[Page]:
         return self.pages[folio.pfn:folio.pfn + folio.nr]
 

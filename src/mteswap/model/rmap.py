@@ -33,12 +33,6 @@ def folio_remove_rmap_pte(m, pfn: int, pid: int, vpn: int) -> None:
             folio.partially_mapped = True
 
 
-def folio_mapped_shared(m, folio) -> bool:
-    """`folio_likely_mapped_shared()` (include/linux/mm.h): mapped by more than one process."""
-    pids = {pid for page in m.folio_pages(folio) for pid, _ in page.rmap}
-    return len(pids) > 1 or any(len(page.rmap) > 1 for page in m.folio_pages(folio))
-
-
 def folio_rmap_walk(m, folio) -> list[tuple[int, int, int]]:
     """`rmap_walk_anon()`: every (pid, vpn, pfn) mapping a page of the folio, in process then
     address order (the anon_vma interval tree order is not modelled)."""

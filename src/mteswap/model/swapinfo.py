@@ -65,10 +65,6 @@ class SwapInfo:
     def has_cache(self, offset: int) -> bool:
         return bool(self.swap_map[offset] & SWAP_HAS_CACHE)
 
-    def pinned(self, offset: int) -> bool:
-        """A slot is pinned while it has a reference or a swap-cache pin (it cannot be freed)."""
-        return self.swap_map[offset] != 0
-
     def inuse_pages(self) -> int:
         """`si->inuse_pages`: slots allocated (the header slot not counted)."""
         return len(self.allocated)
