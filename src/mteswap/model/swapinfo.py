@@ -121,6 +121,8 @@ class SwapInfo:
                 if want is not None and self.cluster_order[ci] != want:
                     continue
                 rng = self.cluster_range(ci)
+                if self.cluster_used[ci] + nr > len(rng):
+                    continue                       # no room: skip without scanning
                 for off in range(rng.start, rng.stop - nr + 1, nr):
                     if all(self.swap_map[o] == 0 for o in range(off, off + nr)):
                         self.cluster_order[ci] = order

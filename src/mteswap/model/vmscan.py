@@ -184,7 +184,7 @@ def madvise_pageout(m, mm, vpns: list[int], keep_cached: bool) -> None:
 
 
 def _pageout_run(m, mm, start: int, end: int) -> list:
-    chosen = []
+    chosen, seen = [], set()
     vpn = start
     while vpn < end:
         pte = mm.ptes.get(vpn)
@@ -201,11 +201,13 @@ def _pageout_run(m, mm, start: int, end: int) -> list:
                 split_folio(m, folio, "madvise_pageout: folio not wholly in range")
                 folio_put(m, folio)
                 continue                                  # look at this PTE again
-            if m.folio_mapcount(folio) == folio.nr and folio not in chosen:
+            if m.folio_mapcount(folio) == folio.nr and folio.pfn not in seen:
+                seen.add(folio.pfn)
                 chosen.append(folio)
             vpn += nr
             continue
-        if m.folio_mapcount(folio) == 1 and folio not in chosen:
+        if m.folio_mapcount(folio) == 1 and folio.pfn not in seen:
+            seen.add(folio.pfn)
             chosen.append(folio)
         vpn += 1
     return chosen
