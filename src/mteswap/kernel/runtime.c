@@ -1,0 +1,638 @@
+/* mteswap real-kernel oracle: guest runtime (shared by the batch program and the export).
+ *
+ * A controller process forks the scenario's first process; every scenario process runs a
+ * worker loop that reads step numbers from its own pipe, performs the step on its own memory
+ * and acknowledges on a shared pipe, so steps keep their order across fork.  Global steps
+ * (reclaim, evict, split, swapoff) are done by the controller.  Tags are set with STG and
+ * checked by tag-checked loads/stores in synchronous mode (SIGSEGV/SEGV_MTESERR caught with
+ * sigsetjmp) and LDG.  The generated part defines the scenario tables before this file.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/swap.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PROT_MTE_ 0x20
+#define MADV_PAGEOUT_ 21
+#define HWCAP2_MTE_ (1UL << 18)
+#define PR_SET_TAGGED_ADDR_CTRL_ 55
+#define PR_TAGGED_ADDR_ENABLE_ 1UL
+#define PR_MTE_TCF_SYNC_ (1UL << 1)
+#define PR_MTE_TAG_SHIFT_ 3
+#define SEGV_MTESERR_ 9
+#define PG 4096UL
+#define GRAN 16UL
+#define MAXP 16
+#define MAXV 32
+
+static uint8_t *vbase[MAXV];
+static int vnp[MAXV];
+static uint8_t *vmte[MAXV], *vtag[MAXV];
+static uint64_t *vval[MAXV];
+static int me;
+static int cmdfd[MAXP][2];
+static int ackfd[2];
+static const scen_t *S;
+static sigjmp_buf jb;
+static volatile int in_check;
+static volatile int fault_code;
+static volatile uintptr_t fault_addr;
+
+struct ack { int step, nviol, pid, childpid; uint64_t base; };
+
+static void out(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof buf - 1)
+		n = sizeof buf - 1;
+	ssize_t w = write(1, buf, n);
+	(void)w;
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig; (void)uc;
+	if (in_check) {
+		in_check = 0;
+		fault_code = si->si_code;
+		fault_addr = (uintptr_t)si->si_addr;
+		siglongjmp(jb, 1);
+	}
+	out("%s SEGV outside a check: code %d addr %p\n", OUT_PREFIX_FATAL, si->si_code, si->si_addr);
+	_exit(97);
+}
+
+static inline void *tagp(void *p, unsigned t) { return (void *)(((uintptr_t)p & ~(0xfUL << 56)) | ((uint64_t)t << 56)); }
+static inline void stg(void *p) { asm volatile("stg %0, [%0]" : : "r"(p) : "memory"); }
+static inline unsigned ldg(void *p)
+{
+	uint64_t a = (uint64_t)p;
+	asm volatile("ldg %0, [%0]" : "+r"(a) : : "memory");
+	return (a >> 56) & 0xf;
+}
+
+static int mte_available(void) { return (getauxval(AT_HWCAP2) & HWCAP2_MTE_) != 0; }
+static int mte_enable(void)
+{
+	return prctl(PR_SET_TAGGED_ADDR_CTRL_, PR_TAGGED_ADDR_ENABLE_ | PR_MTE_TCF_SYNC_ | (0xfffeUL << PR_MTE_TAG_SHIFT_), 0, 0, 0);
+}
+
+static void violation(int k, const char *kind, int v, int p, const char *fmt, ...)
+{
+	char d[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(d, sizeof d, fmt, ap);
+	va_end(ap);
+	out("%s %d %s %s %s %d %s\n", OUT_PREFIX_VIOL, k, kind, S->procnames[me], S->vmanames[v], p, d);
+}
+
+static uint64_t value_for(int k, int p) { return 0x4d54450000000000ULL | ((uint64_t)k << 24) | ((uint64_t)me << 16) | (uint64_t)p; }
+
+/* kind: 0 read, 1 write, 2 stg only */
+static int touch_page(int k, int v, int p, int kind, int tagmode, int tag)
+{
+	uint8_t *pg = vbase[v] + (uintptr_t)p * PG;
+	int nv = 0;
+	if (kind != 0 && tagmode && vmte[v][p]) {
+		unsigned t = tagmode == 2 ? (unsigned)(p % 15 + 1) : (unsigned)tag;
+		static volatile unsigned long g;
+		if (sigsetjmp(jb, 1)) {
+			violation(k, "kernel-fault", v, p, "STG faulted: si_code %d", fault_code);
+			return 1;
+		}
+		in_check = 1;
+		for (g = 0; g < PG / GRAN; g++)
+			stg(tagp(pg + g * GRAN, t));
+		in_check = 0;
+		vtag[v][p] = t;
+	}
+	if (kind == 2)
+		return 0;
+	unsigned pt = vmte[v][p] ? vtag[v][p] : 0;
+	uint8_t *tp = tagp(pg, pt);
+	static volatile unsigned long gi;
+	static volatile uint64_t got0, got1;
+	static volatile int bad;
+	bad = -1;
+	if (sigsetjmp(jb, 1)) {
+		unsigned found = ldg(pg + gi * GRAN);
+		if (fault_code == SEGV_MTESERR_)
+			violation(k, "tag-check-fault", v, p, "expected tag %u, found %u (granule %lu)", pt, found, gi);
+		else
+			violation(k, "kernel-fault", v, p, "SIGSEGV si_code %d at granule %lu", fault_code, gi);
+		if (kind == 1)
+			vval[v][p] = value_for(k, p);
+		return 1;
+	}
+	in_check = 1;
+	if (kind == 1) {
+		uint64_t val = value_for(k, p);
+		for (gi = 0; gi < PG / GRAN; gi++) {
+			volatile uint64_t *w = (volatile uint64_t *)(tp + gi * GRAN);
+			w[0] = val;
+			w[1] = val;
+		}
+		in_check = 0;
+		vval[v][p] = val;
+		return 0;
+	}
+	for (gi = 0; gi < PG / GRAN; gi++) {
+		volatile uint64_t *w = (volatile uint64_t *)(tp + gi * GRAN);
+		got0 = w[0];
+		got1 = w[1];
+		if (bad < 0 && (got0 != vval[v][p] || got1 != vval[v][p]))
+			bad = (int)gi;
+	}
+	in_check = 0;
+	if (bad >= 0) {
+		volatile uint64_t *w = (volatile uint64_t *)(tp + (unsigned long)bad * GRAN);
+		uint64_t g0 = w[0];
+		violation(k, "data-corruption", v, p, "expected 0x%llx, found 0x%llx (granule %d)",
+			  (unsigned long long)vval[v][p], (unsigned long long)g0, bad);
+		nv++;
+	}
+	return nv;
+}
+
+/* apply fn to maximal runs of consecutive pages */
+static int runs(const step_t *st, int (*fn)(uint8_t *, size_t, int), int arg)
+{
+	int i = 0, rc = 0;
+	while (i < st->n) {
+		int j = i;
+		while (j + 1 < st->n && st->pg[j + 1] == st->pg[j] + 1)
+			j++;
+		if (fn(vbase[st->vma] + (uintptr_t)st->pg[i] * PG, (size_t)(j - i + 1) * PG, arg))
+			rc = -1;
+		i = j + 1;
+	}
+	return rc;
+}
+static int do_munmap(uint8_t *a, size_t l, int x) { (void)x; return munmap(a, l); }
+static int do_mprotect(uint8_t *a, size_t l, int x) { (void)x; return mprotect(a, l, PROT_READ | PROT_WRITE | PROT_MTE_); }
+static int do_madvise(uint8_t *a, size_t l, int adv) { return madvise(a, l, adv); }
+
+static void worker(void)
+{
+	for (;;) {
+		int k;
+		if (read(cmdfd[me][0], &k, sizeof k) != sizeof k)
+			_exit(0);
+		if (k < 0) { /* probe: how many of step -k's pages are in core (swap cache included) */
+			const step_t *pr = &S->steps[-k - 1];
+			struct ack a = { k, 0, getpid(), 0, 0 };
+			for (int i = 0; i < pr->n; i++) {
+				unsigned char vec = 0;
+				if (!mincore(vbase[pr->vma] + (uintptr_t)pr->pg[i] * PG, PG, &vec) && (vec & 1))
+					a.nviol++;
+			}
+			if (write(ackfd[1], &a, sizeof a) != sizeof a)
+				_exit(3);
+			continue;
+		}
+		const step_t *st = &S->steps[k - 1];
+		struct ack a = { k, 0, getpid(), 0, 0 };
+		int v = st->vma;
+		switch (st->op) {
+		case OP_MMAP: {
+			size_t len = (size_t)st->npages_map * PG, al = (size_t)S->align_pages * PG;
+			int prot = PROT_READ | PROT_WRITE | (st->mte ? PROT_MTE_ : 0);
+			uint8_t *raw = mmap(NULL, len + al, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (raw == MAP_FAILED) {
+				violation(k, "kernel-error", v, 0, "mmap: %s", strerror(errno));
+				a.nviol++;
+				break;
+			}
+			uint8_t *p = (uint8_t *)(((uintptr_t)raw + al - 1) & ~(al - 1));
+			if (p > raw)
+				munmap(raw, p - raw);
+			if (p + len < raw + len + al)
+				munmap(p + len, raw + len + al - (p + len));
+			vbase[v] = p;
+			vnp[v] = st->npages_map;
+			vmte[v] = calloc(vnp[v], 1);
+			vtag[v] = calloc(vnp[v], 1);
+			vval[v] = calloc(vnp[v], sizeof(uint64_t));
+			if (st->mte)
+				memset(vmte[v], 1, vnp[v]);
+			break;
+		}
+		case OP_MUNMAP:
+			runs(st, do_munmap, 0);
+			break;
+		case OP_MPROTECT:
+			if (runs(st, do_mprotect, 0)) {
+				violation(k, "kernel-error", v, st->pg[0], "mprotect: %s", strerror(errno));
+				a.nviol++;
+			}
+			for (int i = 0; i < st->n; i++)
+				vmte[v][st->pg[i]] = 1;
+			break;
+		case OP_WRITE:
+		case OP_STG:
+		case OP_READ:
+			for (int i = 0; i < st->n; i++)
+				a.nviol += touch_page(k, v, st->pg[i], st->op == OP_READ ? 0 : st->op == OP_WRITE ? 1 : 2, st->tagmode, st->tag);
+			break;
+		case OP_FORK: {
+			pid_t c = fork();
+			if (c == 0) {
+				me = st->child;
+				continue;
+			}
+			a.childpid = c;
+			break;
+		}
+		case OP_EXIT:
+			a.base = 0;
+			if (write(ackfd[1], &a, sizeof a) != sizeof a)
+				_exit(3);
+			_exit(0);
+		case OP_PAGEOUT:
+		case OP_RECLAIM: /* keep_cached: one MADV_PAGEOUT pass leaves the folio in the swap cache */
+			runs(st, do_madvise, MADV_PAGEOUT_);
+			break;
+		case OP_DONTNEED:
+			runs(st, do_madvise, MADV_DONTNEED);
+			for (int i = 0; i < st->n; i++) {
+				vtag[v][st->pg[i]] = 0;
+				vval[v][st->pg[i]] = 0;
+			}
+			break;
+		default:
+			break;
+		}
+		if (v >= 0 && v < MAXV)
+			a.base = (uint64_t)(uintptr_t)vbase[v];
+		if (write(ackfd[1], &a, sizeof a) != sizeof a)
+			_exit(3);
+	}
+}
+
+/* ------------------------------------------------------------------ controller */
+
+static pid_t ppid_of[MAXP];
+static uint64_t pbase[MAXP][MAXV];
+static char cgdir[128];
+static const char *swapdev;
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	ssize_t w = write(fd, s, strlen(s));
+	int e = w < 0 ? -errno : 0;
+	close(fd);
+	return e;
+}
+static long read_long(const char *path)
+{
+	char b[64] = { 0 };
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t r = read(fd, b, sizeof b - 1);
+	close(fd);
+	if (r <= 0)
+		return -1;
+	return atol(b);
+}
+
+#define NCNT 40
+static const char *cnt_names[NCNT];
+static int ncnt;
+
+static void read_counters(long *vals)
+{
+	static const char *vm_keys[] = { "pswpin", "pswpout", "swpout_zero", "swpin_zero", "thp_split_page",
+		"thp_split_page_failed", "thp_deferred_split_page", "thp_swpout", "thp_swpout_fallback",
+		"thp_fault_alloc", "swap_ra", "swap_ra_hit", "pgmajfault", NULL };
+	char buf[16384];
+	int n = 0;
+	int fd = open("/proc/vmstat", O_RDONLY);
+	ssize_t r = fd >= 0 ? read(fd, buf, sizeof buf - 1) : 0;
+	if (fd >= 0)
+		close(fd);
+	buf[r > 0 ? r : 0] = 0;
+	for (int i = 0; vm_keys[i]; i++) {
+		cnt_names[n] = vm_keys[i];
+		long val = 0;
+		size_t kl = strlen(vm_keys[i]);
+		for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+			if (!strncmp(l, vm_keys[i], kl) && l[kl] == ' ') {
+				val = atol(l + kl + 1);
+				break;
+			}
+		vals[n++] = val;
+	}
+	static const char *mthp_keys[] = { "anon_fault_alloc", "anon_fault_fallback", "swpout", "swpout_fallback",
+		"swpin", "swpin_fallback", "split", "split_failed", "split_deferred", "nr_anon", NULL };
+	static const char *mthp_names[] = { "64kB/anon_fault_alloc", "64kB/anon_fault_fallback", "64kB/swpout",
+		"64kB/swpout_fallback", "64kB/swpin", "64kB/swpin_fallback", "64kB/split", "64kB/split_failed",
+		"64kB/split_deferred", "64kB/nr_anon", NULL };
+	for (int i = 0; mthp_keys[i]; i++) {
+		char p[160];
+		snprintf(p, sizeof p, "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/stats/%s", mthp_keys[i]);
+		cnt_names[n] = mthp_names[i];
+		long x = read_long(p);
+		vals[n++] = x < 0 ? 0 : x;
+	}
+	/* SwapCached and SwapFree from meminfo, in kB */
+	fd = open("/proc/meminfo", O_RDONLY);
+	r = fd >= 0 ? read(fd, buf, sizeof buf - 1) : 0;
+	if (fd >= 0)
+		close(fd);
+	buf[r > 0 ? r : 0] = 0;
+	char *c = strstr(buf, "SwapCached:");
+	cnt_names[n] = "SwapCached_kB";
+	vals[n++] = c ? atol(c + 11) : 0;
+	ncnt = n;
+}
+
+static int kpf_fd = -1;
+
+/* per page: 'P' present, 'L' present in a large folio, 'Z' zero page, 'S' swapped, '-' none */
+static char page_state(pid_t pid, uint64_t addr, uint64_t *off)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/pagemap", pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return '?';
+	uint64_t e = 0;
+	ssize_t r = pread(fd, &e, 8, (off_t)(addr / PG) * 8);
+	close(fd);
+	if (r != 8)
+		return '?';
+	*off = 0;
+	if (e & (1ULL << 63)) {
+		uint64_t pfn = e & ((1ULL << 55) - 1);
+		uint64_t f = 0;
+		if (kpf_fd < 0)
+			kpf_fd = open("/proc/kpageflags", O_RDONLY);
+		if (kpf_fd >= 0 && pfn && pread(kpf_fd, &f, 8, (off_t)pfn * 8) == 8) {
+			if (f & (1ULL << 24))
+				return 'Z';
+			if (f & (1ULL << 22))
+				return 'L';
+		}
+		if (!pfn)
+			return 'P';
+		return 'P';
+	}
+	if (e & (1ULL << 62)) {
+		*off = (e >> 5) & ((1ULL << 50) - 1);
+		return 'S';
+	}
+	return '-';
+}
+
+static int wait_gone(pid_t pid)
+{
+	for (int i = 0; i < 20000; i++) {
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return 0;
+		char path[64], b[256];
+		snprintf(path, sizeof path, "/proc/%d/stat", pid);
+		int fd = open(path, O_RDONLY);
+		if (fd < 0)
+			return 0;
+		ssize_t r = read(fd, b, sizeof b - 1);
+		close(fd);
+		if (r <= 0)
+			return 0;
+		b[r] = 0;
+		char *q = strrchr(b, ')');
+		if (q && (q[2] == 'Z' || q[2] == 'X'))
+			return 0;
+		usleep(500);
+	}
+	return -1;
+}
+
+static int cg_reclaim(void)
+{
+	char p[200], amt[32];
+	snprintf(p, sizeof p, "%s/memory.current", cgdir);
+	long cur = read_long(p);
+	if (cur <= 0)
+		cur = 1 << 20;
+	snprintf(amt, sizeof amt, "%ld", cur + (1L << 20));
+	snprintf(p, sizeof p, "%s/memory.reclaim", cgdir);
+	return write_file(p, amt);
+}
+
+static void evidence_pages(int k, const step_t *st, const char *when)
+{
+	if (st->proc < 0 || st->vma < 0 || st->n == 0 || !ppid_of[st->proc] || !pbase[st->proc][st->vma])
+		return;
+	char line[8192];
+	int o = snprintf(line, sizeof line, "%s %d %s", OUT_PREFIX_PM, k, when);
+	for (int i = 0; i < st->n && o < (int)sizeof line - 40; i++) {
+		uint64_t off = 0;
+		char s = page_state(ppid_of[st->proc], pbase[st->proc][st->vma] + (uint64_t)st->pg[i] * PG, &off);
+		if (s == 'S')
+			o += snprintf(line + o, sizeof line - o, " %d:S%llu", st->pg[i], (unsigned long long)off);
+		else
+			o += snprintf(line + o, sizeof line - o, " %d:%c", st->pg[i], s);
+	}
+	out("%s\n", line);
+}
+
+static int count_state(const step_t *st, char want)
+{
+	int c = 0;
+	if (st->proc < 0 || st->vma < 0 || !ppid_of[st->proc] || !pbase[st->proc][st->vma])
+		return 0;
+	for (int i = 0; i < st->n; i++) {
+		uint64_t off;
+		if (page_state(ppid_of[st->proc], pbase[st->proc][st->vma] + (uint64_t)st->pg[i] * PG, &off) == want)
+			c++;
+	}
+	return c;
+}
+
+static int run_scenario(const scen_t *sc, int idx)
+{
+	S = sc;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_segv;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGSEGV, &sa, NULL);
+	if (!mte_available()) {
+		out("%s MTE not available (HWCAP2_MTE)\n", OUT_PREFIX_SKIP);
+		return 4;
+	}
+	if (mte_enable()) {
+		out("%s PR_SET_TAGGED_ADDR_CTRL failed: %s\n", OUT_PREFIX_SKIP, strerror(errno));
+		return 4;
+	}
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	/* own cgroup, so memory.reclaim reclaims the test's own processes */
+	snprintf(cgdir, sizeof cgdir, "/sys/fs/cgroup/mteswap-%d-%d", idx, getpid());
+	int have_cg = mkdir(cgdir, 0755) == 0;
+	if (have_cg) {
+		char p[200], b[32];
+		snprintf(p, sizeof p, "%s/cgroup.procs", cgdir);
+		snprintf(b, sizeof b, "%d", getpid());
+		if (write_file(p, b))
+			have_cg = 0;
+	}
+	for (int i = 0; i < sc->nprocs; i++)
+		if (pipe(cmdfd[i]))
+			return 5;
+	if (pipe(ackfd))
+		return 5;
+	memset(ppid_of, 0, sizeof ppid_of);
+	memset(pbase, 0, sizeof pbase);
+	pid_t a0 = fork();
+	if (a0 == 0) {
+		signal(SIGCHLD, SIG_IGN);
+		me = 0;
+		worker();
+		_exit(0);
+	}
+	ppid_of[0] = a0;
+	long before[NCNT], after[NCNT];
+	int total_viol = 0, precond_failed = 0;
+	TAP_PLAN(sc->nsteps);
+	for (int k = 1; k <= sc->nsteps; k++) {
+		const step_t *st = &sc->steps[k - 1];
+		int nviol = 0;
+		char note[300] = "";
+		read_counters(before);
+		if (st->op == OP_SPLIT || st->op == OP_RECLAIM)
+			evidence_pages(k, st, "before");
+		int large_before = st->op == OP_SPLIT ? count_state(st, 'L') : 0;
+		int op = st->op;
+		if (op == OP_RECLAIM && st->keep) {
+			/* keep_cached: MADV_PAGEOUT in the process (one reclaim pass, async writeback
+			 * leaves the folio in the swap cache); cgroup reclaim if that left pages mapped
+			 * (a folio shared after fork is skipped by MADV_PAGEOUT). */
+			int k2 = k;
+			struct ack a;
+			if (write(cmdfd[st->proc][1], &k2, sizeof k2) != sizeof k2 || read(ackfd[0], &a, sizeof a) != sizeof a)
+				return 6;
+			if (count_state(st, 'P') + count_state(st, 'L') == 0)
+				op = -1;
+		}
+		switch (op) {
+		case -1:
+			break;
+		case OP_RECLAIM:
+		case OP_EVICT:
+			if (!have_cg) {
+				snprintf(note, sizeof note, "no memory cgroup: %s", strerror(errno));
+				precond_failed = 1;
+				break;
+			}
+			cg_reclaim();
+			if (st->op == OP_RECLAIM && !st->keep)
+				cg_reclaim(); /* second pass: free the written folios from the swap cache */
+			break;
+		case OP_SPLIT: {
+			char b[160];
+			uint64_t lo = pbase[st->proc][st->vma] + (uint64_t)st->pg[0] * PG;
+			uint64_t hi = pbase[st->proc][st->vma] + ((uint64_t)st->pg[st->n - 1] + 1) * PG;
+			snprintf(b, sizeof b, "%d,0x%llx,0x%llx", ppid_of[st->proc], (unsigned long long)lo, (unsigned long long)hi);
+			int e = write_file("/sys/kernel/debug/split_huge_pages", b);
+			if (e)
+				snprintf(note, sizeof note, "split_huge_pages: %s", strerror(-e));
+			break;
+		}
+		case OP_SWAPOFF:
+			if (swapdev && swapoff(swapdev))
+				snprintf(note, sizeof note, "swapoff %s: %s", swapdev, strerror(errno));
+			break;
+		default: {
+			pid_t target = ppid_of[st->proc];
+			if (write(cmdfd[st->proc][1], &k, sizeof k) != sizeof k)
+				return 6;
+			struct ack a;
+			if (read(ackfd[0], &a, sizeof a) != sizeof a) {
+				out("%s worker for step %d died\n", OUT_PREFIX_FATAL, k);
+				return 6;
+			}
+			nviol = a.nviol;
+			if (st->vma >= 0)
+				pbase[st->proc][st->vma] = a.base;
+			if (st->op == OP_FORK) {
+				ppid_of[st->child] = a.childpid;
+				memcpy(pbase[st->child], pbase[st->proc], sizeof pbase[0]);
+			}
+			if (st->op == OP_EXIT) {
+				wait_gone(target);
+				ppid_of[st->proc] = 0;
+			}
+		}
+		}
+		read_counters(after);
+		{
+			char line[2048];
+			int o = snprintf(line, sizeof line, "%s %d", OUT_PREFIX_CNT, k);
+			for (int i = 0; i < ncnt; i++)
+				if (after[i] != before[i])
+					o += snprintf(line + o, sizeof line - o, " %s=%+ld", cnt_names[i], after[i] - before[i]);
+			out("%s\n", line);
+		}
+		if (st->op != OP_MMAP && st->op != OP_FORK && st->op != OP_EXIT && st->op != OP_MUNMAP)
+			evidence_pages(k, st, "after");
+		/* preconditions the model's step assumed */
+		if (st->op == OP_SPLIT && st->expect_large && large_before == 0) {
+			snprintf(note, sizeof note, "precondition not met: no large folio mapped in the range before split");
+			precond_failed = 1;
+		}
+		if (st->op == OP_RECLAIM) {
+			int left = count_state(st, 'P') + count_state(st, 'L');
+			if (left) {
+				snprintf(note, sizeof note, "precondition not met: %d page(s) still resident after reclaim", left);
+				precond_failed = 1;
+			}
+			if (st->keep && !left) {
+				int probe = -k, swapped = count_state(st, 'S');
+				struct ack a;
+				if (write(cmdfd[st->proc][1], &probe, sizeof probe) != sizeof probe || read(ackfd[0], &a, sizeof a) != sizeof a)
+					return 6;
+				out("%s %d swap-cache %d/%d\n", OUT_PREFIX_NOTE, k, a.nviol, swapped);
+				if (a.nviol < swapped) {
+					snprintf(note, sizeof note, "precondition not met: reclaim keep_cached but only %d of %d swapped pages are in the swap cache (mincore)", a.nviol, swapped);
+					precond_failed = 1;
+				}
+			}
+		}
+		if (note[0])
+			out("%s %d %s\n", OUT_PREFIX_NOTE, k, note);
+		total_viol += nviol;
+		TAP_STEP(k, st->desc, nviol, note);
+	}
+	for (int i = 0; i < sc->nprocs; i++)
+		if (ppid_of[i])
+			kill(ppid_of[i], SIGKILL);
+	while (waitpid(-1, NULL, 0) > 0)
+		;
+	if (have_cg)
+		rmdir(cgdir);
+	return precond_failed ? 3 : total_viol ? 1 : 0;
+}

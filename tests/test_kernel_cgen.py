@@ -1,0 +1,114 @@
+"""Real-kernel oracle, the parts that need no QEMU: C generation, export, CLI input errors."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mteswap.kernel import cgen
+from mteswap.kernel.cli import kernel_app
+from mteswap.kernel.setup import CFLAGS, CROSS_GCC, archive_base
+from mteswap.scenario.load import load_scenario
+
+ROOT = Path(__file__).parent.parent
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+UNSUPPORTED = {"tag-alloc-failure-rollback"}
+runner = CliRunner()
+
+
+def supported():
+    return [p for p in SCENARIOS if p.stem not in UNSUPPORTED]
+
+
+def test_every_bundled_scenario_expands_or_is_known_unsupported():
+    for path in SCENARIOS:
+        sc = load_scenario(path)
+        if path.stem in UNSUPPORTED:
+            with pytest.raises(cgen.Unsupported):
+                cgen.expand(sc)
+        else:
+            cs = cgen.expand(sc)
+            assert len(cs.steps) == len(sc.steps)
+
+
+def test_all_expands_to_pages_still_mapped():
+    cs = cgen.expand(load_scenario(ROOT / "scenarios" / "swapoff-shared.yaml"))
+    reclaim = cs.steps[3]
+    assert reclaim.op == "reclaim" and reclaim.pages == list(range(16))
+    cs = cgen.expand(load_scenario(ROOT / "scenarios" / "fork-cow-swap.yaml"))
+    assert cs.procs == ["A", "B"] and cs.steps[2].child == 1
+
+
+def test_export_has_tap_structure(tmp_path):
+    out = tmp_path / "t.c"
+    res = runner.invoke(kernel_app, ["export", str(ROOT / "scenarios" / "s1-shared-partial-dontneed.yaml"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert "SPDX-License-Identifier" in text
+    assert "TAP version 13" in text and "1..%d" in text
+    assert re.search(r'"%sok %d - step %d: %s', text)
+    assert "# SKIP MTE not supported" in text and "# SKIP no swap enabled" in text
+    assert "int main(void)" in text
+
+
+def test_export_to_stdout():
+    res = runner.invoke(kernel_app, ["export", str(ROOT / "scenarios" / "s3-refault-swapcache.yaml")])
+    assert res.exit_code == 0
+    assert "scenario s3-refault-swapcache" in res.output
+
+
+def test_unsupported_gives_exit_2(tmp_path):
+    f = str(ROOT / "scenarios" / "tag-alloc-failure-rollback.yaml")
+    res = runner.invoke(kernel_app, ["export", f])
+    assert res.exit_code == 2
+    assert "tag_alloc_fail_after" in res.output
+    res = runner.invoke(kernel_app, ["run", f, "--cache", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "not supported" in res.output
+
+
+def test_unsupported_folio_size(tmp_path):
+    p = tmp_path / "x.yaml"
+    p.write_text("version: 1\nname: x\nconfig: {folio_pages: [1, 2]}\nsteps:\n  - mmap: {proc: A, vma: b, pages: 2}\n")
+    res = runner.invoke(kernel_app, ["export", str(p)])
+    assert res.exit_code == 2 and "order-1" in res.output
+
+
+def test_bad_input_and_missing_setup_give_exit_2(tmp_path):
+    res = runner.invoke(kernel_app, ["run", str(tmp_path / "nope.yaml"), "--cache", str(tmp_path)])
+    assert res.exit_code == 2
+    ok = str(SCENARIOS[0])
+    res = runner.invoke(kernel_app, ["run", ok, "--kernel", "5.4", "--cache", str(tmp_path)])
+    assert res.exit_code == 2 and "--kernel" in res.output
+    res = runner.invoke(kernel_app, ["run", ok, "--cache", str(tmp_path / "empty")])
+    assert res.exit_code == 2 and "mteswap kernel setup" in res.output
+
+
+def test_archive_base_from_deb822(tmp_path):
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n"
+    )
+    assert archive_base(tmp_path) == "http://mirror.example/debian"
+
+
+@pytest.mark.skipif(shutil.which(CROSS_GCC) is None, reason=f"{CROSS_GCC} not installed")
+def test_generated_c_compiles(tmp_path):
+    expanded = [cgen.expand(load_scenario(p)) for p in supported()]
+    src = tmp_path / "batch.c"
+    src.write_text(cgen.batch_program(expanded))
+    proc = subprocess.run([CROSS_GCC, *CFLAGS, "-Wall", "-Werror", "-o", str(tmp_path / "batch"), str(src)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    exp = tmp_path / "export.c"
+    exp.write_text(cgen.export_program(expanded[0]))
+    proc = subprocess.run([CROSS_GCC, *CFLAGS, "-Wall", "-Werror", "-o", str(tmp_path / "export"), str(exp)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
