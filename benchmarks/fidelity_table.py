@@ -21,7 +21,9 @@ def main() -> int:
         first = r["kernel_violations"][0] if r["kernel_violations"] else None
         kv = r["kernel_verdict"]
         if first:
-            kv = f"fail: {first['kind']} (step {first['step']})"
+            seen = f"fail: {first['kind']} (step {first['step']})"
+            # a verdict without its precondition stays one; what the guest saw is kept beside it
+            kv = f"{kv} (observed {seen})" if kv == "precondition not met" else seen
         mv = r["model_verdict"]
         if r["model_violations"]:
             m = r["model_violations"][0]

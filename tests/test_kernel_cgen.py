@@ -112,3 +112,66 @@ def test_generated_c_compiles(tmp_path):
     proc = subprocess.run([CROSS_GCC, *CFLAGS, "-Wall", "-Werror", "-o", str(tmp_path / "export"), str(exp)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _stale_case(new_pfns: dict[int, int]):
+    """Guest result of s5-split-tagged-head-stale with `old` on frames 0x100-0x10f and the given
+    frames for `buf` (first seen present after its write, step 5)."""
+    from mteswap.kernel import compare, guest
+
+    sc = load_scenario(ROOT / "scenarios" / "s5-split-tagged-head-stale.yaml")
+    cs = cgen.expand(sc)
+    obs, _ = compare.model_outcome(sc)
+    res = guest.GuestResult(0, sc.name, rc=1)
+    old = {p: 0x100 + p for p in range(16)}
+    res.step(2).pfns["after"] = dict(old)
+    res.step(3).pfns["before"] = dict(old)
+    res.step(5).pfns["after"] = dict(new_pfns)
+    res.step(9).pfns["after"] = dict(new_pfns)
+    res.violations = [dict(v) for v in obs]
+    return cs, obs, res
+
+
+def test_frame_reuse_precondition():
+    from mteswap.kernel import compare
+
+    cs, obs, res = _stale_case({p: 0x100 + p for p in range(16)})
+    assert obs and all(compare.STALE_ORIGIN in v["detail"] for v in obs)
+    assert compare.frame_reuse_problem(obs, res, cs) is None
+    row = compare.Row(cs.scenario.name, "", "6.12", "zram", model_verdict="fail", model_violations=obs)
+    compare.compare_one(row, res, cs, None)
+    assert row.kernel_verdict == "fail" and row.agree is True
+
+    # pages 4-15 on other frames: the stale-tag outcome has no basis on this kernel run
+    cs, obs, res = _stale_case({p: 0x100 + p if p < 4 else 0x200 + p for p in range(16)})
+    res.violations, res.rc = [], 0
+    problem = compare.frame_reuse_problem(obs, res, cs)
+    assert problem and problem.startswith("frames not reused: pages 4-15 of buf")
+    assert "0x204-0x20f" in problem and "0x100-0x10f" in problem
+    row = compare.Row(cs.scenario.name, "", "7.2", "zram", model_verdict="fail", model_violations=obs)
+    compare.compare_one(row, res, cs, None)
+    assert row.kernel_verdict == "precondition not met" and row.agree is None
+    assert "frames not reused" in row.detail
+
+    # no PFN evidence at all is not a proof of reuse either
+    cs, obs, res = _stale_case({})
+    assert "no PFN seen for pages 4-15 of buf" in compare.frame_reuse_problem(obs, res, cs)
+
+
+def test_frame_reuse_not_needed_without_stale_tags():
+    from mteswap.kernel import compare, guest
+
+    sc = load_scenario(ROOT / "scenarios" / "s5-split-untagged-head.yaml")
+    cs = cgen.expand(sc)
+    obs, _ = compare.model_outcome(sc)
+    assert obs and not any(compare.STALE_ORIGIN in v["detail"] for v in obs)
+    assert compare.frame_reuse_problem(obs, guest.GuestResult(0, sc.name, rc=1), cs) is None
+
+
+def test_parse_pfn_lines():
+    from mteswap.kernel import guest
+
+    b = guest.Boot("6.12", "zram")
+    guest.parse_console("@@BEGIN 0 x\n@@F 3 before 0:4a300 1:0\n@@F 5 after 2:4a302\n@@END 0 0\n", b)
+    r = b.results[0]
+    assert r.steps[3].pfns["before"] == {0: 0x4a300, 1: 0} and r.steps[5].pfns["after"] == {2: 0x4a302}

@@ -42,11 +42,13 @@ def test_kernel_612_bundled_scenarios_agree():
     for r in run_rows:
         assert r["kernel_verdict"] != "error", r
         if r["kernel_verdict"] == "precondition not met":
+            if r["detail"].startswith("precondition not met: frames not reused"):
+                # the model's outcome rests on stale tags of an earlier owner of the frames, and
+                # the guest's PFNs show the kernel gave the pages other frames (the page
+                # allocator does not promise reuse): allowed only where the model needs it
+                assert any("stale tags left in pfn" in v["detail"] for v in r["model_violations"]), r
+                continue
             assert (r["scenario"], r["device"]) in DOCUMENTED_PRECONDITION, r
-            continue
-        if r["scenario"] == "s5-split-tagged-head-stale" and r["kernel_verdict"] == "pass":
-            # needs the new mapping to reuse the frames the earlier PROT_MTE mapping freed; the
-            # page allocator does not promise that (seen once on 7.2/zram): see docs/fidelity.md
             continue
         assert r["agree"] is True, r
     assert res.exit_code == 0, res.output

@@ -16,6 +16,9 @@ from . import cgen, guest
 from .setup import Env, compile_c
 
 OBSERVABLE = ("tag-check-fault", "data-corruption")
+# The model's account (oracle.describe_origin) of a page whose tags an earlier owner of its
+# frame left behind: on a kernel that needs the page to land on such a frame.
+STALE_ORIGIN = "stale tags left in pfn"
 DEVICE_CHOICES = ("auto", "zram", "virtio-blk", "all")
 
 
@@ -79,7 +82,7 @@ def compare_one(row: Row, res: guest.GuestResult | None, cs: cgen.CScenario, boo
         st = cs.steps[k - 1] if 0 < k <= len(cs.steps) else None
         row.evidence.append(
             {"step": k, "op": st.op if st else "?", "counters": ev.counters, "pagemap": ev.pagemap,
-             "notes": ev.notes}
+             "pfns": ev.pfns, "notes": ev.notes}
         )
     row.kernel_violations = res.violations
     if res.rc == 3:
@@ -95,6 +98,12 @@ def compare_one(row: Row, res: guest.GuestResult | None, cs: cgen.CScenario, boo
         row.kernel_verdict = "error"
         row.detail = f"guest status {res.rc}: " + "; ".join(res.errors)
         return
+    problem = frame_reuse_problem(row.model_violations, res, cs)
+    if problem:
+        row.kernel_verdict = "precondition not met"
+        row.detail = "precondition not met: " + problem
+        row.agree = None
+        return
     row.kernel_verdict = "fail" if res.violations else "pass"
     kset = {_key(v) for v in res.violations}
     mset = {_key(v) for v in row.model_violations}
@@ -108,6 +117,103 @@ def compare_one(row: Row, res: guest.GuestResult | None, cs: cgen.CScenario, boo
         only_k = sorted(kset - mset)
         only_m = sorted(mset - kset)
         row.detail = f"same verdict, different violations: kernel only {only_k[:4]}, model only {only_m[:4]}"
+
+
+def _mte_pages_per_step(cs: cgen.CScenario) -> list[dict[tuple[int, int], set[int]]]:
+    """out[k]: the PROT_MTE pages of each (proc, vma) after step k (out[0]: before step 1),
+    following what the guest does (mprotect always adds PROT_MTE)."""
+    cur: dict[tuple[int, int], set[int]] = {}
+    out = [{}]
+    for st in cs.steps:
+        key = (st.proc, st.vma)
+        if st.op == "mmap":
+            cur[key] = set(range(st.npages_map)) if st.mte else set()
+        elif st.op == "mprotect":
+            cur.setdefault(key, set()).update(st.pages)
+        elif st.op == "munmap":
+            cur[key] = cur.get(key, set()) - set(st.pages)
+        elif st.op == "fork":
+            for (p, v), pages in list(cur.items()):
+                if p == st.proc:
+                    cur[(st.child, v)] = set(pages)
+        elif st.op == "exit":
+            for k in [k for k in cur if k[0] == st.proc]:
+                cur[k] = set()
+        out.append({k: set(v) for k, v in cur.items()})
+    return out
+
+
+def _hex_ranges(values: list[int]) -> str:
+    vals = sorted(set(values))
+    if not vals:
+        return "none"
+    out, start, prev = [], vals[0], vals[0]
+    for x in vals[1:] + [None]:
+        if x is not None and x == prev + 1:
+            prev = x
+            continue
+        out.append(f"{start:#x}" if start == prev else f"{start:#x}-{prev:#x}")
+        if x is not None:
+            start = prev = x
+    return ",".join(out)
+
+
+def frame_reuse_problem(model_violations: list[dict], res: guest.GuestResult, cs: cgen.CScenario) -> str | None:
+    """The frame-reuse precondition of a model outcome that rests on stale tags.
+
+    When the model reports a violation on a page whose tags were "left in pfn N by an earlier
+    owner", the model's allocator handed that page a frame a PROT_MTE mapping of the scenario
+    had freed. The kernel's page allocator need not. The guest prints the PFN of every page a
+    step touches (before munmap/dontneed/split/reclaim, after every step but mmap, fork, exit,
+    munmap); the page must, at the first step it is seen present, sit on a frame seen earlier
+    under a PROT_MTE page. Returns None when that holds (or no model violation needs it), else
+    what was seen.
+    """
+    stale = sorted({(v["proc"], v["vma"], v["page"]) for v in model_violations
+                    if STALE_ORIGIN in v.get("detail", "")})
+    if not stale:
+        return None
+    mte = _mte_pages_per_step(cs)
+    # sightings in time order: (step, phase, proc, vma, page, pfn, under PROT_MTE)
+    seen = []
+    for k in sorted(res.steps):
+        if not 0 < k <= len(cs.steps):
+            continue
+        st, ev = cs.steps[k - 1], res.steps[k]
+        for phase, when, state in ((0, "before", mte[k - 1]), (1, "after", mte[k])):
+            for page, pfn in sorted(ev.pfns.get(when, {}).items()):
+                if pfn:
+                    seen.append((k, phase, st.proc, st.vma, page, pfn, page in state.get((st.proc, st.vma), ())))
+    problems: dict[tuple[str, str], list[tuple[int, int, int]]] = {}  # (proc, vma) -> (page, pfn, step)
+    earlier_mte: set[int] = set()
+    for proc, vma, page in stale:
+        if proc not in cs.procs or vma not in cs.vmas:
+            continue
+        key = (cs.procs.index(proc), cs.vmas.index(vma), page)
+        first = next((s for s in seen if s[2:5] == key), None)
+        if first is None:
+            problems.setdefault((proc, vma), []).append((page, 0, 0))
+            continue
+        before = {s[5] for s in seen if s[:2] < first[:2] and s[6]}
+        earlier_mte |= before
+        if first[5] not in before:
+            problems.setdefault((proc, vma), []).append((page, first[5], first[0]))
+    if not problems:
+        return None
+    parts = []
+    for (proc, vma), items in problems.items():
+        unseen = [p for p, f, _ in items if not f]
+        got = [(p, f, k) for p, f, k in items if f]
+        if got:
+            steps = sorted({k for _, _, k in got})
+            parts.append(
+                f"pages {cgen._pages_text(tuple(p for p, _, _ in got))} of {vma} (proc {proc}) got pfns "
+                f"{_hex_ranges([f for _, f, _ in got])} at step {','.join(map(str, steps))}, not frames of "
+                f"an earlier PROT_MTE mapping (those: {_hex_ranges(sorted(earlier_mte))})")
+        if unseen:
+            parts.append(f"no PFN seen for pages {cgen._pages_text(tuple(unseen))} of {vma} (proc {proc})")
+    return ("frames not reused: " + "; ".join(parts)
+            + " -- the model's outcome there rests on stale tags an earlier owner left in the frames")
 
 
 def run_batch(
@@ -179,6 +285,9 @@ def summarize_evidence(row: Row) -> list[str]:
         after = e["pagemap"].get("after")
         if after:
             bits.append("pages " + _pagemap_summary(after))
+        pfns = e.get("pfns", {}).get("after") or e.get("pfns", {}).get("before")
+        if pfns and any(pfns.values()):
+            bits.append("pfns " + _hex_ranges([f for f in pfns.values() if f]))
         for n in e["notes"]:
             bits.append(n)
         if bits:

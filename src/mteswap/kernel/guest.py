@@ -115,6 +115,7 @@ class StepEvidence:
     nviol: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     pagemap: dict[str, str] = field(default_factory=dict)  # "before"/"after" -> text
+    pfns: dict[str, dict[int, int]] = field(default_factory=dict)  # "before"/"after" -> page -> PFN (0: none)
     notes: list[str] = field(default_factory=list)
 
 
@@ -180,6 +181,9 @@ def parse_console(text: str, boot: Boot) -> None:
             elif tag == "@@P":
                 ev = cur.step(int(parts[1]))
                 ev.pagemap[parts[2]] = " ".join(parts[3:])
+            elif tag == "@@F":
+                ev = cur.step(int(parts[1]))
+                ev.pfns[parts[2]] = {int(p): int(f, 16) for p, _, f in (x.partition(":") for x in parts[3:])}
             elif tag == "@@N":
                 cur.step(int(parts[1])).notes.append(" ".join(parts[2:]))
             elif tag == "@@S":

@@ -5,11 +5,14 @@
  * and acknowledges on a shared pipe, so steps keep their order across fork.  Global steps
  * (reclaim, evict, split, swapoff) are done by the controller.  Tags are set with STG and
  * checked by tag-checked loads/stores in synchronous mode (SIGSEGV/SEGV_MTESERR caught with
- * sigsetjmp) and LDG.  The generated part defines the scenario tables before this file.
+ * sigsetjmp) and LDG.  The controller and every worker run on CPU 0 only (sched_setaffinity
+ * before the first fork), so frames freed by one step go to the per-CPU lists the next
+ * allocation takes from.  The generated part defines the scenario tables before this file.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -371,9 +374,12 @@ static void read_counters(long *vals)
 
 static int kpf_fd = -1;
 
-/* per page: 'P' present, 'L' present in a large folio, 'Z' zero page, 'S' swapped, '-' none */
+/* per page: 'P' present, 'L' present in a large folio, 'Z' zero page, 'S' swapped, '-' none;
+ * *off is the swap offset of a swapped page; the PFN of a present page goes to last_pfn */
+static uint64_t last_pfn;
 static char page_state(pid_t pid, uint64_t addr, uint64_t *off)
 {
+	last_pfn = 0;
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/pagemap", pid);
 	int fd = open(path, O_RDONLY);
@@ -388,6 +394,7 @@ static char page_state(pid_t pid, uint64_t addr, uint64_t *off)
 	if (e & (1ULL << 63)) {
 		uint64_t pfn = e & ((1ULL << 55) - 1);
 		uint64_t f = 0;
+		last_pfn = pfn;
 		if (kpf_fd < 0)
 			kpf_fd = open("/proc/kpageflags", O_RDONLY);
 		if (kpf_fd >= 0 && pfn && pread(kpf_fd, &f, 8, (off_t)pfn * 8) == 8) {
@@ -447,17 +454,21 @@ static void evidence_pages(int k, const step_t *st, const char *when)
 {
 	if (st->proc < 0 || st->vma < 0 || st->n == 0 || !ppid_of[st->proc] || !pbase[st->proc][st->vma])
 		return;
-	char line[8192];
+	char line[8192], fl[8192];
 	int o = snprintf(line, sizeof line, "%s %d %s", OUT_PREFIX_PM, k, when);
-	for (int i = 0; i < st->n && o < (int)sizeof line - 40; i++) {
+	int of = snprintf(fl, sizeof fl, "%s %d %s", OUT_PREFIX_PFN, k, when);
+	for (int i = 0; i < st->n && o < (int)sizeof line - 40 && of < (int)sizeof fl - 40; i++) {
 		uint64_t off = 0;
 		char s = page_state(ppid_of[st->proc], pbase[st->proc][st->vma] + (uint64_t)st->pg[i] * PG, &off);
 		if (s == 'S')
 			o += snprintf(line + o, sizeof line - o, " %d:S%llu", st->pg[i], (unsigned long long)off);
 		else
 			o += snprintf(line + o, sizeof line - o, " %d:%c", st->pg[i], s);
+		/* the frame a present page is mapped to (0: not present, or PFNs hidden) */
+		of += snprintf(fl + of, sizeof fl - of, " %d:%llx", st->pg[i], (unsigned long long)last_pfn);
 	}
 	out("%s\n", line);
+	out("%s\n", fl);
 }
 
 static int count_state(const step_t *st, char want)
@@ -490,6 +501,17 @@ static int run_scenario(const scen_t *sc, int idx)
 		return 4;
 	}
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	/* one CPU for the controller and (inherited across fork) every worker: page frees and
+	 * allocations then go through the same per-CPU page lists, so a mapping made after a
+	 * munmap gets the freed frames back as reliably as the page allocator allows (the
+	 * host still checks that from the PFNs of the evidence) */
+	{
+		cpu_set_t cpus;
+		CPU_ZERO(&cpus);
+		CPU_SET(0, &cpus);
+		if (sched_setaffinity(0, sizeof cpus, &cpus))
+			out("%s 0 sched_setaffinity(CPU 0): %s\n", OUT_PREFIX_NOTE, strerror(errno));
+	}
 	/* own cgroup, so memory.reclaim reclaims the test's own processes */
 	snprintf(cgdir, sizeof cgdir, "/sys/fs/cgroup/mteswap-%d-%d", idx, getpid());
 	int have_cg = mkdir(cgdir, 0755) == 0;
@@ -523,7 +545,7 @@ static int run_scenario(const scen_t *sc, int idx)
 		int nviol = 0;
 		char note[300] = "";
 		read_counters(before);
-		if (st->op == OP_SPLIT || st->op == OP_RECLAIM)
+		if (st->op == OP_SPLIT || st->op == OP_RECLAIM || st->op == OP_MUNMAP || st->op == OP_DONTNEED)
 			evidence_pages(k, st, "before");
 		int large_before = st->op == OP_SPLIT ? count_state(st, 'L') : 0;
 		int op = st->op;
