@@ -1,0 +1,83 @@
+"""Benchmark `mteswap check`: distinct states per second per core (exhaustive, small/merged),
+and time to the first counterexample for each flawed design (docs/performance.md).
+
+    .venv/bin/python benchmarks/check.py                  # depth 4 rate + every flawed design
+    .venv/bin/python benchmarks/check.py --depth 5 --designs merged --skip-ce
+    .venv/bin/python benchmarks/check.py --profile 20     # cProfile of a depth-3 search
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+
+from mteswap.explore.check import Options, run_check
+
+FLAWED = ["split-before-swap", "rfc-v1", "rfc-v2", "rfc-v3", "restore-all-unmarked",
+          "folio-marker", "merged"]
+
+
+def run(**kw):
+    out = tempfile.mkdtemp(prefix="bench-check-")
+    try:
+        kw.setdefault("progress", False)
+        t = time.perf_counter()
+        s, _ = run_check(Options(out=out, **kw))
+        s["wall"] = time.perf_counter() - t
+        return s
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--designs", default=",".join(FLAWED))
+    ap.add_argument("--skip-rate", action="store_true")
+    ap.add_argument("--skip-ce", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", type=int, default=0)
+    a = ap.parse_args()
+    print(f"cpus: {os.cpu_count()}  python: {sys.version.split()[0]}")
+    if a.profile:
+        pr = cProfile.Profile()
+        pr.enable()
+        run(design="merged", depth=3, workers=1)
+        pr.disable()
+        s = io.StringIO()
+        pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(a.profile)
+        print(s.getvalue())
+        return
+    if not a.skip_rate:
+        for w in map(int, a.workers.split(",")):
+            s = run(design="merged", depth=a.depth, workers=w)
+            per_core = s["distinct_states"] / s["seconds"] / w
+            print(f"exhaustive small/merged depth {a.depth} workers {w}: "
+                  f"{s['distinct_states']:,} states, {s['transitions']:,} transitions, "
+                  f"{s['seconds']:.1f}s, {s['distinct_states'] / s['seconds']:,.0f} states/s, "
+                  f"{per_core:,.0f} states/s/core, {s['transitions'] / s['seconds'] / w:,.0f} "
+                  f"transitions/s/core, violation: {s['violation'] and s['violation']['kind']}")
+    if not a.skip_ce:
+        for d in a.designs.split(","):
+            for w in map(int, a.workers.split(",")):
+                mode = "exhaustive" if d == "rfc-v1" else "random"
+                kw = dict(depth=6) if mode == "exhaustive" else dict(random=True, seed=a.seed, time=120)
+                s = run(design=d, workers=w, **kw)
+                v = s["violation"]
+                print(f"first counterexample {d:<22} workers {w} {mode:<10}: "
+                      f"{s['wall']:.2f}s total (search {s['seconds']:.2f}s) "
+                      f"{v['kind'] + '@' + str(v['step']) if v else 'none'}"
+                      + (f" walk {v['walk']}, shrunk {v['original_length']} -> {len(v['trace'])}"
+                         if v and 'walk' in v else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""The operation alphabet: presets (`--model small|thread`), config overrides (`--set`), the
+operation filter (`--ops`), and the `Problem` every search (and every worker) rebuilds from.
+
+An action is one scenario step written as the YAML mapping a scenario file holds, e.g.
+`{"write": {"proc": "A", "vma": "buf", "pages": "0-3", "tag": "distinct"}}`; all actions are
+parsed once by the scenario loader, so what the search runs is exactly what a counterexample
+file replays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from mteswap.scenario.load import ALL, OPS, Config, Scenario, ScenarioError, Step, parse_scenario
+
+FIXED_TAG = 5                      # the one fixed tag of the alphabet (besides `distinct`)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    config: dict                   # scenario `config` keys
+    procs: tuple[str, ...]         # A first; the others are created by fork A -> X
+    vma: str
+    vma_pages: int
+    page_sets: tuple               # pages fields: int, "a-b" or "all"
+    description: str
+
+
+PRESETS = {
+    "small": Preset(
+        "small", {"folio_pages": [1, 4], "swap_slots": 1024, "frames": 16, "swap_device": "ssd"},
+        ("A", "B"), "buf", 4, (0, 1, 2, 3, "0-3"),
+        "processes A and B (B by fork), one VMA of 4 pages, folio_pages [1, 4], 16 frames, "
+        "1024 swap slots (slot 0 is the header: whole-folio swap-out needs the second cluster)"),
+    "thread": Preset(
+        "thread", {"folio_pages": [1, 16], "swap_slots": 1024, "frames": 48, "swap_device": "ssd"},
+        ("A", "B"), "buf", 16, (0, 1, 15, "0-3", "4-7", "0-15"),
+        "processes A and B (B by fork), one VMA of 16 pages, folio_pages [1, 16] (the discussion's 64 KiB case), "
+        "48 frames, 1024 swap slots"),
+}
+
+CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Config))
+
+
+class BadInput(ValueError):
+    """A bad --model/--set/--ops/--design value: exit status 2."""
+
+
+def parse_set(items: list[str]) -> dict:
+    """`--set key=value` items -> config mapping (values parsed as YAML scalars/lists)."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise BadInput(f"--set: expected key=value, got {item!r}")
+        if key not in CONFIG_KEYS:
+            raise BadInput(f"--set: unknown config key {key!r}; known: {', '.join(CONFIG_KEYS)}")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise BadInput(f"--set: bad value for {key}: {value!r}") from None
+    return out
+
+
+def preset_actions(p: Preset) -> list[dict]:
+    """Every operation of the scenario format (and `stg`), with small argument sets."""
+    acts: list[dict] = []
+    v = p.vma
+    for proc in p.procs:
+        for mte in (True, False):
+            acts.append({"mmap": {"proc": proc, "vma": v, "pages": p.vma_pages, "mte": mte}})
+    for child in p.procs[1:]:
+        acts.append({"fork": {"proc": p.procs[0], "child": child}})
+    for proc in p.procs:
+        for pages in p.page_sets:
+            base = {"proc": proc, "vma": v, "pages": pages}
+            acts.append({"write": dict(base)})
+            acts.append({"write": dict(base, tag="distinct")})
+            acts.append({"write": dict(base, tag=FIXED_TAG)})
+            acts.append({"read": dict(base)})
+            acts.append({"stg": dict(base, tag="distinct")})
+            acts.append({"stg": dict(base, tag=FIXED_TAG)})
+            for keep in (False, True):
+                acts.append({"pageout": dict(base, keep_cached=keep)})
+                acts.append({"reclaim": dict(base, keep_cached=keep)})
+            acts.append({"dontneed": dict(base)})
+            acts.append({"split": dict(base)})
+            acts.append({"mprotect": dict(base, mte=True)})
+            acts.append({"munmap": dict(base)})
+        acts.append({"exit": {"proc": proc}})
+    acts.append("evict")
+    acts.append("swapoff")
+    return acts
+
+
+def action_op(action) -> str:
+    return action if isinstance(action, str) else next(iter(action))
+
+
+def action_text(action) -> str:
+    """One-line human form, e.g. `write A buf 0-3 tag=distinct`."""
+    if isinstance(action, str):
+        return action
+    op, args = next(iter(action.items()))
+    parts = [op]
+    for k, val in args.items():
+        if k in ("proc", "vma", "pages"):
+            parts.append(str(val))
+        elif k == "child":
+            parts.append(f"-> {val}")
+        elif val is not False and val is not None:
+            parts.append(f"{k}={val}".replace("=True", ""))
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What to search: picklable, so workers and Dask tasks rebuild everything from it."""
+    design: str = "merged"
+    model: str = "small"
+    overrides: tuple = ()          # ((key, value), ...) from --set
+    ops: tuple | None = None       # restrict to these ops (None: all)
+    reduce: bool = True            # symmetry reduction (symmetry.py)
+
+    def config_doc(self) -> dict:
+        doc = dict(PRESETS[self.model].config)
+        doc.update(dict(self.overrides))
+        return doc
+
+    def actions(self) -> list:
+        acts = preset_actions(PRESETS[self.model])
+        if self.ops is not None:
+            acts = [a for a in acts if action_op(a) in self.ops]
+        return acts
+
+
+def validate_problem(pr: Problem) -> None:
+    if pr.model not in PRESETS:
+        raise BadInput(f"--model: unknown model {pr.model!r}; known: {', '.join(PRESETS)}")
+    if pr.ops is not None:
+        bad = [o for o in pr.ops if o not in OPS]
+        if bad:
+            raise BadInput(f"--ops: unknown op {bad[0]!r}; known: {', '.join(OPS)}")
+        if not pr.ops:
+            raise BadInput("--ops: no operation given")
+    try:
+        scenario_doc(pr, [])
+    except ScenarioError as err:
+        raise BadInput(f"--set: {err.message} (field {err.field})") from None
+
+
+def scenario_doc(pr: Problem, actions: list, name: str = "explore", design: str | None = None,
+                 expect: dict | None = None, description: str | None = None) -> Any:
+    """A scenario-format-1 document for `actions` (validated: ScenarioError if bad)."""
+    doc: dict = {"version": 1, "name": name}
+    if description:
+        doc["description"] = description
+    if design:
+        doc["design"] = design
+    doc["config"] = pr.config_doc()
+    if expect:
+        doc["expect"] = expect
+    doc["steps"] = list(actions) or ["evict"]
+    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
+    return parse_scenario(text, file=f"<{name}>")
+
+
+class Alphabet:
+    """Parsed actions plus the helpers the search needs: the root runner, Step objects for a
+    given step index, and a cheap test of whether an action can apply in a state."""
+
+    def __init__(self, pr: Problem):
+        self.problem = pr
+        self.actions = pr.actions()
+        sc = scenario_doc(pr, self.actions)
+        self.scenario: Scenario = sc
+        self.base_steps: list[Step] = list(sc.steps) if self.actions else []
+        self._steps: dict[int, list[Step]] = {}
+        names = sorted({s.args.get("vma") for s in self.base_steps if s.args.get("vma")})
+        self.vma_ids = {n: i for i, n in enumerate(names)}
+
+    def steps_at(self, index: int) -> list[Step]:
+        """Each action as the step with 1-based position `index` (values written depend on it)."""
+        got = self._steps.get(index)
+        if got is None:
+            got = [Step(index, s.op, s.args) for s in self.base_steps]
+            self._steps[index] = got
+        return got
+
+    def enabled(self, r, step: Step) -> bool:
+        """False when the step surely cannot apply (the runner would raise ScenarioError). True
+        means: try it (it may still be bad input, e.g. out of memory, which disables it too)."""
+        a = step.args
+        proc = a.get("proc")
+        if proc is None:
+            return True
+        pid = r.pids.get(proc)
+        if pid is None:
+            return False
+        mm = r.m.mms[pid]
+        if not mm.alive:
+            return False
+        op = step.op
+        if op == "fork":
+            return a["child"] not in r.pids
+        if op == "exit":
+            return True
+        key = (pid, a["vma"])
+        if op == "mmap":
+            return key not in r.vmas
+        info = r.vmas.get(key)
+        if info is None:
+            return False
+        start, n = info
+        pages = a["pages"]
+        if pages == ALL:
+            return any(mm.find_vma(start + i) for i in range(n))
+        for i in pages:
+            if i >= n or mm.find_vma(start + i) is None:
+                return False
+        return True

@@ -1,0 +1,202 @@
+"""`mteswap check` without the command-line layer: run a search from options, write the
+counterexample, return the JSON summary and the exit status."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from mteswap.explore import checkpoint as ckpt
+from mteswap.explore.alphabet import BadInput, Problem, action_text, parse_set, validate_problem
+from mteswap.explore.bfs import new_bfs, run_bfs
+from mteswap.explore.engine import design_maker, get_context
+from mteswap.explore.itf import write_counterexample
+from mteswap.explore.parallel import PoolMapper, SerialMapper, default_workers
+from mteswap.explore.progress import Progress, bfs_line
+from mteswap.explore.shrink import shrink
+
+
+@dataclass
+class Options:
+    design: str = "merged"
+    model: str = "small"
+    depth: int = 6
+    random: bool = False
+    steps: int = 40               # random: length of each walk
+    time: float | None = None     # random: seconds (default 60); exhaustive: none
+    walks: int | None = None      # random: number of walks (default: until --time)
+    seed: int = 0
+    set: list = field(default_factory=list)
+    ops: str | None = None
+    out: str = "mteswap-out"
+    workers: int | None = None
+    scheduler: str | None = None
+    checkpoint: str | None = None
+    resume: str | None = None
+    reduce: bool = True
+    progress: bool = True
+    checkpoint_every: float = 5.0
+
+
+def make_problem(o: Options) -> Problem:
+    ops = None
+    if o.ops is not None:
+        ops = tuple(x.strip() for x in o.ops.split(",") if x.strip())
+    overrides = tuple(sorted(parse_set(o.set).items(), key=lambda kv: kv[0]))
+    overrides = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides)
+    pr = Problem(design=o.design, model=o.model, overrides=overrides, ops=ops, reduce=o.reduce)
+    validate_problem(pr)
+    design_maker(o.design)
+    return pr
+
+
+def _mapper(o: Options, problem: Problem):
+    if o.scheduler:
+        from mteswap.explore.distributed import DaskMapper
+        return DaskMapper(o.scheduler, problem)
+    workers = o.workers if o.workers is not None else default_workers()
+    if workers < 1:
+        raise BadInput(f"--workers: expected at least 1, got {workers}")
+    return SerialMapper() if workers == 1 else PoolMapper(workers, problem)
+
+
+def run_check(o: Options) -> tuple[dict, int]:
+    """(summary, exit status). BadInput for bad options (exit 2, raised to the caller)."""
+    resumed = None
+    if o.resume:
+        try:
+            resumed = ckpt.load(o.resume)
+        except (OSError, ValueError, EOFError) as err:
+            raise BadInput(f"--resume: cannot read checkpoint: {err}") from None
+        saved = resumed["options"]
+        for k in ("design", "model", "depth", "random", "steps", "walks", "seed", "set", "ops",
+                  "reduce", "time"):
+            setattr(o, k, saved[k])
+        if o.checkpoint is None:
+            o.checkpoint = o.resume
+    if o.depth < 1 and not o.random:
+        raise BadInput(f"--depth: expected at least 1, got {o.depth}")
+    if o.random and o.steps < 1:
+        raise BadInput(f"--steps: expected at least 1, got {o.steps}")
+    problem = make_problem(o)
+    ctx = get_context(problem)
+    saved_opts = {k: getattr(o, k) for k in ("design", "model", "depth", "random", "steps",
+                                             "walks", "seed", "set", "ops", "reduce", "time")}
+    mapper = _mapper(o, problem)
+    progress = Progress(o.progress)
+    try:
+        if o.random:
+            summary = _random(o, problem, ctx, mapper, progress, resumed, saved_opts)
+        else:
+            summary = _exhaustive(o, problem, ctx, mapper, progress, resumed, saved_opts)
+    finally:
+        progress.close()
+        mapper.close()
+    return summary, (1 if summary["violation"] else 0)
+
+
+def _exhaustive(o, problem, ctx, mapper, progress, resumed, saved_opts) -> dict:
+    st = resumed["state"] if resumed else new_bfs(problem, o.depth)
+    last = [time.monotonic()]
+
+    def on_chunk(s):
+        if o.checkpoint and time.monotonic() - last[0] >= o.checkpoint_every:
+            ckpt.save(o.checkpoint, "bfs", s, saved_opts)
+            last[0] = time.monotonic()
+
+    run_bfs(st, mapper.chunks, lambda s: progress.update(bfs_line(s)), on_chunk)
+    if o.checkpoint:
+        ckpt.save(o.checkpoint, "bfs", st, saved_opts)
+    progress.update(bfs_line(st), force=True)
+    summary = {"design": ctx.design_name, "model": problem.model, "mode": "exhaustive",
+               "depth": st.depth_reached, "max_depth": st.max_depth,
+               "complete": st.violation is None and not st.frontier and st.depth_reached < st.max_depth,
+               "distinct_states": st.distinct, "transitions": st.transitions,
+               "seconds": round(st.elapsed, 3),
+               "states_per_second": round(st.distinct / st.elapsed, 1) if st.elapsed else None,
+               "violation": None}
+    if st.violation:
+        actions = [ctx.alpha.actions[a] for a in st.violation["trace"]]
+        files = write_counterexample(o.out, problem, ctx.make_design, ctx.design_name, actions,
+                                     st.violation["violation"],
+                                     f"exhaustive search, depth {st.depth_reached}: a shortest trace")
+        summary["violation"] = dict(st.violation["violation"],
+                                    trace=[action_text(a) for a in actions], files=files)
+    return summary
+
+
+@dataclass
+class RandomState:
+    next_walk: int = 0
+    walks: int = 0
+    steps: int = 0
+    found: dict | None = None          # {"walk", "trace", "violation"}
+    elapsed: float = 0.0
+
+
+def _random(o, problem, ctx, mapper, progress, resumed, saved_opts) -> dict:
+    rs: RandomState = resumed["state"] if resumed else RandomState()
+    budget = o.time if o.time is not None else (None if o.walks else 60.0)
+    t0 = time.perf_counter() - rs.elapsed
+    last = time.monotonic()
+    batch = 8
+    while rs.found is None:
+        if o.walks is not None and rs.next_walk >= o.walks:
+            break
+        if budget is not None and time.perf_counter() - t0 >= budget:
+            break
+        # a round of batches, in walk order
+        stop = rs.next_walk + batch * 16
+        if o.walks is not None:
+            stop = min(stop, o.walks)
+        batches = [list(range(w, min(w + batch, stop))) for w in range(rs.next_walk, stop, batch)]
+        results = mapper.walks(problem, o.seed, batches, o.steps)
+        try:
+            for b, res in zip(batches, results):
+                for wr in res:
+                    rs.walks += 1
+                    rs.steps += wr.steps
+                    if wr.violation and rs.found is None:
+                        rs.found = {"walk": wr.walk, "trace": wr.trace, "violation": wr.violation}
+                rs.next_walk = b[-1] + 1
+                rs.elapsed = time.perf_counter() - t0
+                progress.update(f"random: walks {rs.walks:,}  steps {rs.steps:,}  "
+                                f"{rs.steps / max(rs.elapsed, 1e-9):,.0f} steps/s  {rs.elapsed:.1f}s")
+                if rs.found is not None:
+                    break
+                if budget is not None and time.perf_counter() - t0 >= budget:
+                    break
+                if o.checkpoint and time.monotonic() - last >= o.checkpoint_every:
+                    ckpt.save(o.checkpoint, "random", rs, saved_opts)
+                    last = time.monotonic()
+        finally:
+            close = getattr(results, "close", None)
+            if close:
+                close()
+    rs.elapsed = time.perf_counter() - t0
+    if o.checkpoint:
+        ckpt.save(o.checkpoint, "random", rs, saved_opts)
+    summary = {"design": ctx.design_name, "model": problem.model, "mode": "random",
+               "seed": o.seed, "walks": rs.walks, "walk_length": o.steps,
+               "depth": len(rs.found["trace"]) if rs.found else o.steps,
+               "distinct_states": None, "transitions": rs.steps,
+               "seconds": round(rs.elapsed, 3),
+               "states_per_second": round(rs.steps / rs.elapsed, 1) if rs.elapsed else None,
+               "violation": None}
+    if rs.found:
+        v = rs.found["violation"]
+        original = [ctx.alpha.actions[a] for a in rs.found["trace"]]
+        progress.update(f"shrinking a {len(original)}-step counterexample (walk {rs.found['walk']})",
+                        force=True)
+        shrunk, tried = shrink(problem, ctx.make_design, original, v["kind"],
+                               deadline=time.monotonic() + 120)
+        from mteswap.explore.shrink import first_violation
+        sv = first_violation(problem, ctx.make_design, shrunk).to_dict()
+        files = write_counterexample(o.out, problem, ctx.make_design, ctx.design_name, shrunk, sv,
+                                     f"random walk {rs.found['walk']} of seed {o.seed}, "
+                                     f"shrunk from {len(original)} to {len(shrunk)} steps")
+        summary["violation"] = dict(sv, trace=[action_text(a) for a in shrunk], files=files,
+                                    walk=rs.found["walk"], original_length=len(original),
+                                    shrink_candidates=tried)
+    return summary

@@ -1,0 +1,82 @@
+"""`mteswap check`: a plain function for the Typer app in mteswap/cli.py to register:
+
+    from mteswap.explore.cli import check_command
+    app.command("check")(check_command)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+
+from mteswap.explore.alphabet import BadInput
+
+
+def check_command(
+    design: str = typer.Option("merged", "--design", help="design: a name, or path/to/file.py:ClassName"),
+    model: str = typer.Option("small", "--model", help="alphabet preset: small | thread"),
+    depth: int = typer.Option(6, "--depth", help="exhaustive: the deepest trace length explored"),
+    random_: bool = typer.Option(False, "--random", help="random walks (swarm) instead of exhaustive search"),
+    steps: int = typer.Option(40, "--steps", help="random: steps per walk"),
+    time_: Optional[float] = typer.Option(None, "--time", help="random: seconds to search (default 60, or until --walks)"),
+    walks: Optional[int] = typer.Option(None, "--walks", help="random: number of walks"),
+    seed: int = typer.Option(0, "--seed", help="random: seed (walk i of seed s is the same on any number of workers)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key of the preset: key=value (repeatable)"),
+    ops: Optional[str] = typer.Option(None, "--ops", help="only these operations, comma-separated"),
+    out: str = typer.Option("mteswap-out", "--out", help="directory for counterexample.yaml and counterexample.itf.json"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary on stdout"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="processes (default: all cores)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://host:8786)"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="write the search state to DIR periodically"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="continue the search saved in DIR"),
+    no_symmetry: bool = typer.Option(False, "--no-symmetry", help="turn the state reductions off (docs/checking.md)"),
+    checkpoint_every: float = typer.Option(5.0, "--checkpoint-every", help="seconds between checkpoints"),
+):
+    """Search operation sequences of a small machine for a violation; write the shortest (or
+    shrunk) failing sequence as a scenario file. Exit 0 no violation, 1 violation, 2 bad input."""
+    from mteswap.explore.check import Options, run_check
+    o = Options(design=design, model=model, depth=depth, random=random_, steps=steps, time=time_,
+                walks=walks, seed=seed, set=list(set_ or []), ops=ops, out=out, workers=workers,
+                scheduler=scheduler, checkpoint=checkpoint, resume=resume,
+                reduce=not no_symmetry, checkpoint_every=checkpoint_every)
+    try:
+        summary, status = run_check(o)
+    except BadInput as err:
+        print(f"mteswap: error: {err}", file=sys.stderr)
+        raise typer.Exit(2)
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        print_summary(summary)
+    raise typer.Exit(status)
+
+
+def print_summary(s: dict) -> None:
+    what = (f"depth {s['depth']}" + (" (state space exhausted)" if s.get("complete") else "")
+            if s["mode"] == "exhaustive" else f"{s['walks']} walks of up to {s['walk_length']} steps")
+    states = f"{s['distinct_states']:,} states, " if s.get("distinct_states") is not None else ""
+    print(f"{s['design']} on {s['model']} ({s['mode']}): {what}, {states}"
+          f"{s['transitions']:,} transitions, {s['seconds']}s")
+    v = s["violation"]
+    if not v:
+        print("no violation")
+        return
+    print(f"VIOLATION {v['kind']} at step {v['step']} ({v['op']}): {v['detail']}")
+    for i, t in enumerate(v["trace"], start=1):
+        print(f"  {i:>3}. {t}")
+    print(f"counterexample: {v['files']['yaml']}  (replay: mteswap run {v['files']['yaml']})")
+    print(f"trace (ITF): {v['files']['itf']}")
+
+
+def main(argv=None) -> None:
+    """Standalone entry point until `check` is registered in mteswap/cli.py."""
+    app = typer.Typer(add_completion=False)
+    app.command()(check_command)
+    app(argv, prog_name="mteswap check")
+
+
+if __name__ == "__main__":
+    main()

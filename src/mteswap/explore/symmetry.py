@@ -1,0 +1,68 @@
+"""The state fingerprint and the reductions applied to it (docs/checking.md explains each and
+why it cannot hide a bug).
+
+A state is everything that decides what later steps do and what the oracle reports:
+
+* `Machine.snapshot()` — frames (tags, data, flags, reverse map), folios, address spaces (VMAs
+  and page tables), the swap device (swap_map, cluster orders, contents, zeromap, the written-tag
+  ghost), the saved tags and the tag-allocation count;
+* `Expectation.snapshot()` — per process and page, the pointer tags and value the program holds;
+* the runner's name table: which (process, VMA name) pairs were ever mapped and where (this
+  decides whether `mmap` may run again and where page indices point), with names as small ints
+  so that the fingerprint hashes the same in every process.
+
+Reductions (`reduce=True`):
+
+1. **Data values renamed.** A `write` at step k stores `page_value(k, i)`, unique per step and
+   page. The model only ever copies data values and compares them for equality (the oracle's
+   read check) or with 0 (zero-filled detection at swap-out and split); every later write stores
+   a value no earlier step used. So two states that differ by a one-to-one renaming of non-zero
+   values have the same future up to that renaming, and the same violations. Values are
+   renumbered 1, 2, 3... in order of first appearance (frames by pfn, then swap-slot contents
+   by offset, then the program's view by pid and page), which is canonical.
+2. **Tag-allocation count abstracted.** `tag_allocs` only feeds the fault injection of
+   `tag_alloc_fail_after` (the (N+1)-th allocation fails). Without the key it is dropped; with
+   it, every count past N+1 is the same.
+
+Fingerprints are 64-bit `hash()` values of the canonical tuple (ints, bools and tuples only, so
+the same in every process regardless of PYTHONHASHSEED). Hash compaction can merge two distinct
+states with probability about n^2 / 2^65 for n states (3e-8 at a million states).
+"""
+
+from __future__ import annotations
+
+
+def _rename_values(pages, contents, view):
+    names: dict[int, int] = {0: 0}
+
+    def nm(v: int) -> int:
+        got = names.get(v)
+        if got is None:
+            got = names[v] = len(names)
+        return got
+
+    pages = tuple((p[0], nm(p[1]), p[2], p[3], p[4], p[5]) for p in pages)
+    contents = tuple((off, nm(v)) for off, v in contents)
+    view = tuple((pid, tuple((vpn, (tv[0], nm(tv[1]))) for vpn, tv in pv)) for pid, pv in view)
+    return pages, contents, view
+
+
+def state_key(r, vma_ids: dict, reduce: bool = True) -> tuple:
+    """The canonical state of runner `r` (see the module docstring)."""
+    snap = r.m.snapshot()
+    view = r.oracle.expect.snapshot()
+    names = tuple(sorted((pid, vma_ids.get(name, -1), start, n)
+                         for (pid, name), (start, n) in r.vmas.items()))
+    if not reduce:
+        return (snap, view, names)
+    pages, folios, mms, swap, mte_pages, tag_allocs = snap
+    active, used, corder, contents, zeromap, written = swap
+    pages, contents, view = _rename_values(pages, contents, view)
+    fail_after = r.m.config.tag_alloc_fail_after
+    tag_allocs = 0 if fail_after is None else min(tag_allocs, fail_after + 1)
+    return ((pages, folios, mms, (active, used, corder, contents, zeromap, written), mte_pages,
+             tag_allocs), view, names)
+
+
+def fingerprint(r, vma_ids: dict, reduce: bool = True) -> int:
+    return hash(state_key(r, vma_ids, reduce))

@@ -1,0 +1,222 @@
+"""`mteswap check` (src/mteswap/explore): exhaustive search, counterexample files that replay,
+ITF, shortest-ness, symmetry reduction, workers, shrinking, clone()."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from helpers import runner as run_steps
+from mteswap.cli import app as mteswap_app
+from mteswap.explore.alphabet import Alphabet, Problem
+from mteswap.explore.bfs import new_bfs, run_bfs, serial_mapper
+from mteswap.explore.check import Options, run_check
+from mteswap.explore.cli import check_command
+from mteswap.explore.engine import get_context
+from mteswap.explore.shrink import first_violation, shrink
+from mteswap.model.machine import Machine
+from mteswap.model.swapinfo import SwapInfo
+from mteswap.scenario.runner import Runner
+
+check_app = typer.Typer(add_completion=False)
+check_app.command()(check_command)
+
+
+def check(tmp_path, **kw):
+    kw.setdefault("workers", 1)
+    kw.setdefault("progress", False)
+    kw.setdefault("out", str(tmp_path / "out"))
+    return run_check(Options(**kw))
+
+
+def replay(path):
+    res = CliRunner().invoke(mteswap_app, ["run", str(path), "--json"])
+    return res.exit_code, json.loads(res.stdout.splitlines()[0])
+
+
+# -- clone ---------------------------------------------------------------------------------------
+
+def test_clone_knows_every_attribute():
+    r = run_steps([{"mmap": {"proc": "A", "vma": "buf", "pages": 4, "mte": True}}],
+                  frames=16, swap_slots=1024, folio_pages=[1, 4])
+    assert set(vars(r.m)) == Machine._CLONED
+    assert set(vars(r.m.swap)) == SwapInfo._CLONED
+    assert set(vars(r)) == Runner._CLONED
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_clone_behaves_like_original(seed):
+    """Random walks: the clone taken mid-way runs the rest exactly as the original does, and
+    running steps on the clone leaves the original untouched."""
+    ctx = get_context(Problem(design="merged"))
+    rng = random.Random(seed)
+    r = ctx.root.clone()
+    trace = []
+    for i in range(1, 25):
+        steps = ctx.alpha.steps_at(i)
+        cand = [a for a in range(ctx.nactions) if ctx.alpha.enabled(r, steps[a])]
+        a = rng.choice(cand)
+        probe = r.clone()
+        try:
+            probe.run_step(steps[a])
+        except Exception:
+            continue
+        before = (r.m.snapshot(), r.oracle.expect.snapshot())
+        c = r.clone()
+        c.run_step(steps[a])
+        assert (r.m.snapshot(), r.oracle.expect.snapshot()) == before    # original untouched
+        r.run_step(steps[a])
+        trace.append(a)
+        assert c.m.snapshot() == r.m.snapshot()
+        assert c.oracle.expect.snapshot() == r.oracle.expect.snapshot()
+        assert c.oracle.violations == r.oracle.violations
+        assert dict(c.m.counters) == dict(r.m.counters)
+        # folio identity is kept inside the clone
+        for off, f in c.m.swap.cache.items():
+            assert c.m.folios[f.pfn] is f
+        for p in c.m.pages:
+            assert p.folio is None or c.m.folios[p.folio.pfn] is p.folio
+    assert ctx.replay(trace).m.snapshot() == r.m.snapshot()
+
+
+# -- alphabet ------------------------------------------------------------------------------------
+
+def test_alphabet_has_every_operation():
+    from mteswap.scenario.load import OPS
+    for model in ("small", "thread"):
+        ops = {s.op for s in Alphabet(Problem(model=model)).base_steps}
+        assert ops == set(OPS)
+    small = Alphabet(Problem()).scenario.config
+    assert small.swap_slots == 1024 and small.frames == 16 and small.folio_pages == (1, 4)
+
+
+# -- exhaustive search and counterexamples ---------------------------------------------------------
+
+def test_rfc_v1_counterexample_replays(tmp_path):
+    summary, status = check(tmp_path, design="rfc-v1", depth=5)
+    assert status == 1
+    v = summary["violation"]
+    assert (v["kind"], v["step"]) == ("invariant", 3) and summary["depth"] == 3
+    code, out = replay(v["files"]["yaml"])
+    assert code == 1 and out["design"] == "rfc-v1"
+    first = out["violations"][0]
+    assert (first["kind"], first["step"], first["detail"]) == (v["kind"], v["step"], v["detail"])
+    # the YAML names the design and the expected verdict
+    from mteswap.scenario.load import load_scenario
+    sc = load_scenario(v["files"]["yaml"])
+    assert sc.design == "rfc-v1" and sc.expect == {"rfc-v1": "invariant"}
+    assert len(sc.steps) == 3
+    # ITF: one state per step plus the initial one, in order
+    itf = json.loads(open(v["files"]["itf"]).read())
+    assert [s["#meta"]["index"] for s in itf["states"]] == [0, 1, 2, 3]
+    assert set(itf["vars"]) <= set(itf["states"][0])
+    assert itf["states"][-1]["violations"][0]["kind"] == "invariant"
+    assert "#bigint" in json.dumps(itf) or "#map" in json.dumps(itf)
+
+
+def test_rfc_v1_counterexample_is_shortest(tmp_path):
+    summary, status = check(tmp_path, design="rfc-v1", depth=2)
+    assert status == 0 and summary["violation"] is None and summary["depth"] == 2
+
+
+def test_merged_small_exhaustive_depth3(tmp_path):
+    summary, status = check(tmp_path, design="merged", depth=3)
+    assert status == 0 and summary["violation"] is None
+    assert summary["depth"] == 3 and summary["distinct_states"] > 1000
+
+
+def test_cli_json_and_exit_codes(tmp_path):
+    res = CliRunner().invoke(check_app, ["--design", "rfc-v1", "--depth", "4", "--workers", "1",
+                                         "--json", "--out", str(tmp_path)])
+    assert res.exit_code == 1
+    s = json.loads(res.stdout.splitlines()[-1])
+    for key in ("design", "model", "depth", "distinct_states", "transitions", "seconds",
+                "states_per_second", "violation"):
+        assert key in s
+    res = CliRunner().invoke(check_app, ["--depth", "2", "--workers", "1", "--json",
+                                         "--out", str(tmp_path)])
+    assert res.exit_code == 0 and json.loads(res.stdout.splitlines()[-1])["violation"] is None
+    for bad in (["--model", "huge"], ["--set", "nope=1"], ["--set", "frames=0"],
+                ["--ops", "write,jump"], ["--design", "no-such-design"], ["--depth", "0"]):
+        res = CliRunner().invoke(check_app, bad + ["--workers", "1"])
+        assert res.exit_code == 2, (bad, res.output)
+
+
+def test_ops_and_set_restrict_the_alphabet(tmp_path):
+    pr = Problem(ops=("mmap", "write", "read"), overrides=(("swap_device", "zram"),))
+    alpha = Alphabet(pr)
+    assert {s.op for s in alpha.base_steps} == {"mmap", "write", "read"}
+    assert alpha.scenario.config.swap_device == "zram"
+
+
+# -- symmetry ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("design,depth", [("merged", 3), ("rfc-v1", 4), ("folio-marker", 3)])
+def test_reduction_same_verdict_fewer_states(tmp_path, design, depth):
+    red, s1 = check(tmp_path, design=design, depth=depth, reduce=True)
+    full, s2 = check(tmp_path, design=design, depth=depth, reduce=False)
+    assert s1 == s2
+    assert (red["violation"] is None) == (full["violation"] is None)
+    if red["violation"]:
+        # same shortest length and kind (BFS order is the same; the first violating trace too)
+        assert red["violation"]["kind"] == full["violation"]["kind"]
+        assert red["violation"]["step"] == full["violation"]["step"]
+        assert red["violation"]["trace"] == full["violation"]["trace"]
+    else:
+        assert red["distinct_states"] < full["distinct_states"]
+
+
+# -- workers -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("design,depth", [("rfc-v1", 4), ("merged", 3)])
+def test_workers_give_identical_results(tmp_path, design, depth):
+    one, _ = check(tmp_path, design=design, depth=depth, workers=1)
+    two, _ = check(tmp_path, design=design, depth=depth, workers=2)
+    for s in (one, two):
+        s.pop("seconds"), s.pop("states_per_second")
+        if s["violation"]:
+            s["violation"].pop("files")
+    assert one == two
+
+
+# -- random walks and shrinking --------------------------------------------------------------------------
+
+def test_random_finds_and_shrinks(tmp_path):
+    summary, status = check(tmp_path, design="folio-marker", random=True, walks=200, seed=0)
+    assert status == 1
+    v = summary["violation"]
+    assert len(v["trace"]) <= v["original_length"]
+    code, out = replay(v["files"]["yaml"])
+    assert code == 1 and (out["violations"][0]["kind"], out["violations"][0]["step"]) == (v["kind"], v["step"])
+    # the same seed gives the same walk and the same result on two workers
+    again, _ = check(tmp_path, design="folio-marker", random=True, walks=200, seed=0, workers=2)
+    assert again["violation"]["walk"] == v["walk"] and again["violation"]["trace"] == v["trace"]
+
+
+def test_shrink_keeps_kind_and_never_grows():
+    pr = Problem(design="merged")
+    ctx = get_context(pr)
+    noisy = [
+        {"fork": {"proc": "A", "child": "B"}},
+        {"exit": {"proc": "B"}},
+        {"mmap": {"proc": "A", "vma": "buf", "pages": 4, "mte": False}},
+        "evict",
+        {"stg": {"proc": "A", "vma": "buf", "pages": 0, "tag": 5}},
+        "evict",
+        {"mprotect": {"proc": "A", "vma": "buf", "pages": 1, "mte": True}},
+        {"stg": {"proc": "A", "vma": "buf", "pages": 1, "tag": "distinct"}},
+        "evict",
+        {"pageout": {"proc": "A", "vma": "buf", "pages": 2, "keep_cached": True}},
+        {"read": {"proc": "A", "vma": "buf", "pages": "0-3"}},
+        {"read": {"proc": "A", "vma": "buf", "pages": 0}},
+    ]
+    v = first_violation(pr, ctx.make_design, noisy)
+    assert v is not None and v.kind == "tag-check-fault"
+    small, tried = shrink(pr, ctx.make_design, noisy, v.kind)
+    assert len(small) < len(noisy) and tried > 0
+    assert first_violation(pr, ctx.make_design, small).kind == v.kind
+    assert not any(isinstance(a, dict) and "fork" in a for a in small)

@@ -1,0 +1,115 @@
+"""Longer `mteswap check` tests (marked slow; they still run in CI): every flawed design's
+counterexample on `small`, shortest-ness one level lower, merged at depth 4, checkpoint/resume
+after kill -9, and a local Dask cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from mteswap.cli import app as mteswap_app
+from mteswap.explore import checkpoint as ckpt
+from mteswap.explore.check import Options, run_check
+
+pytestmark = pytest.mark.slow
+
+FLAWED = ["split-before-swap", "rfc-v1", "rfc-v2", "rfc-v3", "restore-all-unmarked",
+          "folio-marker", "merged"]
+
+
+def check(tmp_path, **kw):
+    kw.setdefault("workers", 1)
+    kw.setdefault("progress", False)
+    kw.setdefault("out", str(tmp_path / "out"))
+    return run_check(Options(**kw))
+
+
+def strip(s):
+    s = dict(s)
+    s.pop("seconds"), s.pop("states_per_second")
+    if s["violation"]:
+        s["violation"] = {k: v for k, v in s["violation"].items() if k != "files"}
+    return s
+
+
+@pytest.mark.parametrize("design", FLAWED)
+def test_flawed_design_counterexample_replays(tmp_path, design):
+    summary, status = check(tmp_path, design=design, random=True, seed=0, time=60, steps=40)
+    assert status == 1
+    v = summary["violation"]
+    res = CliRunner().invoke(mteswap_app, ["run", v["files"]["yaml"], "--json"])
+    assert res.exit_code == 1
+    first = json.loads(res.stdout)["violations"][0]
+    assert (first["kind"], first["step"]) == (v["kind"], v["step"])
+    itf = json.load(open(v["files"]["itf"]))
+    assert len(itf["states"]) == v["step"] + 1
+
+
+def test_random_counterexample_shortest_within_its_ops(tmp_path):
+    """The 6-step S5 counterexample: exhaustive search over the ops it uses finds nothing
+    at depth 5 (no shorter sequence of those ops fails)."""
+    summary, _ = check(tmp_path, design="split-before-swap", random=True, seed=0, time=60)
+    v = summary["violation"]
+    ops = ",".join(sorted({t.split()[0] for t in v["trace"]}))
+    lower, status = check(tmp_path, design="split-before-swap", depth=v["step"] - 1, ops=ops,
+                          workers=2)
+    assert status == 0 and lower["violation"] is None and lower["depth"] == v["step"] - 1
+
+
+def test_merged_small_exhaustive_depth4(tmp_path):
+    summary, status = check(tmp_path, design="merged", depth=4, workers=2)
+    assert status == 0 and summary["depth"] == 4 and summary["distinct_states"] > 30000
+
+
+def _cmd(tmp_path, *extra):
+    return [sys.executable, "-m", "mteswap.explore.cli", "--design", "merged", "--depth", "4",
+            "--ops", "mmap,write,read,reclaim,fork,split", "--workers", "1", "--json",
+            "--out", str(tmp_path / "out"), *extra]
+
+
+def test_checkpoint_resume_after_kill(tmp_path):
+    ck = tmp_path / "ck"
+    full = subprocess.run(_cmd(tmp_path), capture_output=True, text=True, timeout=600)
+    want = strip(json.loads(full.stdout))
+    assert want["distinct_states"] > 1000
+    proc = subprocess.Popen(_cmd(tmp_path, "--checkpoint", str(ck), "--checkpoint-every", "0.2"),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if (ck / ckpt.FILE).exists():
+            st = ckpt.load(str(ck))["state"]
+            if st.level >= 3 and st.pos > 0:
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    st = ckpt.load(str(ck))["state"]
+    assert not st.done                            # killed mid-search
+    resumed = subprocess.run([sys.executable, "-m", "mteswap.explore.cli", "--resume", str(ck),
+                              "--workers", "1", "--json", "--out", str(tmp_path / "out2")],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    got = strip(json.loads(resumed.stdout))
+    assert got == want
+
+
+def test_dask_local_cluster_same_counterexample(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    one, _ = check(tmp_path, design="rfc-v1", depth=4)
+    rnd, _ = check(tmp_path, design="folio-marker", random=True, walks=200, seed=0)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        dask, status = check(tmp_path, design="rfc-v1", depth=4, scheduler=cluster.scheduler_address)
+        assert status == 1
+        drnd, _ = check(tmp_path, design="folio-marker", random=True, walks=200, seed=0,
+                        scheduler=cluster.scheduler_address)
+    assert strip(dask) == strip(one)
+    assert drnd["violation"]["walk"] == rnd["violation"]["walk"]
+    assert drnd["violation"]["trace"] == rnd["violation"]["trace"]
