@@ -12,14 +12,11 @@ Workers need the same mteswap (and design files at the same paths) as the client
 
 from __future__ import annotations
 
-from collections import deque
-
 from mteswap.explore.alphabet import BadInput
-from mteswap.explore.bfs import expand_chunk
-from mteswap.explore.random_walk import walk_batch
+from mteswap.explore.parallel import OrderedMapper
 
 
-class DaskMapper:
+class DaskMapper(OrderedMapper):
     def __init__(self, address, problem):
         try:
             from distributed import Client
@@ -33,24 +30,8 @@ class DaskMapper:
         threads = sum(self.client.nthreads().values()) or 1
         self.ahead = 3 * threads
 
-    def ordered(self, fn, calls):
-        pending: deque = deque()
-        try:
-            for args in calls:
-                pending.append(self.client.submit(fn, *args, pure=False))
-                if len(pending) >= self.ahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
-
-    def chunks(self, problem, chunk_list):
-        return self.ordered(expand_chunk, ((problem, c) for c in chunk_list))
-
-    def walks(self, problem, seed, batches, length):
-        return self.ordered(walk_batch, ((problem, seed, b, length) for b in batches))
+    def _submit(self, fn, args):
+        return self.client.submit(fn, *args, pure=False)
 
     def close(self):
         if self.own:

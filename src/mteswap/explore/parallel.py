@@ -25,21 +25,20 @@ def _init(problem):
     get_context(problem)
 
 
-class PoolMapper:
-    """A process pool (fork start method: workers inherit the imported model)."""
+class OrderedMapper:
+    """Runs calls through `_submit` (a future per call), yields results in submission order
+    with at most `ahead` calls in flight, and cancels what is pending when stopped."""
 
-    def __init__(self, workers: int, problem):
-        ctx = multiprocessing.get_context("fork")
-        self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
-                                        initargs=(problem,))
-        self.ahead = 3 * workers
+    ahead = 1
+
+    def _submit(self, fn, args):
+        raise NotImplementedError
 
     def ordered(self, fn, calls):
         pending: deque = deque()
-        it = iter(calls)
         try:
-            for args in it:
-                pending.append(self.pool.submit(fn, *args))
+            for args in calls:
+                pending.append(self._submit(fn, args))
                 if len(pending) >= self.ahead:
                     yield pending.popleft().result()
             while pending:
@@ -53,6 +52,19 @@ class PoolMapper:
 
     def walks(self, problem, seed, batches, length):
         return self.ordered(walk_batch, ((problem, seed, b, length) for b in batches))
+
+
+class PoolMapper(OrderedMapper):
+    """A process pool (fork start method: workers inherit the imported model)."""
+
+    def __init__(self, workers: int, problem):
+        ctx = multiprocessing.get_context("fork")
+        self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
+                                        initargs=(problem,))
+        self.ahead = 3 * workers
+
+    def _submit(self, fn, args):
+        return self.pool.submit(fn, *args)
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
