@@ -119,23 +119,23 @@ def test_random_checkpoint_resume_after_kill(tmp_path):
     """Random mode: walks are seeded shards, so a search killed mid-way and resumed ends with
     the same walks, transitions and verdict as an uninterrupted one."""
     cmd = [sys.executable, "-m", "mteswap.explore.cli", "--design", "merged-split-fix",
-           "--random", "--walks", "640", "--steps", "20", "--seed", "7", "--workers", "1",
+           "--random", "--walks", "4000", "--steps", "40", "--seed", "7", "--workers", "1",
            "--json", "--out", str(tmp_path / "out")]
     full = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     want = strip(json.loads(full.stdout))
-    assert want["walks"] == 640 and want["violation"] is None
+    assert want["walks"] == 4000 and want["violation"] is None
     ck = tmp_path / "ck"
     proc = subprocess.Popen(cmd + ["--checkpoint", str(ck), "--checkpoint-every", "0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        time.sleep(0.3)
+        time.sleep(0.1)
         if (ck / ckpt.FILE).exists() and ckpt.load(str(ck))["state"].next_walk >= 128:
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     st = ckpt.load(str(ck))["state"]
-    assert 0 < st.next_walk < 640                 # killed mid-search
+    assert 0 < st.next_walk < 4000                # killed mid-search
     resumed = subprocess.run([sys.executable, "-m", "mteswap.explore.cli", "--resume", str(ck),
                               "--workers", "1", "--json", "--out", str(tmp_path / "out2")],
                              capture_output=True, text=True, timeout=600)

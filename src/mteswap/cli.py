@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mteswap.bundled import bundled_files
+from mteswap.cost.cli import cost_command
 from mteswap.explore.cli import check_command
 from mteswap.kernel.cli import kernel_app
 from mteswap.designs import BUILTIN, DEFAULT, UnknownDesign
@@ -26,6 +27,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 _err = Console(stderr=True, highlight=False, soft_wrap=True)   # one-line messages, unwrapped
 app.add_typer(kernel_app, name="kernel")   # mteswap kernel setup|run|export (issue 4)
 app.command("check")(check_command)        # mteswap check (issue 5)
+app.command("cost")(cost_command)          # mteswap cost (issue 6, in progress)
 
 
 def _fail_input(message: str) -> None:
