@@ -43,3 +43,12 @@ def invoke(*args: object, env: dict | None = None):
         f"stdout={result.stdout!r}\nstderr={result.stderr!r}"
     )
     return result
+
+
+def check(tmp_path, **kw):
+    """`mteswap check` in-process with test defaults (one worker, no progress, out in tmp)."""
+    from mteswap.explore.check import Options, run_check
+    kw.setdefault("workers", 1)
+    kw.setdefault("progress", False)
+    kw.setdefault("out", str(tmp_path / "out"))
+    return run_check(Options(**kw))

@@ -10,11 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from helpers import runner as run_steps
+from helpers import check, runner as run_steps
 from mteswap.cli import app as mteswap_app
 from mteswap.explore.alphabet import Alphabet, Problem
 from mteswap.explore.bfs import new_bfs, run_bfs, serial_mapper
-from mteswap.explore.check import Options, run_check
 from mteswap.explore.cli import check_command
 from mteswap.explore.engine import get_context
 from mteswap.explore.shrink import first_violation, shrink
@@ -24,13 +23,6 @@ from mteswap.scenario.runner import Runner
 
 check_app = typer.Typer(add_completion=False)
 check_app.command()(check_command)
-
-
-def check(tmp_path, **kw):
-    kw.setdefault("workers", 1)
-    kw.setdefault("progress", False)
-    kw.setdefault("out", str(tmp_path / "out"))
-    return run_check(Options(**kw))
 
 
 def replay(path):

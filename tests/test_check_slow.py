@@ -12,23 +12,17 @@ import sys
 import time
 
 import pytest
+
+from helpers import check
 from typer.testing import CliRunner
 
 from mteswap.cli import app as mteswap_app
 from mteswap.explore import checkpoint as ckpt
-from mteswap.explore.check import Options, run_check
 
 pytestmark = pytest.mark.slow
 
 FLAWED = ["split-before-swap", "rfc-v1", "rfc-v2", "rfc-v3", "restore-all-unmarked",
           "folio-marker", "merged"]
-
-
-def check(tmp_path, **kw):
-    kw.setdefault("workers", 1)
-    kw.setdefault("progress", False)
-    kw.setdefault("out", str(tmp_path / "out"))
-    return run_check(Options(**kw))
 
 
 def strip(s):

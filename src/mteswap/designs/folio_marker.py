@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from mteswap.designs.common import PerPageHooks, folio_swap, write_saved_tags
 from mteswap.model import tags as T
-from mteswap.model.mte import (ENOMEM, mte_allocate_tag_storage, mte_flags, mte_invalidate_tags,
+from mteswap.model.mte import (ENOMEM, account_tag_bytes, mte_allocate_tag_storage, mte_flags,
+                               mte_invalidate_tags,
                                mte_restore_tags, set_page_mte_tagged)
 
 UNKNOWN, TAGS_IN_HW, TAGS_SAVED, NO_TAGS = 0, 1, 2, 3
@@ -50,8 +51,7 @@ class FolioMarker(PerPageHooks):
             m.count("tag_saves")
             saved += 1
             m.log("mte_save_tags", f"pfn={page.pfn} entry={folio.swap + i:#x} tags={T.describe(page.tags)} (non-zero HW tags)")
-        m.counters["tag_bytes"] = m.tag_bytes()
-        m.counters["tag_bytes_peak"] = max(m.counters["tag_bytes_peak"], m.counters["tag_bytes"])
+        account_tag_bytes(m)
         self._mark(m, folio, TAGS_SAVED if saved else NO_TAGS)
         return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
+from mteswap.ranges import format_ranges
 from mteswap.scenario.load import ALL, Scenario
 
 __all__ = ["Unsupported", "check_supported", "expand", "batch_program", "export_program", "OPS"]
@@ -79,17 +80,7 @@ def _desc(step) -> str:
 
 
 def _pages_text(pages: tuple) -> str:
-    if not pages:
-        return "[]"
-    out, start, prev = [], pages[0], pages[0]
-    for p in list(pages[1:]) + [None]:
-        if p is not None and p == prev + 1:
-            prev = p
-            continue
-        out.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if p is not None:
-            start = prev = p
-    return ",".join(out)
+    return format_ranges(pages) or "[]"
 
 
 def expand(sc: Scenario) -> CScenario:

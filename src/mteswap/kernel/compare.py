@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from mteswap.designs import get_design
+from mteswap.ranges import format_ranges
 from mteswap.scenario.load import Scenario
 from mteswap.scenario.runner import run_scenario
 
@@ -144,18 +145,7 @@ def _mte_pages_per_step(cs: cgen.CScenario) -> list[dict[tuple[int, int], set[in
 
 
 def _hex_ranges(values: list[int]) -> str:
-    vals = sorted(set(values))
-    if not vals:
-        return "none"
-    out, start, prev = [], vals[0], vals[0]
-    for x in vals[1:] + [None]:
-        if x is not None and x == prev + 1:
-            prev = x
-            continue
-        out.append(f"{start:#x}" if start == prev else f"{start:#x}-{prev:#x}")
-        if x is not None:
-            start = prev = x
-    return ",".join(out)
+    return format_ranges(sorted(set(values)), fmt=lambda v: f"{v:#x}") or "none"
 
 
 def frame_reuse_problem(model_violations: list[dict], res: guest.GuestResult, cs: cgen.CScenario) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mteswap.model.memory import zap_pte_range
+from mteswap.ranges import runs
 from mteswap.model.pgtable import set_ptes
 from mteswap.model.rmap import folio_add_anon_rmap_pte
 from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN, Mm, Vma
@@ -40,20 +41,9 @@ def split_vma(mm, vpn: int) -> None:
             return
 
 
-def _runs(vpns) -> list[tuple[int, int]]:
-    """Sorted vpns as [start, end) runs."""
-    runs: list[list[int]] = []
-    for v in sorted(set(vpns)):
-        if runs and runs[-1][1] == v:
-            runs[-1][1] = v + 1
-        else:
-            runs.append([v, v + 1])
-    return [tuple(r) for r in runs]
-
-
 def do_munmap(m, mm, vpns) -> None:
     """`do_vmi_munmap()`: split the VMAs at the range ends, zap the pages, drop the VMAs."""
-    for start, end in _runs(vpns):
+    for start, end in runs(vpns):
         split_vma(mm, start)
         split_vma(mm, end)
         zap_pte_range(m, mm, start, end)
@@ -66,7 +56,7 @@ def do_mprotect_mte(m, mm, vpns) -> None:
     each present PTE is rewritten tagged through `set_pte_at` → mte_sync_tags, one page at a
     time, so pages of a large folio outside the range stay untagged. Swap and none PTEs get
     nothing now; they are handled when they fault in."""
-    for start, end in _runs(vpns):
+    for start, end in runs(vpns):
         split_vma(mm, start)
         split_vma(mm, end)
         for vma in mm.vmas:

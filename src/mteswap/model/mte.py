@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mteswap.model import tags as T
 from mteswap.model.state import Page
+from mteswap.ranges import format_ranges
 from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_entry, swp_offset
 
 ENOMEM = -12
@@ -68,7 +69,7 @@ def mte_sync_tags(m, pages: list[Page], why: str) -> None:
             set_page_mte_tagged(m, page)
             zeroed.append(page.pfn)
     if zeroed:
-        m.log("mte_sync_tags", f"pfn={_pfns(zeroed)} tags zeroed, PG_mte_tagged set ({why})")
+        m.log("mte_sync_tags", f"pfn={format_ranges(zeroed)} tags zeroed, PG_mte_tagged set ({why})")
 
 
 def copy_highpage(m, dst: Page, src: Page) -> None:
@@ -106,7 +107,7 @@ def mte_save_tags(m, page: Page, entry: int) -> int:
     m.mte_pages[entry] = page.tags
     m.saved_origin[entry] = page.origin
     m.count("tag_saves")
-    _account(m)
+    account_tag_bytes(m)
     m.log("mte_save_tags", f"pfn={page.pfn} entry={entry:#x} tags={T.describe(page.tags)}")
     return 0
 
@@ -137,7 +138,7 @@ def mte_invalidate_tags(m, entry: int) -> None:
     m.saved_origin.pop(entry, None)
     if m.mte_pages.pop(entry, None) is not None:
         m.count("tag_invalidations")
-        _account(m)
+        account_tag_bytes(m)
         m.log("mte_invalidate_tags", f"entry={entry:#x}")
 
 
@@ -149,17 +150,11 @@ def mte_invalidate_tags_area(m, type_: int) -> None:
     m.log("mte_invalidate_tags_area", f"type={type_}")
 
 
-def _account(m) -> None:
+def account_tag_bytes(m) -> None:
     """Track the bytes held in mte_pages and their peak (kmalloc-128 per buffer)."""
     m.counters["tag_bytes"] = m.tag_bytes()
     if m.counters["tag_bytes"] > m.counters["tag_bytes_peak"]:
         m.counters["tag_bytes_peak"] = m.counters["tag_bytes"]
-
-
-def _pfns(pfns: list[int]) -> str:
-    if len(pfns) > 1 and pfns == list(range(pfns[0], pfns[0] + len(pfns))):
-        return f"{pfns[0]}-{pfns[-1]}"
-    return ",".join(map(str, pfns))
 
 
 assert SWP_TYPE_SHIFT > 32   # entries of one device are offset-contiguous (semantics §1.5)

@@ -12,6 +12,7 @@ from mteswap.model.state import PTE_PRESENT, ZERO_PFN
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
 from mteswap.model.swapinfo import swp_offset
+from mteswap.ranges import runs
 
 
 def try_to_unmap(m, folio) -> None:
@@ -173,9 +174,8 @@ def madvise_pageout(m, mm, vpns: list[int], keep_cached: bool) -> None:
     chosen = []
     wanted = set(vpns)
     for vma in sorted(mm.vmas, key=lambda v: v.start):
-        part = sorted(v for v in wanted if vma.start <= v < vma.end)
-        for run in _runs(part):
-            chosen.extend(_pageout_run(m, mm, run[0], run[-1] + 1))
+        for start, end in runs(v for v in wanted if vma.start <= v < vma.end):
+            chosen.extend(_pageout_run(m, mm, start, end))
     m.log("madvise_pageout", f"pid={mm.pid} {len(chosen)} folio(s) to reclaim_pages")
     if not m.swap.active:
         m.log("reclaim_pages", "no swap device: anonymous folios stay")
@@ -223,16 +223,6 @@ def _folio_pte_batch(mm, vpn: int, end: int, pfn: int, folio) -> int:
             break
         n += 1
     return n
-
-
-def _runs(sorted_vpns: list[int]) -> list[list[int]]:
-    runs: list[list[int]] = []
-    for v in sorted_vpns:
-        if runs and runs[-1][-1] == v - 1:
-            runs[-1].append(v)
-        else:
-            runs.append([v])
-    return runs
 
 
 def evict(m) -> None:

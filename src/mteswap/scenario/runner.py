@@ -18,6 +18,7 @@ from mteswap.model.vmscan import evict, madvise_pageout, reclaim
 from mteswap.model.huge_memory import split_folio
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.state import PTE_PRESENT, ZERO_PFN
+from mteswap.ranges import format_ranges, runs
 from mteswap.oracle import Oracle, StepContext, Violation
 from mteswap.scenario.load import ALL, Scenario, ScenarioError, Step
 
@@ -269,7 +270,7 @@ class Runner:
     def op_dontneed(self, step, ctx, a):
         mm = self.proc(step)
         _, pages = self.pages(step, mm)
-        for start, end in mm_ops._runs(v for _, v in pages):
+        for start, end in runs(v for _, v in pages):
             zap_pte_range(self.m, mm, start, end)
         for _, vpn in pages:
             self.oracle.expect.forget(mm.pid, vpn)
@@ -297,15 +298,9 @@ def describe_step(step: Step) -> str:
         if value is None or value is False:
             continue
         if isinstance(value, tuple):
-            value = _pages_text(value)
+            value = format_ranges(value)
         parts.append(f"{key}={value}")
     return " ".join(parts)
-
-
-def _pages_text(pages: tuple) -> str:
-    if len(pages) > 1 and list(pages) == list(range(pages[0], pages[0] + len(pages))):
-        return f"{pages[0]}-{pages[-1]}"
-    return ",".join(map(str, pages))
 
 
 def run_scenario(scenario: Scenario, design, keep_trace: bool = False) -> RunResult:

@@ -1,0 +1,34 @@
+"""Runs of consecutive integers: the one helper behind page-range arguments, traces and
+evidence lines (standard library only; the model uses it too)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+
+def runs(values: Iterable[int]) -> list[tuple[int, int]]:
+    """The distinct values, sorted, as [start, end) runs of consecutive integers."""
+    out: list[list[int]] = []
+    for v in sorted(set(values)):
+        if out and out[-1][1] == v:
+            out[-1][1] = v + 1
+        else:
+            out.append([v, v + 1])
+    return [(a, b) for a, b in out]
+
+
+def format_ranges(values: Iterable[int], fmt: Callable[[int], str] = str) -> str:
+    """Values in the order given, each ascending run of consecutive ones written `a-b`:
+    [0, 1, 2, 5] -> "0-2,5". Empty input gives ""."""
+    out: list[str] = []
+    start = prev = None
+    for v in values:
+        if prev is not None and v == prev + 1:
+            prev = v
+            continue
+        if start is not None:
+            out.append(fmt(start) if start == prev else f"{fmt(start)}-{fmt(prev)}")
+        start = prev = v
+    if start is not None:
+        out.append(fmt(start) if start == prev else f"{fmt(start)}-{fmt(prev)}")
+    return ",".join(out)
