@@ -2,7 +2,7 @@
 (the Informal Trace Format of Apalache and Quint: one state per step, state 0 before any step).
 
 ITF encoding: integers within ±(2^53 - 1) are JSON numbers, larger ones `{"#bigint": "..."}`
-(packed MTE tags are 1024-bit ints); tuples `{"#tup": [...]}`; maps `{"#map": [[k, v], ...]}`;
+(a mixed-tag page is a 1025-bit int, see model/tags.py); tuples `{"#tup": [...]}`; maps `{"#map": [[k, v], ...]}`;
 records are JSON objects.
 """
 
