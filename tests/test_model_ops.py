@@ -4,7 +4,12 @@ from mteswap.model import tags as T
 from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
 from mteswap.model.swapinfo import SWAP_HAS_CACHE
 
+import pytest
 from helpers import kinds, runner
+from hypothesis import given, settings, strategies as st
+from scenario_strategies import to_yaml, valid_scenarios
+from mteswap.designs import BUILTIN, get_design
+from mteswap.scenario.load import load_scenario, parse_scenario
 
 MMAP16 = {"mmap": {"proc": "A", "vma": "buf", "pages": 16, "mte": True}}
 WRITE16 = {"write": {"proc": "A", "vma": "buf", "pages": "0-15", "tag": "distinct"}}
@@ -240,3 +245,36 @@ def test_rollback_after_a_failed_tag_allocation_merged_vs_rfc_v2():
                             {"read": {"proc": "A", "vma": "buf", "pages": "all"}}],
                    design=design, tag_alloc_fail_after=5)
         assert kinds(r) == [] and r.m.counters["swap_outs"] == 1
+
+
+# -- derived folio counters (mapcount, nr_mapped) -------------------------------------------
+
+def _steps_keep_derived_counters(scenario, design) -> None:
+    from mteswap.model.machine import derived_state_errors
+    from mteswap.scenario.runner import Runner
+    r = Runner(scenario, get_design(design))
+    for step in scenario.steps:
+        r.run_step(step)
+        errors = derived_state_errors(r.m)
+        assert not errors, f"{scenario.name} step {step.index} ({step.op}): {errors}"
+
+
+@pytest.mark.parametrize("design", list(BUILTIN))
+def test_folio_mapcounts_match_the_rmaps_after_every_bundled_step(design):
+    from mteswap.bundled import bundled_files
+    for path in bundled_files():
+        _steps_keep_derived_counters(load_scenario(path), design)
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=valid_scenarios(), design=st.sampled_from(sorted(BUILTIN)))
+def test_folio_mapcounts_match_the_rmaps_on_generated_scenarios(doc, design):
+    from mteswap.scenario.load import ScenarioError
+    try:
+        scenario = parse_scenario(to_yaml(doc), "<generated>")
+    except ScenarioError:
+        return
+    try:
+        _steps_keep_derived_counters(scenario, design)
+    except ScenarioError:
+        pass   # the generator may run a machine out of memory; that is bad input, exit 2

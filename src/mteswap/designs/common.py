@@ -62,5 +62,5 @@ def write_saved_tags(m, entry: int, page) -> bool:
     page.origin = ("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
                    m.saved_origin.get(entry))
     m.count("tag_restores")
-    m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)} (overwrite)")
+    if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)} (overwrite)")
     return True

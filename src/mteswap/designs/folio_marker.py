@@ -50,7 +50,7 @@ class FolioMarker(PerPageHooks):
             m.saved_origin[folio.swap + i] = page.origin
             m.count("tag_saves")
             saved += 1
-            m.log("mte_save_tags", f"pfn={page.pfn} entry={folio.swap + i:#x} tags={T.describe(page.tags)} (non-zero HW tags)")
+            if m.tracing: m.log("mte_save_tags", f"pfn={page.pfn} entry={folio.swap + i:#x} tags={T.describe(page.tags)} (non-zero HW tags)")
         account_tag_bytes(m)
         self._mark(m, folio, TAGS_SAVED if saved else NO_TAGS)
         return 0
@@ -58,7 +58,7 @@ class FolioMarker(PerPageHooks):
     def swap_restore(self, m, entry: int, folio, page) -> None:
         first = folio_swap(entry, folio)
         m.count("restore_calls")
-        m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr} marker={_STATE[folio.arch]}")
+        if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr} marker={_STATE[folio.arch]}")
         if folio.arch in (TAGS_IN_HW, NO_TAGS):
             return
         for i, p in enumerate(m.folio_pages(folio)):
@@ -77,5 +77,5 @@ class FolioMarker(PerPageHooks):
     @staticmethod
     def _mark(m, folio, state: int) -> None:
         if folio.arch != state:
-            m.log("folio marker", f"folio={folio.pfn}: {_STATE[folio.arch]} -> {_STATE[state]}")
+            if m.tracing: m.log("folio marker", f"folio={folio.pfn}: {_STATE[folio.arch]} -> {_STATE[state]}")
         folio.arch = state

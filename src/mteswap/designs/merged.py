@@ -33,6 +33,6 @@ class Merged(PerPageHooks):
     def arch_swap_restore(self, m, first_entry: int, folio) -> None:
         """`arch_swap_restore()` (arch/arm64/mm/mteswap.c): one restore per page, entry + i."""
         m.count("restore_calls")
-        m.log("arch_swap_restore", f"entry={first_entry:#x} folio={folio.pfn} nr={folio.nr}")
+        if m.tracing: m.log("arch_swap_restore", f"entry={first_entry:#x} folio={folio.pfn} nr={folio.nr}")
         for i, page in enumerate(m.folio_pages(folio)):
             mte_restore_tags(m, first_entry + i, page)

@@ -44,7 +44,7 @@ class PerFolioFlag(PerPageHooks):
                     mte_clear_page_tags(p, ("zeroed by mte_sync_tags", m.step, why,
                                             "the whole folio on its first tagging"))
                 set_page_mte_tagged(m, page)
-                m.log("mte_sync_tags", f"folio={folio.pfn} nr={folio.nr}: every page zeroed, folio tagged ({why})")
+                if m.tracing: m.log("mte_sync_tags", f"folio={folio.pfn} nr={folio.nr}: every page zeroed, folio tagged ({why})")
 
     def prepare_to_swap(self, m, folio) -> int:
         return save_folio_tags(m, folio)
@@ -54,9 +54,9 @@ class PerFolioFlag(PerPageHooks):
         m.count("restore_calls")
         head = m.pages[folio.pfn]
         if not try_page_mte_tagging(m, head):
-            m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn}: folio already tagged")
+            if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn}: folio already tagged")
             return
-        m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr}")
+        if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr}")
         for i, p in enumerate(m.folio_pages(folio)):
             if not write_saved_tags(m, first + i, p):
                 mte_clear_page_tags(p, ("zeroed by arch_swap_restore", m.step, "no saved tags"))

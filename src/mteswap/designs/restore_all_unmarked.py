@@ -29,7 +29,7 @@ class RestoreAllUnmarked(PerPageHooks):
     def swap_restore(self, m, entry: int, folio, page) -> None:
         first = folio_swap(entry, folio)
         m.count("restore_calls")
-        m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr} (unconditional)")
+        if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr} (unconditional)")
         for i, p in enumerate(m.folio_pages(folio)):
             if write_saved_tags(m, first + i, p):
                 mte_flags(m, p).mte_lock = True

@@ -30,6 +30,6 @@ class RfcV1(PerPageHooks):
 
     def swap_restore(self, m, entry: int, folio, page) -> None:
         m.count("restore_calls")
-        m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} nr={folio.nr} (same entry for every page)")
+        if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} nr={folio.nr} (same entry for every page)")
         for p in m.folio_pages(folio):
             mte_restore_tags(m, entry, p)

@@ -37,7 +37,7 @@ class RfcV2(PerPageHooks):
         """`while (--i) __mte_invalidate_tags(folio_page(folio, i))`."""
         i -= 1
         if i < 0:
-            m.log("arch_prepare_to_swap", "rollback walks out of bounds (page -1)")
+            if m.tracing: m.log("arch_prepare_to_swap", "rollback walks out of bounds (page -1)")
             mte_invalidate_tags(m, folio.swap - 1)
             return
         while i > 0:
@@ -47,5 +47,5 @@ class RfcV2(PerPageHooks):
     def swap_restore(self, m, entry: int, folio, page) -> None:
         m.count("restore_calls")
         target = m.pages[folio.pfn + entry % folio.nr]     # folio_file_page(folio, offset)
-        m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} -> pfn={target.pfn} only")
+        if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} -> pfn={target.pfn} only")
         mte_restore_tags(m, entry, target)

@@ -31,5 +31,5 @@ class RfcV3(PerPageHooks):
 
     def swap_restore(self, m, entry: int, folio, page) -> None:
         m.count("restore_calls")
-        m.log("arch_swap_restore", f"entry={entry:#x} page={page.pfn}")
+        if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} page={page.pfn}")
         mte_restore_tags(m, entry, page)

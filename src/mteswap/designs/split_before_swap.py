@@ -34,5 +34,5 @@ class SplitBeforeSwap(PerPageHooks):
 
     def swap_restore(self, m, entry: int, folio, page) -> None:
         m.count("restore_calls")
-        m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} (first page only)")
+        if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} (first page only)")
         mte_restore_tags(m, entry, m.pages[folio.pfn])

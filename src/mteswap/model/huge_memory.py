@@ -26,18 +26,19 @@ def split_folio(m, folio, why: str) -> list:
        which zeroes the tags of a page that lost PG_mte_tagged (S5, [K] on 6.12 and 7.2).
     4. Tails nothing maps any more are freed (`free_page_and_swap_cache`)."""
     m.count("splits")
-    m.log("split_folio", f"folio={folio.pfn} order={folio.order} ({why})")
+    if m.tracing: m.log("split_folio", f"folio={folio.pfn} order={folio.order} ({why})")
     migration = []
     for pid, vpn, pfn in folio_rmap_walk(m, folio):
         pte = m.mms[pid].ptes.pop(vpn)
-        m.pages[pfn].rmap.remove((pid, vpn))
+        m.pages[pfn].rmap.remove((pid, vpn))    # PG_anon_exclusive stays for the remap
         migration.append((pid, vpn, pfn, pte[2], pte[3]))
+    folio.mapcount = folio.nr_mapped = 0          # every mapping is a migration entry now
     head = m.pages[folio.pfn]
     flags = [m.design.split_page_mte_flags(m, head, p) for p in m.folio_pages(folio)]
     new_folios = _split_to_order0(m, folio)
     for page, (tagged, lock) in zip([m.pages[f.pfn] for f in new_folios], flags):
         if page.mte_tagged != tagged:
-            m.log("__split_folio_to_order",
+            if m.tracing: m.log("__split_folio_to_order",
                   f"pfn={page.pfn} PG_mte_tagged {int(page.mte_tagged)}->{int(tagged)} (copied from head pfn {head.pfn})")
             note = f"the split {'set' if tagged else 'cleared'} its PG_mte_tagged (copied from head pfn {head.pfn})"
             if tagged:
@@ -82,7 +83,7 @@ def _remap_page(m, migration) -> None:
         page = m.pages[pfn]
         if page.data == 0 and not page_mte_tagged(m, page):
             set_ptes(m, mm, vpn, [ZERO_PFN], tagged, False, "try_to_map_unused_to_zeropage")
-            m.log("try_to_map_unused_to_zeropage", f"pid={pid} vpn={vpn} pfn={pfn} -> zero page")
+            if m.tracing: m.log("try_to_map_unused_to_zeropage", f"pid={pid} vpn={vpn} pfn={pfn} -> zero page")
             page.anon_exclusive = False
             continue
         folio_add_anon_rmap_pte(m, pfn, pid, vpn, page.anon_exclusive)

@@ -47,6 +47,10 @@ class Machine:
         self.tag_allocs = 0                         # tag buffers allocated so far (fail injection)
         self.counters = Counters()
         self.trace: list[tuple] = []                # (function, text) per kernel step, this op
+        # Whether kernel steps are recorded in `trace`: call sites test it before formatting
+        # their text (`if m.tracing: m.log(...)`), so a run without --trace pays nothing.
+        self.tracing = True
+        self.stg_origin: tuple = ("set by the program (STG)", -1)   # diagnostic, shared
         self.tag_reads: list[tuple[int, int]] = []  # (entry, swap_map at read) for the oracle
         self.step = 0
         self.pending_notes: dict[int, str] = {}     # diagnostic: pfn -> why it has no saved tags
@@ -54,7 +58,8 @@ class Machine:
     # -- trace -------------------------------------------------------------------------
     def log(self, function: str, text: str = "") -> None:
         """Record one kernel step for `--trace` (ftrace-like: function, then arguments)."""
-        self.trace.append((function, text))
+        if self.tracing:
+            self.trace.append((function, text))
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -67,7 +72,7 @@ class Machine:
         return self.pages[folio.pfn:folio.pfn + folio.nr]
 
     def folio_mapcount(self, folio: Folio) -> int:
-        return sum(len(p.rmap) for p in self.folio_pages(folio))
+        return folio.mapcount
 
     def mm(self, pid: int) -> Mm:
         return self.mms[pid]
@@ -94,7 +99,7 @@ class Machine:
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "pages", "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "saved_origin", "tag_allocs", "counters", "trace",
-                         "tag_reads", "step", "pending_notes"))
+                         "tag_reads", "step", "pending_notes", "tracing", "stg_origin"))
 
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.
@@ -144,3 +149,17 @@ class Machine:
         new.tag_reads = list(self.tag_reads)
         new.pending_notes = dict(self.pending_notes)
         return new
+
+
+def derived_state_errors(m: Machine) -> list[str]:
+    """Where the folios' derived counters (`mapcount`, `nr_mapped`, kept by rmap.py) disagree
+    with their pages' rmaps. Tests call it after every step; empty when consistent."""
+    errors = []
+    for folio in m.folios.values():
+        pages = m.folio_pages(folio)
+        mapcount = sum(len(p.rmap) for p in pages)
+        nr_mapped = sum(1 for p in pages if p.rmap)
+        if (folio.mapcount, folio.nr_mapped) != (mapcount, nr_mapped):
+            errors.append(f"folio {folio.pfn}: mapcount {folio.mapcount}/{mapcount}, "
+                          f"nr_mapped {folio.nr_mapped}/{nr_mapped}")
+    return errors

@@ -56,11 +56,11 @@ def do_anonymous_page(m, mm, vpn: int, write: bool) -> None:
     all (`alloc_anon_folio`, `pte_range_none`), zeroed, and maps all of it writable."""
     vma = mm.find_vma(vpn)
     if not write:
-        m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn} read: map the zero page")
+        if m.tracing: m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn} read: map the zero page")
         set_ptes(m, mm, vpn, [ZERO_PFN], vma.vm_mte, False, "do_anonymous_page")
         m.count("zero_page_maps")
         return
-    m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn} write")
+    if m.tracing: m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn} write")
     for nr in thp_vma_suitable_orders(m, mm, vma, vpn):
         start = vpn - vpn % nr
         if any(v in mm.ptes for v in range(start, start + nr)):
@@ -93,7 +93,7 @@ def do_wp_page(m, mm, vpn: int) -> None:
             page.anon_exclusive = True
             page.folio.dirty = True
             mm.ptes[vpn] = (PTE_PRESENT, pfn, tagged, True)
-            m.log("wp_page_reuse", f"pid={mm.pid} vpn={vpn} pfn={pfn}")
+            if m.tracing: m.log("wp_page_reuse", f"pid={mm.pid} vpn={vpn} pfn={pfn}")
             return
     wp_page_copy(m, mm, vpn)
 
@@ -127,7 +127,7 @@ def wp_page_copy(m, mm, vpn: int) -> None:
     folio_add_anon_rmap_pte(m, new.pfn, mm.pid, vpn, exclusive=True)
     folio.dirty = True
     set_ptes(m, mm, vpn, [new.pfn], vma.vm_mte, True, "wp_page_copy")
-    m.log("wp_page_copy", f"pid={mm.pid} vpn={vpn} {old_pfn} -> {new.pfn}")
+    if m.tracing: m.log("wp_page_copy", f"pid={mm.pid} vpn={vpn} {old_pfn} -> {new.pfn}")
     if not from_zero:
         old_folio = m.pages[old_pfn].folio
         folio_remove_rmap_pte(m, old_pfn, mm.pid, vpn)
@@ -189,11 +189,11 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
     entry = orig[1]
     si = m.swap
     need_clear_cache = False
-    m.log("do_swap_page", f"pid={mm.pid} vpn={vpn} entry={entry:#x} {'write' if write else 'read'}")
+    if m.tracing: m.log("do_swap_page", f"pid={mm.pid} vpn={vpn} entry={entry:#x} {'write' if write else 'read'}")
     folio = swap_cache_get_folio(m, entry)
     if folio is not None:
         m.count("swap_cache_hits")
-        m.log("swap_cache_get_folio", f"hit folio={folio.pfn} order={folio.order}")
+        if m.tracing: m.log("swap_cache_get_folio", f"hit folio={folio.pfn} order={folio.order}")
     elif si.synchronous and si.count(swp_offset(entry)) == 1:
         # Skip the swap cache (SWP_SYNCHRONOUS_IO and a single reference).
         folio = alloc_swap_folio(m, mm, vma, vpn, entry)
@@ -243,7 +243,7 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
     if write and writable:
         folio.dirty = True
     m.pending_notes = notes
-    m.log("set_ptes", f"pid={mm.pid} vpn={start} nr={nr} pfn={first_pfn} writable={int(writable)} exclusive={int(exclusive)}")
+    if m.tracing: m.log("set_ptes", f"pid={mm.pid} vpn={start} nr={nr} pfn={first_pfn} writable={int(writable)} exclusive={int(exclusive)}")
     set_ptes(m, mm, start, pfns, vma.vm_mte, writable, f"do_swap_page entry={entry:#x}")
     m.pending_notes = {}
     if need_clear_cache:
@@ -297,7 +297,7 @@ def zap_pte_range(m, mm, start: int, end: int) -> None:
                 del mm.ptes[v]
             free_swap_and_cache_nr(m, pte[1], nr)
             vpn += nr
-    m.log("zap_pte_range", f"pid={mm.pid} vpn={start}-{end - 1}")
+    if m.tracing: m.log("zap_pte_range", f"pid={mm.pid} vpn={start}-{end - 1}")
 
 
 def free_swap_cache(m, folio) -> None:

@@ -29,7 +29,7 @@ def do_mmap(m, mm, name: str, pages: int, mte: bool) -> Vma:
     mm.next_vpn = start + pages + align
     vma = Vma(name, start, start + pages, start, mte)
     mm.vmas.append(vma)
-    m.log("do_mmap", f"pid={mm.pid} {name} vpn={start}-{start + pages - 1}{' PROT_MTE' if mte else ''}")
+    if m.tracing: m.log("do_mmap", f"pid={mm.pid} {name} vpn={start}-{start + pages - 1}{' PROT_MTE' if mte else ''}")
     return vma
 
 
@@ -48,7 +48,7 @@ def do_munmap(m, mm, vpns) -> None:
         split_vma(mm, end)
         zap_pte_range(m, mm, start, end)
         mm.vmas = [v for v in mm.vmas if not (start <= v.start and v.end <= end)]
-        m.log("do_munmap", f"pid={mm.pid} vpn={start}-{end - 1}")
+        if m.tracing: m.log("do_munmap", f"pid={mm.pid} vpn={start}-{end - 1}")
 
 
 def do_mprotect_mte(m, mm, vpns) -> None:
@@ -66,7 +66,7 @@ def do_mprotect_mte(m, mm, vpns) -> None:
             pte = mm.ptes.get(vpn)
             if pte and pte[0] == PTE_PRESENT and not pte[2]:
                 set_ptes(m, mm, vpn, [pte[1]], True, pte[3], "change_pte_range (mprotect)")
-        m.log("mprotect_fixup", f"pid={mm.pid} vpn={start}-{end - 1} VM_MTE")
+        if m.tracing: m.log("mprotect_fixup", f"pid={mm.pid} vpn={start}-{end - 1} VM_MTE")
 
 
 def copy_page_range(m, parent, child) -> None:
@@ -85,7 +85,7 @@ def copy_page_range(m, parent, child) -> None:
         elif pte[0] == PTE_SWAP:
             swap_duplicate(m, pte[1])
             parent.ptes[vpn] = child.ptes[vpn] = (PTE_SWAP, pte[1], False)
-    m.log("copy_page_range", f"pid={parent.pid} -> pid={child.pid}")
+    if m.tracing: m.log("copy_page_range", f"pid={parent.pid} -> pid={child.pid}")
 
 
 def exit_mmap(m, mm) -> None:
@@ -94,4 +94,4 @@ def exit_mmap(m, mm) -> None:
         zap_pte_range(m, mm, vma.start, vma.end)
     mm.vmas = []
     mm.alive = False
-    m.log("exit_mmap", f"pid={mm.pid}")
+    if m.tracing: m.log("exit_mmap", f"pid={mm.pid}")

@@ -69,7 +69,7 @@ def mte_sync_tags(m, pages: list[Page], why: str) -> None:
             set_page_mte_tagged(m, page)
             zeroed.append(page.pfn)
     if zeroed:
-        m.log("mte_sync_tags", f"pfn={format_ranges(zeroed)} tags zeroed, PG_mte_tagged set ({why})")
+        if m.tracing: m.log("mte_sync_tags", f"pfn={format_ranges(zeroed)} tags zeroed, PG_mte_tagged set ({why})")
 
 
 def copy_highpage(m, dst: Page, src: Page) -> None:
@@ -92,7 +92,7 @@ def mte_allocate_tag_storage(m) -> bool:
     m.tag_allocs += 1
     if fail_after is not None and m.tag_allocs == fail_after + 1:
         m.count("tag_alloc_failures")
-        m.log("mte_allocate_tag_storage", "-ENOMEM (injected)")
+        if m.tracing: m.log("mte_allocate_tag_storage", "-ENOMEM (injected)")
         return False
     return True
 
@@ -108,7 +108,7 @@ def mte_save_tags(m, page: Page, entry: int) -> int:
     m.saved_origin[entry] = page.origin
     m.count("tag_saves")
     account_tag_bytes(m)
-    m.log("mte_save_tags", f"pfn={page.pfn} entry={entry:#x} tags={T.describe(page.tags)}")
+    if m.tracing: m.log("mte_save_tags", f"pfn={page.pfn} entry={entry:#x} tags={T.describe(page.tags)}")
     return 0
 
 
@@ -129,7 +129,7 @@ def mte_restore_tags(m, entry: int, page: Page) -> bool:
                    m.saved_origin.get(entry))
     set_page_mte_tagged(m, page)
     m.count("tag_restores")
-    m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)}")
+    if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)}")
     return True
 
 
@@ -139,7 +139,7 @@ def mte_invalidate_tags(m, entry: int) -> None:
     if m.mte_pages.pop(entry, None) is not None:
         m.count("tag_invalidations")
         account_tag_bytes(m)
-        m.log("mte_invalidate_tags", f"entry={entry:#x}")
+        if m.tracing: m.log("mte_invalidate_tags", f"entry={entry:#x}")
 
 
 def mte_invalidate_tags_area(m, type_: int) -> None:
@@ -147,7 +147,7 @@ def mte_invalidate_tags_area(m, type_: int) -> None:
     lo, hi = swp_entry(type_, 0), swp_entry(type_ + 1, 0)
     for entry in sorted(e for e in m.mte_pages if lo <= e < hi):
         mte_invalidate_tags(m, entry)
-    m.log("mte_invalidate_tags_area", f"type={type_}")
+    if m.tracing: m.log("mte_invalidate_tags_area", f"type={type_}")
 
 
 def account_tag_bytes(m) -> None:

@@ -33,7 +33,7 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
             tag_clear_highpage(m, page)
     while m.first_free < len(pages) and pages[m.first_free].folio is not None:
         m.first_free += 1
-    m.log("folio_alloc", f"folio={pfn} order={folio.order} ({why})")
+    if m.tracing: m.log("folio_alloc", f"folio={pfn} order={folio.order} ({why})")
     return folio
 
 
@@ -45,7 +45,7 @@ def free_folio(m, folio: Folio) -> None:
         page.mte_tagged = page.mte_lock = page.anon_exclusive = False
     del m.folios[folio.pfn]
     m.first_free = min(m.first_free, folio.pfn)
-    m.log("free_folio", f"folio={folio.pfn} order={folio.order}")
+    if m.tracing: m.log("free_folio", f"folio={folio.pfn} order={folio.order}")
 
 
 def folio_put(m, folio: Folio) -> None:

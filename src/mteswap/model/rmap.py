@@ -12,6 +12,10 @@ def folio_add_anon_rmap_pte(m, pfn: int, pid: int, vpn: int, exclusive: bool) ->
         return
     page = m.pages[pfn]
     page.rmap.append((pid, vpn))
+    folio = page.folio
+    folio.mapcount += 1
+    if len(page.rmap) == 1:
+        folio.nr_mapped += 1
     if exclusive:
         page.anon_exclusive = True
 
@@ -24,13 +28,20 @@ def folio_remove_rmap_pte(m, pfn: int, pid: int, vpn: int) -> None:
     if pfn == ZERO_PFN:
         return
     page = m.pages[pfn]
+    folio = page.folio
+    _unmap_page(page, folio, pid, vpn)
+    if folio.nr > 1 and not folio.swapcache and not folio.partially_mapped:
+        if folio.mapcount and folio.nr_mapped < folio.nr:
+            folio.partially_mapped = True
+
+
+def _unmap_page(page, folio, pid: int, vpn: int) -> None:
+    """Drop one (pid, vpn) from the page's rmap and the folio's mapcounts."""
     page.rmap.remove((pid, vpn))
+    folio.mapcount -= 1
     if not page.rmap:
         page.anon_exclusive = False
-    folio = page.folio
-    if folio.nr > 1 and not folio.swapcache and not folio.partially_mapped:
-        if m.folio_mapcount(folio) and any(not p.rmap for p in m.folio_pages(folio)):
-            folio.partially_mapped = True
+        folio.nr_mapped -= 1
 
 
 def folio_rmap_walk(m, folio) -> list[tuple[int, int, int]]:

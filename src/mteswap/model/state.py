@@ -45,7 +45,7 @@ class Folio:
     """A naturally aligned block of 2^order frames (`struct folio`). Identified by its head pfn."""
 
     __slots__ = ("pfn", "nr", "swapcache", "swap", "dirty", "partially_mapped", "writeback",
-                 "arch")
+                 "arch", "mapcount", "nr_mapped")
 
     def __init__(self, pfn: int, nr: int):
         self.pfn = pfn
@@ -56,6 +56,11 @@ class Folio:
         self.partially_mapped = False  # PG_partially_mapped: queued for deferred split
         self.writeback = False       # never true between steps: writeback completes in-step
         self.arch = 0                # arch-private per-folio state a design may keep (an int)
+        # Derived from the pages' rmaps and kept by rmap.py, as the kernel keeps them beside
+        # the per-page mapcounts: PTEs mapping any page (`folio_mapcount`, `_large_mapcount`)
+        # and pages mapped at least once (`_nr_pages_mapped`). O(1) instead of a walk of nr.
+        self.mapcount = 0
+        self.nr_mapped = 0
 
     @property
     def order(self) -> int:

@@ -39,11 +39,11 @@ def add_to_swap(m, folio) -> bool:
     the folio is written out."""
     entry = folio_alloc_swap(m, folio)
     if entry is None:
-        m.log("add_to_swap", f"folio={folio.pfn} order={folio.order}: no slots")
+        if m.tracing: m.log("add_to_swap", f"folio={folio.pfn} order={folio.order}: no slots")
         return False
     add_to_swap_cache(m, folio, entry)
     folio.dirty = True
-    m.log("add_to_swap", f"folio={folio.pfn} order={folio.order} entry={entry:#x}")
+    if m.tracing: m.log("add_to_swap", f"folio={folio.pfn} order={folio.order} entry={entry:#x}")
     return True
 
 
@@ -56,7 +56,7 @@ def delete_from_swap_cache(m, folio) -> None:
         del m.swap.cache[off]
     folio.swapcache = False
     folio.swap = 0
-    m.log("delete_from_swap_cache", f"folio={folio.pfn} entry={entry:#x} nr={folio.nr}")
+    if m.tracing: m.log("delete_from_swap_cache", f"folio={folio.pfn} entry={entry:#x} nr={folio.nr}")
     put_swap_folio(m, folio, entry)
 
 
@@ -78,7 +78,7 @@ def swap_read_folio(m, folio, entry: int) -> None:
     m.count("pswpin", folio.nr)
     if folio.nr > 1:
         m.count("large_swap_ins")
-    m.log("swap_read_folio", f"folio={folio.pfn} order={folio.order} entry={entry:#x}")
+    if m.tracing: m.log("swap_read_folio", f"folio={folio.pfn} order={folio.order} entry={entry:#x}")
 
 
 def swapin_readahead(m, entry: int):

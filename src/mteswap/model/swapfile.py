@@ -18,7 +18,7 @@ def swap_range_free(m, offset: int, nr: int) -> None:
         si.contents.pop(off, None)
         si.zeromap.discard(off)
         si.written_tags.pop(off, None)
-        m.log("swap_range_free", f"entry={swp_entry(SWP_TYPE, off):#x}")
+        if m.tracing: m.log("swap_range_free", f"entry={swp_entry(SWP_TYPE, off):#x}")
         m.design.swap_invalidate_page(m, SWP_TYPE, off)
         si.release_cluster_if_free(off)
 
@@ -33,7 +33,7 @@ def swap_free_nr(m, entry: int, nr: int) -> None:
     slots; a slot left with neither references nor cache pin is freed."""
     si = m.swap
     start = swp_offset(entry)
-    m.log("swap_free_nr", f"entry={entry:#x} nr={nr}")
+    if m.tracing: m.log("swap_free_nr", f"entry={entry:#x} nr={nr}")
     for off in range(start, start + nr):
         si.swap_map[off] -= 1
         if si.swap_map[off] == 0:
@@ -45,7 +45,7 @@ def put_swap_folio(m, folio, entry: int) -> None:
     free the ones no page table references."""
     si = m.swap
     start = swp_offset(entry)
-    m.log("put_swap_folio", f"entry={entry:#x} nr={folio.nr}")
+    if m.tracing: m.log("put_swap_folio", f"entry={entry:#x} nr={folio.nr}")
     for off in range(start, start + folio.nr):
         si.swap_map[off] &= ~SWAP_HAS_CACHE
         if si.swap_map[off] == 0:
@@ -61,7 +61,7 @@ def swapcache_prepare(m, entry: int, nr: int) -> bool:
         return False
     for off in range(start, start + nr):
         si.swap_map[off] |= SWAP_HAS_CACHE
-    m.log("swapcache_prepare", f"entry={entry:#x} nr={nr}")
+    if m.tracing: m.log("swapcache_prepare", f"entry={entry:#x} nr={nr}")
     return True
 
 
@@ -70,7 +70,7 @@ def swapcache_clear(m, entry: int, nr: int) -> None:
     took; slots without references are freed now."""
     si = m.swap
     start = swp_offset(entry)
-    m.log("swapcache_clear", f"entry={entry:#x} nr={nr}")
+    if m.tracing: m.log("swapcache_clear", f"entry={entry:#x} nr={nr}")
     for off in range(start, start + nr):
         si.swap_map[off] &= ~SWAP_HAS_CACHE
         if si.swap_map[off] == 0:
@@ -109,7 +109,7 @@ def __try_to_reclaim_swap(m, offset: int) -> int:
     start = swp_offset(folio.swap)
     if any(si.swap_map[o] != SWAP_HAS_CACHE for o in range(start, start + folio.nr)):
         return -folio.nr
-    m.log("__try_to_reclaim_swap", f"folio={folio.pfn} entry={folio.swap:#x} nr={folio.nr}")
+    if m.tracing: m.log("__try_to_reclaim_swap", f"folio={folio.pfn} entry={folio.swap:#x} nr={folio.nr}")
     delete_from_swap_cache(m, folio)
     folio.dirty = True
     folio_put(m, folio)
@@ -121,7 +121,7 @@ def free_swap_and_cache_nr(m, entry: int, nr: int) -> None:
     contiguous slots, then try to reclaim swap-cache folios whose slots are now cache-only."""
     si = m.swap
     start = swp_offset(entry)
-    m.log("free_swap_and_cache_nr", f"entry={entry:#x} nr={nr}")
+    if m.tracing: m.log("free_swap_and_cache_nr", f"entry={entry:#x} nr={nr}")
     any_only_cache = False
     for off in range(start, start + nr):
         si.swap_map[off] -= 1

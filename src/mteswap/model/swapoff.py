@@ -26,7 +26,7 @@ def unuse_pte(m, mm, vpn: int, folio) -> None:
     vma = mm.find_vma(vpn)
     set_ptes(m, mm, vpn, [page.pfn], vma.vm_mte, False, f"unuse_pte entry={entry:#x}")
     swap_free_nr(m, entry, 1)
-    m.log("unuse_pte", f"pid={mm.pid} vpn={vpn} entry={entry:#x} pfn={page.pfn}")
+    if m.tracing: m.log("unuse_pte", f"pid={mm.pid} vpn={vpn} entry={entry:#x} pfn={page.pfn}")
 
 
 def try_to_unuse(m) -> None:
@@ -52,9 +52,9 @@ def swapoff(m) -> None:
     is gone afterwards (reclaim finds no swap space)."""
     si = m.swap
     if not si.active:
-        m.log("swapoff", "no swap device: nothing to do")
+        if m.tracing: m.log("swapoff", "no swap device: nothing to do")
         return
     si.active = False
     try_to_unuse(m)
     m.design.swap_invalidate_area(m, SWP_TYPE)
-    m.log("swapoff", f"type={SWP_TYPE} done")
+    if m.tracing: m.log("swapoff", f"type={SWP_TYPE} done")

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 from mteswap.model import tags as T
 from mteswap.model.memory import handle_mm_fault
-from mteswap.model.state import ZERO_PFN
+from mteswap.model.state import PTE_PRESENT, ZERO_PFN
 
 
 def _mapped_page(m, mm, vpn: int, write: bool):
-    handle_mm_fault(m, mm, vpn, write)
-    _, pfn, tagged, _ = mm.ptes[vpn]
-    return m.page(pfn), tagged
+    """The page the access reaches. The MMU walks the page table; only a PTE that is not
+    present (or read-only, for a write) raises the exception that enters the kernel."""
+    pte = mm.ptes.get(vpn)
+    if pte is None or pte[0] != PTE_PRESENT or (write and not pte[3]):
+        handle_mm_fault(m, mm, vpn, write)
+        pte = mm.ptes[vpn]
+    pfn = pte[1]
+    return (m.zero_page if pfn == ZERO_PFN else m.pages[pfn]), pte[2]
 
 
 def user_load(m, mm, vpn: int) -> tuple[int | None, int]:
@@ -30,7 +35,10 @@ def user_stg(m, mm, vpn: int, tag: int) -> bool:
     if not tagged:
         return False
     page.tags = T.uniform(tag)
-    page.origin = ("set by the program (STG)", m.step)
+    origin = m.stg_origin
+    if origin[1] != m.step:                  # one shared tuple per step, not one per page
+        origin = m.stg_origin = ("set by the program (STG)", m.step)
+    page.origin = origin
     page.folio.dirty = True
     return True
 

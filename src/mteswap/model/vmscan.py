@@ -30,7 +30,7 @@ def try_to_unmap(m, folio) -> None:
         install_swap_pte(m.mms[pid], vpn, entry, exclusive)
         done.append((pid, vpn, entry, exclusive))
     for pid, first, last in _unmap_runs(done):
-        m.log("try_to_unmap_one", f"pid={pid} vpn={first[1]}-{last[1]} -> entry={first[2]:#x}-{last[2]:#x} "
+        if m.tracing: m.log("try_to_unmap_one", f"pid={pid} vpn={first[1]}-{last[1]} -> entry={first[2]:#x}-{last[2]:#x} "
               f"swap_map+1 excl={int(first[3])}" if first is not last else
               f"pid={pid} vpn={first[1]} -> entry={first[2]:#x} swap_map+1 excl={int(first[3])}")
 
@@ -54,11 +54,11 @@ def swap_writepage(m, folio) -> bool:
     a zero-filled folio only sets its zeromap bits (v6.12) and any other is written."""
     if folio_free_swap(m, folio):
         return True
-    m.log("arch_prepare_to_swap", f"folio={folio.pfn} nr={folio.nr} entry={folio.swap:#x}")
+    if m.tracing: m.log("arch_prepare_to_swap", f"folio={folio.pfn} nr={folio.nr} entry={folio.swap:#x}")
     err = m.design.prepare_to_swap(m, folio)
     if err:
         folio.dirty = True
-        m.log("swap_writepage", f"folio={folio.pfn}: arch_prepare_to_swap failed ({err}), kept")
+        if m.tracing: m.log("swap_writepage", f"folio={folio.pfn}: arch_prepare_to_swap failed ({err}), kept")
         return False
     si = m.swap
     start = swp_offset(folio.swap)
@@ -78,7 +78,7 @@ def swap_writepage(m, folio) -> bool:
     m.count("pswpout", folio.nr)
     if folio.nr > 1:
         m.count("large_swap_outs")
-    m.log("swap_writepage", f"folio={folio.pfn} order={folio.order} entry={folio.swap:#x}"
+    if m.tracing: m.log("swap_writepage", f"folio={folio.pfn} order={folio.order} entry={folio.swap:#x}"
           + (" zero-filled: zeromap" if zero else ""))
     return True
 
@@ -116,7 +116,7 @@ def _shrink_folio(m, folio, keep_cached: bool, queue: list) -> None:
             folio_put(m, folio)
             return
     if keep_cached:
-        m.log("shrink_folio_list", f"folio={folio.pfn} kept in swap cache entry={folio.swap:#x}")
+        if m.tracing: m.log("shrink_folio_list", f"folio={folio.pfn} kept in swap cache entry={folio.swap:#x}")
         return
     __remove_mapping(m, folio)
 
@@ -137,7 +137,7 @@ def reclaim(m, mm, vpns: list[int], keep_cached: bool) -> None:
     these pages: `shrink_folio_list` unmaps each from every process through the rmap walk.
     Without a swap device anonymous memory is not scanned at all (`can_reclaim_anon_pages`)."""
     if not m.swap.active:
-        m.log("shrink_folio_list", "no swap device: anonymous folios are not reclaimed")
+        if m.tracing: m.log("shrink_folio_list", "no swap device: anonymous folios are not reclaimed")
         return
     shrink_folio_list(m, _mapped_folios(m, mm, vpns), keep_cached)
 
@@ -176,9 +176,9 @@ def madvise_pageout(m, mm, vpns: list[int], keep_cached: bool) -> None:
     for vma in sorted(mm.vmas, key=lambda v: v.start):
         for start, end in runs(v for v in wanted if vma.start <= v < vma.end):
             chosen.extend(_pageout_run(m, mm, start, end))
-    m.log("madvise_pageout", f"pid={mm.pid} {len(chosen)} folio(s) to reclaim_pages")
+    if m.tracing: m.log("madvise_pageout", f"pid={mm.pid} {len(chosen)} folio(s) to reclaim_pages")
     if not m.swap.active:
-        m.log("reclaim_pages", "no swap device: anonymous folios stay")
+        if m.tracing: m.log("reclaim_pages", "no swap device: anonymous folios stay")
         return
     shrink_folio_list(m, chosen, keep_cached)
 
@@ -232,5 +232,5 @@ def evict(m) -> None:
         folio = m.swap.cache.get(off)
         if folio is not None and swp_offset(folio.swap) == off and not folio.dirty \
                 and m.folio_mapcount(folio) == 0:
-            m.log("evict", f"folio={folio.pfn} entry={folio.swap:#x}")
+            if m.tracing: m.log("evict", f"folio={folio.pfn} entry={folio.swap:#x}")
             __remove_mapping(m, folio)
