@@ -239,7 +239,7 @@ _BAD_VALUES = {
     "map_whole_folio": ["yes", 1],
     "tag_alloc_fail_after": [-1, "never"],
     "tag": [16, -1, "Distinct", True],
-    "pages": [-1, 65536, 70000, "9-2", "0-70000", [], "ALL", "1,2", [1, -1], 0.5],
+    "pages": [-1, 262144, 300000, "9-2", "0-300000", [], "ALL", "1,2", [1, -1], 0.5],
     "mte": [False, "true", 1],
     "proc": ["", "a b", 7, None],
     "vma": ["", "x/y", ["buf"]],

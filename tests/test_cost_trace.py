@@ -134,7 +134,8 @@ def test_every_field_and_config_key_has_a_kind():
     # A new op field or config key must get a converter here, not silently stay text.
     assert {spec.name for specs in OPS.values() for spec in specs} == set(FIELD_KINDS)
     assert list(CONFIG_KINDS) == ["folio_pages", "swap_device", "swap_slots", "frames",
-                                  "map_whole_folio", "large_swapin", "tag_alloc_fail_after"]
+                                  "map_whole_folio", "large_swapin", "tag_alloc_fail_after",
+                                  "tag_storage"]
 
 
 def test_large_trace_parses_fast():
@@ -236,11 +237,11 @@ ERRORS = [
     ("read proc=A vma=heap pages=1,,3", "pages", "empty item"),
     ("read proc=A vma=heap pages=1,x", "pages", "got 'x'"),
     ("read proc=A vma=heap pages=1,2-", "pages", "got item '2-'"),
-    ("read proc=A vma=heap pages=1,70000", "pages", "0-65535"),
-    ("read proc=A vma=heap pages=1,0-99999999999", "pages", "0-65535"),
+    ("read proc=A vma=heap pages=1,300000", "pages", "0-262143"),
+    ("read proc=A vma=heap pages=1,0-99999999999", "pages", "0-262143"),
     ("read proc=A vma=heap pages=9-3,", "pages", "a <= b"),
-    ("read proc=A vma=heap pages=1,٣", "pages", "0-65535"),
-    ("read proc=A vma=heap pages=5-70000", "pages", "0-65535"),
+    ("read proc=A vma=heap pages=1,٣", "pages", "0-262143"),
+    ("read proc=A vma=heap pages=5-300000", "pages", "0-262143"),
     ("write proc=A vma=heap pages=1 tag=16", "tag", "expected a tag 0-15"),
     ("stg proc=A vma=heap pages=1", "tag", "missing"),
     ("mprotect proc=A vma=heap pages=1 mte=0", "mte", "sticky"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from mteswap.model import tags as T
-from mteswap.model.mte import mte_flags, page_mte_tagged
+from mteswap.model.mte import mte_flags, page_mte_tagged, saved_tags
 from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
@@ -228,7 +228,7 @@ def _saved_tags(m):
         folio = si.cache.get(off)
         if written is None or (folio is not None and folio.dirty):
             continue   # nothing tagged was written, or a rewrite is pending
-        saved = m.mte_pages.get(off)
+        saved = saved_tags(m, off)
         if saved is None and written == 0:
             continue   # all-zero tags need no buffer: mte_sync_tags recreates them on swap-in
         if saved is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mteswap.model import tags as T
 from mteswap.model.mte import (mte_invalidate_tags, mte_invalidate_tags_area, mte_save_tags,
-                               mte_sync_tags)
+                               mte_load_saved_tags, mte_sync_tags)
 from mteswap.model.swapinfo import swp_entry, swp_offset
 
 
@@ -54,7 +54,7 @@ def write_saved_tags(m, entry: int, page) -> bool:
     """For designs whose restore ignores PG_mte_lock: copy the buffer saved for `entry` into
     the page's tags, whatever the page held. Returns False when nothing is saved there."""
     m.count("restore_page_iterations")
-    buf = m.mte_pages.get(entry)
+    buf = mte_load_saved_tags(m, entry)
     if buf is None:
         return False
     m.tag_reads.append((entry, m.swap.swap_map[swp_offset(entry)]))   # for the UAF check

@@ -24,7 +24,7 @@ from __future__ import annotations
 from mteswap.designs.common import PerPageHooks, folio_swap, write_saved_tags
 from mteswap.model import tags as T
 from mteswap.model.mte import (ENOMEM, account_tag_bytes, mte_allocate_tag_storage, mte_flags,
-                               mte_invalidate_tags,
+                               mte_invalidate_tags, mte_store_saved_tags,
                                mte_restore_tags, set_page_mte_tagged)
 
 UNKNOWN, TAGS_IN_HW, TAGS_SAVED, NO_TAGS = 0, 1, 2, 3
@@ -46,9 +46,7 @@ class FolioMarker(PerPageHooks):
                 for j in range(i - 1, -1, -1):
                     mte_invalidate_tags(m, folio.swap + j)
                 return ENOMEM
-            m.mte_pages[folio.swap + i] = page.tags
-            m.saved_origin[folio.swap + i] = page.origin
-            m.count("tag_saves")
+            mte_store_saved_tags(m, folio.swap + i, page)
             saved += 1
             if m.tracing: m.log("mte_save_tags", f"pfn={page.pfn} entry={folio.swap + i:#x} tags={T.describe(page.tags)} (non-zero HW tags)")
         account_tag_bytes(m)

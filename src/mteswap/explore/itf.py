@@ -15,6 +15,7 @@ import tempfile
 import yaml
 
 from mteswap.explore.alphabet import Problem, action_text
+from mteswap.model.mte import saved_tags
 from mteswap.model.state import PTE_PRESENT
 from mteswap.model.swapinfo import swp_offset
 from mteswap.scenario.runner import Runner
@@ -64,7 +65,7 @@ def _state(r: Runner, index: int, action: str, violation) -> dict:
         "folios": folios,
         "swap_map": imap((o, si.swap_map[o]) for o in sorted(si.allocated)),
         "swap_cache": imap((o, f.pfn) for o, f in sorted(si.cache.items())),
-        "mte_pages": imap((swp_offset(e), itf_int(t)) for e, t in sorted(m.mte_pages.items())),
+        "mte_pages": imap((swp_offset(e), itf_int(saved_tags(m, e))) for e in sorted(m.mte_pages)),
         "expect": expect,
         "violations": [dict(v) for v in violation],
     }

@@ -24,6 +24,7 @@ class MachineConfig:
     map_whole_folio: bool = True      # v6.11+: map every PTE of a large swap-cache folio
     large_swapin: bool = True         # v6.12+: zram swap-in may allocate a large folio
     tag_alloc_fail_after: int | None = None   # the (N+1)-th tag buffer allocation fails once
+    tag_storage: str = "plain"        # plain | compressed (V7 inline compression, mtecomp.py)
 
 
 class Machine:
@@ -42,10 +43,15 @@ class Machine:
         self.first_free = 0                         # lowest pfn that may be free
         self.mms: list[Mm] = []
         self.swap = SwapInfo(config.swap_slots, config.swap_device)
-        self.mte_pages: dict[int, int] = {}         # the mte_pages xarray: entry -> packed tags
+        # The mte_pages xarray: entry -> saved tags (model/tags.py value), or with compressed
+        # storage the negated inline handle of mtecomp.py (a handle is odd, so never 0).
+        self.mte_pages: dict[int, int] = {}
+        self.tag_heap_bytes = 0                     # kmalloc'd bytes behind mte_pages
         self.saved_origin: dict[int, tuple] = {}    # diagnostic: entry -> origin of saved tags
         self.tag_allocs = 0                         # tag buffers allocated so far (fail injection)
         self.counters = Counters()
+        if config.tag_storage == "compressed":
+            self.counters.update(dict.fromkeys(Counters.COMPRESSED, 0))
         self.trace: list[tuple] = []                # (function, text) per kernel step, this op
         # Whether kernel steps are recorded in `trace`: call sites test it before formatting
         # their text (`if m.tracing: m.log(...)`), so a run without --trace pays nothing.
@@ -93,12 +99,13 @@ class Machine:
                 tuple(sorted(self.mte_pages.items())), self.tag_allocs)
 
     def tag_bytes(self) -> int:
-        """Bytes of saved-tag storage in use (kmalloc-128 per entry)."""
-        return len(self.mte_pages) * T.MTE_PAGE_TAG_STORAGE
+        """Bytes of saved-tag storage in use: kmalloc-128 per buffer, 0 for an entry stored
+        inline by compressed storage."""
+        return self.tag_heap_bytes
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "pages", "zero_page", "folios", "first_free", "mms",
-                         "swap", "mte_pages", "saved_origin", "tag_allocs", "counters", "trace",
+                         "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin"))
 
     def clone(self) -> "Machine":

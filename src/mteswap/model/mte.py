@@ -8,6 +8,7 @@ they are or do something else.
 from __future__ import annotations
 
 from mteswap.model import tags as T
+from mteswap.model.mtecomp import mte_compress, mte_decompress
 from mteswap.model.state import Page
 from mteswap.ranges import format_ranges
 from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_entry, swp_offset
@@ -104,19 +105,70 @@ def mte_save_tags(m, page: Page, entry: int) -> int:
         return 0
     if not mte_allocate_tag_storage(m):
         return ENOMEM
-    m.mte_pages[entry] = page.tags
-    m.saved_origin[entry] = page.origin
-    m.count("tag_saves")
-    account_tag_bytes(m)
+    mte_store_saved_tags(m, entry, page)
     if m.tracing: m.log("mte_save_tags", f"pfn={page.pfn} entry={entry:#x} tags={T.describe(page.tags)}")
     return 0
+
+
+def mte_store_saved_tags(m, entry: int, page: Page) -> None:
+    """The `xa_store` into mte_pages at the end of `mte_save_tags()` (a re-save replaces and
+    frees the old buffer). With compressed storage (V7, mtecomp.c, unmerged) the tags are
+    first run through `mte_compress`: a handle that fits is stored inline in the xarray slot
+    (no kmalloc), otherwise the plain 128-byte buffer is. The allocation was already made
+    (and counted for fault injection) by the caller, as in the series."""
+    _erase_saved(m, entry)
+    tags = page.tags
+    value = tags
+    if m.config.tag_storage == "compressed":
+        m.counters["tag_compressions"] += 1
+        handle = mte_compress(tags)
+        if handle is not None:
+            value = -handle                      # negative: an inline handle, never a tag value
+            m.counters["tag_saves_inline"] += 1
+    m.mte_pages[entry] = value
+    if value >= 0:
+        m.tag_heap_bytes += T.MTE_PAGE_TAG_STORAGE
+    m.saved_origin[entry] = page.origin
+    m.counters["tag_saves"] += 1
+    account_tag_bytes(m)
+
+
+def saved_tags(m, entry: int) -> int | None:
+    """The tags saved for entry (decompressed when stored inline), or None. A pure read, for
+    the oracle and traces; restore paths use `mte_load_saved_tags`."""
+    value = m.mte_pages.get(entry)
+    if value is None or value >= 0:
+        return value
+    return mte_decompress(-value)
+
+
+def mte_load_saved_tags(m, entry: int) -> int | None:
+    """The `xa_load` of `mte_restore_tags()`; with compressed storage an inline handle is
+    decompressed into a temporary buffer (`mte_decompress`) before the copy."""
+    value = m.mte_pages.get(entry)
+    if value is None or value >= 0:
+        return value
+    m.counters["tag_decompressions"] += 1
+    return mte_decompress(-value)
+
+
+def _erase_saved(m, entry: int) -> bool:
+    """`xa_erase` + `mte_free_tag_storage` (which skips inline handles). True if one was there."""
+    value = m.mte_pages.pop(entry, None)
+    if value is None:
+        return False
+    if value >= 0:
+        m.tag_heap_bytes -= T.MTE_PAGE_TAG_STORAGE
+    else:
+        m.counters["tag_invalidations_inline"] += 1
+    return True
 
 
 def mte_restore_tags(m, entry: int, page: Page) -> bool:
     """`mte_restore_tags()` (mteswap.c): if a buffer is stored for entry and the page is not yet
     initialised, copy it into the page's tags and mark it tagged. True if tags were restored."""
     m.count("restore_page_iterations")
-    buf = m.mte_pages.get(entry)
+    buf = mte_load_saved_tags(m, entry)
     if buf is None:
         return False
     # Record the read for the oracle: reading a buffer whose slot is not pinned is a
@@ -136,7 +188,7 @@ def mte_restore_tags(m, entry: int, page: Page) -> bool:
 def mte_invalidate_tags(m, entry: int) -> None:
     """`mte_invalidate_tags()` (mteswap.c): erase and free the buffer of one entry, if any."""
     m.saved_origin.pop(entry, None)
-    if m.mte_pages.pop(entry, None) is not None:
+    if _erase_saved(m, entry):
         m.count("tag_invalidations")
         account_tag_bytes(m)
         if m.tracing: m.log("mte_invalidate_tags", f"entry={entry:#x}")
@@ -151,10 +203,16 @@ def mte_invalidate_tags_area(m, type_: int) -> None:
 
 
 def account_tag_bytes(m) -> None:
-    """Track the bytes held in mte_pages and their peak (kmalloc-128 per buffer)."""
-    m.counters["tag_bytes"] = m.tag_bytes()
-    if m.counters["tag_bytes"] > m.counters["tag_bytes_peak"]:
-        m.counters["tag_bytes_peak"] = m.counters["tag_bytes"]
+    """Track the bytes held in mte_pages and their peak (kmalloc-128 per buffer, 0 inline);
+    with compressed storage also what plain storage would hold (128 per entry)."""
+    c = m.counters
+    c["tag_bytes"] = now = m.tag_heap_bytes
+    if now > c["tag_bytes_peak"]:
+        c["tag_bytes_peak"] = now
+    if m.config.tag_storage == "compressed":
+        c["tag_bytes_plain"] = plain = len(m.mte_pages) * T.MTE_PAGE_TAG_STORAGE
+        if plain > c["tag_bytes_plain_peak"]:
+            c["tag_bytes_plain_peak"] = plain
 
 
 assert SWP_TYPE_SHIFT > 32   # entries of one device are offset-contiguous (semantics §1.5)

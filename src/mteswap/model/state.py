@@ -103,6 +103,11 @@ class Counters(dict):
              "zero_page_maps", "cow_copies", "swap_ins", "large_swap_ins", "pswpin",
              "swap_outs", "large_swap_outs", "pswpout", "swpout_zero", "swap_cache_hits",
              "splits", "swpout_fallback", "tag_bytes", "tag_bytes_peak")
+    # Only with config tag_storage: compressed (not reported otherwise, so `mteswap run`
+    # output of plain runs is unchanged): saves stored inline, their erasures, codec calls,
+    # and the bytes plain storage would have held at the same moment.
+    COMPRESSED = ("tag_saves_inline", "tag_invalidations_inline", "tag_compressions",
+                  "tag_decompressions", "tag_bytes_plain", "tag_bytes_plain_peak")
 
     def __init__(self):
         super().__init__((name, 0) for name in self.NAMES)

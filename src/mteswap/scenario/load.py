@@ -44,8 +44,9 @@ VIOLATION_KINDS = (
 )
 VERDICTS = ("pass", "fail", *VIOLATION_KINDS)
 SWAP_DEVICES = ("ssd", "zram", "rotational")
+TAG_STORAGES = ("plain", "compressed")
 
-MAX_VMA_PAGES = 1 << 16  # a VMA holds at most this many pages; indices stay below it
+MAX_VMA_PAGES = 1 << 18  # a VMA holds at most this many pages (1 GiB); indices stay below it
 MAX_CONFIG_INT = 1 << 20
 MAX_FOLIO_PAGES = 512  # PMD size in 4 KiB pages: the largest folio the model knows
 MAX_TOTAL_PAGE_INDICES = 1 << 22  # all steps' expanded PageSpecs together (memory guard)
@@ -161,6 +162,8 @@ class Config:
     large_swapin: bool = True
     # Addition to format 1: the (N+1)-th tag-buffer allocation fails, once. None: never.
     tag_alloc_fail_after: int | None = None
+    # Addition: how saved tags are stored, "plain" (mainline) or "compressed" (V7, unmerged).
+    tag_storage: str = "plain"
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,7 @@ _CONFIG_FIELDS = (
     FieldSpec("map_whole_folio", "true or false", _bool),
     FieldSpec("large_swapin", "true or false", _bool),
     FieldSpec("tag_alloc_fail_after", "a count >= 0 or null", _optional_count),
+    FieldSpec("tag_storage", f"one of {_names(TAG_STORAGES)}", _one_of(TAG_STORAGES)),
 )
 
 _TOP_KEYS = ("version", "name", "description", "design", "config", "expect", "steps")

@@ -64,7 +64,8 @@ def machine_config(scenario: Scenario) -> MachineConfig:
     return MachineConfig(folio_pages=tuple(c.folio_pages), swap_device=c.swap_device,
                          swap_slots=c.swap_slots, frames=c.frames,
                          map_whole_folio=c.map_whole_folio, large_swapin=c.large_swapin,
-                         tag_alloc_fail_after=c.tag_alloc_fail_after)
+                         tag_alloc_fail_after=c.tag_alloc_fail_after,
+                         tag_storage=c.tag_storage)
 
 
 _UNTOUCHED = (0, 0)   # Expectation.get's default: fresh memory reads zero with tag 0
@@ -72,7 +73,7 @@ _UNTOUCHED = (0, 0)   # Expectation.get's default: fresh memory reads zero with 
 
 def page_value(step: int, page: int) -> int:
     """The value a `write` at `step` stores in page `page`: unique per step and page, never 0."""
-    return (step << 17) | (page + 1)
+    return (step << 19) | (page + 1)   # page indices stay below MAX_VMA_PAGES = 2^18
 
 
 class Runner:
