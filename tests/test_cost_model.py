@@ -24,11 +24,10 @@ def nonzero(result: dict) -> dict:
 # -- exact estimates for hand-computed counters ----------------------------------------------
 
 def test_faults_one_swap_out_and_tag_saves():
-    counters = {"faults": 16, "swap_outs": 1, "tag_saves": 16}
+    counters = {"faults": 16, "swap_outs": 1, "swap_slot_allocs": 1, "tag_saves": 16}
     r = estimate(counters)
     assert r["faults"] == 16 * P.fault_ns
     assert r["swap_out_ops"] == 1 * P.swap_out_op_ns
-    # No swap_slot_allocs in the dict: one per folio written, as cost/run.py derives them.
     assert r["swap_slot_allocs"] == 1 * P.slot_alloc_ns
     assert r["tag_saves"] == 16 * (P.kmalloc_ns + P.tag_save_page_ns + P.xa_store_ns)
     assert set(nonzero(r)) == {"faults", "swap_out_ops", "swap_slot_allocs", "tag_saves", "total"}
@@ -41,7 +40,8 @@ def test_faults_one_swap_out_and_tag_saves():
 
 def test_worked_example_of_the_document():
     """docs/cost-model.md: one 64 KiB folio, 16 faults, one folio write of 16 pages, 16 saves."""
-    r = estimate({"faults": 16, "swap_outs": 1, "pswpout": 16, "tag_saves": 16})
+    r = estimate({"faults": 16, "swap_outs": 1, "swap_slot_allocs": 1, "pswpout": 16,
+                  "tag_saves": 16})
     assert r["swap_out_pages"] == 16 * P.swap_out_page_ns
     assert r["total"] == pytest.approx(549512.44, rel=1e-15)
     assert "549512.44" in DOC.read_text()
@@ -70,7 +70,8 @@ def test_every_term_with_integer_prices_is_exact():
     counters = {"faults": 3, "swap_outs": 2, "pswpout": 17, "swap_ins": 5, "pswpin": 20,
                 "splits": 1, "swap_slot_allocs": 4, "tag_saves": 17, "restore_calls": 6,
                 "restore_page_iterations": 30, "tag_restores": 12, "tag_invalidations": 9,
-                "tag_compressions": 7, "tag_decompressions": 8}
+                "tag_compressions": 7, "tag_decompressions": 8, "tag_saves_inline": 5,
+                "tag_invalidations_inline": 4}
     p = params
     expected = {
         "faults": 3 * p.fault_ns,
@@ -80,13 +81,13 @@ def test_every_term_with_integer_prices_is_exact():
         "swap_in_pages": 20 * p.swap_in_page_ns,
         "splits": 1 * p.split_ns,
         "swap_slot_allocs": 4 * p.slot_alloc_ns,      # given explicitly: not swap_outs
-        "tag_saves": 17 * (p.kmalloc_ns + p.tag_save_page_ns + p.xa_store_ns),
+        "tag_saves": 17 * (p.kmalloc_ns + p.tag_save_page_ns + p.xa_store_ns) + 5 * p.kfree_ns,
         "restore_calls": 6 * p.restore_call_ns,
         "tag_restores": 12 * (p.xa_load_ns + p.tag_restore_page_ns),
         "restore_early_exits": (30 - 12) * p.restore_early_exit_ns,
-        "tag_invalidations": 9 * (p.xa_erase_ns + p.kfree_ns),
+        "tag_invalidations": 9 * p.xa_erase_ns + (9 - 4) * p.kfree_ns,
         "tag_compressions": 7 * p.tag_compress_ns,
-        "tag_decompressions": 8 * p.tag_decompress_ns,
+        "tag_decompressions": 8 * (p.tag_decompress_ns + p.kmalloc_ns + p.kfree_ns),
     }
     r = estimate(counters, params)
     assert {k: r[k] for k in COMPONENTS} == expected
@@ -106,14 +107,14 @@ def test_accepts_cost_counters_and_model_counters():
     raw = Counters()
     raw["faults"] = 2
     raw["swap_outs"] = 1
+    raw["swap_slot_allocs"] = 1
     r = estimate(raw)
     assert r["faults"] == 2 * P.fault_ns
     assert r["swap_slot_allocs"] == P.slot_alloc_ns
 
 
 def test_every_formula_names_only_known_counters_and_params():
-    counters = set(Counters.NAMES) | set(COST_COUNTERS) | {"tag_compressions",
-                                                           "tag_decompressions"}
+    counters = set(Counters.NAMES) | set(COST_COUNTERS) | set(Counters.COMPRESSED)
     for component, formula in FORMULAS.items():
         words = set(re.findall(r"[a-z_]+", formula)) - {"max"}
         assert words <= counters | set(PARAM_NAMES), (component, words - counters)
@@ -122,10 +123,10 @@ def test_every_formula_names_only_known_counters_and_params():
 
 # -- overrides --------------------------------------------------------------------------------
 
-COUNTERS = {"faults": 16, "swap_outs": 1, "pswpout": 16, "swap_ins": 2, "pswpin": 16,
+COUNTERS = {"faults": 16, "swap_outs": 1, "swap_slot_allocs": 1, "pswpout": 16, "swap_ins": 2, "pswpin": 16,
             "splits": 1, "tag_saves": 16, "restore_calls": 4, "restore_page_iterations": 64,
             "tag_restores": 16, "tag_invalidations": 16, "tag_compressions": 16,
-            "tag_decompressions": 16}
+            "tag_decompressions": 16, "tag_saves_inline": 8, "tag_invalidations_inline": 8}
 
 
 @pytest.mark.parametrize("name", PARAM_NAMES)

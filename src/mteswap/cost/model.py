@@ -110,13 +110,13 @@ FORMULAS: dict[str, str] = {
     "swap_in_pages": "pswpin * swap_in_page_ns",
     "splits": "splits * split_ns",
     "swap_slot_allocs": "swap_slot_allocs * slot_alloc_ns",
-    "tag_saves": "tag_saves * (kmalloc_ns + tag_save_page_ns + xa_store_ns)",
+    "tag_saves": "tag_saves * (kmalloc_ns + tag_save_page_ns + xa_store_ns) + tag_saves_inline * kfree_ns",
     "restore_calls": "restore_calls * restore_call_ns",
     "tag_restores": "tag_restores * (xa_load_ns + tag_restore_page_ns)",
     "restore_early_exits": "max(0, restore_page_iterations - tag_restores) * restore_early_exit_ns",
-    "tag_invalidations": "tag_invalidations * (xa_erase_ns + kfree_ns)",
+    "tag_invalidations": "tag_invalidations * xa_erase_ns + (tag_invalidations - tag_invalidations_inline) * kfree_ns",
     "tag_compressions": "tag_compressions * tag_compress_ns",
-    "tag_decompressions": "tag_decompressions * tag_decompress_ns",
+    "tag_decompressions": "tag_decompressions * (tag_decompress_ns + kmalloc_ns + kfree_ns)",
 }
 
 COMPONENTS: tuple[str, ...] = tuple(FORMULAS)
@@ -131,12 +131,10 @@ def estimate(counters: dict, params: CostParams = CostParams()) -> dict[str, flo
     """Per-component estimated nanoseconds (see FORMULAS) and their sum under "total".
 
     `counters` may be `CostResult.counters` (the COST_COUNTERS subset) or every model counter
-    (`Counters.NAMES`); missing counters count 0 and unknown keys are ignored. Without a
-    "swap_slot_allocs" entry the slot allocations are taken to be "swap_outs", as
-    `mteswap.cost.run.slot_allocs` derives them."""
+    (`Counters.NAMES`); missing counters count 0 and unknown keys are ignored."""
     c = lambda name: _count(counters, name)  # noqa: E731
     p = params
-    slot_allocs = c("swap_slot_allocs") if "swap_slot_allocs" in counters else c("swap_outs")
+    slot_allocs = c("swap_slot_allocs")
     early_exits = max(0.0, c("restore_page_iterations") - c("tag_restores"))
     out = {
         "faults": c("faults") * p.fault_ns,
@@ -146,13 +144,20 @@ def estimate(counters: dict, params: CostParams = CostParams()) -> dict[str, flo
         "swap_in_pages": c("pswpin") * p.swap_in_page_ns,
         "splits": c("splits") * p.split_ns,
         "swap_slot_allocs": slot_allocs * p.slot_alloc_ns,
-        "tag_saves": c("tag_saves") * (p.kmalloc_ns + p.tag_save_page_ns + p.xa_store_ns),
+        # Compressed storage (V7): the buffer is still allocated and filled, then freed when
+        # the handle fits inline; erasing an inline entry frees nothing.
+        "tag_saves": c("tag_saves") * (p.kmalloc_ns + p.tag_save_page_ns + p.xa_store_ns)
+                     + c("tag_saves_inline") * p.kfree_ns,
         "restore_calls": c("restore_calls") * p.restore_call_ns,
         "tag_restores": c("tag_restores") * (p.xa_load_ns + p.tag_restore_page_ns),
         "restore_early_exits": early_exits * p.restore_early_exit_ns,
-        "tag_invalidations": c("tag_invalidations") * (p.xa_erase_ns + p.kfree_ns),
+        "tag_invalidations": c("tag_invalidations") * p.xa_erase_ns
+                             + max(0.0, c("tag_invalidations") - c("tag_invalidations_inline"))
+                             * p.kfree_ns,
         "tag_compressions": c(TAG_COMPRESSIONS) * p.tag_compress_ns,
-        "tag_decompressions": c(TAG_DECOMPRESSIONS) * p.tag_decompress_ns,
+        # Restoring an inline handle decompresses into a temporary buffer, freed afterwards.
+        "tag_decompressions": c(TAG_DECOMPRESSIONS) * (p.tag_decompress_ns + p.kmalloc_ns
+                                                       + p.kfree_ns),
     }
     assert tuple(out) == COMPONENTS
     out["total"] = math.fsum(out.values())

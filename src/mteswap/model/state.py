@@ -102,7 +102,8 @@ class Counters(dict):
              "tag_invalidations", "tag_alloc_failures", "faults", "anon_fault_alloc",
              "zero_page_maps", "cow_copies", "swap_ins", "large_swap_ins", "pswpin",
              "swap_outs", "large_swap_outs", "pswpout", "swpout_zero", "swap_cache_hits",
-             "splits", "swpout_fallback", "tag_bytes", "tag_bytes_peak")
+             "splits", "swpout_fallback", "swap_slot_allocs", "swap_slot_alloc_fails",
+             "tag_bytes", "tag_bytes_peak")
     # Only with config tag_storage: compressed (not reported otherwise, so `mteswap run`
     # output of plain runs is unchanged): saves stored inline, their erasures, codec calls,
     # and the bytes plain storage would have held at the same moment.

@@ -19,7 +19,9 @@ def folio_alloc_swap(m, folio) -> int | None:
         return None
     offset = si.find_slots(folio.nr)
     if offset is None:
+        m.counters["swap_slot_alloc_fails"] += 1
         return None
+    m.counters["swap_slot_allocs"] += 1          # one allocation of folio.nr slots
     for off in range(offset, offset + folio.nr):
         si.take_slot(off, SWAP_HAS_CACHE)
     return swp_entry(SWP_TYPE, offset)
