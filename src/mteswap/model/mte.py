@@ -152,16 +152,13 @@ def mte_load_saved_tags(m, entry: int) -> int | None:
     return mte_decompress(-value)
 
 
-def _erase_saved(m, entry: int) -> bool:
-    """`xa_erase` + `mte_free_tag_storage` (which skips inline handles). True if one was there."""
+def _erase_saved(m, entry: int) -> int | None:
+    """`xa_erase` + `mte_free_tag_storage` (which skips inline handles): the stored value
+    removed (negative for an inline handle), or None."""
     value = m.mte_pages.pop(entry, None)
-    if value is None:
-        return False
-    if value >= 0:
+    if value is not None and value >= 0:
         m.tag_heap_bytes -= T.MTE_PAGE_TAG_STORAGE
-    else:
-        m.counters["tag_invalidations_inline"] += 1
-    return True
+    return value
 
 
 def mte_restore_tags(m, entry: int, page: Page) -> bool:
@@ -188,8 +185,11 @@ def mte_restore_tags(m, entry: int, page: Page) -> bool:
 def mte_invalidate_tags(m, entry: int) -> None:
     """`mte_invalidate_tags()` (mteswap.c): erase and free the buffer of one entry, if any."""
     m.saved_origin.pop(entry, None)
-    if _erase_saved(m, entry):
+    value = _erase_saved(m, entry)
+    if value is not None:
         m.count("tag_invalidations")
+        if value < 0:
+            m.counters["tag_invalidations_inline"] += 1
         account_tag_bytes(m)
         if m.tracing: m.log("mte_invalidate_tags", f"entry={entry:#x}")
 
