@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
+
+from mteswap.cost.model import CostParams, estimate
 
 from mteswap.designs.loader import design_factory
 from mteswap.scenario.load import Scenario
@@ -27,25 +30,19 @@ COST_COUNTERS = (
     "restore_page_iterations",   # pages the restore hook looked at, early exits included
     "faults",
     "splits",
-    "swap_slot_allocs",          # derived, see slot_allocs()
-    "swpout_fallback",           # THP_SWPOUT_FALLBACK
+    "swap_slot_allocs",          # folio_alloc_swap successes (nr slots each)
+    "swap_slot_alloc_fails",     # folio_alloc_swap failures (no free aligned range)
+    "swpout_fallback",           # THP_SWPOUT_FALLBACK: a large folio split for lack of slots
     "pswpout",                   # pages written to swap (I/O, per page)
     "pswpin",                    # pages read from swap (I/O, per page)
     "swap_outs",                 # folio writes (I/O operations, per folio)
     "swap_ins",                  # folio reads
     "large_swap_outs",
     "swap_cache_hits",
-    "tag_bytes_peak",            # saved-tag storage at its largest (128 B per saved page)
+    "tag_bytes_peak",            # saved-tag storage at its largest, plain (128 B per page)
 )
-
-
-def slot_allocs(counters: dict) -> int:
-    """Swap slot allocations (`folio_alloc_swap` successes), derived: the model has no counter
-    for them. Every folio written out got its slots from `add_to_swap` just before, so this is
-    `swap_outs` (zero-filled folios included, as the model counts them there too). It
-    over-counts only a swap-cache folio written again without new slots, which the current
-    workloads never do."""
-    return counters.get("swap_outs", 0)
+# With --tag-storage compressed, also the bytes that storage really held at its peak.
+COMPRESSED_COUNTER = "tag_bytes_peak_compressed"
 
 
 def page_ops(scenario: Scenario) -> int:
@@ -64,6 +61,7 @@ class CostResult:
     page_ops: int
     steps: int
     raw: dict = field(default_factory=dict, repr=False)   # every model counter
+    estimate_ns: dict = field(default_factory=dict)       # cost/model.py, per component
 
     @property
     def page_ops_per_s(self) -> float:
@@ -73,32 +71,42 @@ class CostResult:
         return {"design": self.design, "counters": dict(self.counters),
                 "violations": self.violations, "first_violation": self.first_violation,
                 "seconds": round(self.seconds, 6), "page_ops": self.page_ops,
-                "steps": self.steps, "page_ops_per_s": round(self.page_ops_per_s, 1)}
+                "steps": self.steps, "page_ops_per_s": round(self.page_ops_per_s, 1),
+                "estimate_ns": {k: round(v, 2) for k, v in self.estimate_ns.items()}}
 
 
 def cost_counters(raw: dict) -> dict:
-    out = {}
-    for name in COST_COUNTERS:
-        out[name] = slot_allocs(raw) if name == "swap_slot_allocs" else raw.get(name, 0)
+    """The reported counters from every model counter. A compressed-storage run keeps what
+    plain storage would have held in `tag_bytes_plain_peak`; it is reported as
+    `tag_bytes_peak`, next to the bytes compressed storage held (COMPRESSED_COUNTER)."""
+    out = {name: raw.get(name, 0) for name in COST_COUNTERS}
+    if "tag_bytes_plain_peak" in raw:
+        out["tag_bytes_peak"] = raw["tag_bytes_plain_peak"]
+        out[COMPRESSED_COUNTER] = raw["tag_bytes_peak"]
     return out
 
 
-def run_design(scenario: Scenario, design, check_state: bool = False) -> CostResult:
-    """Run `scenario` under `design` (an instance, or a spec `design_factory` accepts)."""
+def run_design(scenario: Scenario, design, check_state: bool = False,
+               params: CostParams = CostParams(),
+               progress: Callable[[int], None] | None = None) -> CostResult:
+    """Run `scenario` under `design` (an instance, or a spec `design_factory` accepts).
+    `progress(steps_done)` is called every PROGRESS_EVERY steps and at the end."""
     if isinstance(design, str):
         design = design_factory(design)()
     runner = Runner(scenario, design, check_state=check_state)
     start = time.perf_counter()
-    for step in scenario.steps:
+    for n, step in enumerate(scenario.steps, start=1):
         runner.run_step(step)
+        if progress is not None and n % PROGRESS_EVERY == 0:
+            progress(n)
     seconds = time.perf_counter() - start
+    if progress is not None:
+        progress(len(scenario.steps))
     raw = dict(runner.m.counters)
     violations = runner.oracle.violations
     first = violations[0].short() if violations else None
     return CostResult(design.name, cost_counters(raw), len(violations), first, seconds,
-                      page_ops(scenario), len(scenario.steps), raw)
+                      page_ops(scenario), len(scenario.steps), raw, estimate(raw, params))
 
 
-def run_designs(scenario: Scenario, designs: list[str],
-                check_state: bool = False) -> list[CostResult]:
-    return [run_design(scenario, name, check_state) for name in designs]
+PROGRESS_EVERY = 256   # steps between progress callbacks (a refault run has one per page)
