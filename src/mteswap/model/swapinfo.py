@@ -6,6 +6,8 @@ hook `arch_swap_invalidate_page`) are in swapfile.py.
 
 from __future__ import annotations
 
+import heapq
+
 # swap_map bit: a folio for this slot is in (or entering) the swap cache. The kernel's byte uses
 # 0x40 and moves counts above SWAP_MAP_MAX (0x3e) to continuation pages (COUNT_CONTINUED); we
 # keep the count unbounded in the low bits and the cache bit above any count.
@@ -51,6 +53,14 @@ class SwapInfo:
         # `inuse_pages` and `cluster_free` cost O(1) (the kernel keeps the same counts).
         self.cluster_used = [0] * self.nclusters
         self.cluster_used[0] = 1
+        # Indexes for find_slots, derived from the two lists above (the kernel keeps per-order
+        # nonfull lists and a free list for the same reason): `room[order]` holds the clusters
+        # serving that order with room for one more folio of it by count; `free_heap` the free
+        # full-size clusters, lowest index first (lazily cleaned: an entry may be stale).
+        self.last_partial = nslots % SWAPFILE_CLUSTER != 0 and self.nclusters > 1
+        self.room: dict[int, set[int]] = {0: set()}
+        self._update_room(0)
+        self.free_heap = [ci for ci in range(1, self.nclusters) if self.cluster_is_full_size(ci)]
         self.allocated: set[int] = set()             # offsets with swap_map != 0, header excluded
         self.cache: dict[int, object] = {}           # offset -> Folio (swap address space)
         self.contents: dict[int, int] = {}           # offset -> data written to the slot
@@ -72,14 +82,28 @@ class SwapInfo:
     def take_slot(self, offset: int, value: int) -> None:
         """A free slot becomes allocated with swap_map byte `value`."""
         self.swap_map[offset] = value
-        self.cluster_used[offset // SWAPFILE_CLUSTER] += 1
+        ci = offset // SWAPFILE_CLUSTER
+        self.cluster_used[ci] += 1
         self.allocated.add(offset)
+        self._update_room(ci)
 
     def release_slot(self, offset: int) -> None:
         """An allocated slot becomes free (swap_map byte 0)."""
         self.swap_map[offset] = 0
-        self.cluster_used[offset // SWAPFILE_CLUSTER] -= 1
+        ci = offset // SWAPFILE_CLUSTER
+        self.cluster_used[ci] -= 1
         self.allocated.discard(offset)
+        self._update_room(ci)
+
+    def _update_room(self, ci: int) -> None:
+        order = self.cluster_order[ci]
+        if order is None:
+            return
+        room = self.room.setdefault(order, set())
+        if self.cluster_used[ci] + (1 << order) <= len(self.cluster_range(ci)):
+            room.add(ci)
+        else:
+            room.discard(ci)
 
     def vm_swap_full(self) -> bool:
         """`vm_swap_full()` (include/linux/swap.h): less than half of the swap space free."""
@@ -111,33 +135,49 @@ class SwapInfo:
         return found
 
     def _find_in_clusters(self, nr: int, eligible) -> int | None:
+        """Lowest-index cluster first: partly used clusters already serving this order, then
+        free ones. `room`/`free_heap` only narrow the candidates; the choice is the one a scan
+        of every cluster in index order would make."""
         order = nr.bit_length() - 1
-        for want in (order, None):          # partly used clusters of this order, then free ones
-            for ci in range(self.nclusters):
-                if not eligible(ci):
-                    continue
-                if want is None and not self.cluster_free(ci):
-                    continue
-                if want is not None and self.cluster_order[ci] != want:
-                    continue
-                rng = self.cluster_range(ci)
-                if self.cluster_used[ci] + nr > len(rng):
-                    continue                       # no room: skip without scanning
-                for off in range(rng.start, rng.stop - nr + 1, nr):
-                    if all(self.swap_map[o] == 0 for o in range(off, off + nr)):
-                        self.cluster_order[ci] = order
-                        return off
+        swap_map = self.swap_map
+        for ci in sorted(self.room.get(order, ())):
+            if not eligible(ci):
+                continue
+            rng = self.cluster_range(ci)
+            for off in range(rng.start, rng.stop - nr + 1, nr):
+                if all(swap_map[o] == 0 for o in range(off, off + nr)):
+                    return off
+        ci = self._lowest_free_cluster(nr)
+        if ci is None:
+            return None
+        self.cluster_order[ci] = order
+        self._update_room(ci)
+        return ci * SWAPFILE_CLUSTER
+
+    def _lowest_free_cluster(self, nr: int) -> int | None:
+        heap = self.free_heap
+        while heap and not (self.cluster_free(heap[0]) and self.cluster_order[heap[0]] is None):
+            heapq.heappop(heap)                    # stale: taken since it was pushed
+        if heap:
+            return heap[0]
+        last = self.nclusters - 1
+        if self.last_partial and nr == 1 \
+                and self.cluster_free(last) and self.cluster_order[last] is None:
+            return last                            # the short last cluster comes last
         return None
 
     def release_cluster_if_free(self, offset: int) -> None:
         """A cluster whose slots are all free again goes back to the free list."""
         ci = offset // SWAPFILE_CLUSTER
-        if ci != 0 and self.cluster_free(ci):
+        if ci != 0 and self.cluster_free(ci) and self.cluster_order[ci] is not None:
+            self.room.get(self.cluster_order[ci], set()).discard(ci)
             self.cluster_order[ci] = None
+            if not (self.last_partial and ci == self.nclusters - 1):
+                heapq.heappush(self.free_heap, ci)
 
     _CLONED = frozenset(("device", "synchronous", "rotational", "active", "swap_map", "nclusters",
                          "cluster_order", "cluster_used", "allocated", "cache", "contents",
-                         "zeromap", "written_tags"))
+                         "zeromap", "written_tags", "last_partial", "room", "free_heap"))
 
     def clone(self, folio_copy) -> "SwapInfo":
         """An independent copy (for `Machine.clone`); `folio_copy` maps each swap-cache folio to
@@ -147,6 +187,8 @@ class SwapInfo:
         new.swap_map = list(self.swap_map)
         new.cluster_order = list(self.cluster_order)
         new.cluster_used = list(self.cluster_used)
+        new.room = {order: set(cis) for order, cis in self.room.items()}
+        new.free_heap = list(self.free_heap)
         new.allocated = set(self.allocated)
         new.cache = {off: folio_copy(f) for off, f in self.cache.items()}
         new.contents = dict(self.contents)
