@@ -61,6 +61,9 @@ class SwapInfo:
         self.room: dict[int, set[int]] = {0: set()}
         self._update_room(0)
         self.free_heap = [ci for ci in range(1, self.nclusters) if self.cluster_is_full_size(ci)]
+        # Per cluster, an offset below which every slot is in use (the kernel's per-CPU
+        # `next` offset plays this part): the in-cluster search starts there.
+        self.cluster_next = [ci * SWAPFILE_CLUSTER for ci in range(self.nclusters)]
         self.allocated: set[int] = set()             # offsets with swap_map != 0, header excluded
         self.cache: dict[int, object] = {}           # offset -> Folio (swap address space)
         self.contents: dict[int, int] = {}           # offset -> data written to the slot
@@ -94,6 +97,8 @@ class SwapInfo:
         self.cluster_used[ci] -= 1
         self.allocated.discard(offset)
         self._update_room(ci)
+        if offset < self.cluster_next[ci]:
+            self.cluster_next[ci] = offset
 
     def _update_room(self, ci: int) -> None:
         order = self.cluster_order[ci]
@@ -144,7 +149,12 @@ class SwapInfo:
             if not eligible(ci):
                 continue
             rng = self.cluster_range(ci)
-            for off in range(rng.start, rng.stop - nr + 1, nr):
+            first = self.cluster_next[ci]
+            while first < rng.stop and swap_map[first]:
+                first += 1                         # every slot below `first` is in use
+            self.cluster_next[ci] = first
+            start = -(-first // nr) * nr           # aligned runs wholly at or above it
+            for off in range(start, rng.stop - nr + 1, nr):
                 if all(swap_map[o] == 0 for o in range(off, off + nr)):
                     return off
         ci = self._lowest_free_cluster(nr)
@@ -177,7 +187,7 @@ class SwapInfo:
 
     _CLONED = frozenset(("device", "synchronous", "rotational", "active", "swap_map", "nclusters",
                          "cluster_order", "cluster_used", "allocated", "cache", "contents",
-                         "zeromap", "written_tags", "last_partial", "room", "free_heap"))
+                         "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next"))
 
     def clone(self, folio_copy) -> "SwapInfo":
         """An independent copy (for `Machine.clone`); `folio_copy` maps each swap-cache folio to
@@ -189,6 +199,7 @@ class SwapInfo:
         new.cluster_used = list(self.cluster_used)
         new.room = {order: set(cis) for order, cis in self.room.items()}
         new.free_heap = list(self.free_heap)
+        new.cluster_next = list(self.cluster_next)
         new.allocated = set(self.allocated)
         new.cache = {off: folio_copy(f) for off, f in self.cache.items()}
         new.contents = dict(self.contents)
