@@ -278,3 +278,22 @@ def test_folio_mapcounts_match_the_rmaps_on_generated_scenarios(doc, design):
         _steps_keep_derived_counters(scenario, design)
     except ScenarioError:
         pass   # the generator may run a machine out of memory; that is bad input, exit 2
+
+
+@pytest.mark.parametrize("design", list(BUILTIN))
+def test_untracked_origins_change_only_the_detail_of_tag_check_faults(design):
+    """Runner(track_origins=False), as `mteswap cost` runs: same violations (kind, step, page)
+    and counters on every bundled scenario; a detail differs only by saying the origin is
+    unknown."""
+    from mteswap.bundled import bundled_files
+    from mteswap.scenario.runner import Runner
+    for path in bundled_files():
+        s = load_scenario(path)
+        full = Runner(s, get_design(design)).run()
+        bare = Runner(s, get_design(design), track_origins=False).run()
+        assert [(v.kind, v.step, v.page) for v in bare.violations] == \
+            [(v.kind, v.step, v.page) for v in full.violations]
+        assert bare.counters == full.counters
+        for v, w in zip(bare.violations, full.violations):
+            # Cheap origins (program STG, leftovers, split notes) are still given.
+            assert v.detail == w.detail or "origins are not tracked" in v.detail, v.detail

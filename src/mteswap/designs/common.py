@@ -5,6 +5,7 @@ from __future__ import annotations
 from mteswap.model import tags as T
 from mteswap.model.mte import (mte_invalidate_tags, mte_invalidate_tags_area, mte_save_tags,
                                mte_load_saved_tags, mte_sync_tags)
+from mteswap.model.state import UNTRACKED_ORIGIN
 from mteswap.model.swapinfo import swp_entry, swp_offset
 
 
@@ -59,8 +60,8 @@ def write_saved_tags(m, entry: int, page) -> bool:
         return False
     m.tag_reads.append((entry, m.swap.swap_map[swp_offset(entry)]))   # for the UAF check
     page.tags = buf
-    page.origin = ("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
-                   m.saved_origin.get(entry))
+    page.origin = (("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
+                    m.saved_origin.get(entry)) if m.track_origins else UNTRACKED_ORIGIN)
     m.count("tag_restores")
     if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)} (overwrite)")
     return True

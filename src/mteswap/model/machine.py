@@ -57,6 +57,9 @@ class Machine:
         # their text (`if m.tracing: m.log(...)`), so a run without --trace pays nothing.
         self.tracing = True
         self.stg_origin: tuple = ("set by the program (STG)", -1)   # diagnostic, shared
+        # Whether Page.origin / saved_origin record where tags came from (diagnostics only:
+        # no kernel operation reads them). Off in `mteswap cost`, for speed and memory.
+        self.track_origins = True
         self.tag_reads: list[tuple[int, int]] = []  # (entry, swap_map at read) for the oracle
         self.step = 0
         self.pending_notes: dict[int, str] = {}     # diagnostic: pfn -> why it has no saved tags
@@ -106,7 +109,7 @@ class Machine:
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "pages", "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
-                         "tag_reads", "step", "pending_notes", "tracing", "stg_origin"))
+                         "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins"))
 
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.

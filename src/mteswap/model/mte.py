@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mteswap.model import tags as T
 from mteswap.model.mtecomp import mte_compress, mte_decompress
-from mteswap.model.state import Page
+from mteswap.model.state import UNTRACKED_ORIGIN, Page
 from mteswap.ranges import format_ranges
 from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_entry, swp_offset
 
@@ -54,7 +54,8 @@ def tag_clear_highpage(m, page: Page) -> None:
     data and tags together and marks the page tagged."""
     page.data = 0
     if try_page_mte_tagging(m, page):
-        mte_clear_page_tags(page, ("zeroed at allocation (__GFP_ZEROTAGS)", m.step))
+        mte_clear_page_tags(page, ("zeroed at allocation (__GFP_ZEROTAGS)", m.step)
+                            if m.track_origins else UNTRACKED_ORIGIN)
         set_page_mte_tagged(m, page)
 
 
@@ -65,8 +66,11 @@ def mte_sync_tags(m, pages: list[Page], why: str) -> None:
     zeroed = []
     for page in pages:
         if try_page_mte_tagging(m, page):
-            note = m.pending_notes.get(page.pfn, "")
-            mte_clear_page_tags(page, ("zeroed by mte_sync_tags", m.step, why, note))
+            if m.track_origins:
+                note = m.pending_notes.get(page.pfn, "")
+                mte_clear_page_tags(page, ("zeroed by mte_sync_tags", m.step, why, note))
+            else:
+                mte_clear_page_tags(page, UNTRACKED_ORIGIN)
             set_page_mte_tagged(m, page)
             zeroed.append(page.pfn)
     if zeroed:
@@ -128,7 +132,8 @@ def mte_store_saved_tags(m, entry: int, page: Page) -> None:
     m.mte_pages[entry] = value
     if value >= 0:
         m.tag_heap_bytes += T.MTE_PAGE_TAG_STORAGE
-    m.saved_origin[entry] = page.origin
+    if m.track_origins:
+        m.saved_origin[entry] = page.origin
     m.counters["tag_saves"] += 1
     account_tag_bytes(m)
 
@@ -174,8 +179,8 @@ def mte_restore_tags(m, entry: int, page: Page) -> bool:
     if not try_page_mte_tagging(m, page):
         return False
     page.tags = buf
-    page.origin = ("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
-                   m.saved_origin.get(entry))
+    page.origin = (("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
+                    m.saved_origin.get(entry)) if m.track_origins else UNTRACKED_ORIGIN)
     set_page_mte_tagged(m, page)
     m.count("tag_restores")
     if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)}")

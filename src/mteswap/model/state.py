@@ -17,6 +17,11 @@ PTE_SWAP = 2
 
 ZERO_PFN = -1   # the shared zero page (empty_zero_page), never allocated or freed
 
+# Page.origin of tags set while the machine does not track origins (Machine.track_origins
+# False, as `mteswap cost` runs at scale): saves a tuple per page and per saved buffer.
+UNTRACKED_ORIGIN = ("of unknown origin (origins are not tracked in this run; "
+                    "replay it as a scenario with mteswap run to see where they came from)",)
+
 
 class Page:
     """One physical 4 KiB frame (`struct page`). Tags and data survive free and reuse, as on

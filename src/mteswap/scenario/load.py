@@ -275,7 +275,20 @@ def _page_range(text: str) -> tuple[int, ...]:
         raise _Invalid(f"expected page indices 0-{MAX_VMA_PAGES - 1}, got {_describe(text)}")
     if start > end:
         raise _Invalid(f"expected a range 'a-b' with a <= b, got {_describe(text)}")
-    return tuple(range(start, end + 1))
+    return _indices(end + 1)[start:end + 1]
+
+
+_INDICES: tuple[int, ...] = ()
+
+
+def _indices(n: int) -> tuple[int, ...]:
+    """(0, 1, ..., n-1) sliced from one shared tuple, so that every range of every step
+    refers to the same int objects (a 1 GiB workload names each of 262,144 pages in several
+    steps; fresh ints would cost 32 bytes per page per step)."""
+    global _INDICES
+    if len(_INDICES) < n:
+        _INDICES = tuple(range(min(MAX_VMA_PAGES, max(n, 2 * len(_INDICES)))))
+    return _INDICES[:n]
 
 
 def _tag(value: Any) -> int | str | None:

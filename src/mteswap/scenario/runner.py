@@ -78,15 +78,18 @@ def page_value(step: int, page: int) -> int:
 
 class Runner:
     def __init__(self, scenario: Scenario, design, keep_trace: bool = False,
-                 check_state: bool = True):
+                 check_state: bool = True, track_origins: bool = True):
         """`check_state=False` skips the oracle's after-every-step state check (leaks,
         use-after-free, invariants; see docs/model.md) for cost measurement at scale
         (`mteswap cost`). Per-access checks (tags met, values read) and every counter are
-        unchanged; only violations the state check would have found go unreported."""
+        unchanged; only violations the state check would have found go unreported.
+        `track_origins=False` stops recording where each page's tags came from (the detail of
+        a tag-check-fault then says so); behaviour and counters are unchanged."""
         self.scenario = scenario
         self.design = design
         self.m = Machine(machine_config(scenario), design)
         self.m.tracing = keep_trace
+        self.m.track_origins = track_origins
         self.oracle = Oracle()
         self.keep_trace = keep_trace
         self.check_state = check_state
