@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mteswap.cost.model import CostParams, parse_overrides
 from mteswap.cost.run import COMPRESSED_COUNTER, COST_COUNTERS, CostResult, run_design
-from mteswap.cost.workloads import DEFAULT_PAGES, DEFAULT_SEED, WORKLOADS, build
+from mteswap.cost.workloads import DEFAULT_PAGES, DEFAULT_SEED, FOLIO, WORKLOADS, build
 from mteswap.designs import BUILTIN, UnknownDesign
 from mteswap.designs.loader import design_factory
 from mteswap.scenario.load import MAX_VMA_PAGES, SWAP_DEVICES, TAG_STORAGES, ScenarioError
@@ -33,13 +33,13 @@ def _fail(message: str) -> None:
 
 
 def cost_command(
-    workload: str = typer.Option("sequential", "--workload", help=f"one of: {', '.join(WORKLOADS)}"),
+    workload: Optional[str] = typer.Option(None, "--workload", help=f"one of: {', '.join(WORKLOADS)} (default sequential)"),
     trace: Optional[str] = typer.Option(None, "--trace", help="replay this operation trace file instead of a workload (format: docs/trace-format.md)"),
     designs: Optional[str] = typer.Option(None, "--designs", help="comma-separated designs: names or path/to/file.py:ClassName (default: every built-in design)"),
-    pages: int = typer.Option(DEFAULT_PAGES, "--pages", help=f"simulated pages of anonymous memory (multiple of 16, at most {MAX_VMA_PAGES} = 1 GiB)"),
-    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="seed of the workload's random choices (printed; pass it back to repeat a run)"),
-    swap_device: str = typer.Option("ssd", "--swap-device", help=f"workloads: one of {', '.join(SWAP_DEVICES)} (zram: large folios swap in whole, v6.12)"),
-    map_whole_folio: bool = typer.Option(True, "--map-whole-folio/--no-map-whole-folio", help="refault: v6.11 whole-folio mapping of swap-cache folios (off = v6.10)"),
+    pages: Optional[int] = typer.Option(None, "--pages", help=f"simulated pages of anonymous memory (multiple of 16, at most {MAX_VMA_PAGES} = 1 GiB; default {DEFAULT_PAGES})"),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"seed of the workload's random choices (printed; pass it back to repeat a run; default {DEFAULT_SEED})"),
+    swap_device: Optional[str] = typer.Option(None, "--swap-device", help=f"one of {', '.join(SWAP_DEVICES)} (default ssd; zram: large folios swap in whole, v6.12)"),
+    map_whole_folio: Optional[bool] = typer.Option(None, "--map-whole-folio/--no-map-whole-folio", help="refault: v6.11 whole-folio mapping of swap-cache folios (default on; off = v6.10)"),
     tag_storage: str = typer.Option("plain", "--tag-storage", help="plain (mainline) or compressed (V7 inline compression); compressed reports both byte counts"),
     cost_param: Optional[List[str]] = typer.Option(None, "--cost-param", help="override a cost-model price, NAME=NS (repeatable; see docs/cost-model.md)"),
     check_state: bool = typer.Option(False, "--check-state", help="also run the oracle's per-step state check (slow)"),
@@ -67,8 +67,11 @@ def cost_command(
     if plot is not None:
         _plot(results, head, plot)
     for path, text in texts:
-        with open(path, "w") as out:
-            out.write(text)
+        try:
+            with open(path, "w") as out:
+                out.write(text)
+        except OSError as err:
+            _fail(f"cannot write {path!r}: {err.strerror or err}")
     if as_json:
         print(json.dumps({**head, "cost_params": vars(params),
                           "results": [r.to_json() for r in results]}))
@@ -104,16 +107,31 @@ def _workload(trace, workload, pages, seed, swap_device, map_whole_folio, tag_st
     if tag_storage not in TAG_STORAGES:
         _fail(f"--tag-storage: expected one of {', '.join(TAG_STORAGES)}, got {tag_storage!r}")
     if trace is not None:
+        given = [opt for opt, value in (("--workload", workload), ("--pages", pages),
+                                        ("--seed", seed), ("--swap-device", swap_device),
+                                        ("--map-whole-folio", map_whole_folio))
+                 if value is not None]
+        if given:
+            _fail(f"{given[0]} cannot be used with --trace: the trace file says what runs "
+                  "(its 'config' line sets the machine, e.g. swap_device=zram)")
         from mteswap.cost.trace import load_trace
         try:
             w = load_trace(trace)
         except ScenarioError as err:
             _fail(str(err))
         return _with_storage(w, tag_storage)
+    workload = "sequential" if workload is None else workload
+    pages = DEFAULT_PAGES if pages is None else pages
+    seed = DEFAULT_SEED if seed is None else seed
+    swap_device = "ssd" if swap_device is None else swap_device
+    map_whole_folio = True if map_whole_folio is None else map_whole_folio
     if workload not in WORKLOADS:
         _fail(f"--workload: unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
     if swap_device not in SWAP_DEVICES:
         _fail(f"--swap-device: expected one of {', '.join(SWAP_DEVICES)}, got {swap_device!r}")
+    if not (FOLIO <= pages <= MAX_VMA_PAGES) or pages % FOLIO:
+        _fail(f"--pages: expected a multiple of {FOLIO} from {FOLIO} to {MAX_VMA_PAGES}, "
+              f"got {pages}")
     params = {"swap_device": swap_device}
     if workload == "refault":
         params["map_whole_folio"] = map_whole_folio
@@ -153,6 +171,8 @@ def _side_files(w, write_scenario: str | None, write_trace: str | None) -> list[
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
             _fail(f"cannot write {path!r}: no writable directory {parent!r}")
+        if os.path.isdir(path):
+            _fail(f"cannot write {path!r}: it is a directory")
     return out
 
 
@@ -161,9 +181,11 @@ def _side_files(w, write_scenario: str | None, write_trace: str | None) -> list[
 def _run_all(w, scenario, makers, check_state, params, progress) -> list[CostResult]:
     show = sys.stderr.isatty() if progress is None else progress
     results = []
+    # Transient on a terminal; a forced bar on a file or pipe (which rich never animates)
+    # is printed once, in its final state, when the run ends.
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("steps"), TimeElapsedColumn(), console=_err, transient=True,
-                  disable=not show) as bar:
+                  TextColumn("steps"), TimeElapsedColumn(), console=_err,
+                  transient=_err.is_terminal, disable=not show) as bar:
         for make in makers:
             design = make()
             task = bar.add_task(f"{w.name} × {design.name}", total=len(scenario.steps))
