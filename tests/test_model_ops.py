@@ -297,3 +297,10 @@ def test_untracked_origins_change_only_the_detail_of_tag_check_faults(design):
         for v, w in zip(bare.violations, full.violations):
             # Cheap origins (program STG, leftovers, split notes) are still given.
             assert v.detail == w.detail or "origins are not tracked" in v.detail, v.detail
+
+
+def test_only_designs_with_per_page_flags_skip_the_flag_hook():
+    from mteswap.model import Machine, MachineConfig
+    per_page = {name: Machine(MachineConfig(), get_design(name)).flags_per_page
+                for name in BUILTIN}
+    assert per_page == {name: name != "per-folio-flag" for name in BUILTIN}

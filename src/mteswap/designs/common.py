@@ -29,6 +29,8 @@ class PerPageHooks:
 
     def mte_flag_page(self, m, page):
         return page
+    # Tells the machine the flags are per page, so `mte_flags` skips this call (a hot path).
+    mte_flag_page.per_page = True
 
     def sync_tags(self, m, pages: list, why: str) -> None:
         mte_sync_tags(m, pages, why)

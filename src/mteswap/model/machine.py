@@ -60,6 +60,9 @@ class Machine:
         # Whether Page.origin / saved_origin record where tags came from (diagnostics only:
         # no kernel operation reads them). Off in `mteswap cost`, for speed and memory.
         self.track_origins = True
+        # The design keeps the kernel's per-page MTE flags (designs/common.py marks its
+        # mte_flag_page so); `mte_flags` then need not call the hook for every page.
+        self.flags_per_page = getattr(getattr(design, "mte_flag_page", None), "per_page", False)
         self.tag_reads: list[tuple[int, int]] = []  # (entry, swap_map at read) for the oracle
         self.step = 0
         self.pending_notes: dict[int, str] = {}     # diagnostic: pfn -> why it has no saved tags
@@ -109,7 +112,8 @@ class Machine:
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "pages", "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
-                         "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins"))
+                         "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
+                         "flags_per_page"))
 
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.

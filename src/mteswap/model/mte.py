@@ -19,7 +19,7 @@ ENOMEM = -12
 def mte_flags(m, page: Page) -> Page:
     """The page whose PG_mte_tagged/PG_mte_lock stand for `page`: the page itself in the
     kernel (per-page flags, semantics §1.2); a design may say otherwise (a per-folio flag)."""
-    return m.design.mte_flag_page(m, page)
+    return page if m.flags_per_page else m.design.mte_flag_page(m, page)
 
 
 def page_mte_tagged(m, page: Page) -> bool:

@@ -105,7 +105,8 @@ class SwapInfo:
         if order is None:
             return
         room = self.room.setdefault(order, set())
-        if self.cluster_used[ci] + (1 << order) <= len(self.cluster_range(ci)):
+        size = SWAPFILE_CLUSTER if ci < self.nclusters - 1 else len(self.cluster_range(ci))
+        if self.cluster_used[ci] + (1 << order) <= size:
             room.add(ci)
         else:
             room.discard(ci)
