@@ -76,16 +76,11 @@ class TraceError(ScenarioError):
         self.args = (file, message, line, field, op, step)   # pickling rebuilds the same error
         self.line = line
 
-    def __str__(self) -> str:
-        parts = [self.file]
-        if self.line is not None:
-            parts.append(f"line {self.line} ({self.op})" if self.op else f"line {self.line}")
-        elif self.step is not None:
-            parts.append(f"step {self.step} ({self.op})" if self.op else f"step {self.step}")
-        if self.field is not None:
-            parts.append(f"field '{self.field}'")
-        parts.append(self.message)
-        return ": ".join(parts)
+    def place(self) -> str | None:
+        """The trace line when known, else the step as ScenarioError names it."""
+        if self.line is None:
+            return super().place()
+        return f"line {self.line} ({self.op})" if self.op else f"line {self.line}"
 
 
 class _Bad(Exception):

@@ -79,10 +79,17 @@ class ScenarioError(Exception):
         self.field = field
         self.op = op
 
+    def place(self) -> str | None:
+        """Where in the file: `step N (op)`; subclasses may name something else (a line)."""
+        if self.step is None:
+            return None
+        return f"step {self.step} ({self.op})" if self.op else f"step {self.step}"
+
     def __str__(self) -> str:
         parts = [self.file]
-        if self.step is not None:
-            parts.append(f"step {self.step} ({self.op})" if self.op else f"step {self.step}")
+        place = self.place()
+        if place is not None:
+            parts.append(place)
         if self.field is not None:
             parts.append(f"field '{self.field}'")
         parts.append(self.message)
