@@ -29,8 +29,10 @@ def try_to_unmap(m, folio) -> None:
         folio_remove_rmap_pte(m, pfn, pid, vpn)
         install_swap_pte(m.mms[pid], vpn, entry, exclusive)
         done.append((pid, vpn, entry, exclusive))
+    if not m.tracing:
+        return
     for pid, first, last in _unmap_runs(done):
-        if m.tracing: m.log("try_to_unmap_one", f"pid={pid} vpn={first[1]}-{last[1]} -> entry={first[2]:#x}-{last[2]:#x} "
+        m.log("try_to_unmap_one", f"pid={pid} vpn={first[1]}-{last[1]} -> entry={first[2]:#x}-{last[2]:#x} "
               f"swap_map+1 excl={int(first[3])}" if first is not last else
               f"pid={pid} vpn={first[1]} -> entry={first[2]:#x} swap_map+1 excl={int(first[3])}")
 
