@@ -46,6 +46,7 @@ from mteswap.scenario.load import (
     Scenario,
     ScenarioError,
     _clip,
+    read_input,
     _scenario,
 )
 
@@ -388,14 +389,7 @@ def _parse(text: str | bytes, file: str) -> TraceWorkload:
 
 def load_trace(path: str | os.PathLike) -> TraceWorkload:
     """Read and parse a trace file; raise TraceError (only) on bad input."""
-    file = os.fsdecode(path)
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read()
-    except OSError as err:
-        raise TraceError(file, f"cannot read file: {err.strerror or err}") from None
-    except ValueError as err:  # e.g. a NUL byte in the path
-        raise TraceError(file, f"cannot read file: {err}") from None
+    file, data = read_input(path, TraceError)
     return parse_trace(data, file)
 
 

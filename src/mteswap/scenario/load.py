@@ -703,14 +703,21 @@ def parse_scenario(text: str | bytes, file: str = "<string>") -> Scenario:
     return _scenario(_load_document(text, file), file)
 
 
-def load_scenario(path: str | os.PathLike) -> Scenario:
-    """Read and parse a scenario file; unreadable files raise ScenarioError."""
+def read_input(path: str | os.PathLike, error: type[ScenarioError] = ScenarioError
+               ) -> tuple[str, bytes]:
+    """(file name for messages, bytes) of an input file; an unreadable one raises `error`
+    (ScenarioError or a subclass, e.g. the trace loader's)."""
     file = os.fsdecode(path)
     try:
         with open(path, "rb") as stream:
-            data = stream.read()
+            return file, stream.read()
     except OSError as err:
-        raise ScenarioError(file, f"cannot read file: {err.strerror or err}") from None
+        raise error(file, f"cannot read file: {err.strerror or err}") from None
     except ValueError as err:  # e.g. a NUL byte in the path
-        raise ScenarioError(file, f"cannot read file: {err}") from None
+        raise error(file, f"cannot read file: {err}") from None
+
+
+def load_scenario(path: str | os.PathLike) -> Scenario:
+    """Read and parse a scenario file; unreadable files raise ScenarioError."""
+    file, data = read_input(path)
     return parse_scenario(data, file)
