@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from mteswap.designs.common import PerPageHooks, folio_swap, write_saved_tags
 from mteswap.model import tags as T
-from mteswap.model.mte import (ENOMEM, account_tag_bytes, mte_allocate_tag_storage, mte_flags,
+from mteswap.model.mte import (ENOMEM, mte_allocate_tag_storage, mte_flags,
                                mte_invalidate_tags, mte_store_saved_tags,
                                mte_restore_tags, set_page_mte_tagged)
 
@@ -49,7 +49,6 @@ class FolioMarker(PerPageHooks):
             mte_store_saved_tags(m, folio.swap + i, page)
             saved += 1
             if m.tracing: m.log("mte_save_tags", f"pfn={page.pfn} entry={folio.swap + i:#x} tags={T.describe(page.tags)} (non-zero HW tags)")
-        account_tag_bytes(m)
         self._mark(m, folio, TAGS_SAVED if saved else NO_TAGS)
         return 0
 

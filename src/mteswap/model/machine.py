@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mteswap.model import tags as T
 from mteswap.model.state import ZERO_PFN, Counters, Folio, Mm, Page, Vma
 from mteswap.model.swapinfo import SwapInfo
 
@@ -103,11 +102,6 @@ class Machine:
                      tuple(sorted(mm.ptes.items()))) for mm in self.mms)
         return (pages, folios, mms, self.swap.snapshot(),
                 tuple(sorted(self.mte_pages.items())), self.tag_allocs)
-
-    def tag_bytes(self) -> int:
-        """Bytes of saved-tag storage in use: kmalloc-128 per buffer, 0 for an entry stored
-        inline by compressed storage."""
-        return self.tag_heap_bytes
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "pages", "zero_page", "folios", "first_free", "mms",

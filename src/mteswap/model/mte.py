@@ -138,23 +138,24 @@ def mte_store_saved_tags(m, entry: int, page: Page) -> None:
     account_tag_bytes(m)
 
 
+def _tags_of(value: int | None) -> int | None:
+    """Tags of an mte_pages value: the value itself, or its inline handle decompressed."""
+    return value if value is None or value >= 0 else mte_decompress(-value)
+
+
 def saved_tags(m, entry: int) -> int | None:
     """The tags saved for entry (decompressed when stored inline), or None. A pure read, for
     the oracle and traces; restore paths use `mte_load_saved_tags`."""
-    value = m.mte_pages.get(entry)
-    if value is None or value >= 0:
-        return value
-    return mte_decompress(-value)
+    return _tags_of(m.mte_pages.get(entry))
 
 
 def mte_load_saved_tags(m, entry: int) -> int | None:
     """The `xa_load` of `mte_restore_tags()`; with compressed storage an inline handle is
     decompressed into a temporary buffer (`mte_decompress`) before the copy."""
     value = m.mte_pages.get(entry)
-    if value is None or value >= 0:
-        return value
-    m.counters["tag_decompressions"] += 1
-    return mte_decompress(-value)
+    if value is not None and value < 0:
+        m.counters["tag_decompressions"] += 1
+    return _tags_of(value)
 
 
 def _erase_saved(m, entry: int) -> int | None:
