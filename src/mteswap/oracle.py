@@ -10,6 +10,7 @@ invariants I1-I11 of kernel-semantics.md §5 that a single state can show.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from mteswap.model import tags as T
 from mteswap.model.mte import mte_flags, page_mte_tagged, saved_tags
@@ -46,6 +47,9 @@ class StepContext:
     vma: str | None = None
 
 
+_UNTOUCHED = (0, 0)   # what fresh anonymous memory holds: tag 0, value 0
+
+
 class Expectation:
     """The program's view: pid -> vpn -> (pointer tags, last value written)."""
 
@@ -56,7 +60,7 @@ class Expectation:
         self.view[pid] = dict(self.view[parent]) if parent is not None else {}
 
     def get(self, pid: int, vpn: int) -> tuple[int, int]:
-        return self.view[pid].get(vpn, (0, 0))
+        return self.view[pid].get(vpn, _UNTOUCHED)
 
     def set_tag(self, pid: int, vpn: int, tag: int) -> None:
         _, value = self.get(pid, vpn)
@@ -94,17 +98,19 @@ class Oracle:
 
     # -- what the program observes --------------------------------------------------------
     def check_tags(self, ctx: StepContext, page: int, pid: int, vpn: int, met: int | None,
-                   origin: tuple) -> None:
+                   origin_of: Callable[[int], tuple]) -> None:
+        """`met`: the allocation tags the access met (None through an untagged mapping).
+        `origin_of(vpn)` gives the page's tag origin; it is called only for a violation (a
+        hot path at scale: most accesses match)."""
         if met is None:
             return
-        want, _ = self.expect.get(pid, vpn)
-        diff = T.first_difference(want, met)
-        if diff is None:
+        want = self.expect.view[pid].get(vpn, _UNTOUCHED)[0]
+        if want == met:
             return
-        g, exp, found = diff
+        g, exp, found = T.first_difference(want, met)
         where = "" if g == 0 else f" (granule {g})"
         self._add("tag-check-fault", ctx, page,
-                  f"expected tag {exp}, found {found}{where}: {describe_origin(origin)}")
+                  f"expected tag {exp}, found {found}{where}: {describe_origin(origin_of(vpn))}")
 
     def check_value(self, ctx: StepContext, page: int, pid: int, vpn: int, data: int) -> None:
         _, want = self.expect.get(pid, vpn)

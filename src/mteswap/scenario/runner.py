@@ -8,6 +8,7 @@ munmap removed, process that exited) is bad input: ScenarioError, exit status 2.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from mteswap.model import Machine, MachineConfig
 from mteswap.model import mmap as mm_ops
@@ -66,9 +67,6 @@ def machine_config(scenario: Scenario) -> MachineConfig:
                          map_whole_folio=c.map_whole_folio, large_swapin=c.large_swapin,
                          tag_alloc_fail_after=c.tag_alloc_fail_after,
                          tag_storage=c.tag_storage)
-
-
-_UNTOUCHED = (0, 0)   # Expectation.get's default: fresh memory reads zero with tag 0
 
 
 def page_value(step: int, page: int) -> int:
@@ -214,19 +212,17 @@ class Runner:
         mm = self.proc(step)
         _, pages = self.pages(step, mm)
         tag = a.get("tag")
-        m, oracle, pid = self.m, self.oracle, mm.pid
-        view = oracle.expect.view[pid]          # vpn -> (pointer tags, value); see Expectation
+        m, oracle, expect, pid = self.m, self.oracle, self.oracle.expect, mm.pid
+        origin_of = partial(self._origin, mm)
         for i, vpn in pages:
             if tag is not None:
                 t = i % 15 + 1 if tag == "distinct" else tag
                 if user_stg(m, mm, vpn, t):
-                    oracle.expect.set_tag(pid, vpn, t)
+                    expect.set_tag(pid, vpn, t)
             value = page_value(step.index, i)
             met = user_store(m, mm, vpn, value)
-            want = view.get(vpn, _UNTOUCHED)[0]
-            if met is not None and met != want:
-                oracle.check_tags(ctx, i, pid, vpn, met, self._origin(mm, vpn))
-            view[vpn] = (want, value)
+            oracle.check_tags(ctx, i, pid, vpn, met, origin_of)
+            expect.set_value(pid, vpn, value)
 
     def op_stg(self, step, ctx, a):
         """Addition: STG over each page without storing data (the page stays zero-filled if
@@ -242,16 +238,11 @@ class Runner:
         mm = self.proc(step)
         _, pages = self.pages(step, mm)
         m, oracle, pid = self.m, self.oracle, mm.pid
-        view = oracle.expect.view[pid]
+        origin_of = partial(self._origin, mm)
         for i, vpn in pages:
             met, data = user_load(m, mm, vpn)
-            want_tags, want_value = view.get(vpn, _UNTOUCHED)
-            # The oracle's checks, called only on a mismatch (they would find none otherwise),
-            # so that the page's origin is looked up only when a violation needs it.
-            if met is not None and met != want_tags:
-                oracle.check_tags(ctx, i, pid, vpn, met, self._origin(mm, vpn))
-            if data != want_value:
-                oracle.check_value(ctx, i, pid, vpn, data)
+            oracle.check_tags(ctx, i, pid, vpn, met, origin_of)
+            oracle.check_value(ctx, i, pid, vpn, data)
 
     def _origin(self, mm, vpn) -> tuple:
         pte = mm.ptes[vpn]
