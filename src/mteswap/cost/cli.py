@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mteswap.cost.model import CostParams, parse_overrides
 from mteswap.cost.run import COMPRESSED_COUNTER, COST_COUNTERS, CostResult, run_design
-from mteswap.cost.workloads import DEFAULT_PAGES, DEFAULT_SEED, FOLIO, WORKLOADS, build
+from mteswap.cost.workloads import DEFAULT_PAGES, DEFAULT_SEED, WORKLOADS, build, check_pages
 from mteswap.designs import BUILTIN, UnknownDesign
 from mteswap.designs.loader import design_factory
 from mteswap.scenario.load import MAX_VMA_PAGES, SWAP_DEVICES, TAG_STORAGES, ScenarioError
@@ -129,9 +129,10 @@ def _workload(trace, workload, pages, seed, swap_device, map_whole_folio, tag_st
         _fail(f"--workload: unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
     if swap_device not in SWAP_DEVICES:
         _fail(f"--swap-device: expected one of {', '.join(SWAP_DEVICES)}, got {swap_device!r}")
-    if not (FOLIO <= pages <= MAX_VMA_PAGES) or pages % FOLIO:
-        _fail(f"--pages: expected a multiple of {FOLIO} from {FOLIO} to {MAX_VMA_PAGES}, "
-              f"got {pages}")
+    try:
+        check_pages(pages)
+    except ValueError as err:
+        _fail(f"--pages: {err}")
     params = {"swap_device": swap_device}
     if workload == "refault":
         params["map_whole_folio"] = map_whole_folio
@@ -147,12 +148,7 @@ def _workload(trace, workload, pages, seed, swap_device, map_whole_folio, tag_st
 def _with_storage(w, tag_storage: str):
     """The workload with config tag_storage set (a trace's own config key wins if it set
     compressed and the option is left at plain)."""
-    import dataclasses
-    if tag_storage != "plain":
-        w.config = dataclasses.replace(w.config, tag_storage=tag_storage)
-        if hasattr(w, "_validated"):
-            w._validated = None          # a trace's scenario cached at parse time is stale now
-    return w
+    return w if tag_storage == "plain" else w.with_config(tag_storage=tag_storage)
 
 
 def _side_files(w, write_scenario: str | None, write_trace: str | None) -> list[tuple[str, str]]:

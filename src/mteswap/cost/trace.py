@@ -225,6 +225,10 @@ class TraceWorkload(Workload):
         except ScenarioError as err:
             raise self.locate(err) from None
 
+    def with_config(self, **changes) -> "TraceWorkload":
+        """As Workload.with_config; the scenario validated at parse time no longer applies."""
+        return dataclasses.replace(super().with_config(**changes), _validated=None)
+
     def locate(self, err: ScenarioError) -> ScenarioError:
         """`err` (a ScenarioError from validating or running this workload's scenario) as a
         TraceError naming the trace line of its step (or of its config key); a TraceError

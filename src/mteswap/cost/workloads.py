@@ -55,9 +55,10 @@ def _config(pages: int, frames: int | None = None, slots: int | None = None, **k
                   swap_slots=slots, frames=frames, **kw)
 
 
-def _check_pages(pages: int) -> None:
+def check_pages(pages: int) -> None:
+    """A workload's size: whole 64 KiB folios, at most one VMA (1 GiB). ValueError if not."""
     if not (FOLIO <= pages <= MAX_VMA_PAGES) or pages % FOLIO:
-        raise ValueError(f"pages must be a multiple of {FOLIO} from {FOLIO} to {MAX_VMA_PAGES}, "
+        raise ValueError(f"expected a multiple of {FOLIO} from {FOLIO} to {MAX_VMA_PAGES}, "
                          f"got {pages}")
 
 
@@ -77,7 +78,7 @@ def sequential(pages: int = DEFAULT_PAGES, seed: int = DEFAULT_SEED,
                swap_device: str = "ssd") -> tuple[Config, list[dict]]:
     """Fill an MTE heap (distinct tags), swap all of it out, touch it all back. `seed` is
     unused (the workload is deterministic) but accepted like every generator's."""
-    _check_pages(pages)
+    check_pages(pages)
     every = range(pages)
     steps = [_mmap(pages),
              _op("write", every, tag="distinct"),
@@ -91,7 +92,7 @@ def refault(pages: int = DEFAULT_PAGES, seed: int = DEFAULT_SEED,
     """Fill, swap out but keep every folio in the swap cache (`keep_cached`), then refault
     page by page in a random order (one fault per step). With `map_whole_folio` (v6.11+) the
     first fault on a folio maps all of it; without (v6.10), every page faults."""
-    _check_pages(pages)
+    check_pages(pages)
     order = list(range(pages))
     random.Random(seed).shuffle(order)
     every = range(pages)
@@ -108,7 +109,7 @@ def zygote(pages: int = DEFAULT_PAGES, seed: int = DEFAULT_SEED, children: int =
     reads a random `touch` fraction of the pages, writes (COW) half as many, then memory
     pressure reclaims the parent's heap (shared folios, unmapped from every process), the
     child touches its pages again (swap-in) and exits. The parent finally reads everything."""
-    _check_pages(pages)
+    check_pages(pages)
     rng = random.Random(seed)
     every = range(pages)
     steps = [_mmap(pages), _op("write", every, tag="distinct")]
@@ -135,7 +136,7 @@ def allocator_churn(pages: int = DEFAULT_PAGES, seed: int = DEFAULT_SEED, holes:
     """jemalloc-style purging: fill, swap everything out (folios leave the swap cache), then
     punch `holes` random 4 KiB MADV_DONTNEED holes into each swapped-out 64 KiB range, one
     madvise per range, and touch everything back (holes read as zero)."""
-    _check_pages(pages)
+    check_pages(pages)
     if not 0 <= holes <= FOLIO:
         raise ValueError(f"holes must be 0-{FOLIO}, got {holes}")
     rng = random.Random(seed)
@@ -154,7 +155,7 @@ def partial_mte(pages: int = DEFAULT_PAGES, seed: int = DEFAULT_SEED, mte_pages:
     """Fill a heap without MTE, then `mprotect(PROT_MTE)` a random run of `mte_pages` pages
     inside a random `fraction` of the 64 KiB folios and tag them (STG), then pressure
     (reclaim everything) and touch it all back."""
-    _check_pages(pages)
+    check_pages(pages)
     if not 1 <= mte_pages <= FOLIO:
         raise ValueError(f"mte_pages must be 1-{FOLIO}, got {mte_pages}")
     rng = random.Random(seed)
@@ -204,6 +205,10 @@ class Workload:
 
     def to_yaml(self) -> str:
         return to_yaml(self.doc())
+
+    def with_config(self, **changes) -> "Workload":
+        """The same steps on a machine with these config keys changed."""
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, **changes))
 
     def scenario(self, file: str = "<workload>") -> Scenario:
         """The validated scenario, built from the dicts without a YAML round trip (the same
