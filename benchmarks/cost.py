@@ -7,7 +7,7 @@ memory per simulated page. This prints both figures, measured on the one model t
 no origin tracking).
 
     .venv/bin/python benchmarks/cost.py [--pages 262144] [--workload sequential]
-        [--designs merged,split-before-swap] [--devices zram,ssd] [--repeat 3]
+        [--designs merged,split-before-swap] [--devices zram,ssd] [--repeat 3] [--phases]
 
 Each (design, device) runs in a fresh subprocess so that peak RSS belongs to that run alone:
 - page-ops/s: page indices named by the workload's steps / seconds of the step loop (best of
@@ -15,6 +15,8 @@ Each (design, device) runs in a fresh subprocess so that peak RSS belongs to tha
 - bytes/page: (peak RSS of the run - peak RSS of the same process before the workload was
   built) / pages, i.e. everything the workload costs the host: scenario steps, machine,
   oracle, counters. `total` is peak RSS / pages, interpreter and imports included.
+With --phases: instead, the time of each step of the workload per page (fill, reclaim, touch),
+one run per design and device in this process.
 """
 
 from __future__ import annotations
@@ -55,6 +57,22 @@ def child(workload: str, pages: int, design: str, device: str, repeat: int) -> d
             "peak_rss_mb": peak / 2**20}
 
 
+def phases(workload: str, pages: int, design: str, device: str) -> None:
+    """Microseconds per page of each step, as `mteswap cost` runs it."""
+    from mteswap.cost.workloads import build
+    from mteswap.designs.loader import design_factory
+    from mteswap.scenario.runner import Runner
+
+    scenario = build(workload, pages=pages, swap_device=device).scenario()
+    runner = Runner(scenario, design_factory(design)(), check_state=False, track_origins=False)
+    for step in scenario.steps:
+        start = time.perf_counter()
+        runner.run_step(step)
+        took = time.perf_counter() - start
+        print(f"{design:<20}{device:<8}step {step.index} {step.op:<9}{took:8.3f} s"
+              f"{took / pages * 1e6:9.2f} us/page")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pages", type=int, default=262144)
@@ -62,12 +80,18 @@ def main() -> None:
     ap.add_argument("--designs", default="merged,split-before-swap")
     ap.add_argument("--devices", default="zram,ssd")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--phases", action="store_true", help="time each step per page instead")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--design", help=argparse.SUPPRESS)
     ap.add_argument("--device", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(a.workload, a.pages, a.design, a.device, a.repeat)))
+        return
+    if a.phases:
+        for design in a.designs.split(","):
+            for device in a.devices.split(","):
+                phases(a.workload, a.pages, design, device)
         return
     print(f"workload {a.workload}, {a.pages} pages ({a.pages * 4 // 1024} MiB), "
           f"best of {a.repeat}, python {sys.version.split()[0]}, {os.cpu_count()} cpus")
