@@ -6,7 +6,7 @@ from __future__ import annotations
 from mteswap.model.mte import page_mte_tagged
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.pgtable import set_ptes
-from mteswap.model.rmap import folio_add_anon_rmap_pte, folio_rmap_walk
+from mteswap.model.rmap import folio_add_anon_rmap_pte, folio_rmap_walk, rmap_drop
 from mteswap.model.state import Folio, ZERO_PFN
 from mteswap.model.swapfile import folio_free_swap
 from mteswap.model.swapinfo import swp_offset
@@ -30,7 +30,7 @@ def split_folio(m, folio, why: str) -> list:
     migration = []
     for pid, vpn, pfn in folio_rmap_walk(m, folio):
         pte = m.mms[pid].ptes.pop(vpn)
-        m.pages[pfn].rmap.remove((pid, vpn))    # PG_anon_exclusive stays for the remap
+        rmap_drop(m, pfn, pid, vpn)             # PG_anon_exclusive stays for the remap
         migration.append((pid, vpn, pfn, pte[2], pte[3]))
     folio.mapcount = folio.nr_mapped = 0          # every mapping is a migration entry now
     head = m.pages[folio.pfn]

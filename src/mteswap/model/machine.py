@@ -7,9 +7,12 @@ take the machine as first argument, the way kernel functions reach global state.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
-from mteswap.model.state import ZERO_PFN, Counters, Folio, Mm, Page, Vma
+from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED,
+                                  ZERO_PFN, Counters, Folio, Mm, Page, PageArray, PageTable,
+                                  Vma, rmap_count, rmap_keys, rmap_unkey)
 from mteswap.model.swapinfo import SwapInfo
 
 
@@ -32,12 +35,24 @@ class Machine:
     def __init__(self, config: MachineConfig, design):
         self.config = config
         self.design = design
-        self.pages = [Page(pfn) for pfn in range(config.frames)]
-        self.zero_page = Page(ZERO_PFN)
+        # The frames, one slot per pfn plus a last one for the zero page (ZERO_PFN = -1 indexes
+        # it): packed tags (model/tags.py), data (the value the page holds, 0 = zero-filled),
+        # flag bits (PG_MTE_TAGGED, PG_MTE_LOCK, PG_ANON_EXCLUSIVE), the folio, and the rmap
+        # (state.py). Arrays rather than an object per frame: ~40 bytes per frame at 1 GiB.
+        n = config.frames + 1
+        self.frame_tags: list[int] = [0] * n
+        self.frame_data = array("q", bytes(8 * n))
+        self.frame_flags = bytearray(n)
+        self.frame_folio: list[Folio | None] = [None] * n
+        self.frame_rmap = array("q", [NO_RMAP]) * n
+        self.rmap_extra: dict[int, list[int]] = {}    # pfn -> second and later rmap keys
+        self.frame_origin: dict[int, tuple] = {}      # diagnostic: pfn -> who set the tags
+        self.pages = PageArray(self, config.frames)    # Page views, as `m.pages[pfn]`
+        self.zero_page = Page(self, ZERO_PFN)
         # The zero page's tags are cleared at boot (cpu_enable_mte, arch/arm64/kernel/mte.c); it
         # is not flagged PG_mte_tagged since "arm64: mte: Do not flag the zero page as
         # PG_mte_tagged". Its PTE is special, so mte_sync_tags never touches it.
-        self.zero_page.origin = ("the shared zero page (tags always 0)",)
+        self.frame_origin[ZERO_PFN] = ("the shared zero page (tags always 0)",)
         self.folios: dict[int, Folio] = {}          # head pfn -> folio
         self.first_free = 0                         # lowest pfn that may be free
         self.mms: list[Mm] = []
@@ -77,10 +92,10 @@ class Machine:
 
     # -- helpers shared by the kernel paths --------------------------------------------
     def page(self, pfn: int) -> Page:
-        return self.zero_page if pfn == ZERO_PFN else self.pages[pfn]
+        return Page(self, pfn)
 
     def folio_pages(self, folio: Folio) -> list[Page]:
-        return self.pages[folio.pfn:folio.pfn + folio.nr]
+        return [Page(self, pfn) for pfn in range(folio.pfn, folio.pfn + folio.nr)]
 
     def folio_mapcount(self, folio: Folio) -> int:
         return folio.mapcount
@@ -94,17 +109,23 @@ class Machine:
         Diagnostic fields (trace, tag origins, names) are left out: they do not change what
         any later operation does.
         """
-        pages = tuple((p.tags, p.data, p.mte_tagged, p.mte_lock, p.anon_exclusive,
-                       tuple(p.rmap)) for p in self.pages)
+        n = self.config.frames
+        pages = tuple((self.frame_tags[pfn], self.frame_data[pfn],
+                       bool(flags & PG_MTE_TAGGED), bool(flags & PG_MTE_LOCK),
+                       bool(flags & PG_ANON_EXCLUSIVE),
+                       tuple(rmap_unkey(k) for k in rmap_keys(self, pfn)))
+                      for pfn, flags in zip(range(n), self.frame_flags))
         folios = tuple(sorted((f.pfn, f.nr, f.swapcache, f.swap, f.dirty, f.partially_mapped, f.arch)
                               for f in self.folios.values()))
         mms = tuple((mm.alive, tuple((v.start, v.end, v.orig_start, v.vm_mte) for v in mm.vmas),
-                     tuple(sorted(mm.ptes.items()))) for mm in self.mms)
+                     tuple(mm.ptes.items())) for mm in self.mms)
         return (pages, folios, mms, self.swap.snapshot(),
                 tuple(sorted(self.mte_pages.items())), self.tag_allocs)
 
     # -- branching (for the explorer) ------------------------------------------------------
-    _CLONED = frozenset(("config", "design", "pages", "zero_page", "folios", "first_free", "mms",
+    _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",
+                         "frame_folio", "frame_rmap", "rmap_extra", "frame_origin", "pages",
+                         "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
                          "flags_per_page"))
@@ -112,10 +133,10 @@ class Machine:
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.
 
-        Everything mutable is copied (pages, folios, address spaces, the swap device, saved
-        tags, counters); immutable values (config, PTE and origin tuples, ints) and the design
+        Everything mutable is copied (frames, folios, address spaces, the swap device, saved
+        tags, counters); immutable values (config, origin tuples, ints) and the design
         (whose hooks keep their state in the machine: `Folio.arch`, `mte_pages`) are shared.
-        Folio identity is kept: a folio reached from a page, `folios` and the swap cache is one
+        Folio identity is kept: a folio reached from a frame, `folios` and the swap cache is one
         object in the copy as in the original. `_CLONED` lists the attributes handled; a test
         fails when the machine gains one this method does not know.
         """
@@ -134,20 +155,19 @@ class Machine:
                 folios[id(f)] = g
             return g
 
-        def page(p: Page) -> Page:
-            q = Page.__new__(Page)
-            q.pfn, q.tags, q.data, q.origin = p.pfn, p.tags, p.data, p.origin
-            q.mte_tagged, q.mte_lock, q.anon_exclusive = p.mte_tagged, p.mte_lock, p.anon_exclusive
-            q.folio = fol(p.folio)
-            q.rmap = list(p.rmap)
-            return q
-
-        new.pages = [page(p) for p in self.pages]
-        new.zero_page = page(self.zero_page)
+        new.frame_tags = list(self.frame_tags)
+        new.frame_data = array("q", self.frame_data)
+        new.frame_flags = bytearray(self.frame_flags)
+        new.frame_folio = [fol(f) for f in self.frame_folio]
+        new.frame_rmap = array("q", self.frame_rmap)
+        new.rmap_extra = {pfn: list(keys) for pfn, keys in self.rmap_extra.items()}
+        new.frame_origin = dict(self.frame_origin)
+        new.pages = PageArray(new, self.config.frames)
+        new.zero_page = Page(new, ZERO_PFN)
         new.folios = {pfn: fol(f) for pfn, f in self.folios.items()}
         new.mms = [Mm(mm.pid, mm.name, [Vma(v.name, v.start, v.end, v.orig_start, v.vm_mte)
                                         for v in mm.vmas],
-                      dict(mm.ptes), mm.alive, mm.next_vpn) for mm in self.mms]
+                      mm.ptes.copy(), mm.alive, mm.next_vpn) for mm in self.mms]
         new.swap = self.swap.clone(fol)
         new.mte_pages = dict(self.mte_pages)
         new.saved_origin = dict(self.saved_origin)
@@ -164,9 +184,9 @@ def derived_state_errors(m: Machine) -> list[str]:
     with their pages' rmaps. Tests call it after every step; empty when consistent."""
     errors = []
     for folio in m.folios.values():
-        pages = m.folio_pages(folio)
-        mapcount = sum(len(p.rmap) for p in pages)
-        nr_mapped = sum(1 for p in pages if p.rmap)
+        counts = [rmap_count(m, pfn) for pfn in range(folio.pfn, folio.pfn + folio.nr)]
+        mapcount = sum(counts)
+        nr_mapped = sum(1 for c in counts if c)
         if (folio.mapcount, folio.nr_mapped) != (mapcount, nr_mapped):
             errors.append(f"folio {folio.pfn}: mapcount {folio.mapcount}/{mapcount}, "
                           f"nr_mapped {folio.nr_mapped}/{nr_mapped}")

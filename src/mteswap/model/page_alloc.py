@@ -15,24 +15,33 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
     """`folio_alloc()` / `vma_alloc_folio()`: nr naturally aligned free frames, or None.
     With `zerotags` (__GFP_ZEROTAGS, only for order 0 in a VM_MTE VMA) data and tags are
     zeroed and the page is marked tagged by `tag_clear_highpage`."""
-    pages = m.pages
+    frame_folio = m.frame_folio
+    nframes = m.config.frames
     # Every frame below m.first_free is allocated, so the search can start there.
-    for pfn in range(m.first_free - m.first_free % nr, len(pages) - nr + 1, nr):
-        if all(pages[p].folio is None for p in range(pfn, pfn + nr)):
+    for pfn in range(m.first_free - m.first_free % nr, nframes - nr + 1, nr):
+        if nr == 1:
+            if frame_folio[pfn] is None:
+                break
+        elif frame_folio[pfn:pfn + nr].count(None) == nr:
             break
     else:
         return None
     folio = Folio(pfn, nr)
     m.folios[pfn] = folio
-    for page in pages[pfn:pfn + nr]:
-        page.folio = folio
-        if page.origin[0] != "never written":
-            # The frame's hardware tags are whatever the previous owner left.
-            page.origin = ("left over from an earlier owner of pfn", m.step, page.pfn)
-        if zerotags:
+    frame_folio[pfn:pfn + nr] = [folio] * nr
+    if m.track_origins:
+        origins = m.frame_origin
+        for p in range(pfn, pfn + nr):
+            if p in origins:
+                # The frame's hardware tags are whatever the previous owner left.
+                origins[p] = ("left over from an earlier owner of pfn", m.step, p)
+    if zerotags:
+        for page in m.folio_pages(folio):
             tag_clear_highpage(m, page)
-    while m.first_free < len(pages) and pages[m.first_free].folio is not None:
-        m.first_free += 1
+    first = m.first_free
+    while first < nframes and frame_folio[first] is not None:
+        first += 1
+    m.first_free = first
     if m.tracing: m.log("folio_alloc", f"folio={pfn} order={folio.order} ({why})")
     return folio
 
@@ -40,9 +49,11 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
 def free_folio(m, folio: Folio) -> None:
     """`free_pages_prepare()`: the page flags (PG_mte_tagged, PG_mte_lock, PG_anon_exclusive)
     are cleared; tags and data stay in the frames."""
-    for page in m.folio_pages(folio):
-        page.folio = None
-        page.mte_tagged = page.mte_lock = page.anon_exclusive = False
+    start, nr = folio.pfn, folio.nr
+    m.frame_folio[start:start + nr] = [None] * nr
+    flags = m.frame_flags
+    for pfn in range(start, start + nr):
+        flags[pfn] = 0
     del m.folios[folio.pfn]
     m.first_free = min(m.first_free, folio.pfn)
     if m.tracing: m.log("free_folio", f"folio={folio.pfn} order={folio.order}")

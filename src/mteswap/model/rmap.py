@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mteswap.model.state import ZERO_PFN
+from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, RMAP_VPN_BITS, ZERO_PFN,
+                                  rmap_key)
 
 
 def folio_add_anon_rmap_pte(m, pfn: int, pid: int, vpn: int, exclusive: bool) -> None:
@@ -10,14 +11,16 @@ def folio_add_anon_rmap_pte(m, pfn: int, pid: int, vpn: int, exclusive: bool) ->
     RMAP_EXCLUSIVE sets PG_anon_exclusive."""
     if pfn == ZERO_PFN:
         return
-    page = m.pages[pfn]
-    page.rmap.append((pid, vpn))
-    folio = page.folio
+    folio = m.frame_folio[pfn]
     folio.mapcount += 1
-    if len(page.rmap) == 1:
+    key = rmap_key(pid, vpn)
+    if m.frame_rmap[pfn] == NO_RMAP:
+        m.frame_rmap[pfn] = key
         folio.nr_mapped += 1
+    else:
+        m.rmap_extra.setdefault(pfn, []).append(key)
     if exclusive:
-        page.anon_exclusive = True
+        m.frame_flags[pfn] |= PG_ANON_EXCLUSIVE
 
 
 def folio_remove_rmap_pte(m, pfn: int, pid: int, vpn: int) -> None:
@@ -27,25 +30,54 @@ def folio_remove_rmap_pte(m, pfn: int, pid: int, vpn: int) -> None:
     on 6.12 and 7.2 it was never seen to (semantics §11)."""
     if pfn == ZERO_PFN:
         return
-    page = m.pages[pfn]
-    folio = page.folio
-    _unmap_page(page, folio, pid, vpn)
+    folio = m.frame_folio[pfn]
+    unmap_page(m, pfn, folio, pid, vpn)
     if folio.nr > 1 and not folio.swapcache and not folio.partially_mapped:
         if folio.mapcount and folio.nr_mapped < folio.nr:
             folio.partially_mapped = True
 
 
-def _unmap_page(page, folio, pid: int, vpn: int) -> None:
+def rmap_drop(m, pfn: int, pid: int, vpn: int) -> bool:
+    """Remove (pid, vpn) from the frame's rmap; True if the frame is now mapped by nobody.
+    ValueError if (pid, vpn) did not map it (a model bug, as list.remove would say)."""
+    key = rmap_key(pid, vpn)
+    extra = m.rmap_extra.get(pfn)
+    if m.frame_rmap[pfn] == key:
+        if extra:
+            m.frame_rmap[pfn] = extra.pop(0)
+            if not extra:
+                del m.rmap_extra[pfn]
+            return False
+        m.frame_rmap[pfn] = NO_RMAP
+        return True
+    if not extra or key not in extra:
+        raise ValueError(f"pfn {pfn} is not mapped at pid {pid} vpn {vpn}")
+    extra.remove(key)
+    if not extra:
+        del m.rmap_extra[pfn]
+    return False
+
+
+def unmap_page(m, pfn: int, folio, pid: int, vpn: int) -> None:
     """Drop one (pid, vpn) from the page's rmap and the folio's mapcounts."""
-    page.rmap.remove((pid, vpn))
     folio.mapcount -= 1
-    if not page.rmap:
-        page.anon_exclusive = False
+    if rmap_drop(m, pfn, pid, vpn):
+        m.frame_flags[pfn] &= ~PG_ANON_EXCLUSIVE
         folio.nr_mapped -= 1
 
 
 def folio_rmap_walk(m, folio) -> list[tuple[int, int, int]]:
     """`rmap_walk_anon()`: every (pid, vpn, pfn) mapping a page of the folio, in process then
     address order (the anon_vma interval tree order is not modelled)."""
-    found = [(pid, vpn, page.pfn) for page in m.folio_pages(folio) for pid, vpn in page.rmap]
-    return sorted(found)
+    found = []
+    frame_rmap, extra = m.frame_rmap, m.rmap_extra
+    for pfn in range(folio.pfn, folio.pfn + folio.nr):
+        key = frame_rmap[pfn]
+        if key == NO_RMAP:
+            continue
+        found.append((key, pfn))
+        for k in extra.get(pfn, ()):
+            found.append((k, pfn))
+    found.sort()
+    mask = (1 << RMAP_VPN_BITS) - 1
+    return [(key >> RMAP_VPN_BITS, key & mask, pfn) for key, pfn in found]

@@ -6,12 +6,14 @@ canonical tuple of ints (no str, no bytes) for the explorer to hash and store.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
-# Page-table entry kinds. A PTE is a small tuple so that copying a page table is cheap:
+# Page-table entry kinds. A PTE is stored as one int per vpn (`PageTable`) and read back as a
+# small tuple, so that the rest of the model can keep naming its fields:
 #   (PTE_PRESENT, pfn, tagged, writable)   tagged: MT_NORMAL_TAGGED attribute (VM_MTE)
 #   (PTE_SWAP, entry, exclusive)           exclusive: the swap PTE's SWP_EXCLUSIVE bit
-# An absent key is pte_none.
+# pte_none reads as absent (None from `get`).
 PTE_PRESENT = 1
 PTE_SWAP = 2
 
@@ -21,29 +23,252 @@ ZERO_PFN = -1   # the shared zero page (empty_zero_page), never allocated or fre
 # False, as `mteswap cost` runs at scale): saves a tuple per page and per saved buffer.
 UNTRACKED_ORIGIN = ("of unknown origin (origins are not tracked in this run; "
                     "replay it as a scenario with mteswap run to see where they came from)",)
+NEVER_WRITTEN = ("never written",)
+
+# Page flags kept per frame in `Machine.frame_flags` (one byte per frame).
+PG_MTE_TAGGED = 1      # PG_arch_2
+PG_MTE_LOCK = 2        # PG_arch_3
+PG_ANON_EXCLUSIVE = 4  # PG_anon_exclusive
+
+# PTE int encoding (`PageTable`): 0 is pte_none; the low two bits give the kind.
+#   present: (pfn + 1) << 4 | writable << 3 | tagged << 2 | PTE_PRESENT   (the zero page: pfn+1 = 0)
+#   swap:    entry << 3 | exclusive << 2 | PTE_SWAP
+PTE_TAGGED_BIT = 4
+PTE_WRITE_BIT = 8
+
+
+def pte_encode(pte: tuple) -> int:
+    if pte[0] == PTE_PRESENT:
+        return (pte[1] + 1) << 4 | (PTE_WRITE_BIT if pte[3] else 0) \
+            | (PTE_TAGGED_BIT if pte[2] else 0) | PTE_PRESENT
+    return pte[1] << 3 | (4 if pte[2] else 0) | PTE_SWAP
+
+
+def pte_decode(e: int) -> tuple | None:
+    kind = e & 3
+    if kind == PTE_PRESENT:
+        return (PTE_PRESENT, (e >> 4) - 1, bool(e & PTE_TAGGED_BIT), bool(e & PTE_WRITE_BIT))
+    if kind == PTE_SWAP:
+        return (PTE_SWAP, e >> 3, bool(e & 4))
+    return None
+
+
+def present_pte(pfn: int, tagged: bool, writable: bool) -> int:
+    """The int of a present PTE (what `set_ptes` writes)."""
+    return (pfn + 1) << 4 | (PTE_WRITE_BIT if writable else 0) \
+        | (PTE_TAGGED_BIT if tagged else 0) | PTE_PRESENT
+
+
+def swap_pte(entry: int, exclusive: bool) -> int:
+    """The int of a swap PTE (`swp_entry_to_pte` + `pte_swp_mkexclusive`)."""
+    return entry << 3 | (4 if exclusive else 0) | PTE_SWAP
+
+
+class PageTable:
+    """One process's page table: an int per virtual page number (`ents`, 8 bytes per page, 0 =
+    pte_none), read and written as the PTE tuples above through a dict-like interface. Hot
+    paths read `ents` directly; it grows with the address space (`reserve`)."""
+
+    __slots__ = ("ents",)
+
+    def __init__(self, ents: array | None = None):
+        self.ents = ents if ents is not None else array("q")
+
+    def reserve(self, nvpn: int) -> None:
+        """Room for vpns below nvpn (`do_mmap` calls it as the address space grows)."""
+        if len(self.ents) < nvpn:
+            self.ents.frombytes(bytes(8 * (nvpn - len(self.ents))))
+
+    def copy(self) -> "PageTable":
+        return PageTable(array("q", self.ents))
+
+    def get(self, vpn: int, default=None):
+        ents = self.ents
+        if 0 <= vpn < len(ents):
+            e = ents[vpn]
+            if e:
+                return pte_decode(e)
+        return default
+
+    def __getitem__(self, vpn: int) -> tuple:
+        pte = self.get(vpn)
+        if pte is None:
+            raise KeyError(vpn)
+        return pte
+
+    def __setitem__(self, vpn: int, pte: tuple) -> None:
+        self.reserve(vpn + 1)
+        self.ents[vpn] = pte_encode(pte)
+
+    def __contains__(self, vpn: int) -> bool:
+        return 0 <= vpn < len(self.ents) and self.ents[vpn] != 0
+
+    def __delitem__(self, vpn: int) -> None:
+        if vpn not in self:
+            raise KeyError(vpn)
+        self.ents[vpn] = 0
+
+    def pop(self, vpn: int) -> tuple:
+        pte = self[vpn]
+        self.ents[vpn] = 0
+        return pte
+
+    def keys(self):
+        return [vpn for vpn, e in enumerate(self.ents) if e]
+
+    def items(self):
+        """(vpn, PTE tuple) in vpn order."""
+        return [(vpn, pte_decode(e)) for vpn, e in enumerate(self.ents) if e]
+
+    def values(self):
+        return [pte_decode(e) for e in self.ents if e]
+
+    def __len__(self) -> int:
+        return sum(1 for e in self.ents if e)
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __eq__(self, other) -> bool:
+        return dict(self.items()) == (dict(other.items()) if isinstance(other, PageTable) else other)
 
 
 class Page:
-    """One physical 4 KiB frame (`struct page`). Tags and data survive free and reuse, as on
-    hardware; the flags do not (free_pages_prepare clears PAGE_FLAGS_CHECK_AT_PREP)."""
+    """One physical 4 KiB frame (`struct page`), as a view of the machine's per-frame arrays
+    (`Machine.frame_*`): the machine keeps no object per frame, so a 1 GiB machine costs a few
+    bytes per frame. Views are made on demand (`m.pages[pfn]`); two views of one frame are
+    equal. Tags and data survive free and reuse, as on hardware; the flags do not
+    (free_pages_prepare clears PAGE_FLAGS_CHECK_AT_PREP). ZERO_PFN (-1) indexes the last slot of
+    every array, which holds the shared zero page."""
 
-    __slots__ = ("pfn", "tags", "data", "mte_tagged", "mte_lock", "anon_exclusive",
-                 "folio", "rmap", "origin")
+    __slots__ = ("m", "pfn")
 
-    def __init__(self, pfn: int):
+    def __init__(self, m, pfn: int):
+        self.m = m
         self.pfn = pfn
-        self.tags = 0                # packed allocation tags, see model/tags.py
-        self.data = 0                # the value the page holds; 0 = zero-filled
-        self.mte_tagged = False      # PG_mte_tagged (PG_arch_2)
-        self.mte_lock = False        # PG_mte_lock (PG_arch_3)
-        self.anon_exclusive = False  # PG_anon_exclusive
-        self.folio: Folio | None = None
-        self.rmap: list[tuple[int, int]] = []   # (pid, vpn) of every PTE mapping this page
-        self.origin: tuple = ("never written",)  # diagnostic only: who last set the tags
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Page) and other.m is self.m and other.pfn == self.pfn
+
+    def __hash__(self) -> int:
+        return hash(self.pfn)
+
+    def __repr__(self) -> str:
+        return f"Page(pfn={self.pfn})"
+
+    # packed allocation tags, see model/tags.py
+    @property
+    def tags(self) -> int:
+        return self.m.frame_tags[self.pfn]
+
+    @tags.setter
+    def tags(self, value: int) -> None:
+        self.m.frame_tags[self.pfn] = value
+
+    # the value the page holds; 0 = zero-filled
+    @property
+    def data(self) -> int:
+        return self.m.frame_data[self.pfn]
+
+    @data.setter
+    def data(self, value: int) -> None:
+        self.m.frame_data[self.pfn] = value
+
+    def _flag(self, bit: int) -> bool:
+        return bool(self.m.frame_flags[self.pfn] & bit)
+
+    def _set_flag(self, bit: int, on: bool) -> None:
+        flags = self.m.frame_flags
+        flags[self.pfn] = flags[self.pfn] | bit if on else flags[self.pfn] & ~bit
+
+    mte_tagged = property(lambda p: p._flag(PG_MTE_TAGGED),
+                          lambda p, v: p._set_flag(PG_MTE_TAGGED, v))
+    mte_lock = property(lambda p: p._flag(PG_MTE_LOCK),
+                        lambda p, v: p._set_flag(PG_MTE_LOCK, v))
+    anon_exclusive = property(lambda p: p._flag(PG_ANON_EXCLUSIVE),
+                              lambda p, v: p._set_flag(PG_ANON_EXCLUSIVE, v))
+
+    @property
+    def folio(self) -> "Folio | None":
+        return self.m.frame_folio[self.pfn]
+
+    @folio.setter
+    def folio(self, folio: "Folio | None") -> None:
+        self.m.frame_folio[self.pfn] = folio
+
+    @property
+    def rmap(self) -> tuple[tuple[int, int], ...]:
+        """(pid, vpn) of every PTE mapping this page, oldest first (read-only: rmap.py keeps it)."""
+        return tuple(rmap_unkey(k) for k in rmap_keys(self.m, self.pfn))
 
     @property
     def mapcount(self) -> int:
-        return len(self.rmap)
+        return rmap_count(self.m, self.pfn)
+
+    # diagnostic only: who last set the tags
+    @property
+    def origin(self) -> tuple:
+        m = self.m
+        return m.frame_origin.get(self.pfn, NEVER_WRITTEN if m.track_origins else UNTRACKED_ORIGIN)
+
+    @origin.setter
+    def origin(self, origin: tuple) -> None:
+        if self.m.track_origins:
+            self.m.frame_origin[self.pfn] = origin
+
+
+class PageArray:
+    """`m.pages`: the frames as Page views, indexable and sliceable like the list they were."""
+
+    __slots__ = ("m", "n")
+
+    def __init__(self, m, n: int):
+        self.m = m
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [Page(self.m, pfn) for pfn in range(*i.indices(self.n))]
+        if not -1 <= i < self.n:
+            raise IndexError(i)
+        return Page(self.m, i)
+
+    def __iter__(self):
+        m = self.m
+        return (Page(m, pfn) for pfn in range(self.n))
+
+
+# Reverse map: `Machine.frame_rmap[pfn]` holds the first (pid, vpn) mapping the frame as one int
+# key (NO_RMAP if none); further mappings, in the order they were added, are in
+# `Machine.rmap_extra[pfn]`. Most pages are mapped once, so most frames cost 8 bytes.
+NO_RMAP = -1
+RMAP_VPN_BITS = 32
+
+
+def rmap_key(pid: int, vpn: int) -> int:
+    return pid << RMAP_VPN_BITS | vpn
+
+
+def rmap_unkey(key: int) -> tuple[int, int]:
+    return key >> RMAP_VPN_BITS, key & ((1 << RMAP_VPN_BITS) - 1)
+
+
+def rmap_keys(m, pfn: int) -> list[int]:
+    first = m.frame_rmap[pfn]
+    if first == NO_RMAP:
+        return []
+    extra = m.rmap_extra.get(pfn)
+    return [first] + extra if extra else [first]
+
+
+def rmap_count(m, pfn: int) -> int:
+    if m.frame_rmap[pfn] == NO_RMAP:
+        return 0
+    extra = m.rmap_extra.get(pfn)
+    return 1 + len(extra) if extra else 1
 
 
 class Folio:
@@ -88,7 +313,7 @@ class Mm:
     pid: int
     name: str
     vmas: list[Vma] = field(default_factory=list)
-    ptes: dict[int, tuple] = field(default_factory=dict)   # vpn -> PTE tuple
+    ptes: PageTable = field(default_factory=PageTable)   # vpn -> PTE
     alive: bool = True
     next_vpn: int = 0
 

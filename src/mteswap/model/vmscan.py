@@ -8,7 +8,7 @@ from mteswap.model.memory import install_swap_pte
 from mteswap.model.mte import page_mte_tagged
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
-from mteswap.model.state import PTE_PRESENT, ZERO_PFN
+from mteswap.model.state import PTE_PRESENT, ZERO_PFN, rmap_count
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
 from mteswap.model.swapinfo import swp_offset
@@ -164,7 +164,7 @@ def folio_likely_mapped_shared(m, folio) -> bool:
         return total > 1
     if total > folio.nr:
         return True
-    return len(m.pages[folio.pfn].rmap) > 1
+    return rmap_count(m, folio.pfn) > 1
 
 
 def madvise_pageout(m, mm, vpns: list[int], keep_cached: bool) -> None:
