@@ -9,7 +9,9 @@ invariants I1-I11 of kernel-semantics.md §5 that a single state can show.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import asdict, dataclass
+from itertools import compress
 from typing import Callable
 
 from mteswap.model import tags as T
@@ -50,32 +52,93 @@ class StepContext:
 _UNTOUCHED = (0, 0)   # what fresh anonymous memory holds: tag 0, value 0
 
 
+class ProgramView:
+    """One process's view, vpn -> (pointer tags, last value written), as three arrays indexed
+    by vpn (8 + 8 + 1 bytes per page instead of a dict entry and two objects): `tags` (packed
+    like allocation tags), `values`, and `present` (1 where the program wrote or tagged the page
+    since it was last fresh; absent pages read as _UNTOUCHED). Grows on demand."""
+
+    __slots__ = ("tags", "values", "present")
+
+    def __init__(self, other: "ProgramView | None" = None):
+        self.tags: list[int] = list(other.tags) if other else []
+        self.values = array("q", other.values) if other else array("q")
+        self.present = bytearray(other.present) if other else bytearray()
+
+    def reserve(self, nvpn: int) -> None:
+        grow = nvpn - len(self.present)
+        if grow > 0:
+            self.tags.extend([0] * grow)
+            self.values.frombytes(bytes(8 * grow))
+            self.present.extend(bytes(grow))
+
+    def get(self, vpn: int, default=None):
+        if vpn < len(self.present) and self.present[vpn]:
+            return self.tags[vpn], self.values[vpn]
+        return default
+
+    def __getitem__(self, vpn: int) -> tuple[int, int]:
+        got = self.get(vpn)
+        if got is None:
+            raise KeyError(vpn)
+        return got
+
+    def __setitem__(self, vpn: int, tv: tuple[int, int]) -> None:
+        self.reserve(vpn + 1)
+        self.tags[vpn], self.values[vpn] = tv
+        self.present[vpn] = 1
+
+    def pop(self, vpn: int, default=None):
+        got = self.get(vpn, default)
+        if vpn < len(self.present) and self.present[vpn]:
+            self.present[vpn] = 0
+            self.tags[vpn] = self.values[vpn] = 0
+        return got
+
+    def items(self) -> list[tuple[int, tuple[int, int]]]:
+        """(vpn, (tags, value)) of the pages present, in vpn order."""
+        return [(vpn, (self.tags[vpn], self.values[vpn]))
+                for vpn in compress(range(len(self.present)), self.present)]
+
+
 class Expectation:
-    """The program's view: pid -> vpn -> (pointer tags, last value written)."""
+    """The program's view: pid -> ProgramView (vpn -> (pointer tags, last value written))."""
 
     def __init__(self):
-        self.view: dict[int, dict[int, tuple[int, int]]] = {}
+        self.view: dict[int, ProgramView] = {}
 
     def new_process(self, pid: int, parent: int | None = None) -> None:
-        self.view[pid] = dict(self.view[parent]) if parent is not None else {}
+        self.view[pid] = ProgramView(self.view[parent] if parent is not None else None)
+
+    def reserve(self, pid: int, nvpn: int) -> None:
+        """Room for vpns below nvpn (the runner calls it at mmap)."""
+        self.view[pid].reserve(nvpn)
 
     def get(self, pid: int, vpn: int) -> tuple[int, int]:
         return self.view[pid].get(vpn, _UNTOUCHED)
 
     def set_tag(self, pid: int, vpn: int, tag: int) -> None:
-        _, value = self.get(pid, vpn)
-        self.view[pid][vpn] = (T.uniform(tag), value)
+        view = self.view[pid]
+        view.reserve(vpn + 1)
+        view.tags[vpn] = T.uniform(tag)
+        if not view.present[vpn]:
+            view.present[vpn] = 1
+            view.values[vpn] = 0
 
     def set_value(self, pid: int, vpn: int, value: int) -> None:
-        tags, _ = self.get(pid, vpn)
-        self.view[pid][vpn] = (tags, value)
+        view = self.view[pid]
+        view.reserve(vpn + 1)
+        view.values[vpn] = value
+        if not view.present[vpn]:
+            view.present[vpn] = 1
+            view.tags[vpn] = 0
 
     def forget(self, pid: int, vpn: int) -> None:
         """`dontneed`/`munmap`: fresh anonymous memory reads zero with tag 0."""
         self.view[pid].pop(vpn, None)
 
     def snapshot(self) -> tuple:
-        return tuple((pid, tuple(sorted(v.items()))) for pid, v in sorted(self.view.items()))
+        return tuple((pid, tuple(v.items())) for pid, v in sorted(self.view.items()))
 
 
 class Oracle:
@@ -91,7 +154,7 @@ class Oracle:
         the problems already reported."""
         new = Oracle.__new__(Oracle)
         new.expect = Expectation.__new__(Expectation)
-        new.expect.view = {pid: dict(v) for pid, v in self.expect.view.items()}
+        new.expect.view = {pid: ProgramView(v) for pid, v in self.expect.view.items()}
         new.violations = list(self.violations)
         new._reported = set(self._reported)
         return new
@@ -104,7 +167,8 @@ class Oracle:
         hot path at scale: most accesses match)."""
         if met is None:
             return
-        want = self.expect.view[pid].get(vpn, _UNTOUCHED)[0]
+        view = self.expect.view[pid]
+        want = view.tags[vpn] if vpn < len(view.present) else 0   # absent pages hold 0
         if want == met:
             return
         g, exp, found = T.first_difference(want, met)

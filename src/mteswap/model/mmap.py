@@ -29,6 +29,7 @@ def do_mmap(m, mm, name: str, pages: int, mte: bool) -> Vma:
     mm.next_vpn = start + pages + align
     vma = Vma(name, start, start + pages, start, mte)
     mm.vmas.append(vma)
+    mm.ptes.reserve(mm.next_vpn)
     if m.tracing: m.log("do_mmap", f"pid={mm.pid} {name} vpn={start}-{start + pages - 1}{' PROT_MTE' if mte else ''}")
     return vma
 

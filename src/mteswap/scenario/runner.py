@@ -193,6 +193,7 @@ class Runner:
         if (mm.pid, a["vma"]) in self.vmas:
             raise self.error(step, "vma", f"process {mm.name!r} already has a VMA {a['vma']!r}")
         vma = mm_ops.do_mmap(self.m, mm, a["vma"], a["pages"], a["mte"])
+        self.oracle.expect.reserve(mm.pid, vma.end)
         self.vmas[(mm.pid, a["vma"])] = (vma.start, a["pages"])
 
     def op_munmap(self, step, ctx, a):
