@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED,
                                   ZERO_PFN, Counters, Folio, Mm, Page, PageArray, PageTable,
                                   Vma, rmap_count, rmap_keys, rmap_unkey)
-from mteswap.model.swapinfo import SwapInfo
+from mteswap.model.swapinfo import SlotMap, SwapInfo
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Machine:
         self.swap = SwapInfo(config.swap_slots, config.swap_device)
         # The mte_pages xarray: entry -> saved tags (model/tags.py value), or with compressed
         # storage the negated inline handle of mtecomp.py (a handle is odd, so never 0).
-        self.mte_pages: dict[int, int] = {}
+        self.mte_pages = SlotMap(config.swap_slots)   # indexed by entry (one device: = offset)
         self.tag_heap_bytes = 0                     # kmalloc'd bytes behind mte_pages
         self.saved_origin: dict[int, tuple] = {}    # diagnostic: entry -> origin of saved tags
         self.tag_allocs = 0                         # tag buffers allocated so far (fail injection)
@@ -120,7 +120,7 @@ class Machine:
         mms = tuple((mm.alive, tuple((v.start, v.end, v.orig_start, v.vm_mte) for v in mm.vmas),
                      tuple(mm.ptes.items())) for mm in self.mms)
         return (pages, folios, mms, self.swap.snapshot(),
-                tuple(sorted(self.mte_pages.items())), self.tag_allocs)
+                tuple(self.mte_pages.items()), self.tag_allocs)
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",
@@ -169,7 +169,7 @@ class Machine:
                                         for v in mm.vmas],
                       mm.ptes.copy(), mm.alive, mm.next_vpn) for mm in self.mms]
         new.swap = self.swap.clone(fol)
-        new.mte_pages = dict(self.mte_pages)
+        new.mte_pages = self.mte_pages.copy()
         new.saved_origin = dict(self.saved_origin)
         new.counters = Counters()
         new.counters.update(self.counters)

@@ -7,6 +7,8 @@ hook `arch_swap_invalidate_page`) are in swapfile.py.
 from __future__ import annotations
 
 import heapq
+from array import array
+from itertools import compress
 
 # swap_map bit: a folio for this slot is in (or entering) the swap cache. The kernel's byte uses
 # 0x40 and moves counts above SWAP_MAP_MAX (0x3e) to continuation pages (COUNT_CONTINUED); we
@@ -34,6 +36,126 @@ def swp_type(entry: int) -> int:
     return entry >> SWP_TYPE_SHIFT
 
 
+_ABSENT = object()
+
+
+class SlotMap:
+    """A per-slot table (offset or entry -> value) as one list slot per swap slot instead of a
+    dict: 8 bytes per slot, the same dict-like interface (`get`, `[]`, `in`, `pop`, `items` in
+    key order, `len`). Hot paths may read `slots` directly (`_ABSENT` where nothing is stored)."""
+
+    __slots__ = ("slots", "n")
+
+    def __init__(self, nslots: int):
+        self.slots: list = [_ABSENT] * nslots
+        self.n = 0
+
+    def copy(self) -> "SlotMap":
+        new = SlotMap.__new__(type(self))
+        new.slots, new.n = self.slots[:], self.n
+        return new
+
+    def get(self, key: int, default=None):
+        v = self.slots[key] if 0 <= key < len(self.slots) else _ABSENT
+        return default if v is _ABSENT else v
+
+    def __getitem__(self, key: int):
+        v = self.get(key, _ABSENT)
+        if v is _ABSENT:
+            raise KeyError(key)
+        return v
+
+    def __setitem__(self, key: int, value) -> None:
+        if self.slots[key] is _ABSENT:
+            self.n += 1
+        self.slots[key] = value
+
+    def __contains__(self, key: int) -> bool:
+        return 0 <= key < len(self.slots) and self.slots[key] is not _ABSENT
+
+    def pop(self, key: int, default=_ABSENT):
+        v = self.slots[key] if 0 <= key < len(self.slots) else _ABSENT
+        if v is _ABSENT:
+            if default is _ABSENT:
+                raise KeyError(key)
+            return default
+        self.slots[key] = _ABSENT
+        self.n -= 1
+        return v
+
+    def __delitem__(self, key: int) -> None:
+        self.pop(key)
+
+    def keys(self) -> list[int]:
+        return [k for k, v in enumerate(self.slots) if v is not _ABSENT]
+
+    def items(self) -> list[tuple[int, object]]:
+        return [(k, v) for k, v in enumerate(self.slots) if v is not _ABSENT]
+
+    def values(self) -> list:
+        return [v for v in self.slots if v is not _ABSENT]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __bool__(self) -> bool:
+        return self.n > 0
+
+    def __eq__(self, other) -> bool:
+        return dict(self.items()) == (dict(other.items()) if isinstance(other, SlotMap) else other)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self.items())})"
+
+
+class IntSlotMap(SlotMap):
+    """A SlotMap of non-negative ints in an array (value + 1, 0 where nothing is stored): 8
+    bytes per slot and no int object per value (the data written to each slot)."""
+
+    def __init__(self, nslots: int):
+        self.slots = array("q", bytes(8 * nslots))
+        self.n = 0
+
+    def copy(self) -> "IntSlotMap":
+        new = IntSlotMap.__new__(IntSlotMap)
+        new.slots, new.n = array("q", self.slots), self.n
+        return new
+
+    def get(self, key: int, default=None):
+        v = self.slots[key] if 0 <= key < len(self.slots) else 0
+        return v - 1 if v else default
+
+    def __setitem__(self, key: int, value: int) -> None:
+        if not self.slots[key]:
+            self.n += 1
+        self.slots[key] = value + 1
+
+    def __contains__(self, key: int) -> bool:
+        return 0 <= key < len(self.slots) and self.slots[key] != 0
+
+    def pop(self, key: int, default=_ABSENT):
+        v = self.slots[key] if 0 <= key < len(self.slots) else 0
+        if not v:
+            if default is _ABSENT:
+                raise KeyError(key)
+            return default
+        self.slots[key] = 0
+        self.n -= 1
+        return v - 1
+
+    def keys(self) -> list[int]:
+        return list(compress(range(len(self.slots)), self.slots))
+
+    def items(self) -> list[tuple[int, int]]:
+        return [(k, self.slots[k] - 1) for k in self.keys()]
+
+    def values(self) -> list[int]:
+        return [v - 1 for v in self.slots if v]
+
+
 class SwapInfo:
     """Per-slot swap_map bytes, per-cluster order, the swap cache and what the device holds."""
 
@@ -42,8 +164,9 @@ class SwapInfo:
         self.synchronous = device == "zram"          # SWP_SYNCHRONOUS_IO
         self.rotational = device == "rotational"     # no cluster info: order-0 slots only
         self.active = True                           # SWP_WRITEOK until swapoff
-        self.swap_map = [0] * nslots
+        self.swap_map = array("q", bytes(8 * nslots))   # an int per slot, no object
         self.swap_map[0] = SWAP_MAP_BAD
+        self.inuse = 0                               # si->inuse_pages: swap_map != 0, header excluded
         self.nclusters = (nslots + SWAPFILE_CLUSTER - 1) // SWAPFILE_CLUSTER
         # Order each cluster serves while it has allocated slots; None = free cluster.
         # Cluster 0 holds the header slot, so it starts as an order-0 cluster.
@@ -64,11 +187,10 @@ class SwapInfo:
         # Per cluster, an offset below which every slot is in use (the kernel's per-CPU
         # `next` offset plays this part): the in-cluster search starts there.
         self.cluster_next = [ci * SWAPFILE_CLUSTER for ci in range(self.nclusters)]
-        self.allocated: set[int] = set()             # offsets with swap_map != 0, header excluded
         self.cache: dict[int, object] = {}           # offset -> Folio (swap address space)
-        self.contents: dict[int, int] = {}           # offset -> data written to the slot
+        self.contents = IntSlotMap(nslots)           # offset -> data written to the slot
         self.zeromap: set[int] = set()               # slots written as zero-filled, no I/O
-        self.written_tags: dict[int, int | None] = {}  # ghost for I8/I9: tags at write time
+        self.written_tags = SlotMap(nslots)          # ghost for I8/I9: tags at write time (None: untagged)
 
     # -- reading swap_map ----------------------------------------------------------------
     def count(self, offset: int) -> int:
@@ -80,14 +202,19 @@ class SwapInfo:
 
     def inuse_pages(self) -> int:
         """`si->inuse_pages`: slots allocated (the header slot not counted)."""
-        return len(self.allocated)
+        return self.inuse
+
+    @property
+    def allocated(self) -> set[int]:
+        """Offsets with swap_map != 0, the header excluded (for checks and snapshots)."""
+        return set(compress(range(1, len(self.swap_map)), self.swap_map[1:]))
 
     def take_slot(self, offset: int, value: int) -> None:
         """A free slot becomes allocated with swap_map byte `value`."""
         self.swap_map[offset] = value
         ci = offset // SWAPFILE_CLUSTER
         self.cluster_used[ci] += 1
-        self.allocated.add(offset)
+        self.inuse += 1
         self._update_room(ci)
 
     def release_slot(self, offset: int) -> None:
@@ -95,7 +222,7 @@ class SwapInfo:
         self.swap_map[offset] = 0
         ci = offset // SWAPFILE_CLUSTER
         self.cluster_used[ci] -= 1
-        self.allocated.discard(offset)
+        self.inuse -= 1
         self._update_room(ci)
         if offset < self.cluster_next[ci]:
             self.cluster_next[ci] = offset
@@ -187,7 +314,7 @@ class SwapInfo:
                 heapq.heappush(self.free_heap, ci)
 
     _CLONED = frozenset(("device", "synchronous", "rotational", "active", "swap_map", "nclusters",
-                         "cluster_order", "cluster_used", "allocated", "cache", "contents",
+                         "cluster_order", "cluster_used", "inuse", "cache", "contents",
                          "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next"))
 
     def clone(self, folio_copy) -> "SwapInfo":
@@ -195,21 +322,20 @@ class SwapInfo:
         its copy, so the copy's cache holds the copy machine's folios."""
         new = SwapInfo.__new__(SwapInfo)
         new.__dict__.update(self.__dict__)
-        new.swap_map = list(self.swap_map)
+        new.swap_map = array("q", self.swap_map)
         new.cluster_order = list(self.cluster_order)
         new.cluster_used = list(self.cluster_used)
         new.room = {order: set(cis) for order, cis in self.room.items()}
         new.free_heap = list(self.free_heap)
         new.cluster_next = list(self.cluster_next)
-        new.allocated = set(self.allocated)
         new.cache = {off: folio_copy(f) for off, f in self.cache.items()}
-        new.contents = dict(self.contents)
+        new.contents = self.contents.copy()
         new.zeromap = set(self.zeromap)
-        new.written_tags = dict(self.written_tags)
+        new.written_tags = self.written_tags.copy()
         return new
 
     def snapshot(self) -> tuple:
-        used = tuple((o, self.swap_map[o]) for o in sorted(self.allocated))
+        used = tuple((o, self.swap_map[o]) for o in sorted(self.allocated))   # in offset order
         return (self.active, used, tuple(o if o is not None else -1 for o in self.cluster_order),
-                tuple(sorted(self.contents.items())), tuple(sorted(self.zeromap)),
-                tuple(sorted((o, -1 if t is None else t) for o, t in self.written_tags.items())))
+                tuple(self.contents.items()), tuple(sorted(self.zeromap)),
+                tuple((o, -1 if t is None else t) for o, t in self.written_tags.items()))
