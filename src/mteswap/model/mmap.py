@@ -76,6 +76,7 @@ def copy_page_range(m, parent, child) -> None:
     duplicated (`copy_nonpresent_pte`: `swap_duplicate`, exclusive bit cleared on both)."""
     child.vmas = [replace(v) for v in parent.vmas]
     child.next_vpn = parent.next_vpn
+    child.ptes.reserve(child.next_vpn)
     for vpn, pte in sorted(parent.ptes.items()):
         if pte[0] == PTE_PRESENT:
             pfn = pte[1]

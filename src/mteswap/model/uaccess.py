@@ -7,39 +7,43 @@ from __future__ import annotations
 
 from mteswap.model import tags as T
 from mteswap.model.memory import handle_mm_fault
-from mteswap.model.state import PTE_PRESENT, ZERO_PFN
+from mteswap.model.state import PTE_PRESENT, PTE_TAGGED_BIT, PTE_WRITE_BIT, ZERO_PFN
 
 
-def _mapped_page(m, mm, vpn: int, write: bool):
-    """The page the access reaches. The MMU walks the page table; only a PTE that is not
-    present (or read-only, for a write) raises the exception that enters the kernel."""
-    pte = mm.ptes.get(vpn)
-    if pte is None or pte[0] != PTE_PRESENT or (write and not pte[3]):
+def _mapped_pfn(m, mm, vpn: int, write: bool) -> int:
+    """The PTE (as its int, state.py) through which the access reaches memory. The MMU walks
+    the page table; only a PTE that is not present (or read-only, for a write) raises the
+    exception that enters the kernel."""
+    ents = mm.ptes.ents
+    e = ents[vpn]
+    if e & 3 != PTE_PRESENT or (write and not e & PTE_WRITE_BIT):
         handle_mm_fault(m, mm, vpn, write)
-        pte = mm.ptes[vpn]
-    pfn = pte[1]
-    return (m.zero_page if pfn == ZERO_PFN else m.pages[pfn]), pte[2]
+        e = ents[vpn]
+    return e
 
 
 def user_load(m, mm, vpn: int) -> tuple[int | None, int]:
     """A load of every granule: (allocation tags met if the PTE is tagged, data)."""
-    page, tagged = _mapped_page(m, mm, vpn, write=False)
-    return (page.tags if tagged else None), page.data
+    e = _mapped_pfn(m, mm, vpn, False)
+    pfn = (e >> 4) - 1                      # -1: the zero page, the arrays' last slot
+    return (m.frame_tags[pfn] if e & PTE_TAGGED_BIT else None), m.frame_data[pfn]
 
 
 def user_stg(m, mm, vpn: int, tag: int) -> bool:
     """STG over every granule of the page. Needs write permission, so it faults like a store;
     through an untagged mapping it does nothing. A tag store dirties the page (semantics §11).
     Returns whether tags were set."""
-    page, tagged = _mapped_page(m, mm, vpn, write=True)
-    if not tagged:
+    e = _mapped_pfn(m, mm, vpn, True)
+    if not e & PTE_TAGGED_BIT:
         return False
-    page.tags = T.uniform(tag)
-    origin = m.stg_origin
-    if origin[1] != m.step:                  # one shared tuple per step, not one per page
-        origin = m.stg_origin = ("set by the program (STG)", m.step)
-    page.origin = origin
-    page.folio.dirty = True
+    pfn = (e >> 4) - 1
+    m.frame_tags[pfn] = T.uniform(tag)
+    if m.track_origins:
+        origin = m.stg_origin
+        if origin[1] != m.step:              # one shared tuple per step, not one per page
+            origin = m.stg_origin = ("set by the program (STG)", m.step)
+        m.frame_origin[pfn] = origin
+    m.frame_folio[pfn].dirty = True
     return True
 
 
@@ -47,9 +51,9 @@ def user_store(m, mm, vpn: int, value: int) -> int | None:
     """A store to every granule: returns the allocation tags met (None if untagged). The store
     lands even when the tag check fails, so one lost tag is reported once, not again as data
     corruption on every later read."""
-    page, tagged = _mapped_page(m, mm, vpn, write=True)
-    assert page.pfn != ZERO_PFN, "a write fault never leaves the zero page mapped"
-    met = page.tags if tagged else None
-    page.data = value
-    page.folio.dirty = True
-    return met
+    e = _mapped_pfn(m, mm, vpn, True)
+    pfn = (e >> 4) - 1
+    assert pfn != ZERO_PFN, "a write fault never leaves the zero page mapped"
+    m.frame_data[pfn] = value
+    m.frame_folio[pfn].dirty = True
+    return m.frame_tags[pfn] if e & PTE_TAGGED_BIT else None

@@ -134,22 +134,26 @@ def __remove_mapping(m, folio) -> None:
     folio_put(m, folio)
 
 
-def reclaim(m, mm, vpns: list[int], keep_cached: bool) -> None:
+def reclaim(m, mm, start: int, indices, keep_cached: bool) -> None:
     """Memory-pressure reclaim (LRU, e.g. a cgroup's memory.reclaim) of the folios mapped at
     these pages: `shrink_folio_list` unmaps each from every process through the rmap walk.
     Without a swap device anonymous memory is not scanned at all (`can_reclaim_anon_pages`)."""
     if not m.swap.active:
         if m.tracing: m.log("shrink_folio_list", "no swap device: anonymous folios are not reclaimed")
         return
-    shrink_folio_list(m, _mapped_folios(m, mm, vpns), keep_cached)
+    shrink_folio_list(m, _mapped_folios(m, mm, start, indices), keep_cached)
 
 
-def _mapped_folios(m, mm, vpns) -> list:
+def _mapped_folios(m, mm, start: int, indices) -> list:
+    """The folios mapped at pages start + i, in the order first met (the LRU order the
+    scenario gives): one per folio, the zero page excluded."""
     seen, out = set(), []
-    for vpn in vpns:
-        pte = mm.ptes.get(vpn)
-        if pte and pte[0] == PTE_PRESENT and pte[1] != ZERO_PFN:
-            folio = m.pages[pte[1]].folio
+    ents, frame_folio, nents = mm.ptes.ents, m.frame_folio, len(mm.ptes.ents)
+    for i in indices:
+        vpn = start + i
+        e = ents[vpn] if vpn < nents else 0
+        if e & 3 == PTE_PRESENT and e >> 4:           # present, not the zero page (pfn + 1 = 0)
+            folio = frame_folio[(e >> 4) - 1]
             if folio.pfn not in seen:
                 seen.add(folio.pfn)
                 out.append(folio)

@@ -69,9 +69,17 @@ def machine_config(scenario: Scenario) -> MachineConfig:
                          tag_storage=c.tag_storage)
 
 
+PAGE_VALUE_SHIFT = 19   # page indices stay below MAX_VMA_PAGES = 2^18
+
+
 def page_value(step: int, page: int) -> int:
     """The value a `write` at `step` stores in page `page`: unique per step and page, never 0."""
-    return (step << 19) | (page + 1)   # page indices stay below MAX_VMA_PAGES = 2^18
+    return (step << PAGE_VALUE_SHIFT) | (page + 1)
+
+
+def _mapped_pages(mm, start: int, end: int) -> int:
+    """How many pages of [start, end) the process's VMAs cover (munmap may have cut holes)."""
+    return sum(max(0, min(end, v.end) - max(start, v.start)) for v in mm.vmas)
 
 
 class Runner:
@@ -163,29 +171,32 @@ class Runner:
             raise self.error(step, field_, f"process {name!r} has exited")
         return mm
 
-    def pages(self, step: Step, mm) -> tuple[str, list[tuple[int, int]]]:
-        """[(page index, vpn)] of the step's `pages` in its `vma`, checked."""
+    def pages(self, step: Step, mm) -> tuple[int, tuple[int, ...] | range]:
+        """(vpn of page 0, page indices) of the step's `pages` in its `vma`, checked. The
+        indices are the step's own tuple (or a range for `all`): no per-page list is built,
+        since a 1 GiB workload names 262,144 pages per step."""
         name = step.args["vma"]
         info = self.vmas.get((mm.pid, name))
         if info is None:
             known = sorted(n for (pid, n) in self.vmas if pid == mm.pid)
             raise self.error(step, "vma", f"process {mm.name!r} has no VMA {name!r} (known: {', '.join(known) or 'none'})")
         start, npages = info
+        whole = _mapped_pages(mm, start, start + npages) == npages
         spec = step.args.get("pages", ALL)
         if spec == ALL:
-            out = [(i, start + i) for i in range(npages) if mm.find_vma(start + i)]
-            if not out:
+            indices = range(npages) if whole else \
+                [i for i in range(npages) if mm.find_vma(start + i)]
+            if not indices:
                 raise self.error(step, "pages", f"'all': no page of {name!r} is still mapped")
-            return name, out
-        out = []
-        for i in spec:
-            if i >= npages:
-                raise self.error(step, "pages", f"page {i} out of range: {name!r} has {npages} pages (0-{npages - 1})")
-            if not mm.find_vma(start + i):
-                gone = self.unmapped_at.get((mm.pid, start + i))
-                raise self.error(step, "pages", f"page {i} of {name!r} was removed by munmap at step {gone}")
-            out.append((i, start + i))
-        return name, out
+            return start, indices
+        if not whole or max(spec) >= npages:
+            for i in spec:
+                if i >= npages:
+                    raise self.error(step, "pages", f"page {i} out of range: {name!r} has {npages} pages (0-{npages - 1})")
+                if not mm.find_vma(start + i):
+                    gone = self.unmapped_at.get((mm.pid, start + i))
+                    raise self.error(step, "pages", f"page {i} of {name!r} was removed by munmap at step {gone}")
+        return start, spec
 
     # -- operations -------------------------------------------------------------------------
     def op_mmap(self, step, ctx, a):
@@ -198,29 +209,30 @@ class Runner:
 
     def op_munmap(self, step, ctx, a):
         mm = self.proc(step)
-        _, pages = self.pages(step, mm)
-        mm_ops.do_munmap(self.m, mm, [v for _, v in pages])
-        for _, vpn in pages:
+        vpns = self.vpns(step, mm)
+        mm_ops.do_munmap(self.m, mm, vpns)
+        for vpn in vpns:
             self.oracle.expect.forget(mm.pid, vpn)
             self.unmapped_at[(mm.pid, vpn)] = step.index
 
     def op_mprotect(self, step, ctx, a):
         mm = self.proc(step)
-        _, pages = self.pages(step, mm)
-        mm_ops.do_mprotect_mte(self.m, mm, [v for _, v in pages])
+        mm_ops.do_mprotect_mte(self.m, mm, self.vpns(step, mm))
 
     def op_write(self, step, ctx, a):
         mm = self.proc(step)
-        _, pages = self.pages(step, mm)
+        start, indices = self.pages(step, mm)
         tag = a.get("tag")
         m, oracle, expect, pid = self.m, self.oracle, self.oracle.expect, mm.pid
         origin_of = partial(self._origin, mm)
-        for i, vpn in pages:
+        base = step.index << PAGE_VALUE_SHIFT         # page_value(step, i) = base | (i + 1)
+        for i in indices:
+            vpn = start + i
             if tag is not None:
                 t = i % 15 + 1 if tag == "distinct" else tag
                 if user_stg(m, mm, vpn, t):
                     expect.set_tag(pid, vpn, t)
-            value = page_value(step.index, i)
+            value = base | (i + 1)
             met = user_store(m, mm, vpn, value)
             oracle.check_tags(ctx, i, pid, vpn, met, origin_of)
             expect.set_value(pid, vpn, value)
@@ -229,21 +241,26 @@ class Runner:
         """Addition: STG over each page without storing data (the page stays zero-filled if
         it was)."""
         mm = self.proc(step)
-        _, pages = self.pages(step, mm)
-        for i, vpn in pages:
+        start, indices = self.pages(step, mm)
+        for i in indices:
             t = i % 15 + 1 if a["tag"] == "distinct" else a["tag"]
-            if user_stg(self.m, mm, vpn, t):
-                self.oracle.expect.set_tag(mm.pid, vpn, t)
+            if user_stg(self.m, mm, start + i, t):
+                self.oracle.expect.set_tag(mm.pid, start + i, t)
 
     def op_read(self, step, ctx, a):
         mm = self.proc(step)
-        _, pages = self.pages(step, mm)
+        start, indices = self.pages(step, mm)
         m, oracle, pid = self.m, self.oracle, mm.pid
         origin_of = partial(self._origin, mm)
-        for i, vpn in pages:
+        for i in indices:
+            vpn = start + i
             met, data = user_load(m, mm, vpn)
             oracle.check_tags(ctx, i, pid, vpn, met, origin_of)
             oracle.check_value(ctx, i, pid, vpn, data)
+
+    def vpns(self, step: Step, mm) -> list[int]:
+        start, indices = self.pages(step, mm)
+        return [start + i for i in indices]
 
     def _origin(self, mm, vpn) -> tuple:
         pte = mm.ptes[vpn]
@@ -268,31 +285,29 @@ class Runner:
 
     def op_pageout(self, step, ctx, a):
         mm = self.proc(step)
-        _, pages = self.pages(step, mm)
-        madvise_pageout(self.m, mm, [v for _, v in pages], a["keep_cached"])
+        madvise_pageout(self.m, mm, self.vpns(step, mm), a["keep_cached"])
 
     def op_reclaim(self, step, ctx, a):
         mm = self.proc(step)
-        _, pages = self.pages(step, mm)
-        reclaim(self.m, mm, [v for _, v in pages], a["keep_cached"])
+        start, indices = self.pages(step, mm)
+        reclaim(self.m, mm, start, indices, a["keep_cached"])
 
     def op_evict(self, step, ctx, a):
         evict(self.m)
 
     def op_dontneed(self, step, ctx, a):
         mm = self.proc(step)
-        _, pages = self.pages(step, mm)
-        for start, end in runs(v for _, v in pages):
+        vpns = self.vpns(step, mm)
+        for start, end in runs(vpns):
             zap_pte_range(self.m, mm, start, end)
-        for _, vpn in pages:
+        for vpn in vpns:
             self.oracle.expect.forget(mm.pid, vpn)
 
     def op_split(self, step, ctx, a):
         """The `split_huge_pages` debugfs file for this pid and range: every large folio mapped
         there is split to order 0 (split_huge_pages_pid, mm/huge_memory.c)."""
         mm = self.proc(step)
-        _, pages = self.pages(step, mm)
-        for _, vpn in pages:
+        for vpn in self.vpns(step, mm):
             pte = mm.ptes.get(vpn)
             if pte and pte[0] == PTE_PRESENT and pte[1] != ZERO_PFN:
                 folio = self.m.pages[pte[1]].folio
