@@ -117,21 +117,16 @@ class Expectation:
     def get(self, pid: int, vpn: int) -> tuple[int, int]:
         return self.view[pid].get(vpn, _UNTOUCHED)
 
+    # The setters index the arrays directly: vpn lies in a VMA, reserved at mmap (or fork).
     def set_tag(self, pid: int, vpn: int, tag: int) -> None:
         view = self.view[pid]
-        view.reserve(vpn + 1)
         view.tags[vpn] = T.uniform(tag)
-        if not view.present[vpn]:
-            view.present[vpn] = 1
-            view.values[vpn] = 0
+        view.present[vpn] = 1          # an absent page's value is already 0
 
     def set_value(self, pid: int, vpn: int, value: int) -> None:
         view = self.view[pid]
-        view.reserve(vpn + 1)
         view.values[vpn] = value
-        if not view.present[vpn]:
-            view.present[vpn] = 1
-            view.tags[vpn] = 0
+        view.present[vpn] = 1          # an absent page's tags are already 0
 
     def forget(self, pid: int, vpn: int) -> None:
         """`dontneed`/`munmap`: fresh anonymous memory reads zero with tag 0."""

@@ -82,9 +82,9 @@ def _remap_page(m, migration) -> None:
         mm = m.mms[pid]
         page = m.pages[pfn]
         if page.data == 0 and not page_mte_tagged(m, page):
-            set_ptes(m, mm, vpn, [ZERO_PFN], tagged, False, "try_to_map_unused_to_zeropage")
+            set_ptes(m, mm, vpn, ZERO_PFN, 1, tagged, False, "try_to_map_unused_to_zeropage")
             if m.tracing: m.log("try_to_map_unused_to_zeropage", f"pid={pid} vpn={vpn} pfn={pfn} -> zero page")
             page.anon_exclusive = False
             continue
         folio_add_anon_rmap_pte(m, pfn, pid, vpn, page.anon_exclusive)
-        set_ptes(m, mm, vpn, [pfn], tagged, writable, "remove_migration_pte after split")
+        set_ptes(m, mm, vpn, pfn, 1, tagged, writable, "remove_migration_pte after split")

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from array import array
+
 from mteswap.model.mte import copy_highpage
 from mteswap.model.page_alloc import alloc_folio, folio_put
 from mteswap.model.pgtable import mk_swap_pte, pte_present, pte_swap, set_ptes
-from mteswap.model.rmap import folio_add_anon_rmap_pte, folio_remove_rmap_pte
+from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
+                                folio_add_new_anon_rmap, folio_remove_rmap_pte)
 from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
 from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
 from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
@@ -57,26 +60,23 @@ def do_anonymous_page(m, mm, vpn: int, write: bool) -> None:
     vma = mm.find_vma(vpn)
     if not write:
         if m.tracing: m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn} read: map the zero page")
-        set_ptes(m, mm, vpn, [ZERO_PFN], vma.vm_mte, False, "do_anonymous_page")
+        set_ptes(m, mm, vpn, ZERO_PFN, 1, vma.vm_mte, False, "do_anonymous_page")
         m.count("zero_page_maps")
         return
     if m.tracing: m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn} write")
     for nr in thp_vma_suitable_orders(m, mm, vma, vpn):
         start = vpn - vpn % nr
-        if any(v in mm.ptes for v in range(start, start + nr)):
+        if mm.ptes.ents[start:start + nr].count(0) != nr:    # pte_range_none
             continue
         # Order 0 in a VM_MTE VMA is allocated with __GFP_ZEROTAGS; a large folio is zeroed
         # (folio_zero_user) and gets zero tags from mte_sync_tags in set_ptes.
         folio = alloc_folio(m, nr, zerotags=vma.vm_mte and nr == 1, why="alloc_anon_folio")
         if folio is None:
             continue
-        for page in m.folio_pages(folio):
-            page.data = 0
-        pfns = list(range(folio.pfn, folio.pfn + nr))
-        for i, pfn in enumerate(pfns):
-            folio_add_anon_rmap_pte(m, pfn, mm.pid, start + i, exclusive=True)
+        m.frame_data[folio.pfn:folio.pfn + nr] = array("q", bytes(8 * nr))   # zeroed
+        folio_add_new_anon_rmap(m, folio, mm.pid, start)
         folio.dirty = True
-        set_ptes(m, mm, start, pfns, vma.vm_mte, True, "do_anonymous_page")
+        set_ptes(m, mm, start, folio.pfn, nr, vma.vm_mte, True, "do_anonymous_page")
         m.count("anon_fault_alloc")
         return
     raise OutOfMemory(f"no free frame for a fault at pid {mm.pid} vpn {vpn}")
@@ -126,7 +126,7 @@ def wp_page_copy(m, mm, vpn: int) -> None:
         m.count("cow_copies")
     folio_add_anon_rmap_pte(m, new.pfn, mm.pid, vpn, exclusive=True)
     folio.dirty = True
-    set_ptes(m, mm, vpn, [new.pfn], vma.vm_mte, True, "wp_page_copy")
+    set_ptes(m, mm, vpn, new.pfn, 1, vma.vm_mte, True, "wp_page_copy")
     if m.tracing: m.log("wp_page_copy", f"pid={mm.pid} vpn={vpn} {old_pfn} -> {new.pfn}")
     if not from_zero:
         old_folio = m.pages[old_pfn].folio
@@ -237,14 +237,12 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
     exclusive = exclusive or (not folio.swapcache and m.folio_mapcount(folio) == 0)
     writable = exclusive
     first_pfn = page.pfn
-    pfns = list(range(first_pfn, first_pfn + nr))
-    for i, pfn in enumerate(pfns):
-        folio_add_anon_rmap_pte(m, pfn, mm.pid, start + i, exclusive)
+    folio_add_anon_rmap_ptes(m, first_pfn, nr, mm.pid, start, exclusive)
     if write and writable:
         folio.dirty = True
     m.pending_notes = notes
     if m.tracing: m.log("set_ptes", f"pid={mm.pid} vpn={start} nr={nr} pfn={first_pfn} writable={int(writable)} exclusive={int(exclusive)}")
-    set_ptes(m, mm, start, pfns, vma.vm_mte, writable, f"do_swap_page entry={entry:#x}")
+    set_ptes(m, mm, start, first_pfn, nr, vma.vm_mte, writable, f"do_swap_page entry={entry:#x}")
     m.pending_notes = {}
     if need_clear_cache:
         swapcache_clear(m, entry, folio.nr)

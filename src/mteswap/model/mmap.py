@@ -66,7 +66,7 @@ def do_mprotect_mte(m, mm, vpns) -> None:
         for vpn in range(start, end):
             pte = mm.ptes.get(vpn)
             if pte and pte[0] == PTE_PRESENT and not pte[2]:
-                set_ptes(m, mm, vpn, [pte[1]], True, pte[3], "change_pte_range (mprotect)")
+                set_ptes(m, mm, vpn, pte[1], 1, True, pte[3], "change_pte_range (mprotect)")
         if m.tracing: m.log("mprotect_fixup", f"pid={mm.pid} vpn={start}-{end - 1} VM_MTE")
 
 

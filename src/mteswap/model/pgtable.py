@@ -3,19 +3,24 @@ side effect, and the PTE helpers the rest of the model uses."""
 
 from __future__ import annotations
 
-from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
+from array import array
+
+from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN, Page, present_pte
 
 
-def set_ptes(m, mm, vpn: int, pfns: list[int], tagged: bool, writable: bool, why: str) -> None:
-    """`set_ptes(mm, addr, ptep, pte, nr)`: install len(pfns) present PTEs from vpn on. arm64's
-    `__sync_cache_and_tags()` calls `mte_sync_tags()` first when the PTE is tagged
-    (MT_NORMAL_TAGGED, i.e. VM_MTE), user-accessible and not special (the zero page is)."""
-    if tagged:
-        pages = [m.pages[p] for p in pfns if p != ZERO_PFN]
-        if pages:
-            m.design.sync_tags(m, pages, why)
-    for i, pfn in enumerate(pfns):
-        mm.ptes[vpn + i] = (PTE_PRESENT, pfn, tagged, writable and pfn != ZERO_PFN)
+def set_ptes(m, mm, vpn: int, pfn: int, nr: int, tagged: bool, writable: bool, why: str) -> None:
+    """`set_ptes(mm, addr, ptep, pte, nr)`: install nr present PTEs from vpn on, mapping pfn,
+    pfn + 1, ... (nr is 1 for the zero page). arm64's `__sync_cache_and_tags()` calls
+    `mte_sync_tags()` first when the PTE is tagged (MT_NORMAL_TAGGED, i.e. VM_MTE),
+    user-accessible and not special (the zero page is)."""
+    if tagged and pfn != ZERO_PFN:
+        m.design.sync_tags(m, [Page(m, p) for p in range(pfn, pfn + nr)], why)
+    first = present_pte(pfn, tagged, writable and pfn != ZERO_PFN)
+    ents = mm.ptes.ents
+    if nr == 1:
+        ents[vpn] = first
+    else:   # consecutive pfns: each PTE is the previous one + 1 << 4 (state.py encoding)
+        ents[vpn:vpn + nr] = array("q", range(first, first + (nr << 4), 1 << 4))
 
 
 def pte_present(pte) -> bool:

@@ -23,6 +23,33 @@ def folio_add_anon_rmap_pte(m, pfn: int, pid: int, vpn: int, exclusive: bool) ->
         m.frame_flags[pfn] |= PG_ANON_EXCLUSIVE
 
 
+def folio_add_anon_rmap_ptes(m, pfn: int, nr: int, pid: int, vpn: int, exclusive: bool) -> None:
+    """`folio_add_anon_rmap_ptes(folio, page, nr, ...)`: nr consecutive pages from pfn are now
+    mapped at vpn, vpn + 1, ... (one call per batch of PTEs, as do_swap_page makes)."""
+    if nr == 1:
+        folio_add_anon_rmap_pte(m, pfn, pid, vpn, exclusive)
+        return
+    folio = m.frame_folio[pfn]
+    frame_rmap, flags = m.frame_rmap, m.frame_flags
+    key = rmap_key(pid, vpn)
+    folio.mapcount += nr
+    for p in range(pfn, pfn + nr):
+        if frame_rmap[p] == NO_RMAP:
+            frame_rmap[p] = key
+            folio.nr_mapped += 1
+        else:
+            m.rmap_extra.setdefault(p, []).append(key)
+        if exclusive:
+            flags[p] |= PG_ANON_EXCLUSIVE
+        key += 1
+
+
+def folio_add_new_anon_rmap(m, folio, pid: int, vpn: int) -> None:
+    """`folio_add_new_anon_rmap()`: a folio just allocated for a fault is mapped whole at vpn
+    and exclusively (RMAP_EXCLUSIVE on every page)."""
+    folio_add_anon_rmap_ptes(m, folio.pfn, folio.nr, pid, vpn, exclusive=True)
+
+
 def folio_remove_rmap_pte(m, pfn: int, pid: int, vpn: int) -> None:
     """`folio_remove_rmap_pte()`: one PTE no longer maps the page. A large folio left partly
     mapped is queued for deferred split (`deferred_split_folio(folio, true)`), unless it is in

@@ -24,7 +24,7 @@ def unuse_pte(m, mm, vpn: int, folio) -> None:
     m.design.swap_restore(m, entry, folio, page)
     folio_add_anon_rmap_pte(m, page.pfn, mm.pid, vpn, exclusive)
     vma = mm.find_vma(vpn)
-    set_ptes(m, mm, vpn, [page.pfn], vma.vm_mte, False, f"unuse_pte entry={entry:#x}")
+    set_ptes(m, mm, vpn, page.pfn, 1, vma.vm_mte, False, f"unuse_pte entry={entry:#x}")
     swap_free_nr(m, entry, 1)
     if m.tracing: m.log("unuse_pte", f"pid={mm.pid} vpn={vpn} entry={entry:#x} pfn={page.pfn}")
 
