@@ -64,7 +64,8 @@ class Machine:
         self.saved_origin: dict[int, tuple] = {}    # diagnostic: entry -> origin of saved tags
         self.tag_allocs = 0                         # tag buffers allocated so far (fail injection)
         self.counters = Counters()
-        if config.tag_storage == "compressed":
+        self.compressed_tags = config.tag_storage == "compressed"   # V7 storage (mtecomp.py)
+        if self.compressed_tags:
             self.counters.update(dict.fromkeys(Counters.COMPRESSED, 0))
         self.trace: list[tuple] = []                # (function, text) per kernel step, this op
         # Whether kernel steps are recorded in `trace`: call sites test it before formatting
@@ -128,7 +129,7 @@ class Machine:
                          "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
-                         "flags_per_page"))
+                         "flags_per_page", "compressed_tags"))
 
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.

@@ -11,7 +11,7 @@ from mteswap.model import tags as T
 from mteswap.model.mtecomp import mte_compress, mte_decompress
 from mteswap.model.state import PG_MTE_LOCK, PG_MTE_TAGGED, UNTRACKED_ORIGIN, Page
 from mteswap.ranges import format_ranges
-from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_entry, swp_offset
+from mteswap.model.swapinfo import ABSENT, SWP_TYPE_SHIFT, swp_entry, swp_offset
 
 ENOMEM = -12
 
@@ -24,7 +24,9 @@ def mte_flags(m, page: Page) -> Page:
 
 def page_mte_tagged(m, page: Page) -> bool:
     """`page_mte_tagged()` (asm/mte.h): are this page's tags valid?"""
-    return mte_flags(m, page).mte_tagged
+    if m.flags_per_page:
+        return bool(m.frame_flags[page.pfn] & PG_MTE_TAGGED)
+    return m.design.mte_flag_page(m, page).mte_tagged
 
 
 def try_page_mte_tagging(m, page: Page) -> bool:
@@ -141,10 +143,10 @@ def mte_store_saved_tags(m, entry: int, page: Page) -> None:
     first run through `mte_compress`: a handle that fits is stored inline in the xarray slot
     (no kmalloc), otherwise the plain 128-byte buffer is. The allocation was already made
     (and counted for fault injection) by the caller, as in the series."""
-    _erase_saved(m, entry)
-    tags = page.tags
-    value = tags
-    if m.config.tag_storage == "compressed":
+    if m.mte_pages.slots[entry] is not ABSENT:
+        _erase_saved(m, entry)
+    tags = value = m.frame_tags[page.pfn]
+    if m.compressed_tags:
         m.counters["tag_compressions"] += 1
         handle = mte_compress(tags)
         if handle is not None:
@@ -155,8 +157,14 @@ def mte_store_saved_tags(m, entry: int, page: Page) -> None:
         m.tag_heap_bytes += T.MTE_PAGE_TAG_STORAGE
     if m.track_origins:
         m.saved_origin[entry] = page.origin
-    m.counters["tag_saves"] += 1
-    account_tag_bytes(m)
+    c = m.counters
+    c["tag_saves"] += 1
+    if m.compressed_tags:
+        account_tag_bytes(m)
+    else:                                        # account_tag_bytes, inline (a hot path)
+        c["tag_bytes"] = now = m.tag_heap_bytes
+        if now > c["tag_bytes_peak"]:
+            c["tag_bytes_peak"] = now
 
 
 def _tags_of(value: int | None) -> int | None:
@@ -236,7 +244,7 @@ def account_tag_bytes(m) -> None:
     c["tag_bytes"] = now = m.tag_heap_bytes
     if now > c["tag_bytes_peak"]:
         c["tag_bytes_peak"] = now
-    if m.config.tag_storage == "compressed":
+    if m.compressed_tags:
         c["tag_bytes_plain"] = plain = len(m.mte_pages) * T.MTE_PAGE_TAG_STORAGE
         if plain > c["tag_bytes_plain_peak"]:
             c["tag_bytes_plain_peak"] = plain

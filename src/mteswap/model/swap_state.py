@@ -22,8 +22,7 @@ def folio_alloc_swap(m, folio) -> int | None:
         m.counters["swap_slot_alloc_fails"] += 1
         return None
     m.counters["swap_slot_allocs"] += 1          # one allocation of folio.nr slots
-    for off in range(offset, offset + folio.nr):
-        si.take_slot(off, SWAP_HAS_CACHE)
+    si.take_slots(offset, folio.nr, SWAP_HAS_CACHE)
     return swp_entry(SWP_TYPE, offset)
 
 

@@ -36,18 +36,18 @@ def swp_type(entry: int) -> int:
     return entry >> SWP_TYPE_SHIFT
 
 
-_ABSENT = object()
+ABSENT = object()
 
 
 class SlotMap:
     """A per-slot table (offset or entry -> value) as one list slot per swap slot instead of a
     dict: 8 bytes per slot, the same dict-like interface (`get`, `[]`, `in`, `pop`, `items` in
-    key order, `len`). Hot paths may read `slots` directly (`_ABSENT` where nothing is stored)."""
+    key order, `len`). Hot paths may read `slots` directly (`ABSENT` where nothing is stored)."""
 
     __slots__ = ("slots", "n")
 
     def __init__(self, nslots: int):
-        self.slots: list = [_ABSENT] * nslots
+        self.slots: list = [ABSENT] * nslots
         self.n = 0
 
     def copy(self) -> "SlotMap":
@@ -56,30 +56,30 @@ class SlotMap:
         return new
 
     def get(self, key: int, default=None):
-        v = self.slots[key] if 0 <= key < len(self.slots) else _ABSENT
-        return default if v is _ABSENT else v
+        v = self.slots[key] if 0 <= key < len(self.slots) else ABSENT
+        return default if v is ABSENT else v
 
     def __getitem__(self, key: int):
-        v = self.get(key, _ABSENT)
-        if v is _ABSENT:
+        v = self.get(key, ABSENT)
+        if v is ABSENT:
             raise KeyError(key)
         return v
 
     def __setitem__(self, key: int, value) -> None:
-        if self.slots[key] is _ABSENT:
+        if self.slots[key] is ABSENT:
             self.n += 1
         self.slots[key] = value
 
     def __contains__(self, key: int) -> bool:
-        return 0 <= key < len(self.slots) and self.slots[key] is not _ABSENT
+        return 0 <= key < len(self.slots) and self.slots[key] is not ABSENT
 
-    def pop(self, key: int, default=_ABSENT):
-        v = self.slots[key] if 0 <= key < len(self.slots) else _ABSENT
-        if v is _ABSENT:
-            if default is _ABSENT:
+    def pop(self, key: int, default=ABSENT):
+        v = self.slots[key] if 0 <= key < len(self.slots) else ABSENT
+        if v is ABSENT:
+            if default is ABSENT:
                 raise KeyError(key)
             return default
-        self.slots[key] = _ABSENT
+        self.slots[key] = ABSENT
         self.n -= 1
         return v
 
@@ -87,13 +87,13 @@ class SlotMap:
         self.pop(key)
 
     def keys(self) -> list[int]:
-        return [k for k, v in enumerate(self.slots) if v is not _ABSENT]
+        return [k for k, v in enumerate(self.slots) if v is not ABSENT]
 
     def items(self) -> list[tuple[int, object]]:
-        return [(k, v) for k, v in enumerate(self.slots) if v is not _ABSENT]
+        return [(k, v) for k, v in enumerate(self.slots) if v is not ABSENT]
 
     def values(self) -> list:
-        return [v for v in self.slots if v is not _ABSENT]
+        return [v for v in self.slots if v is not ABSENT]
 
     def __iter__(self):
         return iter(self.keys())
@@ -136,10 +136,10 @@ class IntSlotMap(SlotMap):
     def __contains__(self, key: int) -> bool:
         return 0 <= key < len(self.slots) and self.slots[key] != 0
 
-    def pop(self, key: int, default=_ABSENT):
+    def pop(self, key: int, default=ABSENT):
         v = self.slots[key] if 0 <= key < len(self.slots) else 0
         if not v:
-            if default is _ABSENT:
+            if default is ABSENT:
                 raise KeyError(key)
             return default
         self.slots[key] = 0
@@ -215,6 +215,18 @@ class SwapInfo:
         ci = offset // SWAPFILE_CLUSTER
         self.cluster_used[ci] += 1
         self.inuse += 1
+        self._update_room(ci)
+
+    def take_slots(self, offset: int, nr: int, value: int) -> None:
+        """nr free slots from offset (inside one cluster, as a folio's are) become allocated."""
+        ci = offset // SWAPFILE_CLUSTER
+        assert (offset + nr - 1) // SWAPFILE_CLUSTER == ci
+        if nr == 1:
+            self.swap_map[offset] = value
+        else:
+            self.swap_map[offset:offset + nr] = array("q", [value]) * nr
+        self.cluster_used[ci] += nr
+        self.inuse += nr
         self._update_room(ci)
 
     def release_slot(self, offset: int) -> None:

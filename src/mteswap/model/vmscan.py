@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 from mteswap.model.huge_memory import split_folio
-from mteswap.model.memory import install_swap_pte
 from mteswap.model.mte import page_mte_tagged
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
-from mteswap.model.state import PTE_PRESENT, ZERO_PFN, rmap_count
+from mteswap.model.state import PG_ANON_EXCLUSIVE, PTE_PRESENT, ZERO_PFN, rmap_count, swap_pte
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
 from mteswap.model.swapinfo import swp_offset
@@ -20,14 +19,14 @@ def try_to_unmap(m, folio) -> None:
     take a reference on the page's slot (`swap_duplicate`), share the page (it is no longer
     anon-exclusive) and install a swap PTE that keeps the exclusive bit."""
     done = []
+    flags, mms = m.frame_flags, m.mms
     for pid, vpn, pfn in folio_rmap_walk(m, folio):
-        page = m.pages[pfn]
         entry = folio.swap + (pfn - folio.pfn)
         swap_duplicate(m, entry)
-        exclusive = page.anon_exclusive
-        page.anon_exclusive = False
+        exclusive = bool(flags[pfn] & PG_ANON_EXCLUSIVE)
+        flags[pfn] &= ~PG_ANON_EXCLUSIVE
         folio_remove_rmap_pte(m, pfn, pid, vpn)
-        install_swap_pte(m.mms[pid], vpn, entry, exclusive)
+        mms[pid].ptes.ents[vpn] = swap_pte(entry, exclusive)     # set_pte_at(swp_pte)
         done.append((pid, vpn, entry, exclusive))
     if not m.tracing:
         return
@@ -63,17 +62,21 @@ def swap_writepage(m, folio) -> bool:
         if m.tracing: m.log("swap_writepage", f"folio={folio.pfn}: arch_prepare_to_swap failed ({err}), kept")
         return False
     si = m.swap
-    start = swp_offset(folio.swap)
-    zero = all(p.data == 0 for p in m.folio_pages(folio))
-    for i, page in enumerate(m.folio_pages(folio)):
-        off = start + i
-        if zero:
-            si.zeromap.add(off)
+    start, pfn, nr = swp_offset(folio.swap), folio.pfn, folio.nr
+    data = m.frame_data[pfn:pfn + nr]
+    zero = data.count(0) == nr
+    offs = range(start, start + nr)
+    if zero:
+        si.zeromap.update(offs)
+        for off in offs:
             si.contents.pop(off, None)
-        else:
-            si.zeromap.discard(off)
-            si.contents[off] = page.data
-        si.written_tags[off] = page.tags if page_mte_tagged(m, page) else None
+    else:
+        si.zeromap.difference_update(offs)
+        for off, value in zip(offs, data):
+            si.contents[off] = value
+    written = si.written_tags
+    for off, page in zip(offs, m.folio_pages(folio)):
+        written[off] = page.tags if page_mte_tagged(m, page) else None   # ghost for I8/I9
     m.count("swpout_zero" if zero else "swap_outs")
     if zero:
         m.count("swap_outs")
