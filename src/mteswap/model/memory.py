@@ -10,7 +10,7 @@ from mteswap.model.page_alloc import alloc_folio, folio_put
 from mteswap.model.pgtable import mk_swap_pte, pte_present, pte_swap, set_ptes
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
                                 folio_add_new_anon_rmap, folio_remove_rmap_pte)
-from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
+from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN, swap_pte
 from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
 from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
                                     swapcache_clear, swapcache_prepare)
@@ -140,11 +140,15 @@ def wp_page_copy(m, mm, vpn: int) -> None:
 def swap_pte_batch(mm, vpn: int, nr: int, first: tuple) -> int:
     """`swap_pte_batch()`: how many PTEs from vpn are swap PTEs continuing `first` (offsets
     +1 each, same exclusive bit)."""
+    e = swap_pte(first[1], first[2])
+    ents = mm.ptes.ents
+    # Consecutive swap entries with one exclusive bit: each PTE int is the previous + 1 << 3.
+    want = array("q", range(e, e + (nr << 3), 1 << 3))
+    got = ents[vpn:vpn + nr]
+    if got == want:
+        return nr
     n = 0
-    for i in range(nr):
-        pte = mm.ptes.get(vpn + i)
-        if pte != (PTE_SWAP, first[1] + i, first[2]):
-            break
+    while n < len(got) and got[n] == want[n]:
         n += 1
     return n
 
@@ -227,7 +231,7 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
     # A fresh folio (not from the swap cache) is exclusive; otherwise the swap PTE says.
     exclusive = orig[2] or not folio.swapcache
 
-    notes = _no_tag_notes(m, folio, start, nr, mm)
+    notes = _no_tag_notes(m, folio, start, nr, mm) if m.track_origins else {}
     m.design.swap_restore(m, entry, folio, page)
     swap_free_nr(m, entry, nr)
     if folio.swapcache and _should_try_to_free_swap(m, folio, write):

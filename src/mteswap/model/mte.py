@@ -181,10 +181,13 @@ def saved_tags(m, entry: int) -> int | None:
 def mte_load_saved_tags(m, entry: int) -> int | None:
     """The `xa_load` of `mte_restore_tags()`; with compressed storage an inline handle is
     decompressed into a temporary buffer (`mte_decompress`) before the copy."""
-    value = m.mte_pages.get(entry)
-    if value is not None and value < 0:
+    value = m.mte_pages.slots[entry]
+    if value is ABSENT:
+        return None
+    if value < 0:
         m.counters["tag_decompressions"] += 1
-    return _tags_of(value)
+        return mte_decompress(-value)
+    return value
 
 
 def _erase_saved(m, entry: int) -> int | None:
@@ -199,13 +202,15 @@ def _erase_saved(m, entry: int) -> int | None:
 def mte_restore_tags(m, entry: int, page: Page) -> bool:
     """`mte_restore_tags()` (mteswap.c): if a buffer is stored for entry and the page is not yet
     initialised, copy it into the page's tags and mark it tagged. True if tags were restored."""
-    m.count("restore_page_iterations")
+    m.counters["restore_page_iterations"] += 1
     buf = mte_load_saved_tags(m, entry)
     if buf is None:
         return False
     # Record the read for the oracle: reading a buffer whose slot is not pinned is a
     # use-after-free race in the kernel (the buffer may be kfree'd at any moment).
     m.tag_reads.append((entry, m.swap.swap_map[swp_offset(entry)]))
+    if m.flags_per_page and not m.track_origins:
+        return _restore_frame(m, entry, page.pfn, buf)
     if not try_page_mte_tagging(m, page):
         return False
     page.tags = buf
@@ -217,8 +222,23 @@ def mte_restore_tags(m, entry: int, page: Page) -> bool:
     return True
 
 
+def _restore_frame(m, entry: int, pfn: int, buf: int) -> bool:
+    """The rest of mte_restore_tags on the frame arrays (per-page flags, no origins)."""
+    flags = m.frame_flags
+    f = flags[pfn]
+    if f & PG_MTE_LOCK:                                   # try_page_mte_tagging: taken
+        return False
+    m.frame_tags[pfn] = buf
+    flags[pfn] = f | PG_MTE_LOCK | PG_MTE_TAGGED         # set_page_mte_tagged
+    m.counters["tag_restores"] += 1
+    if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={pfn} tags={T.describe(buf)}")
+    return True
+
+
 def mte_invalidate_tags(m, entry: int) -> None:
     """`mte_invalidate_tags()` (mteswap.c): erase and free the buffer of one entry, if any."""
+    if m.mte_pages.slots[entry] is ABSENT:             # nothing saved: the common case
+        return
     m.saved_origin.pop(entry, None)
     value = _erase_saved(m, entry)
     if value is not None:

@@ -3,6 +3,8 @@ and order-0 swap-in through the cache (`swapin_readahead`)."""
 
 from __future__ import annotations
 
+from array import array
+
 from mteswap.model.page_alloc import alloc_folio
 from mteswap.model.swapfile import put_swap_folio, swapcache_prepare
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
@@ -71,10 +73,14 @@ def swap_read_folio(m, folio, entry: int) -> None:
     the zeromap reads as zeros without I/O). Tags are not on the device: they come from
     arch_swap_restore."""
     si = m.swap
-    start = swp_offset(entry)
-    for i, page in enumerate(m.folio_pages(folio)):
-        off = start + i
-        page.data = 0 if off in si.zeromap else si.contents.get(off, 0)
+    start, nr = swp_offset(entry), folio.nr
+    stored = si.contents.slots[start:start + nr]          # value + 1, 0 if nothing written
+    data = array("q", [v - 1 if v else 0 for v in stored])
+    if si.zeromap:
+        for i in range(nr):
+            if start + i in si.zeromap:
+                data[i] = 0
+    m.frame_data[folio.pfn:folio.pfn + nr] = data
     m.count("swap_ins")
     m.count("pswpin", folio.nr)
     if folio.nr > 1:

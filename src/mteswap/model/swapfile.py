@@ -13,14 +13,36 @@ from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offs
 def swap_range_free(m, offset: int, nr: int) -> None:
     """`swap_range_free()`: slots [offset, offset+nr) are free; the arch drops their tags."""
     si = m.swap
+    invalidate = m.design.swap_invalidate_page
+    contents, written = si.contents, si.written_tags
     for off in range(offset, offset + nr):
         si.release_slot(off)
-        si.contents.pop(off, None)
-        si.zeromap.discard(off)
-        si.written_tags.pop(off, None)
+        contents.pop(off, None)
+        if si.zeromap:
+            si.zeromap.discard(off)
+        written.pop(off, None)
         if m.tracing: m.log("swap_range_free", f"entry={swp_entry(SWP_TYPE, off):#x}")
-        m.design.swap_invalidate_page(m, SWP_TYPE, off)
+        invalidate(m, SWP_TYPE, off)
         si.release_cluster_if_free(off)
+
+
+def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
+    """Apply `swap_map[o] = (swap_map[o] & ~bit) + delta` to nr slots from start, then free
+    (`swap_range_free`) each run of slots left at 0, in offset order: the loop shared by
+    `swap_free_nr`, `put_swap_folio` and `swapcache_clear`."""
+    swap_map = m.swap.swap_map
+    run = None
+    for off in range(start, start + nr):
+        swap_map[off] = (swap_map[off] & ~bit) + delta
+        if swap_map[off] == 0:
+            if run is None:
+                run = off
+            continue
+        if run is not None:
+            swap_range_free(m, run, off - run)
+            run = None
+    if run is not None:
+        swap_range_free(m, run, start + nr - run)
 
 
 def swap_duplicate(m, entry: int) -> None:
@@ -34,10 +56,7 @@ def swap_free_nr(m, entry: int, nr: int) -> None:
     si = m.swap
     start = swp_offset(entry)
     if m.tracing: m.log("swap_free_nr", f"entry={entry:#x} nr={nr}")
-    for off in range(start, start + nr):
-        si.swap_map[off] -= 1
-        if si.swap_map[off] == 0:
-            swap_range_free(m, off, 1)
+    _clear_and_free(m, start, nr, 0, -1)
 
 
 def put_swap_folio(m, folio, entry: int) -> None:
@@ -46,10 +65,7 @@ def put_swap_folio(m, folio, entry: int) -> None:
     si = m.swap
     start = swp_offset(entry)
     if m.tracing: m.log("put_swap_folio", f"entry={entry:#x} nr={folio.nr}")
-    for off in range(start, start + folio.nr):
-        si.swap_map[off] &= ~SWAP_HAS_CACHE
-        if si.swap_map[off] == 0:
-            swap_range_free(m, off, 1)
+    _clear_and_free(m, start, folio.nr, SWAP_HAS_CACHE, 0)
 
 
 def swapcache_prepare(m, entry: int, nr: int) -> bool:
@@ -71,10 +87,7 @@ def swapcache_clear(m, entry: int, nr: int) -> None:
     si = m.swap
     start = swp_offset(entry)
     if m.tracing: m.log("swapcache_clear", f"entry={entry:#x} nr={nr}")
-    for off in range(start, start + nr):
-        si.swap_map[off] &= ~SWAP_HAS_CACHE
-        if si.swap_map[off] == 0:
-            swap_range_free(m, off, 1)
+    _clear_and_free(m, start, nr, SWAP_HAS_CACHE, 0)
 
 
 def folio_swapped(m, folio) -> bool:
