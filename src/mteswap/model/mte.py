@@ -237,16 +237,20 @@ def _restore_frame(m, entry: int, pfn: int, buf: int) -> bool:
 
 def mte_invalidate_tags(m, entry: int) -> None:
     """`mte_invalidate_tags()` (mteswap.c): erase and free the buffer of one entry, if any."""
-    if m.mte_pages.slots[entry] is ABSENT:             # nothing saved: the common case
+    if m.mte_pages.slots[entry] is ABSENT:             # nothing saved
         return
-    m.saved_origin.pop(entry, None)
+    if m.track_origins:
+        m.saved_origin.pop(entry, None)
     value = _erase_saved(m, entry)
-    if value is not None:
-        m.count("tag_invalidations")
-        if value < 0:
-            m.counters["tag_invalidations_inline"] += 1
+    c = m.counters
+    c["tag_invalidations"] += 1
+    if value < 0:
+        c["tag_invalidations_inline"] += 1
+    if m.compressed_tags:
         account_tag_bytes(m)
-        if m.tracing: m.log("mte_invalidate_tags", f"entry={entry:#x}")
+    else:
+        c["tag_bytes"] = m.tag_heap_bytes              # a drop: the peak stays
+    if m.tracing: m.log("mte_invalidate_tags", f"entry={entry:#x}")
 
 
 def mte_invalidate_tags_area(m, type_: int) -> None:

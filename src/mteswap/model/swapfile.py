@@ -7,23 +7,24 @@ delayed the free until ~v6.14 is not modelled (the delay only postpones reuse).
 
 from __future__ import annotations
 
-from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
+from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SWP_TYPE, swp_entry, swp_offset
 
 
 def swap_range_free(m, offset: int, nr: int) -> None:
     """`swap_range_free()`: slots [offset, offset+nr) are free; the arch drops their tags."""
     si = m.swap
+    si.release_slots(offset, nr)
+    si.contents.clear_range(offset, nr)
+    if si.zeromap:
+        si.zeromap.difference_update(range(offset, offset + nr))
+    si.written_tags.clear_range(offset, nr)
     invalidate = m.design.swap_invalidate_page
-    contents, written = si.contents, si.written_tags
     for off in range(offset, offset + nr):
-        si.release_slot(off)
-        contents.pop(off, None)
-        if si.zeromap:
-            si.zeromap.discard(off)
-        written.pop(off, None)
         if m.tracing: m.log("swap_range_free", f"entry={swp_entry(SWP_TYPE, off):#x}")
         invalidate(m, SWP_TYPE, off)
+    for off in range(offset, offset + nr, SWAPFILE_CLUSTER):
         si.release_cluster_if_free(off)
+    si.release_cluster_if_free(offset + nr - 1)
 
 
 def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:

@@ -86,6 +86,13 @@ class SlotMap:
     def __delitem__(self, key: int) -> None:
         self.pop(key)
 
+    def clear_range(self, start: int, nr: int) -> None:
+        """Remove whatever is stored for keys start .. start + nr - 1."""
+        gone = nr - self.slots[start:start + nr].count(ABSENT)
+        if gone:
+            self.slots[start:start + nr] = [ABSENT] * nr
+            self.n -= gone
+
     def keys(self) -> list[int]:
         return [k for k, v in enumerate(self.slots) if v is not ABSENT]
 
@@ -117,20 +124,27 @@ class IntSlotMap(SlotMap):
 
     def __init__(self, nslots: int):
         self.slots = array("q", bytes(8 * nslots))
-        self.n = 0
+        self.n = -1                     # not kept: len() counts
 
     def copy(self) -> "IntSlotMap":
         new = IntSlotMap.__new__(IntSlotMap)
-        new.slots, new.n = array("q", self.slots), self.n
+        new.slots, new.n = array("q", self.slots), -1
         return new
+
+    def __len__(self) -> int:
+        return len(self.slots) - self.slots.count(0)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def clear_range(self, start: int, nr: int) -> None:
+        self.slots[start:start + nr] = array("q", bytes(8 * nr))
 
     def get(self, key: int, default=None):
         v = self.slots[key] if 0 <= key < len(self.slots) else 0
         return v - 1 if v else default
 
     def __setitem__(self, key: int, value: int) -> None:
-        if not self.slots[key]:
-            self.n += 1
         self.slots[key] = value + 1
 
     def __contains__(self, key: int) -> bool:
@@ -143,7 +157,6 @@ class IntSlotMap(SlotMap):
                 raise KeyError(key)
             return default
         self.slots[key] = 0
-        self.n -= 1
         return v - 1
 
     def keys(self) -> list[int]:
@@ -231,13 +244,23 @@ class SwapInfo:
 
     def release_slot(self, offset: int) -> None:
         """An allocated slot becomes free (swap_map byte 0)."""
-        self.swap_map[offset] = 0
-        ci = offset // SWAPFILE_CLUSTER
-        self.cluster_used[ci] -= 1
-        self.inuse -= 1
-        self._update_room(ci)
-        if offset < self.cluster_next[ci]:
-            self.cluster_next[ci] = offset
+        self.release_slots(offset, 1)
+
+    def release_slots(self, offset: int, nr: int) -> None:
+        """nr allocated slots from offset become free, with one count update per cluster."""
+        if nr == 1:
+            self.swap_map[offset] = 0
+        else:
+            self.swap_map[offset:offset + nr] = array("q", bytes(8 * nr))
+        self.inuse -= nr
+        end = offset + nr
+        for ci in range(offset // SWAPFILE_CLUSTER, (end - 1) // SWAPFILE_CLUSTER + 1):
+            lo = max(offset, ci * SWAPFILE_CLUSTER)
+            hi = min(end, (ci + 1) * SWAPFILE_CLUSTER)
+            self.cluster_used[ci] -= hi - lo
+            self._update_room(ci)
+            if lo < self.cluster_next[ci]:
+                self.cluster_next[ci] = lo
 
     def _update_room(self, ci: int) -> None:
         order = self.cluster_order[ci]
