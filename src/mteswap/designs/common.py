@@ -60,7 +60,8 @@ def write_saved_tags(m, entry: int, page) -> bool:
     buf = mte_load_saved_tags(m, entry)
     if buf is None:
         return False
-    m.tag_reads.append((entry, m.swap.swap_map[swp_offset(entry)]))   # for the UAF check
+    if not m.swap.swap_map[swp_offset(entry)]:      # an unpinned read: for the UAF check
+        m.tag_reads.append((entry, 0))
     page.tags = buf
     page.origin = (("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
                     m.saved_origin.get(entry)) if m.track_origins else UNTRACKED_ORIGIN)

@@ -78,7 +78,9 @@ class Machine:
         # The design keeps the kernel's per-page MTE flags (designs/common.py marks its
         # mte_flag_page so); `mte_flags` then need not call the hook for every page.
         self.flags_per_page = getattr(getattr(design, "mte_flag_page", None), "per_page", False)
-        self.tag_reads: list[tuple[int, int]] = []  # (entry, swap_map at read) for the oracle
+        # (entry, swap_map at read) of saved-tag reads from a free slot, for the oracle's
+        # use-after-free check (reads of a pinned slot are fine and not recorded).
+        self.tag_reads: list[tuple[int, int]] = []
         self.step = 0
         self.pending_notes: dict[int, str] = {}     # diagnostic: pfn -> why it has no saved tags
 

@@ -208,7 +208,8 @@ def mte_restore_tags(m, entry: int, page: Page) -> bool:
         return False
     # Record the read for the oracle: reading a buffer whose slot is not pinned is a
     # use-after-free race in the kernel (the buffer may be kfree'd at any moment).
-    m.tag_reads.append((entry, m.swap.swap_map[swp_offset(entry)]))
+    if not m.swap.swap_map[swp_offset(entry)]:      # only an unpinned read is a finding
+        m.tag_reads.append((entry, 0))
     if m.flags_per_page and not m.track_origins:
         return _restore_frame(m, entry, page.pfn, buf)
     if not try_page_mte_tagging(m, page):
