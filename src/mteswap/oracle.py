@@ -128,6 +128,21 @@ class Expectation:
         view.values[vpn] = value
         view.present[vpn] = 1          # an absent page's tags are already 0
 
+    def set_tags_span(self, pid: int, vpn: int, tags: list[int], done: list[bool]) -> None:
+        """set_tag(vpn + k, tags[k]) for every k where done[k]."""
+        view = self.view[pid]
+        for k, (tag, did) in enumerate(zip(tags, done)):
+            if did:
+                view.tags[vpn + k] = T.uniform(tag)
+                view.present[vpn + k] = 1
+
+    def set_values_span(self, pid: int, vpn: int, values: list[int]) -> None:
+        """set_value(vpn + k, values[k]) for every k."""
+        view = self.view[pid]
+        n = len(values)
+        view.values[vpn:vpn + n] = array("q", values)
+        view.present[vpn:vpn + n] = b"\x01" * n
+
     def forget(self, pid: int, vpn: int) -> None:
         """`dontneed`/`munmap`: fresh anonymous memory reads zero with tag 0."""
         self.view[pid].pop(vpn, None)
@@ -170,6 +185,23 @@ class Oracle:
         where = "" if g == 0 else f" (granule {g})"
         self._add("tag-check-fault", ctx, page,
                   f"expected tag {exp}, found {found}{where}: {describe_origin(origin_of(vpn))}")
+
+    def check_tags_span(self, ctx: StepContext, page: int, pid: int, vpn: int, mets: list,
+                        origin_of: Callable[[int], tuple]) -> None:
+        """check_tags for pages page, page + 1, ... at vpn, vpn + 1, ...: one comparison of
+        the lists when every tag matches, else page by page."""
+        if mets == self.expect.view[pid].tags[vpn:vpn + len(mets)]:
+            return
+        for k, met in enumerate(mets):
+            self.check_tags(ctx, page + k, pid, vpn + k, met, origin_of)
+
+    def check_values_span(self, ctx: StepContext, page: int, pid: int, vpn: int,
+                          data: list[int]) -> None:
+        """check_value for a span of pages, as check_tags_span."""
+        if data == self.expect.view[pid].values[vpn:vpn + len(data)].tolist():
+            return
+        for k, value in enumerate(data):
+            self.check_value(ctx, page + k, pid, vpn + k, value)
 
     def check_value(self, ctx: StepContext, page: int, pid: int, vpn: int, data: int) -> None:
         view = self.expect.view[pid]

@@ -17,6 +17,20 @@ def runs(values: Iterable[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out]
 
 
+def ordered_runs(values: Iterable[int]) -> list[tuple[int, int]]:
+    """The values in the order given, as [start, end) runs of ascending consecutive integers:
+    [3, 4, 5, 0, 1] -> [(3, 6), (0, 2)]. A range comes back as one run."""
+    if isinstance(values, range) and values.step == 1:
+        return [(values.start, values.stop)] if len(values) else []
+    out: list[list[int]] = []
+    for v in values:
+        if out and out[-1][1] == v:
+            out[-1][1] = v + 1
+        else:
+            out.append([v, v + 1])
+    return [(a, b) for a, b in out]
+
+
 def format_ranges(values: Iterable[int], fmt: Callable[[int], str] = str) -> str:
     """Values in the order given, each ascending run of consecutive ones written `a-b`:
     [0, 1, 2, 5] -> "0-2,5". Empty input gives ""."""

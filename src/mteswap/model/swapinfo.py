@@ -94,12 +94,18 @@ class SlotMap:
             self.n -= gone
 
     def keys(self) -> list[int]:
+        if not self.n:
+            return []
         return [k for k, v in enumerate(self.slots) if v is not ABSENT]
 
     def items(self) -> list[tuple[int, object]]:
+        if not self.n:
+            return []
         return [(k, v) for k, v in enumerate(self.slots) if v is not ABSENT]
 
     def values(self) -> list:
+        if not self.n:
+            return []
         return [v for v in self.slots if v is not ABSENT]
 
     def __iter__(self):

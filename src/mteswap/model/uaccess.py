@@ -57,3 +57,71 @@ def user_store(m, mm, vpn: int, value: int) -> int | None:
     m.frame_data[pfn] = value
     m.frame_folio[pfn].dirty = True
     return m.frame_tags[pfn] if e & PTE_TAGGED_BIT else None
+
+
+# -- runs of pages ---------------------------------------------------------------------------
+# A program touching consecutive pages runs its loads and stores one page after another; only
+# a page whose PTE raises an exception enters the kernel. So between two faults the accesses
+# are plain memory traffic, and the model performs such a span of pages at once (same result
+# as one by one: no kernel code runs inside a span).
+
+def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
+    """Fault the page at vpn in if the access would trap (`_mapped_pfn`), then return how many
+    pages from vpn (below end) the CPU reaches without another exception: present PTEs, and
+    writable ones for a store. At least 1."""
+    _mapped_pfn(m, mm, vpn, write)
+    n = 0
+    for e in mm.ptes.ents[vpn:end]:
+        if e & 3 != PTE_PRESENT or (write and not e & PTE_WRITE_BIT):
+            break
+        n += 1
+    return n
+
+
+def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
+    """`user_load` of n pages from vpn, all reachable (`user_span`): (tags met, data) lists."""
+    ents = mm.ptes.ents[vpn:vpn + n]
+    tags, data = m.frame_tags, m.frame_data
+    pfns = [(e >> 4) - 1 for e in ents]
+    mets = [tags[p] if e & PTE_TAGGED_BIT else None for p, e in zip(pfns, ents)]
+    return mets, [data[p] for p in pfns]
+
+
+def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
+    """`user_stg` of len(tags) pages from vpn, all reachable for a store: which were tagged."""
+    ents = mm.ptes.ents[vpn:vpn + len(tags)]
+    frame_tags, frame_folio = m.frame_tags, m.frame_folio
+    done = []
+    for e, tag in zip(ents, tags):
+        if not e & PTE_TAGGED_BIT:
+            done.append(False)
+            continue
+        pfn = (e >> 4) - 1
+        frame_tags[pfn] = T.uniform(tag)
+        frame_folio[pfn].dirty = True
+        done.append(True)
+    if m.track_origins:
+        origin = m.stg_origin
+        if origin[1] != m.step:
+            origin = m.stg_origin = ("set by the program (STG)", m.step)
+        for e, did in zip(ents, done):
+            if did:
+                m.frame_origin[(e >> 4) - 1] = origin
+    return done
+
+
+def user_store_span(m, mm, vpn: int, values: list[int]) -> list:
+    """`user_store` of len(values) pages from vpn, all reachable for a store: tags met."""
+    ents = mm.ptes.ents[vpn:vpn + len(values)]
+    frame_tags, frame_data, frame_folio = m.frame_tags, m.frame_data, m.frame_folio
+    mets = []
+    last = None
+    for e, value in zip(ents, values):
+        pfn = (e >> 4) - 1
+        frame_data[pfn] = value
+        folio = frame_folio[pfn]
+        if folio is not last:
+            folio.dirty = True
+            last = folio
+        mets.append(frame_tags[pfn] if e & PTE_TAGGED_BIT else None)
+    return mets

@@ -14,12 +14,13 @@ from mteswap.model import Machine, MachineConfig
 from mteswap.model import mmap as mm_ops
 from mteswap.model.memory import OutOfMemory, zap_pte_range
 from mteswap.model.swapoff import SwapoffFailed, swapoff
-from mteswap.model.uaccess import user_load, user_stg, user_store
+from mteswap.model.uaccess import (user_load_span, user_span, user_stg, user_stg_span,
+                                    user_store_span)
 from mteswap.model.vmscan import evict, madvise_pageout, reclaim
 from mteswap.model.huge_memory import split_folio
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.state import PTE_PRESENT, ZERO_PFN
-from mteswap.ranges import format_ranges, runs
+from mteswap.ranges import format_ranges, ordered_runs, runs
 from mteswap.oracle import Oracle, StepContext, Violation
 from mteswap.scenario.load import ALL, Scenario, ScenarioError, Step
 
@@ -220,22 +221,27 @@ class Runner:
         mm_ops.do_mprotect_mte(self.m, mm, self.vpns(step, mm))
 
     def op_write(self, step, ctx, a):
+        """STG (with `tag`) and a store on each page, in order. Pages are handled in spans
+        between faults (uaccess.py `user_span`), with the same outcome as one at a time."""
         mm = self.proc(step)
         start, indices = self.pages(step, mm)
         tag = a.get("tag")
         m, oracle, expect, pid = self.m, self.oracle, self.oracle.expect, mm.pid
         origin_of = partial(self._origin, mm)
         base = step.index << PAGE_VALUE_SHIFT         # page_value(step, i) = base | (i + 1)
-        for i in indices:
-            vpn = start + i
-            if tag is not None:
-                t = i % 15 + 1 if tag == "distinct" else tag
-                if user_stg(m, mm, vpn, t):
-                    expect.set_tag(pid, vpn, t)
-            value = base | (i + 1)
-            met = user_store(m, mm, vpn, value)
-            oracle.check_tags(ctx, i, pid, vpn, met, origin_of)
-            expect.set_value(pid, vpn, value)
+        for lo, hi in ordered_runs(indices):
+            i = lo
+            while i < hi:
+                vpn = start + i
+                n = user_span(m, mm, vpn, start + hi, write=True)
+                if tag is not None:
+                    tags = [k % 15 + 1 for k in range(i, i + n)] if tag == "distinct" else [tag] * n
+                    expect.set_tags_span(pid, vpn, tags, user_stg_span(m, mm, vpn, tags))
+                values = [base | (k + 1) for k in range(i, i + n)]
+                mets = user_store_span(m, mm, vpn, values)
+                oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
+                expect.set_values_span(pid, vpn, values)
+                i += n
 
     def op_stg(self, step, ctx, a):
         """Addition: STG over each page without storing data (the page stays zero-filled if
@@ -248,15 +254,20 @@ class Runner:
                 self.oracle.expect.set_tag(mm.pid, start + i, t)
 
     def op_read(self, step, ctx, a):
+        """A load of each page, in order, in spans between faults (see op_write)."""
         mm = self.proc(step)
         start, indices = self.pages(step, mm)
         m, oracle, pid = self.m, self.oracle, mm.pid
         origin_of = partial(self._origin, mm)
-        for i in indices:
-            vpn = start + i
-            met, data = user_load(m, mm, vpn)
-            oracle.check_tags(ctx, i, pid, vpn, met, origin_of)
-            oracle.check_value(ctx, i, pid, vpn, data)
+        for lo, hi in ordered_runs(indices):
+            i = lo
+            while i < hi:
+                vpn = start + i
+                n = user_span(m, mm, vpn, start + hi, write=False)
+                mets, data = user_load_span(m, mm, vpn, n)
+                oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
+                oracle.check_values_span(ctx, i, pid, vpn, data)
+                i += n
 
     def vpns(self, step: Step, mm) -> list[int]:
         start, indices = self.pages(step, mm)
