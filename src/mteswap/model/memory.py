@@ -18,6 +18,7 @@ from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
 
 PMD_NR = 512   # pages per PMD with 4 KiB pages (2 MiB)
+PTRS_PER_PTE = 512   # PTEs per page-table page: the range one zap or access batch stays in
 
 
 class OutOfMemory(Exception):
@@ -293,7 +294,9 @@ def zap_pte_range(m, mm, start: int, end: int) -> None:
                 folio_put(m, folio)
             vpn += 1
         else:
-            nr = swap_pte_batch(mm, vpn, end - vpn, (PTE_SWAP, pte[1], pte[2]))
+            # zap_pte_range works one page-table page at a time: a batch ends at its end.
+            limit = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE) - vpn
+            nr = swap_pte_batch(mm, vpn, limit, (PTE_SWAP, pte[1], pte[2]))
             nr = max(nr, 1)
             for v in range(vpn, vpn + nr):
                 del mm.ptes[v]

@@ -6,7 +6,7 @@ access met (or None through an untagged mapping) and the oracle judges."""
 from __future__ import annotations
 
 from mteswap.model import tags as T
-from mteswap.model.memory import handle_mm_fault
+from mteswap.model.memory import PTRS_PER_PTE, handle_mm_fault
 from mteswap.model.state import PTE_PRESENT, PTE_TAGGED_BIT, PTE_WRITE_BIT, ZERO_PFN
 
 
@@ -68,8 +68,9 @@ def user_store(m, mm, vpn: int, value: int) -> int | None:
 def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
     """Fault the page at vpn in if the access would trap (`_mapped_pfn`), then return how many
     pages from vpn (below end) the CPU reaches without another exception: present PTEs, and
-    writable ones for a store. At least 1."""
+    writable ones for a store, within vpn's page-table page (PTRS_PER_PTE). At least 1."""
     _mapped_pfn(m, mm, vpn, write)
+    end = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE)
     n = 0
     for e in mm.ptes.ents[vpn:end]:
         if e & 3 != PTE_PRESENT or (write and not e & PTE_WRITE_BIT):
