@@ -86,6 +86,12 @@ class SlotMap:
     def __delitem__(self, key: int) -> None:
         self.pop(key)
 
+    def set_range(self, start: int, values: list) -> None:
+        """self[start + k] = values[k] for every k."""
+        nr = len(values)
+        self.n += self.slots[start:start + nr].count(ABSENT)
+        self.slots[start:start + nr] = values
+
     def clear_range(self, start: int, nr: int) -> None:
         """Remove whatever is stored for keys start .. start + nr - 1."""
         gone = nr - self.slots[start:start + nr].count(ABSENT)
@@ -145,6 +151,9 @@ class IntSlotMap(SlotMap):
 
     def clear_range(self, start: int, nr: int) -> None:
         self.slots[start:start + nr] = array("q", bytes(8 * nr))
+
+    def set_range(self, start: int, values: list[int]) -> None:
+        self.slots[start:start + len(values)] = array("q", [v + 1 for v in values])
 
     def get(self, key: int, default=None):
         v = self.slots[key] if 0 <= key < len(self.slots) else 0

@@ -7,7 +7,10 @@ from mteswap.model.huge_memory import split_folio
 from mteswap.model.mte import page_mte_tagged
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
-from mteswap.model.state import PG_ANON_EXCLUSIVE, PTE_PRESENT, ZERO_PFN, rmap_count, swap_pte
+from array import array
+
+from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN,
+                                  rmap_count, rmap_unkey, swap_pte)
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
 from mteswap.model.swapinfo import swp_offset
@@ -18,22 +21,55 @@ def try_to_unmap(m, folio) -> None:
     """`try_to_unmap()` → `try_to_unmap_one()` (mm/rmap.c) for every PTE mapping the folio:
     take a reference on the page's slot (`swap_duplicate`), share the page (it is no longer
     anon-exclusive) and install a swap PTE that keeps the exclusive bit."""
-    done = []
-    flags, mms = m.frame_flags, m.mms
-    for pid, vpn, pfn in folio_rmap_walk(m, folio):
-        entry = folio.swap + (pfn - folio.pfn)
-        swap_duplicate(m, entry)
-        exclusive = bool(flags[pfn] & PG_ANON_EXCLUSIVE)
-        flags[pfn] &= ~PG_ANON_EXCLUSIVE
-        folio_remove_rmap_pte(m, pfn, pid, vpn)
-        mms[pid].ptes.ents[vpn] = swap_pte(entry, exclusive)     # set_pte_at(swp_pte)
-        done.append((pid, vpn, entry, exclusive))
+    if _mapped_once_in_order(m, folio):
+        done = _unmap_whole(m, folio)
+    else:
+        done = []
+        flags, mms = m.frame_flags, m.mms
+        for pid, vpn, pfn in folio_rmap_walk(m, folio):
+            entry = folio.swap + (pfn - folio.pfn)
+            swap_duplicate(m, entry)
+            exclusive = bool(flags[pfn] & PG_ANON_EXCLUSIVE)
+            flags[pfn] &= ~PG_ANON_EXCLUSIVE
+            folio_remove_rmap_pte(m, pfn, pid, vpn)
+            mms[pid].ptes.ents[vpn] = swap_pte(entry, exclusive)     # set_pte_at(swp_pte)
+            done.append((pid, vpn, entry, exclusive))
     if not m.tracing:
         return
     for pid, first, last in _unmap_runs(done):
         m.log("try_to_unmap_one", f"pid={pid} vpn={first[1]}-{last[1]} -> entry={first[2]:#x}-{last[2]:#x} "
               f"swap_map+1 excl={int(first[3])}" if first is not last else
               f"pid={pid} vpn={first[1]} -> entry={first[2]:#x} swap_map+1 excl={int(first[3])}")
+
+
+def _mapped_once_in_order(m, folio) -> bool:
+    """Is every page of the folio mapped exactly once, by one process, page i at vpn + i? (A
+    private anonymous folio that was never forked or split: the common case at scale.)"""
+    keys = m.frame_rmap[folio.pfn:folio.pfn + folio.nr]
+    k0 = keys[0]
+    return (k0 != NO_RMAP and keys == array("q", range(k0, k0 + folio.nr))
+            and not any(p in m.rmap_extra for p in range(folio.pfn, folio.pfn + folio.nr)))
+
+
+def _unmap_whole(m, folio) -> list:
+    """try_to_unmap_one for each PTE of a folio `_mapped_once_in_order`, in one pass over the
+    arrays: the same slot references, flags, rmap and swap PTEs as PTE by PTE."""
+    pfn, nr = folio.pfn, folio.nr
+    pid, vpn = rmap_unkey(m.frame_rmap[pfn])
+    start = swp_offset(folio.swap)
+    swap_map = m.swap.swap_map
+    swap_map[start:start + nr] = array("q", [c + 1 for c in swap_map[start:start + nr]])  # swap_duplicate
+    flags = m.frame_flags[pfn:pfn + nr]
+    excl = [bool(f & PG_ANON_EXCLUSIVE) for f in flags]
+    m.frame_flags[pfn:pfn + nr] = bytes(f & ~PG_ANON_EXCLUSIVE for f in flags)
+    m.frame_rmap[pfn:pfn + nr] = array("q", [NO_RMAP]) * nr     # folio_remove_rmap_pte each
+    folio.mapcount -= nr
+    folio.nr_mapped -= nr
+    entries = range(folio.swap, folio.swap + nr)
+    m.mms[pid].ptes.ents[vpn:vpn + nr] = array("q", [swap_pte(e, x) for e, x in zip(entries, excl)])
+    if not m.tracing:
+        return []
+    return [(pid, vpn + i, e, x) for i, (e, x) in enumerate(zip(entries, excl))]
 
 
 def _unmap_runs(done):
@@ -68,15 +104,18 @@ def swap_writepage(m, folio) -> bool:
     offs = range(start, start + nr)
     if zero:
         si.zeromap.update(offs)
-        for off in offs:
-            si.contents.pop(off, None)
+        si.contents.clear_range(start, nr)
     else:
-        si.zeromap.difference_update(offs)
-        for off, value in zip(offs, data):
-            si.contents[off] = value
-    written = si.written_tags
-    for off, page in zip(offs, m.folio_pages(folio)):
-        written[off] = page.tags if page_mte_tagged(m, page) else None   # ghost for I8/I9
+        if si.zeromap:
+            si.zeromap.difference_update(offs)
+        si.contents.set_range(start, data.tolist())
+    # The ghost for I8/I9: what tags went out with each page (None: not PG_mte_tagged).
+    if m.flags_per_page:
+        tags, flags = m.frame_tags[pfn:pfn + nr], m.frame_flags[pfn:pfn + nr]
+        written = [t if f & PG_MTE_TAGGED else None for t, f in zip(tags, flags)]
+    else:
+        written = [page.tags if page_mte_tagged(m, page) else None for page in m.folio_pages(folio)]
+    si.written_tags.set_range(start, written)
     m.count("swpout_zero" if zero else "swap_outs")
     if zero:
         m.count("swap_outs")
