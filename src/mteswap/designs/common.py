@@ -6,7 +6,7 @@ from mteswap.model import tags as T
 from mteswap.model.mte import (mte_invalidate_tags, mte_invalidate_tags_area, mte_save_tags,
                                mte_load_saved_tags, mte_sync_tags)
 from mteswap.model.state import UNTRACKED_ORIGIN
-from mteswap.model.swapinfo import swp_entry, swp_offset
+from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_entry, swp_offset
 
 
 def folio_swap(entry: int, folio) -> int:
@@ -22,7 +22,7 @@ class PerPageHooks:
         return True
 
     def swap_invalidate_page(self, m, type_: int, offset: int) -> None:
-        mte_invalidate_tags(m, swp_entry(type_, offset))
+        mte_invalidate_tags(m, type_ << SWP_TYPE_SHIFT | offset)    # swp_entry(type_, offset)
 
     def swap_invalidate_area(self, m, type_: int) -> None:
         mte_invalidate_tags_area(m, type_)

@@ -161,11 +161,12 @@ def can_swapin_thp(m, mm, start: int, nr: int) -> bool:
     if not pte_swap(first) or swap_pte_batch(mm, start, nr, first) != nr:
         return False
     si = m.swap
-    offs = range(swp_offset(first[1]), swp_offset(first[1]) + nr)
-    zero = [o in si.zeromap for o in offs]
-    if any(zero) and not all(zero):
-        return False
-    return not any(si.swap_map[o] & SWAP_HAS_CACHE for o in offs)
+    start = swp_offset(first[1])
+    if si.zeromap:
+        zero = [o in si.zeromap for o in range(start, start + nr)]
+        if any(zero) and not all(zero):
+            return False
+    return not any(v & SWAP_HAS_CACHE for v in si.swap_map[start:start + nr])
 
 
 def alloc_swap_folio(m, mm, vma, vpn: int, entry: int):

@@ -14,6 +14,7 @@ from mteswap.ranges import format_ranges
 from mteswap.model.swapinfo import ABSENT, SWP_TYPE_SHIFT, swp_entry, swp_offset
 
 ENOMEM = -12
+_OFFSET_MASK = (1 << SWP_TYPE_SHIFT) - 1   # swp_offset(entry) = entry & _OFFSET_MASK
 
 
 def mte_flags(m, page: Page) -> Page:
@@ -128,9 +129,12 @@ def mte_allocate_tag_storage(m) -> bool:
 def mte_save_tags(m, page: Page, entry: int) -> int:
     """`mte_save_tags()` (mteswap.c): store the page's tags under its swap entry if the page is
     PG_mte_tagged; a re-save replaces (and frees) the old buffer. 0 or -ENOMEM."""
-    if not page_mte_tagged(m, page):
+    if not (m.frame_flags[page.pfn] & PG_MTE_TAGGED if m.flags_per_page
+            else page_mte_tagged(m, page)):
         return 0
-    if not mte_allocate_tag_storage(m):
+    if m.config.tag_alloc_fail_after is None:
+        m.tag_allocs += 1                        # mte_allocate_tag_storage: cannot fail
+    elif not mte_allocate_tag_storage(m):
         return ENOMEM
     mte_store_saved_tags(m, entry, page)
     if m.tracing: m.log("mte_save_tags", f"pfn={page.pfn} entry={entry:#x} tags={T.describe(page.tags)}")
@@ -143,7 +147,8 @@ def mte_store_saved_tags(m, entry: int, page: Page) -> None:
     first run through `mte_compress`: a handle that fits is stored inline in the xarray slot
     (no kmalloc), otherwise the plain 128-byte buffer is. The allocation was already made
     (and counted for fault injection) by the caller, as in the series."""
-    if m.mte_pages.slots[entry] is not ABSENT:
+    store = m.mte_pages
+    if store.slots[entry] is not ABSENT:
         _erase_saved(m, entry)
     tags = value = m.frame_tags[page.pfn]
     if m.compressed_tags:
@@ -152,7 +157,8 @@ def mte_store_saved_tags(m, entry: int, page: Page) -> None:
         if handle is not None:
             value = -handle                      # negative: an inline handle, never a tag value
             m.counters["tag_saves_inline"] += 1
-    m.mte_pages[entry] = value
+    store.slots[entry] = value                   # the slot is free: erased above
+    store.n += 1
     if value >= 0:
         m.tag_heap_bytes += T.MTE_PAGE_TAG_STORAGE
     if m.track_origins:
@@ -193,8 +199,13 @@ def mte_load_saved_tags(m, entry: int) -> int | None:
 def _erase_saved(m, entry: int) -> int | None:
     """`xa_erase` + `mte_free_tag_storage` (which skips inline handles): the stored value
     removed (negative for an inline handle), or None."""
-    value = m.mte_pages.pop(entry, None)
-    if value is not None and value >= 0:
+    store = m.mte_pages
+    value = store.slots[entry]
+    if value is ABSENT:
+        return None
+    store.slots[entry] = ABSENT
+    store.n -= 1
+    if value >= 0:
         m.tag_heap_bytes -= T.MTE_PAGE_TAG_STORAGE
     return value
 
@@ -203,12 +214,13 @@ def mte_restore_tags(m, entry: int, page: Page) -> bool:
     """`mte_restore_tags()` (mteswap.c): if a buffer is stored for entry and the page is not yet
     initialised, copy it into the page's tags and mark it tagged. True if tags were restored."""
     m.counters["restore_page_iterations"] += 1
-    buf = mte_load_saved_tags(m, entry)
-    if buf is None:
+    value = m.mte_pages.slots[entry]
+    if value is ABSENT:
         return False
+    buf = value if value >= 0 else mte_load_saved_tags(m, entry)   # decompress a handle
     # Record the read for the oracle: reading a buffer whose slot is not pinned is a
     # use-after-free race in the kernel (the buffer may be kfree'd at any moment).
-    if not m.swap.swap_map[swp_offset(entry)]:      # only an unpinned read is a finding
+    if not m.swap.swap_map[entry & _OFFSET_MASK]:   # only an unpinned read is a finding
         m.tag_reads.append((entry, 0))
     if m.flags_per_page and not m.track_origins:
         return _restore_frame(m, entry, page.pfn, buf)
@@ -238,11 +250,16 @@ def _restore_frame(m, entry: int, pfn: int, buf: int) -> bool:
 
 def mte_invalidate_tags(m, entry: int) -> None:
     """`mte_invalidate_tags()` (mteswap.c): erase and free the buffer of one entry, if any."""
-    if m.mte_pages.slots[entry] is ABSENT:             # nothing saved
+    store = m.mte_pages
+    value = store.slots[entry]
+    if value is ABSENT:                                # nothing saved
         return
     if m.track_origins:
         m.saved_origin.pop(entry, None)
-    value = _erase_saved(m, entry)
+    store.slots[entry] = ABSENT                        # xa_erase
+    store.n -= 1
+    if value >= 0:                                     # mte_free_tag_storage (not inline)
+        m.tag_heap_bytes -= T.MTE_PAGE_TAG_STORAGE
     c = m.counters
     c["tag_invalidations"] += 1
     if value < 0:

@@ -7,6 +7,8 @@ delayed the free until ~v6.14 is not modelled (the delay only postpones reuse).
 
 from __future__ import annotations
 
+from array import array
+
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SWP_TYPE, swp_entry, swp_offset
 
 
@@ -32,18 +34,21 @@ def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
     (`swap_range_free`) each run of slots left at 0, in offset order: the loop shared by
     `swap_free_nr`, `put_swap_folio` and `swapcache_clear`."""
     swap_map = m.swap.swap_map
+    new = array("q", [(v & ~bit) + delta for v in swap_map[start:start + nr]])
+    swap_map[start:start + nr] = new
+    if 0 not in new:
+        return
     run = None
-    for off in range(start, start + nr):
-        swap_map[off] = (swap_map[off] & ~bit) + delta
-        if swap_map[off] == 0:
+    for i, v in enumerate(new):
+        if v == 0:
             if run is None:
-                run = off
+                run = i
             continue
         if run is not None:
-            swap_range_free(m, run, off - run)
+            swap_range_free(m, start + run, i - run)
             run = None
     if run is not None:
-        swap_range_free(m, run, start + nr - run)
+        swap_range_free(m, start + run, nr - run)
 
 
 def swap_duplicate(m, entry: int) -> None:
@@ -74,10 +79,10 @@ def swapcache_prepare(m, entry: int, nr: int) -> bool:
     any already has it (another task is bringing the slot in)."""
     si = m.swap
     start = swp_offset(entry)
-    if any(si.has_cache(o) for o in range(start, start + nr)):
+    slots = si.swap_map[start:start + nr]
+    if any(v & SWAP_HAS_CACHE for v in slots):
         return False
-    for off in range(start, start + nr):
-        si.swap_map[off] |= SWAP_HAS_CACHE
+    si.swap_map[start:start + nr] = array("q", [v | SWAP_HAS_CACHE for v in slots])
     if m.tracing: m.log("swapcache_prepare", f"entry={entry:#x} nr={nr}")
     return True
 
