@@ -11,7 +11,7 @@ from array import array
 from dataclasses import dataclass
 
 from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED,
-                                  ZERO_PFN, Counters, Folio, Mm, Page, PageArray, PageTable,
+                                  ZERO_PFN, Counters, Folio, Mm, Page, PageArray, PageRange, PageTable,
                                   Vma, rmap_count, rmap_keys, rmap_unkey)
 from mteswap.model.swapinfo import SlotMap, SwapInfo
 
@@ -64,6 +64,7 @@ class Machine:
         self.saved_origin: dict[int, tuple] = {}    # diagnostic: entry -> origin of saved tags
         self.tag_allocs = 0                         # tag buffers allocated so far (fail injection)
         self.counters = Counters()
+        self.folio_sizes_desc = sorted(config.folio_pages, reverse=True)   # largest first
         self.compressed_tags = config.tag_storage == "compressed"   # V7 storage (mtecomp.py)
         if self.compressed_tags:
             self.counters.update(dict.fromkeys(Counters.COMPRESSED, 0))
@@ -97,8 +98,9 @@ class Machine:
     def page(self, pfn: int) -> Page:
         return Page(self, pfn)
 
-    def folio_pages(self, folio: Folio) -> list[Page]:
-        return [Page(self, pfn) for pfn in range(folio.pfn, folio.pfn + folio.nr)]
+    def folio_pages(self, folio: Folio) -> PageRange:
+        """The folio's pages, as a sequence of Page views."""
+        return PageRange(self, folio.pfn, folio.nr)
 
     def folio_mapcount(self, folio: Folio) -> int:
         return folio.mapcount
@@ -131,7 +133,7 @@ class Machine:
                          "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
-                         "flags_per_page", "compressed_tags"))
+                         "flags_per_page", "compressed_tags", "folio_sizes_desc"))
 
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.

@@ -45,7 +45,7 @@ def thp_vma_suitable_orders(m, mm, vma, vpn: int) -> list[int]:
     inside the VMA: `thp_vma_allowable_orders` (the `folio_pages` sizes are the enabled
     hugepages-*kB sizes) filtered by `thp_vma_suitable_order`."""
     sizes = []
-    for nr in sorted(m.config.folio_pages, reverse=True):
+    for nr in m.folio_sizes_desc:
         if nr == 2:
             continue   # THP_ORDERS_ALL_ANON excludes order 1: no 8 KiB anonymous folios
         start = vpn - vpn % nr

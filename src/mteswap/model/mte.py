@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mteswap.model import tags as T
 from mteswap.model.mtecomp import mte_compress, mte_decompress
-from mteswap.model.state import PG_MTE_LOCK, PG_MTE_TAGGED, UNTRACKED_ORIGIN, Page
+from mteswap.model.state import PG_MTE_LOCK, PG_MTE_TAGGED, UNTRACKED_ORIGIN, Page, PageRange
 from mteswap.ranges import format_ranges
 from mteswap.model.swapinfo import ABSENT, SWP_TYPE_SHIFT, swp_entry, swp_offset
 
@@ -67,7 +67,8 @@ def mte_sync_tags(m, pages: list[Page], why: str) -> None:
     `__sync_cache_and_tags()` for a tagged, user-accessible, non-special PTE: every page not
     yet initialised gets zero tags and PG_mte_tagged."""
     if m.flags_per_page and not m.track_origins:
-        zeroed = _sync_frames(m, [page.pfn for page in pages])
+        zeroed = _sync_frames(m, pages.pfns if isinstance(pages, PageRange)
+                              else [page.pfn for page in pages])
     else:
         zeroed = _sync_pages(m, pages, why)
     if zeroed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from array import array
 
-from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN, Page, present_pte
+from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN, PageRange, present_pte
 
 
 def set_ptes(m, mm, vpn: int, pfn: int, nr: int, tagged: bool, writable: bool, why: str) -> None:
@@ -14,7 +14,7 @@ def set_ptes(m, mm, vpn: int, pfn: int, nr: int, tagged: bool, writable: bool, w
     `mte_sync_tags()` first when the PTE is tagged (MT_NORMAL_TAGGED, i.e. VM_MTE),
     user-accessible and not special (the zero page is)."""
     if tagged and pfn != ZERO_PFN:
-        m.design.sync_tags(m, [Page(m, p) for p in range(pfn, pfn + nr)], why)
+        m.design.sync_tags(m, PageRange(m, pfn, nr), why)
     first = present_pte(pfn, tagged, writable and pfn != ZERO_PFN)
     ents = mm.ptes.ents
     if nr == 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, RMAP_VPN_BITS, ZERO_PFN,
                                   rmap_key)
 
@@ -33,6 +35,12 @@ def folio_add_anon_rmap_ptes(m, pfn: int, nr: int, pid: int, vpn: int, exclusive
     frame_rmap, flags = m.frame_rmap, m.frame_flags
     key = rmap_key(pid, vpn)
     folio.mapcount += nr
+    if frame_rmap[pfn:pfn + nr].count(NO_RMAP) == nr:     # none mapped yet: one pass
+        frame_rmap[pfn:pfn + nr] = array("q", range(key, key + nr))
+        folio.nr_mapped += nr
+        if exclusive:
+            flags[pfn:pfn + nr] = bytes(f | PG_ANON_EXCLUSIVE for f in flags[pfn:pfn + nr])
+        return
     for p in range(pfn, pfn + nr):
         if frame_rmap[p] == NO_RMAP:
             frame_rmap[p] = key

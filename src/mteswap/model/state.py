@@ -241,6 +241,30 @@ class PageArray:
         return (Page(m, pfn) for pfn in range(self.n))
 
 
+class PageRange:
+    """The pages pfn .. pfn + nr - 1 as a sequence of Page views, made only when iterated or
+    indexed (`m.folio_pages(folio)`, what `set_ptes` hands to `sync_tags`). Code that works on
+    the frame arrays reads `pfns` instead."""
+
+    __slots__ = ("m", "pfns")
+
+    def __init__(self, m, pfn: int, nr: int):
+        self.m = m
+        self.pfns = range(pfn, pfn + nr)
+
+    def __len__(self) -> int:
+        return len(self.pfns)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [Page(self.m, pfn) for pfn in self.pfns[i]]
+        return Page(self.m, self.pfns[i])
+
+    def __iter__(self):
+        m = self.m
+        return (Page(m, pfn) for pfn in self.pfns)
+
+
 # Reverse map: `Machine.frame_rmap[pfn]` holds the first (pid, vpn) mapping the frame as one int
 # key (NO_RMAP if none); further mappings, in the order they were added, are in
 # `Machine.rmap_extra[pfn]`. Most pages are mapped once, so most frames cost 8 bytes.
