@@ -305,7 +305,7 @@ def _swap_slots(m):
                 off = swp_offset(pte[1])
                 refs[off] = refs.get(off, 0) + 1
     # Only slots in use, named by a PTE or in the cache can break these: not every slot.
-    for off in sorted(si.allocated | refs.keys() | cache.keys()):
+    for off in sorted(si.allocated | refs.keys() | set(cache.keys())):
         value = swap_map[off]
         count, cached = value & ~SWAP_HAS_CACHE, bool(value & SWAP_HAS_CACHE)
         if count != refs.get(off, 0):

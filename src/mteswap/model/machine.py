@@ -11,7 +11,7 @@ from array import array
 from dataclasses import dataclass
 
 from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED,
-                                  ZERO_PFN, Counters, Folio, Mm, Page, PageArray, PageRange, PageTable,
+                                  ZERO_PFN, Counters, Folio, FolioMap, Mm, Page, PageArray, PageRange, PageTable,
                                   Vma, rmap_count, rmap_keys, rmap_unkey)
 from mteswap.model.swapinfo import SlotMap, SwapInfo
 
@@ -53,7 +53,7 @@ class Machine:
         # is not flagged PG_mte_tagged since "arm64: mte: Do not flag the zero page as
         # PG_mte_tagged". Its PTE is special, so mte_sync_tags never touches it.
         self.frame_origin[ZERO_PFN] = ("the shared zero page (tags always 0)",)
-        self.folios: dict[int, Folio] = {}          # head pfn -> folio
+        self.folios = FolioMap(self.frame_folio)    # head pfn -> folio
         self.first_free = 0                         # lowest pfn that may be free
         self.mms: list[Mm] = []
         self.swap = SwapInfo(config.swap_slots, config.swap_device)
@@ -169,7 +169,7 @@ class Machine:
         new.frame_origin = dict(self.frame_origin)
         new.pages = PageArray(new, self.config.frames)
         new.zero_page = Page(new, ZERO_PFN)
-        new.folios = {pfn: fol(f) for pfn, f in self.folios.items()}
+        new.folios = FolioMap(new.frame_folio, self.folios.n)
         new.mms = [Mm(mm.pid, mm.name, [Vma(v.name, v.start, v.end, v.orig_start, v.vm_mte)
                                         for v in mm.vmas],
                       mm.ptes.copy(), mm.alive, mm.next_vpn) for mm in self.mms]

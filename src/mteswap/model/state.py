@@ -241,6 +241,55 @@ class PageArray:
         return (Page(m, pfn) for pfn in range(self.n))
 
 
+class FolioMap:
+    """`m.folios`: head pfn -> Folio, read from the frame array (a folio sits in every one of
+    its frames' `frame_folio` slot, and its head frame is the one whose pfn it carries), so
+    the machine keeps no dict entry per folio. Dict-like; iteration in pfn order."""
+
+    __slots__ = ("frames", "n")
+
+    def __init__(self, frames: list, n: int = 0):
+        self.frames = frames          # Machine.frame_folio (shared, not copied)
+        self.n = n                    # folios allocated
+
+    def get(self, pfn: int, default=None):
+        f = self.frames[pfn] if 0 <= pfn < len(self.frames) - 1 else None
+        return f if f is not None and f.pfn == pfn else default
+
+    def __getitem__(self, pfn: int) -> "Folio":
+        f = self.get(pfn)
+        if f is None:
+            raise KeyError(pfn)
+        return f
+
+    def __contains__(self, pfn: int) -> bool:
+        return self.get(pfn) is not None
+
+    def __setitem__(self, pfn: int, folio: "Folio") -> None:
+        """A new folio with head pfn (its frames' slots are set by the caller)."""
+        self.frames[pfn] = folio
+        self.n += 1
+
+    def __delitem__(self, pfn: int) -> None:
+        """The folio at pfn is gone (its frames' slots are cleared by the caller)."""
+        self.n -= 1
+
+    def values(self) -> list["Folio"]:
+        return [f for pfn, f in enumerate(self.frames[:-1]) if f is not None and f.pfn == pfn]
+
+    def keys(self) -> list[int]:
+        return [f.pfn for f in self.values()]
+
+    def items(self) -> list[tuple[int, "Folio"]]:
+        return [(f.pfn, f) for f in self.values()]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class PageRange:
     """The pages pfn .. pfn + nr - 1 as a sequence of Page views, made only when iterated or
     indexed (`m.folio_pages(folio)`, what `set_ptes` hands to `sync_tags`). Code that works on

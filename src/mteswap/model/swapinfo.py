@@ -215,7 +215,7 @@ class SwapInfo:
         # Per cluster, an offset below which every slot is in use (the kernel's per-CPU
         # `next` offset plays this part): the in-cluster search starts there.
         self.cluster_next = [ci * SWAPFILE_CLUSTER for ci in range(self.nclusters)]
-        self.cache: dict[int, object] = {}           # offset -> Folio (swap address space)
+        self.cache = SlotMap(nslots)                 # offset -> Folio (swap address space)
         self.contents = IntSlotMap(nslots)           # offset -> data written to the slot
         self.zeromap: set[int] = set()               # slots written as zero-filled, no I/O
         self.written_tags = SlotMap(nslots)          # ghost for I8/I9: tags at write time (None: untagged)
@@ -378,7 +378,8 @@ class SwapInfo:
         new.room = {order: set(cis) for order, cis in self.room.items()}
         new.free_heap = list(self.free_heap)
         new.cluster_next = list(self.cluster_next)
-        new.cache = {off: folio_copy(f) for off, f in self.cache.items()}
+        new.cache = self.cache.copy()
+        new.cache.slots = [f if f is ABSENT else folio_copy(f) for f in self.cache.slots]
         new.contents = self.contents.copy()
         new.zeromap = set(self.zeromap)
         new.written_tags = self.written_tags.copy()
