@@ -304,3 +304,69 @@ def test_only_designs_with_per_page_flags_skip_the_flag_hook():
     per_page = {name: Machine(MachineConfig(), get_design(name)).flags_per_page
                 for name in BUILTIN}
     assert per_page == {name: name != "per-folio-flag" for name in BUILTIN}
+
+
+# -- the run fast paths (mte.py *_run, uaccess spans) against the per-page paths -------------
+
+def _fast_and_slow_agree(scenario, design) -> None:
+    """Runner(track_origins=False), as `mteswap cost` runs, takes the one-pass run helpers
+    (mte_save_tags_run, mte_restore_tags_run, mte_invalidate_tags_run, _sync_frames); with
+    origins tracked every page goes through the per-page functions. After every step the two
+    machines must be in the same state, with the same counters and violations."""
+    from mteswap.scenario.runner import Runner
+    slow = Runner(scenario, get_design(design))
+    fast = Runner(scenario, get_design(design), track_origins=False)
+    for step in scenario.steps:
+        slow.run_step(step)
+        fast.run_step(step)
+        where = f"{scenario.name} step {step.index} ({step.op}) under {design}"
+        assert fast.m.snapshot() == slow.m.snapshot(), where
+        assert dict(fast.m.counters) == dict(slow.m.counters), where
+        assert kinds(fast) == kinds(slow), where
+
+
+@pytest.mark.parametrize("design", list(BUILTIN))
+def test_one_pass_runs_leave_the_same_state_as_page_by_page_on_bundled_scenarios(design):
+    from mteswap.bundled import bundled_files
+    for path in bundled_files():
+        _fast_and_slow_agree(load_scenario(path), design)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=valid_scenarios(), design=st.sampled_from(sorted(BUILTIN)))
+def test_one_pass_runs_leave_the_same_state_as_page_by_page_on_generated_scenarios(doc, design):
+    from mteswap.scenario.load import ScenarioError
+    try:
+        scenario = parse_scenario(to_yaml(doc), "<generated>")
+    except ScenarioError:
+        return
+    try:
+        _fast_and_slow_agree(scenario, design)
+    except ScenarioError:
+        pass   # out of memory in both: bad input, exit 2
+
+
+def test_one_pass_runs_are_taken_at_scale():
+    """The fast paths are what a cost run uses: one 16-page folio saved, restored and its
+    slots invalidated without a per-page call (checked by making the per-page ones fail)."""
+    import mteswap.model.mte as mte
+    from mteswap.scenario.runner import Runner
+    from helpers import scenario as make
+    s = make([{"mmap": {"proc": "A", "vma": "v", "pages": 16, "mte": True}},
+              {"write": {"proc": "A", "vma": "v", "pages": "all", "tag": "distinct"}},
+              {"reclaim": {"proc": "A", "vma": "v", "pages": "all"}},
+              {"read": {"proc": "A", "vma": "v", "pages": "all"}}], swap_device="zram")
+    saved = (mte.mte_save_tags, mte.mte_restore_tags, mte.mte_invalidate_tags)
+    import mteswap.designs.common as common, mteswap.designs.merged as merged
+
+    def boom(*a):
+        raise AssertionError("per-page path taken")
+    try:
+        common.mte_save_tags = merged.mte_restore_tags = common.mte_invalidate_tags = boom
+        r = Runner(s, get_design("merged"), check_state=False, track_origins=False)
+        r.run()
+    finally:
+        common.mte_save_tags, merged.mte_restore_tags, common.mte_invalidate_tags = saved
+    c = r.m.counters
+    assert (c["tag_saves"], c["tag_restores"], c["tag_invalidations"]) == (16, 16, 16)
+    assert kinds(r) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mteswap.model import tags as T
 from mteswap.model.mte import (mte_invalidate_tags, mte_invalidate_tags_area, mte_save_tags,
+                               mte_save_tags_run,
                                mte_load_saved_tags, mte_sync_tags)
 from mteswap.model.state import UNTRACKED_ORIGIN
 from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_entry, swp_offset
@@ -23,6 +24,9 @@ class PerPageHooks:
 
     def swap_invalidate_page(self, m, type_: int, offset: int) -> None:
         mte_invalidate_tags(m, type_ << SWP_TYPE_SHIFT | offset)    # swp_entry(type_, offset)
+    # Tells the machine this hook is mte_invalidate_tags and nothing else, so that
+    # swap_range_free may invalidate a run of slots at once (mte.mte_invalidate_tags_run).
+    swap_invalidate_page.mte_invalidate_tags = True
 
     def swap_invalidate_area(self, m, type_: int) -> None:
         mte_invalidate_tags_area(m, type_)
@@ -44,6 +48,8 @@ class PerPageHooks:
 def save_folio_tags(m, folio) -> int:
     """`arch_prepare_to_swap()` of the merged code (arch/arm64/mm/mteswap.c): save every
     page of the folio; on failure erase what this call saved and return the error."""
+    if mte_save_tags_run(m, folio.pfn, folio.swap, folio.nr):
+        return 0                             # the loop below, in one pass (cannot fail)
     for i, page in enumerate(m.folio_pages(folio)):
         err = mte_save_tags(m, page, folio.swap + i)
         if err:

@@ -79,6 +79,10 @@ class Machine:
         # The design keeps the kernel's per-page MTE flags (designs/common.py marks its
         # mte_flag_page so); `mte_flags` then need not call the hook for every page.
         self.flags_per_page = getattr(getattr(design, "mte_flag_page", None), "per_page", False)
+        # The design's arch_swap_invalidate_page is mteswap.c's mte_invalidate_tags (marked so
+        # in designs/common.py): swap_range_free may then invalidate a run of slots at once.
+        self.invalidate_is_mte = getattr(getattr(design, "swap_invalidate_page", None),
+                                         "mte_invalidate_tags", False)
         # (entry, swap_map at read) of saved-tag reads from a free slot, for the oracle's
         # use-after-free check (reads of a pinned slot are fine and not recorded).
         self.tag_reads: list[tuple[int, int]] = []
@@ -133,7 +137,7 @@ class Machine:
                          "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
-                         "flags_per_page", "compressed_tags", "folio_sizes_desc"))
+                         "flags_per_page", "compressed_tags", "folio_sizes_desc", "invalidate_is_mte"))
 
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.

@@ -272,6 +272,83 @@ def mte_invalidate_tags(m, entry: int) -> None:
     if m.tracing: m.log("mte_invalidate_tags", f"entry={entry:#x}")
 
 
+# -- the same operations over a run of pages, for the common case at scale -----------------
+# `arch_prepare_to_swap`, `arch_swap_restore` and `swap_range_free` call the per-page
+# functions above once per page of a folio. When nothing in those calls can differ from page
+# to page except the data (per-page flags, plain storage, no injected allocation failure, no
+# trace or origins to record), the run helpers below do what that loop does in one pass over
+# the arrays: same stores, flags, counters and peaks. They return False (nothing done) when a
+# condition does not hold, and the caller runs the per-page loop.
+
+def _runs_allowed(m) -> bool:
+    return (m.flags_per_page and not m.track_origins and not m.tracing
+            and not m.compressed_tags and m.config.tag_alloc_fail_after is None)
+
+
+def mte_save_tags_run(m, pfn: int, entry: int, nr: int) -> bool:
+    """`mte_save_tags` of pages pfn + i under entry + i, i < nr, when no entry holds tags
+    yet (a re-save frees the old buffer first: left to the per-page loop)."""
+    slots = m.mte_pages.slots
+    if not _runs_allowed(m) or slots[entry:entry + nr].count(ABSENT) != nr:
+        return False
+    flags, tags = m.frame_flags[pfn:pfn + nr], m.frame_tags[pfn:pfn + nr]
+    saved = 0
+    for i, f in enumerate(flags):
+        if f & PG_MTE_TAGGED:                          # page_mte_tagged
+            slots[entry + i] = tags[i]                 # xa_store of the copied buffer
+            saved += 1
+    m.mte_pages.n += saved
+    m.tag_allocs += saved                              # mte_allocate_tag_storage each
+    m.tag_heap_bytes += saved * T.MTE_PAGE_TAG_STORAGE
+    c = m.counters
+    c["tag_saves"] += saved
+    c["tag_bytes"] = now = m.tag_heap_bytes
+    if now > c["tag_bytes_peak"]:
+        c["tag_bytes_peak"] = now
+    return True
+
+
+def mte_restore_tags_run(m, entry: int, pfn: int, nr: int) -> bool:
+    """`mte_restore_tags(entry + i, page pfn + i)` for i < nr."""
+    if not _runs_allowed(m):
+        return False
+    slots, swap_map = m.mte_pages.slots, m.swap.swap_map
+    flags, tags = m.frame_flags, m.frame_tags
+    restored = 0
+    for i, value in enumerate(slots[entry:entry + nr]):
+        if value is ABSENT:
+            continue
+        if not swap_map[(entry + i) & _OFFSET_MASK]:  # an unpinned read, for the oracle
+            m.tag_reads.append((entry + i, 0))
+        f = flags[pfn + i]
+        if f & PG_MTE_LOCK:                            # try_page_mte_tagging: taken
+            continue
+        tags[pfn + i] = value
+        flags[pfn + i] = f | PG_MTE_LOCK | PG_MTE_TAGGED
+        restored += 1
+    c = m.counters
+    c["restore_page_iterations"] += nr
+    c["tag_restores"] += restored
+    return True
+
+
+def mte_invalidate_tags_run(m, entry: int, nr: int) -> bool:
+    """`mte_invalidate_tags(entry + i)` for i < nr (what `arch_swap_invalidate_page` does
+    for each slot `swap_range_free` frees)."""
+    if not _runs_allowed(m):
+        return False
+    store = m.mte_pages
+    held = nr - store.slots[entry:entry + nr].count(ABSENT)
+    if held:
+        store.slots[entry:entry + nr] = [ABSENT] * nr  # xa_erase + kfree each
+        store.n -= held
+        m.tag_heap_bytes -= held * T.MTE_PAGE_TAG_STORAGE
+        c = m.counters
+        c["tag_invalidations"] += held
+        c["tag_bytes"] = m.tag_heap_bytes
+    return True
+
+
 def mte_invalidate_tags_area(m, type_: int) -> None:
     """`mte_invalidate_tags_area()` (mteswap.c): erase every buffer of one swap device."""
     lo, hi = swp_entry(type_, 0), swp_entry(type_ + 1, 0)

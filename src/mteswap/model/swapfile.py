@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from array import array
 
+from mteswap.model.mte import mte_invalidate_tags_run
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SWP_TYPE, swp_entry, swp_offset
 
 
@@ -21,12 +22,18 @@ def swap_range_free(m, offset: int, nr: int) -> None:
         si.zeromap.difference_update(range(offset, offset + nr))
     si.written_tags.clear_range(offset, nr)
     invalidate = m.design.swap_invalidate_page
-    for off in range(offset, offset + nr):
-        if m.tracing: m.log("swap_range_free", f"entry={swp_entry(SWP_TYPE, off):#x}")
-        invalidate(m, SWP_TYPE, off)
+    if not (m.invalidate_is_mte and mte_invalidate_tags_run(m, swp_entry(SWP_TYPE, offset), nr)):
+        _invalidate_each(m, invalidate, offset, nr)
     for off in range(offset, offset + nr, SWAPFILE_CLUSTER):
         si.release_cluster_if_free(off)
     si.release_cluster_if_free(offset + nr - 1)
+
+
+def _invalidate_each(m, invalidate, offset: int, nr: int) -> None:
+    """`arch_swap_invalidate_page` for each slot swap_range_free frees."""
+    for off in range(offset, offset + nr):
+        if m.tracing: m.log("swap_range_free", f"entry={swp_entry(SWP_TYPE, off):#x}")
+        invalidate(m, SWP_TYPE, off)
 
 
 def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
