@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from array import array
 
-from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, RMAP_VPN_BITS, ZERO_PFN,
+from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, RMAP_VPN_BITS, SET_ANON_EXCLUSIVE,
+                                  ZERO_PFN,
                                   rmap_key)
 
 
@@ -17,7 +18,7 @@ def folio_add_anon_rmap_pte(m, pfn: int, pid: int, vpn: int, exclusive: bool) ->
     folio.mapcount += 1
     key = rmap_key(pid, vpn)
     if m.frame_rmap[pfn] == NO_RMAP:
-        m.frame_rmap[pfn] = key
+        m.frame_rmap[pfn] = key - pfn
         folio.nr_mapped += 1
     else:
         m.rmap_extra.setdefault(pfn, []).append(key)
@@ -36,14 +37,14 @@ def folio_add_anon_rmap_ptes(m, pfn: int, nr: int, pid: int, vpn: int, exclusive
     key = rmap_key(pid, vpn)
     folio.mapcount += nr
     if frame_rmap[pfn:pfn + nr].count(NO_RMAP) == nr:     # none mapped yet: one pass
-        frame_rmap[pfn:pfn + nr] = array("q", range(key, key + nr))
+        frame_rmap[pfn:pfn + nr] = array("q", [key - pfn]) * nr   # key + i at pfn + i
         folio.nr_mapped += nr
         if exclusive:
-            flags[pfn:pfn + nr] = bytes(f | PG_ANON_EXCLUSIVE for f in flags[pfn:pfn + nr])
+            flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_ANON_EXCLUSIVE)
         return
     for p in range(pfn, pfn + nr):
         if frame_rmap[p] == NO_RMAP:
-            frame_rmap[p] = key
+            frame_rmap[p] = key - p
             folio.nr_mapped += 1
         else:
             m.rmap_extra.setdefault(p, []).append(key)
@@ -77,9 +78,9 @@ def rmap_drop(m, pfn: int, pid: int, vpn: int) -> bool:
     ValueError if (pid, vpn) did not map it (a model bug, as list.remove would say)."""
     key = rmap_key(pid, vpn)
     extra = m.rmap_extra.get(pfn)
-    if m.frame_rmap[pfn] == key:
+    if m.frame_rmap[pfn] + pfn == key:
         if extra:
-            m.frame_rmap[pfn] = extra.pop(0)
+            m.frame_rmap[pfn] = extra.pop(0) - pfn
             if not extra:
                 del m.rmap_extra[pfn]
             return False
@@ -110,6 +111,7 @@ def folio_rmap_walk(m, folio) -> list[tuple[int, int, int]]:
         key = frame_rmap[pfn]
         if key == NO_RMAP:
             continue
+        key += pfn
         found.append((key, pfn))
         for k in extra.get(pfn, ()):
             found.append((k, pfn))

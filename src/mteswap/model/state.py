@@ -29,6 +29,10 @@ NEVER_WRITTEN = ("never written",)
 PG_MTE_TAGGED = 1      # PG_arch_2
 PG_MTE_LOCK = 2        # PG_arch_3
 PG_ANON_EXCLUSIVE = 4  # PG_anon_exclusive
+# bytes.translate tables that set or clear a flag on a run of frames in one C call.
+SET_ANON_EXCLUSIVE = bytes(f | PG_ANON_EXCLUSIVE for f in range(256))
+CLEAR_ANON_EXCLUSIVE = bytes(f & ~PG_ANON_EXCLUSIVE for f in range(256))
+SET_MTE_TAGGED_LOCK = bytes(f | PG_MTE_TAGGED | PG_MTE_LOCK for f in range(256))
 
 # PTE int encoding (`PageTable`): 0 is pte_none; the low two bits give the kind.
 #   present: (pfn + 1) << 4 | writable << 3 | tagged << 2 | PTE_PRESENT   (the zero page: pfn+1 = 0)
@@ -315,9 +319,10 @@ class PageRange:
 
 
 # Reverse map: `Machine.frame_rmap[pfn]` holds the first (pid, vpn) mapping the frame as one int
-# key (NO_RMAP if none); further mappings, in the order they were added, are in
-# `Machine.rmap_extra[pfn]`. Most pages are mapped once, so most frames cost 8 bytes.
-NO_RMAP = -1
+# key minus the pfn (NO_RMAP if none): a folio mapped in order (page i at vpn + i) then holds
+# one repeated value, written at once. Further mappings, in the order they were added, are in
+# `Machine.rmap_extra[pfn]` (keys as they are). Most pages are mapped once: 8 bytes a frame.
+NO_RMAP = -(1 << 62)       # never a key - pfn (keys are >= 0, pfns < 2^31)
 RMAP_VPN_BITS = 32
 
 
@@ -334,7 +339,7 @@ def rmap_keys(m, pfn: int) -> list[int]:
     if first == NO_RMAP:
         return []
     extra = m.rmap_extra.get(pfn)
-    return [first] + extra if extra else [first]
+    return [first + pfn] + extra if extra else [first + pfn]
 
 
 def rmap_count(m, pfn: int) -> int:

@@ -9,7 +9,7 @@ from mteswap.model.page_alloc import folio_put
 from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
 from array import array
 
-from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN,
+from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN,
                                   rmap_count, rmap_unkey, swap_pte)
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
@@ -45,23 +45,24 @@ def try_to_unmap(m, folio) -> None:
 def _mapped_once_in_order(m, folio) -> bool:
     """Is every page of the folio mapped exactly once, by one process, page i at vpn + i? (A
     private anonymous folio that was never forked or split: the common case at scale.)"""
-    keys = m.frame_rmap[folio.pfn:folio.pfn + folio.nr]
+    keys = m.frame_rmap[folio.pfn:folio.pfn + folio.nr]    # key - pfn: one value if in order
     k0 = keys[0]
-    return (k0 != NO_RMAP and keys == array("q", range(k0, k0 + folio.nr))
-            and not any(p in m.rmap_extra for p in range(folio.pfn, folio.pfn + folio.nr)))
+    return (k0 != NO_RMAP and keys.count(k0) == folio.nr
+            and (not m.rmap_extra
+                 or m.rmap_extra.keys().isdisjoint(range(folio.pfn, folio.pfn + folio.nr))))
 
 
 def _unmap_whole(m, folio) -> list:
     """try_to_unmap_one for each PTE of a folio `_mapped_once_in_order`, in one pass over the
     arrays: the same slot references, flags, rmap and swap PTEs as PTE by PTE."""
     pfn, nr = folio.pfn, folio.nr
-    pid, vpn = rmap_unkey(m.frame_rmap[pfn])
+    pid, vpn = rmap_unkey(m.frame_rmap[pfn] + pfn)
     start = swp_offset(folio.swap)
     swap_map = m.swap.swap_map
     swap_map[start:start + nr] = array("q", [c + 1 for c in swap_map[start:start + nr]])  # swap_duplicate
     flags = m.frame_flags[pfn:pfn + nr]
     excl = [bool(f & PG_ANON_EXCLUSIVE) for f in flags]
-    m.frame_flags[pfn:pfn + nr] = bytes(f & ~PG_ANON_EXCLUSIVE for f in flags)
+    m.frame_flags[pfn:pfn + nr] = flags.translate(CLEAR_ANON_EXCLUSIVE)
     m.frame_rmap[pfn:pfn + nr] = array("q", [NO_RMAP]) * nr     # folio_remove_rmap_pte each
     folio.mapcount -= nr
     folio.nr_mapped -= nr
