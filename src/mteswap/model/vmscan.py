@@ -14,7 +14,7 @@ from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, NO_RMAP, PG_ANON_EXCLUSIV
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
 from mteswap.model.swapinfo import swp_offset
-from mteswap.ranges import runs
+from mteswap.ranges import ordered_runs, runs
 
 
 def try_to_unmap(m, folio) -> None:
@@ -192,14 +192,24 @@ def _mapped_folios(m, mm, start: int, indices) -> list:
     scenario gives): one per folio, the zero page excluded."""
     seen, out = set(), []
     ents, frame_folio, nents = mm.ptes.ents, m.frame_folio, len(mm.ptes.ents)
-    for i in indices:
-        vpn = start + i
-        e = ents[vpn] if vpn < nents else 0
-        if e & 3 == PTE_PRESENT and e >> 4:           # present, not the zero page (pfn + 1 = 0)
-            folio = frame_folio[(e >> 4) - 1]
+    for lo, hi in ordered_runs(indices):
+        vpn, end = start + lo, min(start + hi, nents)
+        while vpn < end:
+            e = ents[vpn]
+            if e & 3 != PTE_PRESENT or not e >> 4:    # not present, or the zero page
+                vpn += 1
+                continue
+            pfn = (e >> 4) - 1
+            folio = frame_folio[pfn]
             if folio.pfn not in seen:
                 seen.add(folio.pfn)
                 out.append(folio)
+            # The next pages usually map the rest of this folio: skip them in one step.
+            rest = min(folio.pfn + folio.nr - pfn, end - vpn)
+            if rest > 1 and ents[vpn:vpn + rest] == array("q", range(e, e + (rest << 4), 1 << 4)):
+                vpn += rest
+            else:
+                vpn += 1
     return out
 
 
