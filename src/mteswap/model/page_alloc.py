@@ -39,8 +39,11 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
         for page in m.folio_pages(folio):
             tag_clear_highpage(m, page)
     first = m.first_free
-    while first < nframes and frame_folio[first] is not None:
-        first += 1
+    while first < nframes:
+        f = frame_folio[first]
+        if f is None:
+            break
+        first = f.pfn + f.nr                 # past the whole allocated folio
     m.first_free = first
     if m.tracing: m.log("folio_alloc", f"folio={pfn} order={folio.order} ({why})")
     return folio

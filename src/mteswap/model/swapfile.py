@@ -41,7 +41,12 @@ def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
     (`swap_range_free`) each run of slots left at 0, in offset order: the loop shared by
     `swap_free_nr`, `put_swap_folio` and `swapcache_clear`."""
     swap_map = m.swap.swap_map
-    new = array("q", [(v & ~bit) + delta for v in swap_map[start:start + nr]])
+    old = swap_map[start:start + nr]
+    v0 = old[0]
+    if old.count(v0) == nr:                  # every slot alike (a folio's usually are)
+        new = array("q", [(v0 & ~bit) + delta]) * nr
+    else:
+        new = array("q", [(v & ~bit) + delta for v in old])
     swap_map[start:start + nr] = new
     if 0 not in new:
         return
@@ -89,7 +94,9 @@ def swapcache_prepare(m, entry: int, nr: int) -> bool:
     slots = si.swap_map[start:start + nr]
     if any(v & SWAP_HAS_CACHE for v in slots):
         return False
-    si.swap_map[start:start + nr] = array("q", [v | SWAP_HAS_CACHE for v in slots])
+    v0 = slots[0]
+    si.swap_map[start:start + nr] = array("q", [v0 | SWAP_HAS_CACHE]) * nr \
+        if slots.count(v0) == nr else array("q", [v | SWAP_HAS_CACHE for v in slots])
     if m.tracing: m.log("swapcache_prepare", f"entry={entry:#x} nr={nr}")
     return True
 

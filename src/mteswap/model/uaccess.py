@@ -5,6 +5,8 @@ access met (or None through an untagged mapping) and the oracle judges."""
 
 from __future__ import annotations
 
+from array import array
+
 from mteswap.model import tags as T
 from mteswap.model.memory import PTRS_PER_PTE, handle_mm_fault
 from mteswap.model.state import PTE_PRESENT, PTE_TAGGED_BIT, PTE_WRITE_BIT, ZERO_PFN
@@ -90,8 +92,18 @@ def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
 
 def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
     """`user_stg` of len(tags) pages from vpn, all reachable for a store: which were tagged."""
-    ents = mm.ptes.ents[vpn:vpn + len(tags)]
+    n = len(tags)
+    ents = mm.ptes.ents[vpn:vpn + n]
     frame_tags, frame_folio = m.frame_tags, m.frame_folio
+    e0 = ents[0]
+    pfn = (e0 >> 4) - 1
+    if e0 & PTE_TAGGED_BIT and ents == array("q", range(e0, e0 + (n << 4), 1 << 4)) \
+            and not m.track_origins:
+        # Tagged PTEs of consecutive frames (a folio's): the tags go in as one slice.
+        frame_tags[pfn:pfn + n] = [T.uniform(t) for t in tags]
+        for folio in {id(f): f for f in frame_folio[pfn:pfn + n]}.values():
+            folio.dirty = True
+        return [True] * n
     done = []
     for e, tag in zip(ents, tags):
         if not e & PTE_TAGGED_BIT:

@@ -67,7 +67,9 @@ def _unmap_whole(m, folio) -> list:
     folio.mapcount -= nr
     folio.nr_mapped -= nr
     entries = range(folio.swap, folio.swap + nr)
-    m.mms[pid].ptes.ents[vpn:vpn + nr] = array("q", [swap_pte(e, x) for e, x in zip(entries, excl)])
+    # swap_pte(entry, exclusive) for each: entry << 3 | exclusive << 2 | PTE_SWAP (state.py)
+    m.mms[pid].ptes.ents[vpn:vpn + nr] = array(
+        "q", [e << 3 | (6 if x else 2) for e, x in zip(entries, excl)])
     if not m.tracing:
         return []
     return [(pid, vpn + i, e, x) for i, (e, x) in enumerate(zip(entries, excl))]
