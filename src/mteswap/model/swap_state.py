@@ -7,7 +7,7 @@ from array import array
 
 from mteswap.model.page_alloc import alloc_folio
 from mteswap.model.swapfile import put_swap_folio, swapcache_prepare
-from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
+from mteswap.model.swapinfo import ABSENT, SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
 
 
 def folio_alloc_swap(m, folio) -> int | None:
@@ -32,9 +32,7 @@ def add_to_swap_cache(m, folio, entry: int) -> None:
     """`add_to_swap_cache()`: folio->swap = entry, index entry+i -> folio, PG_swapcache."""
     folio.swapcache = True
     folio.swap = entry
-    start = swp_offset(entry)
-    for off in range(start, start + folio.nr):
-        m.swap.cache[off] = folio
+    m.swap.cache.set_range(swp_offset(entry), [folio] * folio.nr)
 
 
 def add_to_swap(m, folio) -> bool:
@@ -55,8 +53,10 @@ def delete_from_swap_cache(m, folio) -> None:
     drops the cache pin on its slots."""
     entry = folio.swap
     start = swp_offset(entry)
-    for off in range(start, start + folio.nr):
-        del m.swap.cache[off]
+    cache = m.swap.cache
+    if cache.slots[start:start + folio.nr].count(ABSENT):
+        raise KeyError(f"slot of folio {folio.pfn} not in the swap cache")   # a model bug
+    cache.clear_range(start, folio.nr)
     folio.swapcache = False
     folio.swap = 0
     if m.tracing: m.log("delete_from_swap_cache", f"folio={folio.pfn} entry={entry:#x} nr={folio.nr}")

@@ -101,8 +101,7 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
             and not m.track_origins:
         # Tagged PTEs of consecutive frames (a folio's): the tags go in as one slice.
         frame_tags[pfn:pfn + n] = [T.uniform(t) for t in tags]
-        for folio in {id(f): f for f in frame_folio[pfn:pfn + n]}.values():
-            folio.dirty = True
+        _dirty_folios(frame_folio, pfn, pfn + n)
         return [True] * n
     done = []
     for e, tag in zip(ents, tags):
@@ -121,6 +120,14 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
             if did:
                 m.frame_origin[(e >> 4) - 1] = origin
     return done
+
+
+def _dirty_folios(frame_folio: list, pfn: int, end: int) -> None:
+    """Mark dirty every folio holding a frame of [pfn, end) (all allocated)."""
+    while pfn < end:
+        folio = frame_folio[pfn]
+        folio.dirty = True
+        pfn = folio.pfn + folio.nr
 
 
 def user_store_span(m, mm, vpn: int, values: list[int]) -> list:
