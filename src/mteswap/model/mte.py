@@ -158,8 +158,7 @@ def mte_store_saved_tags(m, entry: int, page: Page) -> None:
         if handle is not None:
             value = -handle                      # negative: an inline handle, never a tag value
             m.counters["tag_saves_inline"] += 1
-    store.slots[entry] = value                   # the slot is free: erased above
-    store.n += 1
+    store[entry] = value                         # xa_store
     if value >= 0:
         m.tag_heap_bytes += T.MTE_PAGE_TAG_STORAGE
     if m.track_origins:
@@ -200,13 +199,8 @@ def mte_load_saved_tags(m, entry: int) -> int | None:
 def _erase_saved(m, entry: int) -> int | None:
     """`xa_erase` + `mte_free_tag_storage` (which skips inline handles): the stored value
     removed (negative for an inline handle), or None."""
-    store = m.mte_pages
-    value = store.slots[entry]
-    if value is ABSENT:
-        return None
-    store.slots[entry] = ABSENT
-    store.n -= 1
-    if value >= 0:
+    value = m.mte_pages.pop(entry, None)
+    if value is not None and value >= 0:
         m.tag_heap_bytes -= T.MTE_PAGE_TAG_STORAGE
     return value
 
@@ -257,8 +251,7 @@ def mte_invalidate_tags(m, entry: int) -> None:
         return
     if m.track_origins:
         m.saved_origin.pop(entry, None)
-    store.slots[entry] = ABSENT                        # xa_erase
-    store.n -= 1
+    store.pop(entry)                                   # xa_erase
     if value >= 0:                                     # mte_free_tag_storage (not inline)
         m.tag_heap_bytes -= T.MTE_PAGE_TAG_STORAGE
     c = m.counters
@@ -298,6 +291,7 @@ def mte_save_tags_run(m, pfn: int, entry: int, nr: int) -> bool:
             slots[entry + i] = tags[i]                 # xa_store of the copied buffer
             saved += 1
     m.mte_pages.n += saved
+    m.mte_pages.noted(entry + i for i, f in enumerate(flags) if f & PG_MTE_TAGGED)
     m.tag_allocs += saved                              # mte_allocate_tag_storage each
     m.tag_heap_bytes += saved * T.MTE_PAGE_TAG_STORAGE
     c = m.counters
@@ -340,8 +334,7 @@ def mte_invalidate_tags_run(m, entry: int, nr: int) -> bool:
     store = m.mte_pages
     held = nr - store.slots[entry:entry + nr].count(ABSENT)
     if held:
-        store.slots[entry:entry + nr] = [ABSENT] * nr  # xa_erase + kfree each
-        store.n -= held
+        store.clear_range(entry, nr)                   # xa_erase + kfree each
         m.tag_heap_bytes -= held * T.MTE_PAGE_TAG_STORAGE
         c = m.counters
         c["tag_invalidations"] += held

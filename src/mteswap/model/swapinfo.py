@@ -38,21 +38,30 @@ def swp_type(entry: int) -> int:
 
 ABSENT = object()
 
+# Tables of at most this many slots also keep the set of keys in use, so that reading all of
+# them (snapshots, the oracle's checks after every step, clones: the explorer's small
+# machines) costs what is stored, not the table size. Larger tables (a 1 GiB cost run) scan
+# instead and save the set's ~60 bytes per entry.
+INDEX_LIMIT = 1 << 16
+
 
 class SlotMap:
     """A per-slot table (offset or entry -> value) as one list slot per swap slot instead of a
     dict: 8 bytes per slot, the same dict-like interface (`get`, `[]`, `in`, `pop`, `items` in
-    key order, `len`). Hot paths may read `slots` directly (`ABSENT` where nothing is stored)."""
+    key order, `len`). Hot paths may read `slots` directly (`ABSENT` where nothing is stored);
+    every write goes through a method (or updates `n` and `keyset` as they do)."""
 
-    __slots__ = ("slots", "n")
+    __slots__ = ("slots", "n", "keyset")
 
     def __init__(self, nslots: int):
         self.slots: list = [ABSENT] * nslots
         self.n = 0
+        self.keyset: set[int] | None = set() if nslots <= INDEX_LIMIT else None
 
     def copy(self) -> "SlotMap":
         new = SlotMap.__new__(type(self))
         new.slots, new.n = self.slots[:], self.n
+        new.keyset = None if self.keyset is None else set(self.keyset)
         return new
 
     def get(self, key: int, default=None):
@@ -68,6 +77,8 @@ class SlotMap:
     def __setitem__(self, key: int, value) -> None:
         if self.slots[key] is ABSENT:
             self.n += 1
+            if self.keyset is not None:
+                self.keyset.add(key)
         self.slots[key] = value
 
     def __contains__(self, key: int) -> bool:
@@ -81,6 +92,8 @@ class SlotMap:
             return default
         self.slots[key] = ABSENT
         self.n -= 1
+        if self.keyset is not None:
+            self.keyset.discard(key)
         return v
 
     def __delitem__(self, key: int) -> None:
@@ -91,6 +104,8 @@ class SlotMap:
         nr = len(values)
         self.n += self.slots[start:start + nr].count(ABSENT)
         self.slots[start:start + nr] = values
+        if self.keyset is not None:
+            self.keyset.update(range(start, start + nr))
 
     def clear_range(self, start: int, nr: int) -> None:
         """Remove whatever is stored for keys start .. start + nr - 1."""
@@ -98,21 +113,28 @@ class SlotMap:
         if gone:
             self.slots[start:start + nr] = [ABSENT] * nr
             self.n -= gone
+            if self.keyset is not None:
+                self.keyset.difference_update(range(start, start + nr))
+
+    def noted(self, keys) -> None:
+        """Record keys whose slots a caller filled directly (`slots[k] = v`, n kept)."""
+        if self.keyset is not None:
+            self.keyset.update(keys)
 
     def keys(self) -> list[int]:
         if not self.n:
             return []
+        if self.keyset is not None:
+            return sorted(self.keyset)
         return [k for k, v in enumerate(self.slots) if v is not ABSENT]
 
     def items(self) -> list[tuple[int, object]]:
-        if not self.n:
-            return []
-        return [(k, v) for k, v in enumerate(self.slots) if v is not ABSENT]
+        slots = self.slots
+        return [(k, slots[k]) for k in self.keys()]
 
     def values(self) -> list:
-        if not self.n:
-            return []
-        return [v for v in self.slots if v is not ABSENT]
+        slots = self.slots
+        return [slots[k] for k in self.keys()]
 
     def __iter__(self):
         return iter(self.keys())
@@ -132,34 +154,44 @@ class SlotMap:
 
 class IntSlotMap(SlotMap):
     """A SlotMap of non-negative ints in an array (value + 1, 0 where nothing is stored): 8
-    bytes per slot and no int object per value (the data written to each slot)."""
+    bytes per slot and no int object per value (the data written to each slot). Written only
+    through its methods."""
 
     def __init__(self, nslots: int):
         self.slots = array("q", bytes(8 * nslots))
-        self.n = -1                     # not kept: len() counts
+        self.n = 0
+        self.keyset = set() if nslots <= INDEX_LIMIT else None
 
     def copy(self) -> "IntSlotMap":
         new = IntSlotMap.__new__(IntSlotMap)
-        new.slots, new.n = array("q", self.slots), -1
+        new.slots, new.n = array("q", self.slots), self.n
+        new.keyset = None if self.keyset is None else set(self.keyset)
         return new
 
-    def __len__(self) -> int:
-        return len(self.slots) - self.slots.count(0)
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
     def clear_range(self, start: int, nr: int) -> None:
-        self.slots[start:start + nr] = array("q", bytes(8 * nr))
+        gone = nr - self.slots[start:start + nr].count(0)
+        if gone:
+            self.slots[start:start + nr] = array("q", bytes(8 * nr))
+            self.n -= gone
+            if self.keyset is not None:
+                self.keyset.difference_update(range(start, start + nr))
 
     def set_range(self, start: int, values: list[int]) -> None:
-        self.slots[start:start + len(values)] = array("q", [v + 1 for v in values])
+        nr = len(values)
+        self.n += self.slots[start:start + nr].count(0)
+        self.slots[start:start + nr] = array("q", [v + 1 for v in values])
+        if self.keyset is not None:
+            self.keyset.update(range(start, start + nr))
 
     def get(self, key: int, default=None):
         v = self.slots[key] if 0 <= key < len(self.slots) else 0
         return v - 1 if v else default
 
     def __setitem__(self, key: int, value: int) -> None:
+        if not self.slots[key]:
+            self.n += 1
+            if self.keyset is not None:
+                self.keyset.add(key)
         self.slots[key] = value + 1
 
     def __contains__(self, key: int) -> bool:
@@ -172,16 +204,23 @@ class IntSlotMap(SlotMap):
                 raise KeyError(key)
             return default
         self.slots[key] = 0
+        self.n -= 1
+        if self.keyset is not None:
+            self.keyset.discard(key)
         return v - 1
 
     def keys(self) -> list[int]:
+        if not self.n:
+            return []
+        if self.keyset is not None:
+            return sorted(self.keyset)
         return list(compress(range(len(self.slots)), self.slots))
 
     def items(self) -> list[tuple[int, int]]:
         return [(k, self.slots[k] - 1) for k in self.keys()]
 
     def values(self) -> list[int]:
-        return [v - 1 for v in self.slots if v]
+        return [self.slots[k] - 1 for k in self.keys()]
 
 
 class SwapInfo:
@@ -195,6 +234,8 @@ class SwapInfo:
         self.swap_map = array("q", bytes(8 * nslots))   # an int per slot, no object
         self.swap_map[0] = SWAP_MAP_BAD
         self.inuse = 0                               # si->inuse_pages: swap_map != 0, header excluded
+        # The offsets in use, kept for small devices only (INDEX_LIMIT; see SlotMap).
+        self._allocated: set[int] | None = set() if nslots <= INDEX_LIMIT else None
         self.nclusters = (nslots + SWAPFILE_CLUSTER - 1) // SWAPFILE_CLUSTER
         # Order each cluster serves while it has allocated slots; None = free cluster.
         # Cluster 0 holds the header slot, so it starts as an order-0 cluster.
@@ -234,7 +275,10 @@ class SwapInfo:
 
     @property
     def allocated(self) -> set[int]:
-        """Offsets with swap_map != 0, the header excluded (for checks and snapshots)."""
+        """Offsets with swap_map != 0, the header excluded (for checks and snapshots; do not
+        modify the set returned)."""
+        if self._allocated is not None:
+            return self._allocated
         return set(compress(range(1, len(self.swap_map)), self.swap_map[1:]))
 
     def take_slot(self, offset: int, value: int) -> None:
@@ -255,6 +299,8 @@ class SwapInfo:
             self.swap_map[offset:offset + nr] = array("q", [value]) * nr
         self.cluster_used[ci] += nr
         self.inuse += nr
+        if self._allocated is not None:
+            self._allocated.update(range(offset, offset + nr))
         self._update_room(ci)
 
     def release_slot(self, offset: int) -> None:
@@ -268,6 +314,8 @@ class SwapInfo:
         else:
             self.swap_map[offset:offset + nr] = array("q", bytes(8 * nr))
         self.inuse -= nr
+        if self._allocated is not None:
+            self._allocated.difference_update(range(offset, offset + nr))
         end = offset + nr
         for ci in range(offset // SWAPFILE_CLUSTER, (end - 1) // SWAPFILE_CLUSTER + 1):
             lo = max(offset, ci * SWAPFILE_CLUSTER)
@@ -364,7 +412,7 @@ class SwapInfo:
                 heapq.heappush(self.free_heap, ci)
 
     _CLONED = frozenset(("device", "synchronous", "rotational", "active", "swap_map", "nclusters",
-                         "cluster_order", "cluster_used", "inuse", "cache", "contents",
+                         "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
                          "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next"))
 
     def clone(self, folio_copy) -> "SwapInfo":
@@ -378,8 +426,10 @@ class SwapInfo:
         new.room = {order: set(cis) for order, cis in self.room.items()}
         new.free_heap = list(self.free_heap)
         new.cluster_next = list(self.cluster_next)
+        new._allocated = None if self._allocated is None else set(self._allocated)
         new.cache = self.cache.copy()
-        new.cache.slots = [f if f is ABSENT else folio_copy(f) for f in self.cache.slots]
+        for off in self.cache.keys():
+            new.cache.slots[off] = folio_copy(new.cache.slots[off])
         new.contents = self.contents.copy()
         new.zeromap = set(self.zeromap)
         new.written_tags = self.written_tags.copy()
