@@ -16,7 +16,8 @@ from typing import Callable
 
 from mteswap.model import tags as T
 from mteswap.model.mte import mte_flags, page_mte_tagged, saved_tags
-from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
+from mteswap.model.state import (PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED, PTE_PRESENT,
+                                  PTE_SWAP, ZERO_PFN)
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
 KINDS = ("tag-check-fault", "data-corruption", "tag-storage-leak",
@@ -283,6 +284,12 @@ def kernel_invariant_breaks(m):
 
 def _flags_and_ptes(m):
     for folio in m.folios.values():
+        if m.flags_per_page:                 # only a half-set pair can break I1
+            run = m.frame_flags[folio.pfn:folio.pfn + folio.nr]
+            if run.count(0) + run.count(PG_MTE_TAGGED | PG_MTE_LOCK) \
+                    + run.count(PG_ANON_EXCLUSIVE) \
+                    + run.count(PG_MTE_TAGGED | PG_MTE_LOCK | PG_ANON_EXCLUSIVE) == folio.nr:
+                continue
         for page in m.folio_pages(folio):
             flags = mte_flags(m, page)
             if flags.mte_tagged and not flags.mte_lock:
