@@ -281,9 +281,9 @@ def _runs_allowed(m) -> bool:
 def mte_save_tags_run(m, pfn: int, entry: int, nr: int) -> bool:
     """`mte_save_tags` of pages pfn + i under entry + i, i < nr, when no entry holds tags
     yet (a re-save frees the old buffer first: left to the per-page loop)."""
-    slots = m.mte_pages.slots
-    if not _runs_allowed(m) or slots[entry:entry + nr].count(ABSENT) != nr:
+    if not _runs_allowed(m) or m.mte_pages.slots[entry:entry + nr].count(ABSENT) != nr:
         return False
+    slots = m.mte_pages.writable_slots()
     flags, tags = m.frame_flags[pfn:pfn + nr], m.frame_tags[pfn:pfn + nr]
     saved = 0
     for i, f in enumerate(flags):

@@ -423,3 +423,8 @@ class Counters(dict):
 
     def __missing__(self, key):
         return 0
+
+    def copy(self) -> "Counters":
+        new = Counters.__new__(Counters)
+        dict.update(new, self)
+        return new

@@ -49,20 +49,32 @@ class SlotMap:
     """A per-slot table (offset or entry -> value) as one list slot per swap slot instead of a
     dict: 8 bytes per slot, the same dict-like interface (`get`, `[]`, `in`, `pop`, `items` in
     key order, `len`). Hot paths may read `slots` directly (`ABSENT` where nothing is stored);
-    every write goes through a method (or updates `n` and `keyset` as they do)."""
+    every write goes through a method, or through `writable_slots()` (then updating `n` and
+    `keyset` as the methods do). A copy shares the slots until either side writes (the
+    explorer copies a machine per transition and most transitions leave these tables alone)."""
 
-    __slots__ = ("slots", "n", "keyset")
+    __slots__ = ("slots", "n", "keyset", "shared")
 
     def __init__(self, nslots: int):
         self.slots: list = [ABSENT] * nslots
         self.n = 0
         self.keyset: set[int] | None = set() if nslots <= INDEX_LIMIT else None
+        self.shared = False
 
     def copy(self) -> "SlotMap":
         new = SlotMap.__new__(type(self))
-        new.slots, new.n = self.slots[:], self.n
-        new.keyset = None if self.keyset is None else set(self.keyset)
+        new.slots, new.n, new.keyset = self.slots, self.n, self.keyset
+        new.shared = self.shared = True
         return new
+
+    def writable_slots(self):
+        """The slots, no longer shared with a copy: call before writing to them."""
+        if self.shared:
+            self.slots = self.slots[:]
+            if self.keyset is not None:
+                self.keyset = set(self.keyset)
+            self.shared = False
+        return self.slots
 
     def get(self, key: int, default=None):
         v = self.slots[key] if 0 <= key < len(self.slots) else ABSENT
@@ -75,11 +87,12 @@ class SlotMap:
         return v
 
     def __setitem__(self, key: int, value) -> None:
-        if self.slots[key] is ABSENT:
+        slots = self.writable_slots()
+        if slots[key] is ABSENT:
             self.n += 1
             if self.keyset is not None:
                 self.keyset.add(key)
-        self.slots[key] = value
+        slots[key] = value
 
     def __contains__(self, key: int) -> bool:
         return 0 <= key < len(self.slots) and self.slots[key] is not ABSENT
@@ -90,7 +103,7 @@ class SlotMap:
             if default is ABSENT:
                 raise KeyError(key)
             return default
-        self.slots[key] = ABSENT
+        self.writable_slots()[key] = ABSENT
         self.n -= 1
         if self.keyset is not None:
             self.keyset.discard(key)
@@ -102,8 +115,9 @@ class SlotMap:
     def set_range(self, start: int, values: list) -> None:
         """self[start + k] = values[k] for every k."""
         nr = len(values)
-        self.n += self.slots[start:start + nr].count(ABSENT)
-        self.slots[start:start + nr] = values
+        slots = self.writable_slots()
+        self.n += slots[start:start + nr].count(ABSENT)
+        slots[start:start + nr] = values
         if self.keyset is not None:
             self.keyset.update(range(start, start + nr))
 
@@ -111,7 +125,7 @@ class SlotMap:
         """Remove whatever is stored for keys start .. start + nr - 1."""
         gone = nr - self.slots[start:start + nr].count(ABSENT)
         if gone:
-            self.slots[start:start + nr] = [ABSENT] * nr
+            self.writable_slots()[start:start + nr] = [ABSENT] * nr
             self.n -= gone
             if self.keyset is not None:
                 self.keyset.difference_update(range(start, start + nr))
@@ -161,25 +175,29 @@ class IntSlotMap(SlotMap):
         self.slots = array("q", bytes(8 * nslots))
         self.n = 0
         self.keyset = set() if nslots <= INDEX_LIMIT else None
+        self.shared = False
 
-    def copy(self) -> "IntSlotMap":
-        new = IntSlotMap.__new__(IntSlotMap)
-        new.slots, new.n = array("q", self.slots), self.n
-        new.keyset = None if self.keyset is None else set(self.keyset)
-        return new
+    def writable_slots(self):
+        if self.shared:
+            self.slots = array("q", self.slots)
+            if self.keyset is not None:
+                self.keyset = set(self.keyset)
+            self.shared = False
+        return self.slots
 
     def clear_range(self, start: int, nr: int) -> None:
         gone = nr - self.slots[start:start + nr].count(0)
         if gone:
-            self.slots[start:start + nr] = array("q", bytes(8 * nr))
+            self.writable_slots()[start:start + nr] = array("q", bytes(8 * nr))
             self.n -= gone
             if self.keyset is not None:
                 self.keyset.difference_update(range(start, start + nr))
 
     def set_range(self, start: int, values: list[int]) -> None:
         nr = len(values)
-        self.n += self.slots[start:start + nr].count(0)
-        self.slots[start:start + nr] = array("q", [v + 1 for v in values])
+        slots = self.writable_slots()
+        self.n += slots[start:start + nr].count(0)
+        slots[start:start + nr] = array("q", [v + 1 for v in values])
         if self.keyset is not None:
             self.keyset.update(range(start, start + nr))
 
@@ -188,11 +206,12 @@ class IntSlotMap(SlotMap):
         return v - 1 if v else default
 
     def __setitem__(self, key: int, value: int) -> None:
-        if not self.slots[key]:
+        slots = self.writable_slots()
+        if not slots[key]:
             self.n += 1
             if self.keyset is not None:
                 self.keyset.add(key)
-        self.slots[key] = value + 1
+        slots[key] = value + 1
 
     def __contains__(self, key: int) -> bool:
         return 0 <= key < len(self.slots) and self.slots[key] != 0
@@ -203,7 +222,7 @@ class IntSlotMap(SlotMap):
             if default is ABSENT:
                 raise KeyError(key)
             return default
-        self.slots[key] = 0
+        self.writable_slots()[key] = 0
         self.n -= 1
         if self.keyset is not None:
             self.keyset.discard(key)
@@ -428,8 +447,10 @@ class SwapInfo:
         new.cluster_next = list(self.cluster_next)
         new._allocated = None if self._allocated is None else set(self._allocated)
         new.cache = self.cache.copy()
-        for off in self.cache.keys():
-            new.cache.slots[off] = folio_copy(new.cache.slots[off])
+        if self.cache.n:
+            slots = new.cache.writable_slots()
+            for off in self.cache.keys():
+                slots[off] = folio_copy(slots[off])
         new.contents = self.contents.copy()
         new.zeromap = set(self.zeromap)
         new.written_tags = self.written_tags.copy()
