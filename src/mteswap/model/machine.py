@@ -130,7 +130,7 @@ class Machine:
         folios = tuple(sorted((f.pfn, f.nr, f.swapcache, f.swap, f.dirty, f.partially_mapped, f.arch)
                               for f in self.folios.values()))
         mms = tuple((mm.alive, tuple((v.start, v.end, v.orig_start, v.vm_mte) for v in mm.vmas),
-                     tuple(mm.ptes.items())) for mm in self.mms)
+                     mm.ptes.snapshot()) for mm in self.mms)
         return (pages, folios, mms, self.swap.snapshot(),
                 tuple(self.mte_pages.items()), self.tag_allocs)
 

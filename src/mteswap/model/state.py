@@ -7,6 +7,7 @@ canonical tuple of ints (no str, no bytes) for the explorer to hash and store.
 from __future__ import annotations
 
 from array import array
+from itertools import compress
 from dataclasses import dataclass, field
 
 # Page-table entry kinds. A PTE is stored as one int per vpn (`PageTable`) and read back as a
@@ -126,6 +127,12 @@ class PageTable:
 
     def values(self):
         return [pte_decode(e) for e in self.ents if e]
+
+    def snapshot(self) -> tuple[tuple[int, int], ...]:
+        """(vpn, PTE int) of every PTE that is not none, in vpn order: canonical, since the
+        encoding is one-to-one (for `Machine.snapshot`; no tuple decoded per PTE)."""
+        ents = self.ents
+        return tuple(compress(enumerate(ents), ents))
 
     def __len__(self) -> int:
         return sum(1 for e in self.ents if e)
