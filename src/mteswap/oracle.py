@@ -17,7 +17,7 @@ from typing import Callable
 from mteswap.model import tags as T
 from mteswap.model.mte import mte_flags, page_mte_tagged, saved_tags
 from mteswap.model.state import (PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED, PTE_PRESENT,
-                                  PTE_SWAP, ZERO_PFN)
+                                  PTE_SWAP, PTE_TAGGED_BIT, ZERO_PFN)
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
 KINDS = ("tag-check-fault", "data-corruption", "tag-storage-leak",
@@ -297,9 +297,11 @@ def _flags_and_ptes(m):
             if flags.mte_lock and not flags.mte_tagged:
                 yield "I1", f"pfn {page.pfn} left locked for tag initialisation (PG_mte_lock without PG_mte_tagged)"
     for mm in m.mms:
-        for vpn, pte in mm.ptes.items():
-            if pte[0] == PTE_PRESENT and pte[2] and pte[1] != ZERO_PFN and not page_mte_tagged(m, m.pages[pte[1]]):
-                yield "I2", f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pte[1]} without PG_mte_tagged"
+        for vpn, e in mm.ptes.snapshot():            # (vpn, PTE int), state.py encoding
+            if e & 3 == PTE_PRESENT and e & PTE_TAGGED_BIT and e >> 4:   # tagged, not zero page
+                pfn = (e >> 4) - 1
+                if not page_mte_tagged(m, m.pages[pfn]):
+                    yield "I2", f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pfn} without PG_mte_tagged"
 
 
 def _swap_slots(m):

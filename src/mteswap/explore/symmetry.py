@@ -3,7 +3,7 @@ why it cannot hide a bug).
 
 A state is everything that decides what later steps do and what the oracle reports:
 
-* `Machine.snapshot()` — frames (tags, data, flags, reverse map), folios, address spaces (VMAs
+* `Machine.snapshot()` — frames (tags, data, the flag byte, reverse map), folios, address spaces (VMAs
   and page tables), the swap device (swap_map, cluster orders, contents, zeromap, the written-tag
   ghost), the saved tags and the tag-allocation count;
 * `Expectation.snapshot()` — per process and page, the pointer tags and value the program holds;
@@ -41,7 +41,7 @@ def _rename_values(pages, contents, view):
             got = names[v] = len(names)
         return got
 
-    pages = tuple((p[0], nm(p[1]), p[2], p[3], p[4], p[5]) for p in pages)
+    pages = tuple((p[0], nm(p[1]), p[2], p[3]) for p in pages)
     contents = tuple((off, nm(v)) for off, v in contents)
     view = tuple((pid, tuple((vpn, (tv[0], nm(tv[1]))) for vpn, tv in pv)) for pid, pv in view)
     return pages, contents, view

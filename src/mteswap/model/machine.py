@@ -123,10 +123,9 @@ class Machine:
         rmaps = [() if r == NO_RMAP and pfn not in extra
                  else tuple(rmap_unkey(k) for k in rmap_keys(self, pfn))
                  for pfn, r in zip(range(n), self.frame_rmap)]
-        pages = tuple(zip(self.frame_tags[:n], self.frame_data[:n],
-                          [bool(f & PG_MTE_TAGGED) for f in self.frame_flags[:n]],
-                          [bool(f & PG_MTE_LOCK) for f in self.frame_flags[:n]],
-                          [bool(f & PG_ANON_EXCLUSIVE) for f in self.frame_flags[:n]], rmaps))
+        # Per frame: (tags, data, flag byte (PG_MTE_TAGGED | PG_MTE_LOCK | PG_ANON_EXCLUSIVE
+        # bits, state.py), rmap).
+        pages = tuple(zip(self.frame_tags[:n], self.frame_data[:n], self.frame_flags[:n], rmaps))
         folios = tuple(sorted((f.pfn, f.nr, f.swapcache, f.swap, f.dirty, f.partially_mapped, f.arch)
                               for f in self.folios.values()))
         mms = tuple((mm.alive, tuple((v.start, v.end, v.orig_start, v.vm_mte) for v in mm.vmas),
