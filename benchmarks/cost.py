@@ -12,9 +12,11 @@ no origin tracking).
 Each (design, device) runs in a fresh subprocess so that peak RSS belongs to that run alone:
 - page-ops/s: page indices named by the workload's steps / seconds of the step loop (best of
   --repeat runs in that process; building the scenario and the machine is not timed);
-- bytes/page: (peak RSS of the run - peak RSS of the same process before the workload was
-  built) / pages, i.e. everything the workload costs the host: scenario steps, machine,
-  oracle, counters. `total` is peak RSS / pages, interpreter and imports included.
+- bytes/page: (peak RSS of the first run - peak RSS of the same process before the workload
+  was built) / pages, i.e. everything the workload costs the host: scenario steps, machine,
+  oracle, counters. `total` is peak RSS / pages, interpreter and imports included. (Later
+  repeats only time: the allocator keeps what the first one freed, so their peak says more
+  about fragmentation than about the model.)
 With --phases: instead, the time of each step of the workload per page (fill, reclaim, touch),
 one run per design and device in this process.
 """
@@ -40,6 +42,7 @@ def child(workload: str, pages: int, design: str, device: str, repeat: int) -> d
 
     base = _rss_bytes()
     best = None
+    peak = None
     for _ in range(repeat):
         w = build(workload, pages=pages, swap_device=device)
         scenario = w.scenario()
@@ -50,7 +53,8 @@ def child(workload: str, pages: int, design: str, device: str, repeat: int) -> d
             best = {"seconds": r.seconds, "wall": wall, "page_ops": r.page_ops,
                     "violations": r.violations}
         del w, scenario, r
-    peak = _rss_bytes()
+        if peak is None:       # memory of the first run: later ones reuse freed arenas
+            peak = _rss_bytes()
     return {**best, "design": design, "device": device, "pages": pages,
             "page_ops_per_s": best["page_ops"] / best["seconds"],
             "bytes_per_page": (peak - base) / pages, "total_bytes_per_page": peak / pages,
