@@ -3,6 +3,7 @@ evidence lines (standard library only; the model uses it too)."""
 
 from __future__ import annotations
 
+from operator import eq
 from typing import Callable, Iterable
 
 
@@ -23,8 +24,8 @@ def ordered_runs(values: Iterable[int]) -> list[tuple[int, int]]:
     if isinstance(values, range) and values.step == 1:
         return [(values.start, values.stop)] if len(values) else []
     if isinstance(values, tuple) and len(values) > 1 and values[-1] - values[0] == len(values) - 1 \
-            and list(values) == list(range(values[0], values[-1] + 1)):
-        return [(values[0], values[-1] + 1)]              # one ascending run (a-b ranges)
+            and all(map(eq, values, range(values[0], values[-1] + 1))):
+        return [(values[0], values[-1] + 1)]    # one ascending run (a-b ranges), seen in place
     out: list[list[int]] = []
     for v in values:
         if out and out[-1][1] == v:
