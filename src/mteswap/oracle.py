@@ -17,7 +17,7 @@ from typing import Callable
 from mteswap.model import tags as T
 from mteswap.model.mte import mte_flags, page_mte_tagged, saved_tags
 from mteswap.model.state import (PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED, PTE_PRESENT,
-                                  PTE_SWAP, PTE_TAGGED_BIT, ZERO_PFN)
+                                  PTE_SWAP, PTE_TAGGED_BIT)
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
 KINDS = ("tag-check-fault", "data-corruption", "tag-storage-leak",

@@ -7,7 +7,7 @@ from mteswap.model.mte import (mte_invalidate_tags, mte_invalidate_tags_area, mt
                                mte_save_tags_run,
                                mte_load_saved_tags, mte_sync_tags)
 from mteswap.model.state import UNTRACKED_ORIGIN
-from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_entry, swp_offset
+from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_offset
 
 
 def folio_swap(entry: int, folio) -> int:

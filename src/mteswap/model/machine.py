@@ -10,9 +10,8 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
-from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED,
-                                  ZERO_PFN, Counters, Folio, FolioMap, Mm, Page, PageArray, PageRange, PageTable,
-                                  Vma, rmap_count, rmap_keys, rmap_unkey)
+from mteswap.model.state import (NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap, Mm, Page,
+                                  PageArray, PageRange, Vma, rmap_count, rmap_keys, rmap_unkey)
 from mteswap.model.swapinfo import SlotMap, SwapInfo
 
 

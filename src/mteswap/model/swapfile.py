@@ -71,7 +71,6 @@ def swap_duplicate(m, entry: int) -> None:
 def swap_free_nr(m, entry: int, nr: int) -> None:
     """`swap_free_nr()` → `__swap_entry_free_locked()`: drop one reference from each of nr
     slots; a slot left with neither references nor cache pin is freed."""
-    si = m.swap
     start = swp_offset(entry)
     if m.tracing: m.log("swap_free_nr", f"entry={entry:#x} nr={nr}")
     _clear_and_free(m, start, nr, 0, -1)
@@ -80,7 +79,6 @@ def swap_free_nr(m, entry: int, nr: int) -> None:
 def put_swap_folio(m, folio, entry: int) -> None:
     """`put_swap_folio()`: the folio left the swap cache; drop SWAP_HAS_CACHE on its slots and
     free the ones no page table references."""
-    si = m.swap
     start = swp_offset(entry)
     if m.tracing: m.log("put_swap_folio", f"entry={entry:#x} nr={folio.nr}")
     _clear_and_free(m, start, folio.nr, SWAP_HAS_CACHE, 0)
@@ -104,7 +102,6 @@ def swapcache_prepare(m, entry: int, nr: int) -> bool:
 def swapcache_clear(m, entry: int, nr: int) -> None:
     """`swapcache_clear()`: end of the skip-swapcache path: drop the pins swapcache_prepare
     took; slots without references are freed now."""
-    si = m.swap
     start = swp_offset(entry)
     if m.tracing: m.log("swapcache_clear", f"entry={entry:#x} nr={nr}")
     _clear_and_free(m, start, nr, SWAP_HAS_CACHE, 0)
