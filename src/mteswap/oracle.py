@@ -298,8 +298,8 @@ def _flags_and_ptes(m):
                 yield "I1", f"pfn {page.pfn} left locked for tag initialisation (PG_mte_lock without PG_mte_tagged)"
     for mm in m.mms:
         for vpn, e in mm.ptes.snapshot():            # (vpn, PTE int), state.py encoding
-            if e & 3 == PTE_PRESENT and e & PTE_TAGGED_BIT and e >> 4:   # tagged, not zero page
-                pfn = (e >> 4) - 1
+            pfn = (e >> 4) - 1 + vpn                  # pte_pfn, for a present PTE
+            if e & 3 == PTE_PRESENT and e & PTE_TAGGED_BIT and pfn != -1:   # not the zero page
                 if not page_mte_tagged(m, m.pages[pfn]):
                     yield "I2", f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pfn} without PG_mte_tagged"
 

@@ -141,15 +141,13 @@ def wp_page_copy(m, mm, vpn: int) -> None:
 def swap_pte_batch(mm, vpn: int, nr: int, first: tuple) -> int:
     """`swap_pte_batch()`: how many PTEs from vpn are swap PTEs continuing `first` (offsets
     +1 each, same exclusive bit)."""
-    e = swap_pte(first[1], first[2])
-    ents = mm.ptes.ents
-    # Consecutive swap entries with one exclusive bit: each PTE int is the previous + 1 << 3.
-    want = array("q", range(e, e + (nr << 3), 1 << 3))
-    got = ents[vpn:vpn + nr]
-    if got == want:
-        return nr
+    e = swap_pte(first[1], first[2], vpn)
+    # Entries + 1 at vpn + 1 with one exclusive bit: the same PTE int (state.py encoding).
+    got = mm.ptes.ents[vpn:vpn + nr]
+    if got.count(e) == len(got):
+        return len(got)
     n = 0
-    while n < len(got) and got[n] == want[n]:
+    while got[n] == e:
         n += 1
     return n
 

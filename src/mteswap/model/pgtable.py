@@ -15,12 +15,11 @@ def set_ptes(m, mm, vpn: int, pfn: int, nr: int, tagged: bool, writable: bool, w
     user-accessible and not special (the zero page is)."""
     if tagged and pfn != ZERO_PFN:
         m.design.sync_tags(m, PageRange(m, pfn, nr), why)
-    first = present_pte(pfn, tagged, writable and pfn != ZERO_PFN)
-    ents = mm.ptes.ents
+    e = present_pte(pfn, tagged, writable and pfn != ZERO_PFN, vpn)
     if nr == 1:
-        ents[vpn] = first
-    else:   # consecutive pfns: each PTE is the previous one + 1 << 4 (state.py encoding)
-        ents[vpn:vpn + nr] = array("q", range(first, first + (nr << 4), 1 << 4))
+        mm.ptes.ents[vpn] = e
+    else:   # page i at vpn + i: one repeated int (state.py encoding)
+        mm.ptes.ents[vpn:vpn + nr] = array("q", [e]) * nr
 
 
 def pte_present(pte) -> bool:

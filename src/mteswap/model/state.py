@@ -35,38 +35,46 @@ SET_ANON_EXCLUSIVE = bytes(f | PG_ANON_EXCLUSIVE for f in range(256))
 CLEAR_ANON_EXCLUSIVE = bytes(f & ~PG_ANON_EXCLUSIVE for f in range(256))
 SET_MTE_TAGGED_LOCK = bytes(f | PG_MTE_TAGGED | PG_MTE_LOCK for f in range(256))
 
-# PTE int encoding (`PageTable`): 0 is pte_none; the low two bits give the kind.
-#   present: (pfn + 1) << 4 | writable << 3 | tagged << 2 | PTE_PRESENT   (the zero page: pfn+1 = 0)
-#   swap:    entry << 3 | exclusive << 2 | PTE_SWAP
+# PTE int encoding (`PageTable`): 0 is pte_none; the low two bits give the kind. The pfn or
+# swap entry is stored relative to the PTE's own vpn, so that the PTEs of a folio mapped in
+# order (page i at vpn + i, entry + i) are one repeated int: `set_ptes` writes a run at once
+# and a batch is checked with one `count` (Python's >> floors, so negative values decode too).
+#   present: (pfn - vpn + 1) << 4 | writable << 3 | tagged << 2 | PTE_PRESENT
+#            (the zero page, pfn -1: (e >> 4) + vpn == 0)
+#   swap:    (entry - vpn) << 3 | exclusive << 2 | PTE_SWAP
 PTE_TAGGED_BIT = 4
 PTE_WRITE_BIT = 8
 
 
-def pte_encode(pte: tuple) -> int:
+def pte_encode(pte: tuple, vpn: int) -> int:
     if pte[0] == PTE_PRESENT:
-        return (pte[1] + 1) << 4 | (PTE_WRITE_BIT if pte[3] else 0) \
-            | (PTE_TAGGED_BIT if pte[2] else 0) | PTE_PRESENT
-    return pte[1] << 3 | (4 if pte[2] else 0) | PTE_SWAP
+        return present_pte(pte[1], pte[2], pte[3], vpn)
+    return swap_pte(pte[1], pte[2], vpn)
 
 
-def pte_decode(e: int) -> tuple | None:
+def pte_decode(e: int, vpn: int) -> tuple | None:
     kind = e & 3
     if kind == PTE_PRESENT:
-        return (PTE_PRESENT, (e >> 4) - 1, bool(e & PTE_TAGGED_BIT), bool(e & PTE_WRITE_BIT))
+        return (PTE_PRESENT, (e >> 4) - 1 + vpn, bool(e & PTE_TAGGED_BIT), bool(e & PTE_WRITE_BIT))
     if kind == PTE_SWAP:
-        return (PTE_SWAP, e >> 3, bool(e & 4))
+        return (PTE_SWAP, (e >> 3) + vpn, bool(e & 4))
     return None
 
 
-def present_pte(pfn: int, tagged: bool, writable: bool) -> int:
-    """The int of a present PTE (what `set_ptes` writes)."""
-    return (pfn + 1) << 4 | (PTE_WRITE_BIT if writable else 0) \
+def present_pte(pfn: int, tagged: bool, writable: bool, vpn: int) -> int:
+    """The int of a present PTE at vpn (what `set_ptes` writes)."""
+    return (pfn - vpn + 1) << 4 | (PTE_WRITE_BIT if writable else 0) \
         | (PTE_TAGGED_BIT if tagged else 0) | PTE_PRESENT
 
 
-def swap_pte(entry: int, exclusive: bool) -> int:
-    """The int of a swap PTE (`swp_entry_to_pte` + `pte_swp_mkexclusive`)."""
-    return entry << 3 | (4 if exclusive else 0) | PTE_SWAP
+def swap_pte(entry: int, exclusive: bool, vpn: int) -> int:
+    """The int of a swap PTE at vpn (`swp_entry_to_pte` + `pte_swp_mkexclusive`)."""
+    return (entry - vpn) << 3 | (4 if exclusive else 0) | PTE_SWAP
+
+
+def pte_pfn(e: int, vpn: int) -> int:
+    """The pfn a present PTE int at vpn maps (-1: the zero page)."""
+    return (e >> 4) - 1 + vpn
 
 
 class PageTable:
@@ -92,7 +100,7 @@ class PageTable:
         if 0 <= vpn < len(ents):
             e = ents[vpn]
             if e:
-                return pte_decode(e)
+                return pte_decode(e, vpn)
         return default
 
     def __getitem__(self, vpn: int) -> tuple:
@@ -103,7 +111,7 @@ class PageTable:
 
     def __setitem__(self, vpn: int, pte: tuple) -> None:
         self.reserve(vpn + 1)
-        self.ents[vpn] = pte_encode(pte)
+        self.ents[vpn] = pte_encode(pte, vpn)
 
     def __contains__(self, vpn: int) -> bool:
         return 0 <= vpn < len(self.ents) and self.ents[vpn] != 0
@@ -123,14 +131,14 @@ class PageTable:
 
     def items(self):
         """(vpn, PTE tuple) in vpn order."""
-        return [(vpn, pte_decode(e)) for vpn, e in enumerate(self.ents) if e]
+        return [(vpn, pte_decode(e, vpn)) for vpn, e in enumerate(self.ents) if e]
 
     def values(self):
-        return [pte_decode(e) for e in self.ents if e]
+        return [pte_decode(e, vpn) for vpn, e in enumerate(self.ents) if e]
 
     def snapshot(self) -> tuple[tuple[int, int], ...]:
         """(vpn, PTE int) of every PTE that is not none, in vpn order: canonical, since the
-        encoding is one-to-one (for `Machine.snapshot`; no tuple decoded per PTE)."""
+        encoding is one-to-one given the vpn (for `Machine.snapshot`; no tuple decoded)."""
         ents = self.ents
         return tuple(compress(enumerate(ents), ents))
 

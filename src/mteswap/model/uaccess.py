@@ -5,8 +5,6 @@ access met (or None through an untagged mapping) and the oracle judges."""
 
 from __future__ import annotations
 
-from array import array
-
 from mteswap.model import tags as T
 from mteswap.model.memory import PTRS_PER_PTE, handle_mm_fault
 from mteswap.model.state import PTE_PRESENT, PTE_TAGGED_BIT, PTE_WRITE_BIT, ZERO_PFN
@@ -27,7 +25,7 @@ def _mapped_pfn(m, mm, vpn: int, write: bool) -> int:
 def user_load(m, mm, vpn: int) -> tuple[int | None, int]:
     """A load of every granule: (allocation tags met if the PTE is tagged, data)."""
     e = _mapped_pfn(m, mm, vpn, False)
-    pfn = (e >> 4) - 1                      # -1: the zero page, the arrays' last slot
+    pfn = (e >> 4) - 1 + vpn                # pte_pfn; -1: the zero page, the arrays' last slot
     return (m.frame_tags[pfn] if e & PTE_TAGGED_BIT else None), m.frame_data[pfn]
 
 
@@ -38,7 +36,7 @@ def user_stg(m, mm, vpn: int, tag: int) -> bool:
     e = _mapped_pfn(m, mm, vpn, True)
     if not e & PTE_TAGGED_BIT:
         return False
-    pfn = (e >> 4) - 1
+    pfn = (e >> 4) - 1 + vpn
     m.frame_tags[pfn] = T.uniform(tag)
     if m.track_origins:
         origin = m.stg_origin
@@ -54,7 +52,7 @@ def user_store(m, mm, vpn: int, value: int) -> int | None:
     lands even when the tag check fails, so one lost tag is reported once, not again as data
     corruption on every later read."""
     e = _mapped_pfn(m, mm, vpn, True)
-    pfn = (e >> 4) - 1
+    pfn = (e >> 4) - 1 + vpn
     assert pfn != ZERO_PFN, "a write fault never leaves the zero page mapped"
     m.frame_data[pfn] = value
     m.frame_folio[pfn].dirty = True
@@ -85,7 +83,7 @@ def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
     """`user_load` of n pages from vpn, all reachable (`user_span`): (tags met, data) lists."""
     ents = mm.ptes.ents[vpn:vpn + n]
     tags, data = m.frame_tags, m.frame_data
-    pfns = [(e >> 4) - 1 for e in ents]
+    pfns = [(e >> 4) - 1 + v for v, e in enumerate(ents, vpn)]
     mets = [tags[p] if e & PTE_TAGGED_BIT else None for p, e in zip(pfns, ents)]
     return mets, [data[p] for p in pfns]
 
@@ -96,19 +94,18 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
     ents = mm.ptes.ents[vpn:vpn + n]
     frame_tags, frame_folio = m.frame_tags, m.frame_folio
     e0 = ents[0]
-    pfn = (e0 >> 4) - 1
-    if e0 & PTE_TAGGED_BIT and ents == array("q", range(e0, e0 + (n << 4), 1 << 4)) \
-            and not m.track_origins:
+    pfn = (e0 >> 4) - 1 + vpn
+    if e0 & PTE_TAGGED_BIT and ents.count(e0) == n and not m.track_origins:
         # Tagged PTEs of consecutive frames (a folio's): the tags go in as one slice.
         frame_tags[pfn:pfn + n] = [T.uniform(t) for t in tags]
         _dirty_folios(frame_folio, pfn, pfn + n)
         return [True] * n
     done = []
-    for e, tag in zip(ents, tags):
+    for v, e, tag in zip(range(vpn, vpn + n), ents, tags):
         if not e & PTE_TAGGED_BIT:
             done.append(False)
             continue
-        pfn = (e >> 4) - 1
+        pfn = (e >> 4) - 1 + v
         frame_tags[pfn] = T.uniform(tag)
         frame_folio[pfn].dirty = True
         done.append(True)
@@ -116,9 +113,9 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
         origin = m.stg_origin
         if origin[1] != m.step:
             origin = m.stg_origin = ("set by the program (STG)", m.step)
-        for e, did in zip(ents, done):
+        for v, e, did in zip(range(vpn, vpn + n), ents, done):
             if did:
-                m.frame_origin[(e >> 4) - 1] = origin
+                m.frame_origin[(e >> 4) - 1 + v] = origin
     return done
 
 
@@ -136,8 +133,8 @@ def user_store_span(m, mm, vpn: int, values: list[int]) -> list:
     frame_tags, frame_data, frame_folio = m.frame_tags, m.frame_data, m.frame_folio
     mets = []
     last = None
-    for e, value in zip(ents, values):
-        pfn = (e >> 4) - 1
+    for v, e, value in zip(range(vpn, vpn + len(values)), ents, values):
+        pfn = (e >> 4) - 1 + v
         frame_data[pfn] = value
         folio = frame_folio[pfn]
         if folio is not last:

@@ -32,7 +32,7 @@ def try_to_unmap(m, folio) -> None:
             exclusive = bool(flags[pfn] & PG_ANON_EXCLUSIVE)
             flags[pfn] &= ~PG_ANON_EXCLUSIVE
             folio_remove_rmap_pte(m, pfn, pid, vpn)
-            mms[pid].ptes.ents[vpn] = swap_pte(entry, exclusive)     # set_pte_at(swp_pte)
+            mms[pid].ptes.ents[vpn] = swap_pte(entry, exclusive, vpn)   # set_pte_at(swp_pte)
             done.append((pid, vpn, entry, exclusive))
     if not m.tracing:
         return
@@ -67,9 +67,10 @@ def _unmap_whole(m, folio) -> list:
     folio.mapcount -= nr
     folio.nr_mapped -= nr
     entries = range(folio.swap, folio.swap + nr)
-    # swap_pte(entry, exclusive) for each: entry << 3 | exclusive << 2 | PTE_SWAP (state.py)
-    m.mms[pid].ptes.ents[vpn:vpn + nr] = array(
-        "q", [e << 3 | (6 if x else 2) for e, x in zip(entries, excl)])
+    # swap_pte(entry + i, exclusive_i, vpn + i): entry - vpn is the same for every page
+    e0, e1 = swap_pte(folio.swap, False, vpn), swap_pte(folio.swap, True, vpn)
+    m.mms[pid].ptes.ents[vpn:vpn + nr] = array("q", [e1]) * nr if all(excl) else \
+        array("q", [e1 if x else e0 for x in excl])
     if not m.tracing:
         return []
     return [(pid, vpn + i, e, x) for i, (e, x) in enumerate(zip(entries, excl))]
@@ -198,17 +199,17 @@ def _mapped_folios(m, mm, start: int, indices) -> list:
         vpn, end = start + lo, min(start + hi, nents)
         while vpn < end:
             e = ents[vpn]
-            if e & 3 != PTE_PRESENT or not e >> 4:    # not present, or the zero page
+            pfn = (e >> 4) - 1 + vpn                  # pte_pfn
+            if e & 3 != PTE_PRESENT or pfn == ZERO_PFN:
                 vpn += 1
                 continue
-            pfn = (e >> 4) - 1
             folio = frame_folio[pfn]
             if folio.pfn not in seen:
                 seen.add(folio.pfn)
                 out.append(folio)
             # The next pages usually map the rest of this folio: skip them in one step.
             rest = min(folio.pfn + folio.nr - pfn, end - vpn)
-            if rest > 1 and ents[vpn:vpn + rest] == array("q", range(e, e + (rest << 4), 1 << 4)):
+            if rest > 1 and ents[vpn:vpn + rest].count(e) == rest:   # in order: one value
                 vpn += rest
             else:
                 vpn += 1
