@@ -5,6 +5,8 @@ access met (or None through an untagged mapping) and the oracle judges."""
 
 from __future__ import annotations
 
+from array import array
+
 from mteswap.model import tags as T
 from mteswap.model.memory import PTRS_PER_PTE, handle_mm_fault
 from mteswap.model.state import PTE_PRESENT, PTE_TAGGED_BIT, PTE_WRITE_BIT, ZERO_PFN
@@ -69,10 +71,13 @@ def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
     """Fault the page at vpn in if the access would trap (`_mapped_pfn`), then return how many
     pages from vpn (below end) the CPU reaches without another exception: present PTEs, and
     writable ones for a store, within vpn's page-table page (PTRS_PER_PTE). At least 1."""
-    _mapped_pfn(m, mm, vpn, write)
+    e0 = _mapped_pfn(m, mm, vpn, write)
     end = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE)
+    run = mm.ptes.ents[vpn:end]
+    if run.count(e0) == len(run):            # one repeated PTE: consecutive pages, all reachable
+        return len(run)
     n = 0
-    for e in mm.ptes.ents[vpn:end]:
+    for e in run:
         if e & 3 != PTE_PRESENT or (write and not e & PTE_WRITE_BIT):
             break
         n += 1
@@ -83,6 +88,11 @@ def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
     """`user_load` of n pages from vpn, all reachable (`user_span`): (tags met, data) lists."""
     ents = mm.ptes.ents[vpn:vpn + n]
     tags, data = m.frame_tags, m.frame_data
+    e0 = ents[0]
+    if n > 1 and ents.count(e0) == n:        # consecutive frames (not the zero page): slices
+        pfn = (e0 >> 4) - 1 + vpn
+        mets = tags[pfn:pfn + n] if e0 & PTE_TAGGED_BIT else [None] * n
+        return mets, data[pfn:pfn + n].tolist()
     pfns = [(e >> 4) - 1 + v for v, e in enumerate(ents, vpn)]
     mets = [tags[p] if e & PTE_TAGGED_BIT else None for p, e in zip(pfns, ents)]
     return mets, [data[p] for p in pfns]
@@ -129,8 +139,15 @@ def _dirty_folios(frame_folio: list, pfn: int, end: int) -> None:
 
 def user_store_span(m, mm, vpn: int, values: list[int]) -> list:
     """`user_store` of len(values) pages from vpn, all reachable for a store: tags met."""
-    ents = mm.ptes.ents[vpn:vpn + len(values)]
+    n = len(values)
+    ents = mm.ptes.ents[vpn:vpn + n]
     frame_tags, frame_data, frame_folio = m.frame_tags, m.frame_data, m.frame_folio
+    e0 = ents[0]
+    if n > 1 and ents.count(e0) == n:        # consecutive frames: one slice each
+        pfn = (e0 >> 4) - 1 + vpn
+        frame_data[pfn:pfn + n] = array("q", values)
+        _dirty_folios(frame_folio, pfn, pfn + n)
+        return frame_tags[pfn:pfn + n] if e0 & PTE_TAGGED_BIT else [None] * n
     mets = []
     last = None
     for v, e, value in zip(range(vpn, vpn + len(values)), ents, values):
