@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from mteswap.model import tags as T
 from mteswap.model.mtecomp import mte_compress, mte_decompress
-from mteswap.model.state import PG_MTE_LOCK, PG_MTE_TAGGED, UNTRACKED_ORIGIN, Page, PageRange
+from mteswap.model.state import (IS_MTE_TAGGED, PG_MTE_LOCK, PG_MTE_TAGGED, UNTRACKED_ORIGIN,
+                                  Page, PageRange)
 from mteswap.ranges import format_ranges
 from mteswap.model.swapinfo import ABSENT, SWP_TYPE_SHIFT, swp_entry, swp_offset
 
@@ -284,14 +285,17 @@ def mte_save_tags_run(m, pfn: int, entry: int, nr: int) -> bool:
     if not _runs_allowed(m) or m.mte_pages.slots[entry:entry + nr].count(ABSENT) != nr:
         return False
     slots = m.mte_pages.writable_slots()
-    flags, tags = m.frame_flags[pfn:pfn + nr], m.frame_tags[pfn:pfn + nr]
-    saved = 0
-    for i, f in enumerate(flags):
-        if f & PG_MTE_TAGGED:                          # page_mte_tagged
-            slots[entry + i] = tags[i]                 # xa_store of the copied buffer
-            saved += 1
+    tagged = m.frame_flags[pfn:pfn + nr].translate(IS_MTE_TAGGED)   # page_mte_tagged each
+    tags = m.frame_tags[pfn:pfn + nr]
+    saved = tagged.count(1)
+    if saved == nr:
+        slots[entry:entry + nr] = tags                 # xa_store of each copied buffer
+    else:
+        for i, t in enumerate(tagged):
+            if t:
+                slots[entry + i] = tags[i]
     m.mte_pages.n += saved
-    m.mte_pages.noted(entry + i for i, f in enumerate(flags) if f & PG_MTE_TAGGED)
+    m.mte_pages.noted(entry + i for i, t in enumerate(tagged) if t)
     m.tag_allocs += saved                              # mte_allocate_tag_storage each
     m.tag_heap_bytes += saved * T.MTE_PAGE_TAG_STORAGE
     c = m.counters

@@ -318,6 +318,8 @@ class SwapInfo:
             self.swap_map[offset:offset + nr] = array("q", [value]) * nr
         self.cluster_used[ci] += nr
         self.inuse += nr
+        if offset == self.cluster_next[ci]:
+            self.cluster_next[ci] = offset + nr    # still: every slot below it is in use
         if self._allocated is not None:
             self._allocated.update(range(offset, offset + nr))
         self._update_room(ci)
@@ -400,7 +402,7 @@ class SwapInfo:
             self.cluster_next[ci] = first
             start = -(-first // nr) * nr           # aligned runs wholly at or above it
             for off in range(start, rng.stop - nr + 1, nr):
-                if all(swap_map[o] == 0 for o in range(off, off + nr)):
+                if swap_map[off:off + nr].count(0) == nr:
                     return off
         ci = self._lowest_free_cluster(nr)
         if ci is None:

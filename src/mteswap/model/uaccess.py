@@ -73,11 +73,15 @@ def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
     writable ones for a store, within vpn's page-table page (PTRS_PER_PTE). At least 1."""
     e0 = _mapped_pfn(m, mm, vpn, write)
     end = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE)
-    run = mm.ptes.ents[vpn:end]
-    if run.count(e0) == len(run):            # one repeated PTE: consecutive pages, all reachable
-        return len(run)
+    pfn = (e0 >> 4) - 1 + vpn
+    if pfn != ZERO_PFN:
+        # The rest of this folio mapped in order is one repeated PTE: all reachable if e0 is.
+        folio = m.frame_folio[pfn]
+        stop = min(end, vpn + folio.pfn + folio.nr - pfn)
+        if mm.ptes.ents[vpn:stop].count(e0) == stop - vpn:
+            return stop - vpn
     n = 0
-    for e in run:
+    for e in mm.ptes.ents[vpn:end]:
         if e & 3 != PTE_PRESENT or (write and not e & PTE_WRITE_BIT):
             break
         n += 1

@@ -9,7 +9,7 @@ from mteswap.model.page_alloc import folio_put
 from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
 from array import array
 
-from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN,
+from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, IS_ANON_EXCLUSIVE, NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN,
                                   rmap_count, rmap_unkey, swap_pte)
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
@@ -59,9 +59,12 @@ def _unmap_whole(m, folio) -> list:
     pid, vpn = rmap_unkey(m.frame_rmap[pfn] + pfn)
     start = swp_offset(folio.swap)
     swap_map = m.swap.swap_map
-    swap_map[start:start + nr] = array("q", [c + 1 for c in swap_map[start:start + nr]])  # swap_duplicate
+    counts = swap_map[start:start + nr]
+    c0 = counts[0]
+    swap_map[start:start + nr] = array("q", [c0 + 1]) * nr if counts.count(c0) == nr else \
+        array("q", [c + 1 for c in counts])                      # swap_duplicate each
     flags = m.frame_flags[pfn:pfn + nr]
-    excl = [bool(f & PG_ANON_EXCLUSIVE) for f in flags]
+    excl = flags.translate(IS_ANON_EXCLUSIVE)                   # 1 where PG_anon_exclusive
     m.frame_flags[pfn:pfn + nr] = flags.translate(CLEAR_ANON_EXCLUSIVE)
     m.frame_rmap[pfn:pfn + nr] = array("q", [NO_RMAP]) * nr     # folio_remove_rmap_pte each
     folio.mapcount -= nr
@@ -69,11 +72,11 @@ def _unmap_whole(m, folio) -> list:
     entries = range(folio.swap, folio.swap + nr)
     # swap_pte(entry + i, exclusive_i, vpn + i): entry - vpn is the same for every page
     e0, e1 = swap_pte(folio.swap, False, vpn), swap_pte(folio.swap, True, vpn)
-    m.mms[pid].ptes.ents[vpn:vpn + nr] = array("q", [e1]) * nr if all(excl) else \
+    m.mms[pid].ptes.ents[vpn:vpn + nr] = array("q", [e1]) * nr if excl.count(1) == nr else \
         array("q", [e1 if x else e0 for x in excl])
     if not m.tracing:
         return []
-    return [(pid, vpn + i, e, x) for i, (e, x) in enumerate(zip(entries, excl))]
+    return [(pid, vpn + i, e, bool(x)) for i, (e, x) in enumerate(zip(entries, excl))]
 
 
 def _unmap_runs(done):
