@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from mteswap.model import tags as T
 from mteswap.model.mtecomp import mte_compress, mte_decompress
-from mteswap.model.state import (IS_MTE_TAGGED, PG_MTE_LOCK, PG_MTE_TAGGED, UNTRACKED_ORIGIN,
-                                  Page, PageRange)
+from mteswap.model.state import (IS_MTE_LOCK, IS_MTE_TAGGED, PG_MTE_LOCK, PG_MTE_TAGGED,
+                                  SET_MTE_TAGGED_LOCK, UNTRACKED_ORIGIN, Page, PageRange)
 from mteswap.ranges import format_ranges
 from mteswap.model.swapinfo import ABSENT, SWP_TYPE_SHIFT, swp_entry, swp_offset
 
@@ -80,6 +80,15 @@ def _sync_frames(m, pfns: list[int]) -> list[int]:
     """mte_sync_tags on the frame arrays, for per-page flags without origin tracking (the
     cost runs): the same three steps per page as `_sync_pages`, without a Page view."""
     flags, tags, zeroed = m.frame_flags, m.frame_tags, []
+    if isinstance(pfns, range) and len(pfns) > 1:
+        a, b = pfns.start, pfns.stop
+        locked = flags[a:b].translate(IS_MTE_LOCK).count(1)
+        if locked == b - a:                              # every lock already taken
+            return []
+        if not locked:                                   # none: all three steps, as slices
+            tags[a:b] = [0] * (b - a)
+            flags[a:b] = flags[a:b].translate(SET_MTE_TAGGED_LOCK)
+            return list(pfns)
     for pfn in pfns:
         f = flags[pfn]
         if not f & PG_MTE_LOCK:                          # try_page_mte_tagging
@@ -312,8 +321,19 @@ def mte_restore_tags_run(m, entry: int, pfn: int, nr: int) -> bool:
         return False
     slots, swap_map = m.mte_pages.slots, m.swap.swap_map
     flags, tags = m.frame_flags, m.frame_tags
+    c = m.counters
+    c["restore_page_iterations"] += nr
+    values = slots[entry:entry + nr]
+    off = entry & _OFFSET_MASK
+    if (values.count(ABSENT) == 0 and swap_map[off:off + nr].count(0) == 0
+            and flags[pfn:pfn + nr].translate(IS_MTE_LOCK).count(1) == 0):
+        # Every page has saved tags, every slot is pinned, no page is initialised yet.
+        tags[pfn:pfn + nr] = values
+        flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_MTE_TAGGED_LOCK)
+        c["tag_restores"] += nr
+        return True
     restored = 0
-    for i, value in enumerate(slots[entry:entry + nr]):
+    for i, value in enumerate(values):
         if value is ABSENT:
             continue
         if not swap_map[(entry + i) & _OFFSET_MASK]:  # an unpinned read, for the oracle
@@ -324,8 +344,6 @@ def mte_restore_tags_run(m, entry: int, pfn: int, nr: int) -> bool:
         tags[pfn + i] = value
         flags[pfn + i] = f | PG_MTE_LOCK | PG_MTE_TAGGED
         restored += 1
-    c = m.counters
-    c["restore_page_iterations"] += nr
     c["tag_restores"] += restored
     return True
 

@@ -56,7 +56,15 @@ def folio_add_anon_rmap_ptes(m, pfn: int, nr: int, pid: int, vpn: int, exclusive
 def folio_add_new_anon_rmap(m, folio, pid: int, vpn: int) -> None:
     """`folio_add_new_anon_rmap()`: a folio just allocated for a fault is mapped whole at vpn
     and exclusively (RMAP_EXCLUSIVE on every page)."""
-    folio_add_anon_rmap_ptes(m, folio.pfn, folio.nr, pid, vpn, exclusive=True)
+    if folio.nr == 1:
+        folio_add_anon_rmap_pte(m, folio.pfn, pid, vpn, exclusive=True)
+        return
+    pfn, nr = folio.pfn, folio.nr
+    # A new folio maps nothing yet (the kernel's own precondition): no rmap to look at.
+    m.frame_rmap[pfn:pfn + nr] = array("q", [rmap_key(pid, vpn) - pfn]) * nr
+    m.frame_flags[pfn:pfn + nr] = m.frame_flags[pfn:pfn + nr].translate(SET_ANON_EXCLUSIVE)
+    folio.mapcount += nr
+    folio.nr_mapped += nr
 
 
 def folio_remove_rmap_pte(m, pfn: int, pid: int, vpn: int) -> None:

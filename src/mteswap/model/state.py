@@ -36,6 +36,7 @@ CLEAR_ANON_EXCLUSIVE = bytes(f & ~PG_ANON_EXCLUSIVE for f in range(256))
 SET_MTE_TAGGED_LOCK = bytes(f | PG_MTE_TAGGED | PG_MTE_LOCK for f in range(256))
 # ... and that reduce a run of flag bytes to 1/0 per frame for one flag (then `count(1)`).
 IS_MTE_TAGGED = bytes(1 if f & PG_MTE_TAGGED else 0 for f in range(256))
+IS_MTE_LOCK = bytes(1 if f & PG_MTE_LOCK else 0 for f in range(256))
 IS_ANON_EXCLUSIVE = bytes(1 if f & PG_ANON_EXCLUSIVE else 0 for f in range(256))
 
 # PTE int encoding (`PageTable`): 0 is pte_none; the low two bits give the kind. The pfn or

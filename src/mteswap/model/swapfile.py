@@ -48,7 +48,11 @@ def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
     else:
         new = array("q", [(v & ~bit) + delta for v in old])
     swap_map[start:start + nr] = new
-    if 0 not in new:
+    zeros = new.count(0)
+    if not zeros:
+        return
+    if zeros == nr:                          # all free now: one run
+        swap_range_free(m, start, nr)
         return
     run = None
     for i, v in enumerate(new):

@@ -71,6 +71,9 @@ def machine_config(scenario: Scenario) -> MachineConfig:
 
 
 PAGE_VALUE_SHIFT = 19   # page indices stay below MAX_VMA_PAGES = 2^18
+# tag: distinct gives page i the tag i % 15 + 1; a span (at most PTRS_PER_PTE = 512 pages)
+# starting at page i takes _DISTINCT[i % 15:][:n].
+_DISTINCT = [k % 15 + 1 for k in range(512 + 15)]
 
 
 def page_value(step: int, page: int) -> int:
@@ -235,9 +238,9 @@ class Runner:
                 vpn = start + i
                 n = user_span(m, mm, vpn, start + hi, write=True)
                 if tag is not None:
-                    tags = [k % 15 + 1 for k in range(i, i + n)] if tag == "distinct" else [tag] * n
+                    tags = _DISTINCT[i % 15:i % 15 + n] if tag == "distinct" else [tag] * n
                     expect.set_tags_span(pid, vpn, tags, user_stg_span(m, mm, vpn, tags))
-                values = [base | (k + 1) for k in range(i, i + n)]
+                values = list(range(base + i + 1, base + i + n + 1))   # base | (k + 1), k < 2^19
                 mets = user_store_span(m, mm, vpn, values)
                 oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
                 expect.set_values_span(pid, vpn, values)
