@@ -54,9 +54,7 @@ def free_folio(m, folio: Folio) -> None:
     are cleared; tags and data stay in the frames."""
     start, nr = folio.pfn, folio.nr
     m.frame_folio[start:start + nr] = [None] * nr
-    flags = m.frame_flags
-    for pfn in range(start, start + nr):
-        flags[pfn] = 0
+    m.frame_flags[start:start + nr] = bytes(nr)
     del m.folios[folio.pfn]
     m.first_free = min(m.first_free, folio.pfn)
     if m.tracing: m.log("free_folio", f"folio={folio.pfn} order={folio.order}")

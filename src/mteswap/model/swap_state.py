@@ -3,8 +3,6 @@ and order-0 swap-in through the cache (`swapin_readahead`)."""
 
 from __future__ import annotations
 
-from array import array
-
 from mteswap.model.page_alloc import alloc_folio
 from mteswap.model.swapfile import put_swap_folio, swapcache_prepare
 from mteswap.model.swapinfo import ABSENT, SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
@@ -74,8 +72,7 @@ def swap_read_folio(m, folio, entry: int) -> None:
     arch_swap_restore."""
     si = m.swap
     start, nr = swp_offset(entry), folio.nr
-    stored = si.contents.slots[start:start + nr]          # value + 1, 0 if nothing written
-    data = array("q", [v - 1 if v else 0 for v in stored])
+    data = si.contents.slots[start:start + nr]            # 0 where nothing was written
     if si.zeromap:
         for i in range(nr):
             if start + i in si.zeromap:

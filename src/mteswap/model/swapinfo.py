@@ -167,8 +167,10 @@ class SlotMap:
 
 
 class IntSlotMap(SlotMap):
-    """A SlotMap of non-negative ints in an array (value + 1, 0 where nothing is stored): 8
-    bytes per slot and no int object per value (the data written to each slot). Written only
+    """A SlotMap of ints (the data written to each slot) in an array: 8 bytes per slot, no
+    int object per value, and runs copied array to array. Which slots hold a value is the key
+    set on small devices; on large ones (no key set) a slot holding 0 reads as empty, which
+    no caller can tell apart (`get(off, 0)`: nothing written reads as zeros). Written only
     through its methods."""
 
     def __init__(self, nslots: int):
@@ -185,48 +187,57 @@ class IntSlotMap(SlotMap):
             self.shared = False
         return self.slots
 
+    def _present(self, key: int) -> bool:
+        if self.keyset is not None:
+            return key in self.keyset
+        return 0 <= key < len(self.slots) and self.slots[key] != 0
+
+    def _held(self, start: int, nr: int) -> int:
+        if self.keyset is not None:
+            return len(self.keyset.intersection(range(start, start + nr)))
+        return nr - self.slots[start:start + nr].count(0)
+
     def clear_range(self, start: int, nr: int) -> None:
-        gone = nr - self.slots[start:start + nr].count(0)
+        gone = self._held(start, nr)
         if gone:
             self.writable_slots()[start:start + nr] = array("q", bytes(8 * nr))
             self.n -= gone
             if self.keyset is not None:
                 self.keyset.difference_update(range(start, start + nr))
 
-    def set_range(self, start: int, values: list[int]) -> None:
+    def set_range(self, start: int, values) -> None:
+        """self[start + k] = values[k]; `values` an array('q') (copied as is) or a list."""
         nr = len(values)
-        slots = self.writable_slots()
-        self.n += slots[start:start + nr].count(0)
-        slots[start:start + nr] = array("q", [v + 1 for v in values])
+        self.n += nr - self._held(start, nr)
+        self.writable_slots()[start:start + nr] = \
+            values if isinstance(values, array) else array("q", values)
         if self.keyset is not None:
             self.keyset.update(range(start, start + nr))
 
     def get(self, key: int, default=None):
-        v = self.slots[key] if 0 <= key < len(self.slots) else 0
-        return v - 1 if v else default
+        return self.slots[key] if self._present(key) else default
 
     def __setitem__(self, key: int, value: int) -> None:
-        slots = self.writable_slots()
-        if not slots[key]:
+        if not self._present(key):
             self.n += 1
             if self.keyset is not None:
                 self.keyset.add(key)
-        slots[key] = value + 1
+        self.writable_slots()[key] = value
 
     def __contains__(self, key: int) -> bool:
-        return 0 <= key < len(self.slots) and self.slots[key] != 0
+        return self._present(key)
 
     def pop(self, key: int, default=ABSENT):
-        v = self.slots[key] if 0 <= key < len(self.slots) else 0
-        if not v:
+        if not self._present(key):
             if default is ABSENT:
                 raise KeyError(key)
             return default
+        v = self.slots[key]
         self.writable_slots()[key] = 0
         self.n -= 1
         if self.keyset is not None:
             self.keyset.discard(key)
-        return v - 1
+        return v
 
     def keys(self) -> list[int]:
         if not self.n:
@@ -236,10 +247,10 @@ class IntSlotMap(SlotMap):
         return list(compress(range(len(self.slots)), self.slots))
 
     def items(self) -> list[tuple[int, int]]:
-        return [(k, self.slots[k] - 1) for k in self.keys()]
+        return [(k, self.slots[k]) for k in self.keys()]
 
     def values(self) -> list[int]:
-        return [self.slots[k] - 1 for k in self.keys()]
+        return [self.slots[k] for k in self.keys()]
 
 
 class SwapInfo:

@@ -9,7 +9,7 @@ from mteswap.model.page_alloc import folio_put
 from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
 from array import array
 
-from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, IS_ANON_EXCLUSIVE, NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN,
+from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, IS_ANON_EXCLUSIVE, IS_MTE_TAGGED, NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN,
                                   rmap_count, rmap_unkey, swap_pte)
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
@@ -115,11 +115,12 @@ def swap_writepage(m, folio) -> bool:
     else:
         if si.zeromap:
             si.zeromap.difference_update(offs)
-        si.contents.set_range(start, data.tolist())
+        si.contents.set_range(start, data)
     # The ghost for I8/I9: what tags went out with each page (None: not PG_mte_tagged).
     if m.flags_per_page:
         tags, flags = m.frame_tags[pfn:pfn + nr], m.frame_flags[pfn:pfn + nr]
-        written = [t if f & PG_MTE_TAGGED else None for t, f in zip(tags, flags)]
+        written = tags if flags.translate(IS_MTE_TAGGED).count(1) == nr else \
+            [t if f & PG_MTE_TAGGED else None for t, f in zip(tags, flags)]
     else:
         written = [page.tags if page_mte_tagged(m, page) else None for page in m.folio_pages(folio)]
     si.written_tags.set_range(start, written)
