@@ -353,10 +353,8 @@ def mte_invalidate_tags_run(m, entry: int, nr: int) -> bool:
     for each slot `swap_range_free` frees)."""
     if not _runs_allowed(m):
         return False
-    store = m.mte_pages
-    held = nr - store.slots[entry:entry + nr].count(ABSENT)
+    held = m.mte_pages.clear_range(entry, nr)          # xa_erase + kfree each
     if held:
-        store.clear_range(entry, nr)                   # xa_erase + kfree each
         m.tag_heap_bytes -= held * T.MTE_PAGE_TAG_STORAGE
         c = m.counters
         c["tag_invalidations"] += held

@@ -121,14 +121,15 @@ class SlotMap:
         if self.keyset is not None:
             self.keyset.update(range(start, start + nr))
 
-    def clear_range(self, start: int, nr: int) -> None:
-        """Remove whatever is stored for keys start .. start + nr - 1."""
+    def clear_range(self, start: int, nr: int) -> int:
+        """Remove whatever is stored for keys start .. start + nr - 1; how many were there."""
         gone = nr - self.slots[start:start + nr].count(ABSENT)
         if gone:
             self.writable_slots()[start:start + nr] = [ABSENT] * nr
             self.n -= gone
             if self.keyset is not None:
                 self.keyset.difference_update(range(start, start + nr))
+        return gone
 
     def noted(self, keys) -> None:
         """Record keys whose slots a caller filled directly (`slots[k] = v`, n kept)."""
@@ -197,13 +198,14 @@ class IntSlotMap(SlotMap):
             return len(self.keyset.intersection(range(start, start + nr)))
         return nr - self.slots[start:start + nr].count(0)
 
-    def clear_range(self, start: int, nr: int) -> None:
+    def clear_range(self, start: int, nr: int) -> int:
         gone = self._held(start, nr)
         if gone:
             self.writable_slots()[start:start + nr] = array("q", bytes(8 * nr))
             self.n -= gone
             if self.keyset is not None:
                 self.keyset.difference_update(range(start, start + nr))
+        return gone
 
     def set_range(self, start: int, values) -> None:
         """self[start + k] = values[k]; `values` an array('q') (copied as is) or a list."""
@@ -403,16 +405,17 @@ class SwapInfo:
         of every cluster in index order would make."""
         order = nr.bit_length() - 1
         swap_map = self.swap_map
-        for ci in sorted(self.room.get(order, ())):
+        room = self.room.get(order, ())
+        for ci in (room if len(room) < 2 else sorted(room)):
             if not eligible(ci):
                 continue
-            rng = self.cluster_range(ci)
+            stop = min((ci + 1) * SWAPFILE_CLUSTER, len(swap_map))
             first = self.cluster_next[ci]
-            while first < rng.stop and swap_map[first]:
+            while first < stop and swap_map[first]:
                 first += 1                         # every slot below `first` is in use
             self.cluster_next[ci] = first
             start = -(-first // nr) * nr           # aligned runs wholly at or above it
-            for off in range(start, rng.stop - nr + 1, nr):
+            for off in range(start, stop - nr + 1, nr):
                 if swap_map[off:off + nr].count(0) == nr:
                     return off
         ci = self._lowest_free_cluster(nr)
