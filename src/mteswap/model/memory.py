@@ -164,7 +164,11 @@ def can_swapin_thp(m, mm, start: int, nr: int) -> bool:
         zero = [o in si.zeromap for o in range(start, start + nr)]
         if any(zero) and not all(zero):
             return False
-    return not any(v & SWAP_HAS_CACHE for v in si.swap_map[start:start + nr])
+    slots = si.swap_map[start:start + nr]
+    v0 = slots[0]
+    if slots.count(v0) == nr:                   # every slot alike (the usual case)
+        return not v0 & SWAP_HAS_CACHE
+    return not any(v & SWAP_HAS_CACHE for v in slots)
 
 
 def alloc_swap_folio(m, mm, vma, vpn: int, entry: int):

@@ -114,7 +114,11 @@ def swapcache_clear(m, entry: int, nr: int) -> None:
 def folio_swapped(m, folio) -> bool:
     """`folio_swapped()`: does any slot of this swap-cache folio still have a reference?"""
     start = swp_offset(folio.swap)
-    return any(m.swap.count(o) for o in range(start, start + folio.nr))
+    counts = m.swap.swap_map[start:start + folio.nr]
+    c0 = counts[0]
+    if counts.count(c0) == folio.nr:              # every slot alike (the usual case)
+        return bool(c0 & ~SWAP_HAS_CACHE)
+    return any(c & ~SWAP_HAS_CACHE for c in counts)
 
 
 def folio_free_swap(m, folio) -> bool:
