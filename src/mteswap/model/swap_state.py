@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mteswap.model.page_alloc import alloc_folio
 from mteswap.model.swapfile import put_swap_folio, swapcache_prepare
-from mteswap.model.swapinfo import ABSENT, SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
+from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
 
 
 def folio_alloc_swap(m, folio) -> int | None:
@@ -51,10 +51,8 @@ def delete_from_swap_cache(m, folio) -> None:
     drops the cache pin on its slots."""
     entry = folio.swap
     start = swp_offset(entry)
-    cache = m.swap.cache
-    if cache.slots[start:start + folio.nr].count(ABSENT):
+    if m.swap.cache.clear_range(start, folio.nr) != folio.nr:
         raise KeyError(f"slot of folio {folio.pfn} not in the swap cache")   # a model bug
-    cache.clear_range(start, folio.nr)
     folio.swapcache = False
     folio.swap = 0
     if m.tracing: m.log("delete_from_swap_cache", f"folio={folio.pfn} entry={entry:#x} nr={folio.nr}")
@@ -78,10 +76,11 @@ def swap_read_folio(m, folio, entry: int) -> None:
             if start + i in si.zeromap:
                 data[i] = 0
     m.frame_data[folio.pfn:folio.pfn + nr] = data
-    m.count("swap_ins")
-    m.count("pswpin", folio.nr)
-    if folio.nr > 1:
-        m.count("large_swap_ins")
+    c = m.counters
+    c["swap_ins"] += 1
+    c["pswpin"] += nr
+    if nr > 1:
+        c["large_swap_ins"] += 1
     if m.tracing: m.log("swap_read_folio", f"folio={folio.pfn} order={folio.order} entry={entry:#x}")
 
 

@@ -393,13 +393,13 @@ class SwapInfo:
         if nr > 1:
             if self.rotational:
                 return None
-            return self._find_in_clusters(nr, lambda ci: self.cluster_is_full_size(ci))
-        found = self._find_in_clusters(1, lambda ci: True)
+            return self._find_in_clusters(nr, full_size_only=True)
+        found = self._find_in_clusters(1, full_size_only=False)
         if found is None:   # order-0 may steal a free slot from any cluster (frag list)
             found = next((o for o in range(1, len(self.swap_map)) if self.swap_map[o] == 0), None)
         return found
 
-    def _find_in_clusters(self, nr: int, eligible) -> int | None:
+    def _find_in_clusters(self, nr: int, full_size_only: bool) -> int | None:
         """Lowest-index cluster first: partly used clusters already serving this order, then
         free ones. `room`/`free_heap` only narrow the candidates; the choice is the one a scan
         of every cluster in index order would make."""
@@ -407,9 +407,9 @@ class SwapInfo:
         swap_map = self.swap_map
         room = self.room.get(order, ())
         for ci in (room if len(room) < 2 else sorted(room)):
-            if not eligible(ci):
-                continue
             stop = min((ci + 1) * SWAPFILE_CLUSTER, len(swap_map))
+            if full_size_only and stop - ci * SWAPFILE_CLUSTER != SWAPFILE_CLUSTER:
+                continue
             first = self.cluster_next[ci]
             while first < stop and swap_map[first]:
                 first += 1                         # every slot below `first` is in use

@@ -124,12 +124,13 @@ def swap_writepage(m, folio) -> bool:
     else:
         written = [page.tags if page_mte_tagged(m, page) else None for page in m.folio_pages(folio)]
     si.written_tags.set_range(start, written)
-    m.count("swpout_zero" if zero else "swap_outs")
+    c = m.counters
+    c["swpout_zero" if zero else "swap_outs"] += 1
     if zero:
-        m.count("swap_outs")
-    m.count("pswpout", folio.nr)
-    if folio.nr > 1:
-        m.count("large_swap_outs")
+        c["swap_outs"] += 1
+    c["pswpout"] += nr
+    if nr > 1:
+        c["large_swap_outs"] += 1
     if m.tracing: m.log("swap_writepage", f"folio={folio.pfn} order={folio.order} entry={folio.swap:#x}"
           + (" zero-filled: zeromap" if zero else ""))
     return True
