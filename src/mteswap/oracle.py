@@ -142,11 +142,11 @@ class Expectation:
                 view.tags[vpn + k] = T.uniform(tag)
                 view.present[vpn + k] = 1
 
-    def set_values_span(self, pid: int, vpn: int, values: list[int]) -> None:
-        """set_value(vpn + k, values[k]) for every k."""
+    def set_values_span(self, pid: int, vpn: int, values) -> None:
+        """set_value(vpn + k, values[k]) for every k (`values` an array('q') or a list)."""
         view = self.view[pid]
         n = len(values)
-        view.values[vpn:vpn + n] = array("q", values)
+        view.values[vpn:vpn + n] = values if isinstance(values, array) else array("q", values)
         view.present[vpn:vpn + n] = b"\x01" * n
 
     def forget(self, pid: int, vpn: int) -> None:
@@ -202,9 +202,10 @@ class Oracle:
             self.check_tags(ctx, page + k, pid, vpn + k, met, origin_of)
 
     def check_values_span(self, ctx: StepContext, page: int, pid: int, vpn: int,
-                          data: list[int]) -> None:
-        """check_value for a span of pages, as check_tags_span."""
-        if data == self.expect.view[pid].values[vpn:vpn + len(data)].tolist():
+                          data) -> None:
+        """check_value for a span of pages, as check_tags_span (`data` a list or an array)."""
+        want = self.expect.view[pid].values[vpn:vpn + len(data)]
+        if (data if isinstance(data, array) else array("q", data)) == want:
             return
         for k, value in enumerate(data):
             self.check_value(ctx, page + k, pid, vpn + k, value)

@@ -89,14 +89,15 @@ def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
 
 
 def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
-    """`user_load` of n pages from vpn, all reachable (`user_span`): (tags met, data) lists."""
+    """`user_load` of n pages from vpn, all reachable (`user_span`): (tags met, data) as a
+    list and a list or array."""
     ents = mm.ptes.ents[vpn:vpn + n]
     tags, data = m.frame_tags, m.frame_data
     e0 = ents[0]
     if n > 1 and ents.count(e0) == n:        # consecutive frames (not the zero page): slices
         pfn = (e0 >> 4) - 1 + vpn
         mets = tags[pfn:pfn + n] if e0 & PTE_TAGGED_BIT else [None] * n
-        return mets, data[pfn:pfn + n].tolist()
+        return mets, data[pfn:pfn + n]
     pfns = [(e >> 4) - 1 + v for v, e in enumerate(ents, vpn)]
     mets = [tags[p] if e & PTE_TAGGED_BIT else None for p, e in zip(pfns, ents)]
     return mets, [data[p] for p in pfns]
@@ -142,14 +143,15 @@ def _dirty_folios(frame_folio: list, pfn: int, end: int) -> None:
 
 
 def user_store_span(m, mm, vpn: int, values: list[int]) -> list:
-    """`user_store` of len(values) pages from vpn, all reachable for a store: tags met."""
+    """`user_store` of len(values) pages from vpn, all reachable for a store: tags met.
+    `values` a list or an array('q')."""
     n = len(values)
     ents = mm.ptes.ents[vpn:vpn + n]
     frame_tags, frame_data, frame_folio = m.frame_tags, m.frame_data, m.frame_folio
     e0 = ents[0]
     if n > 1 and ents.count(e0) == n:        # consecutive frames: one slice each
         pfn = (e0 >> 4) - 1 + vpn
-        frame_data[pfn:pfn + n] = array("q", values)
+        frame_data[pfn:pfn + n] = values if isinstance(values, array) else array("q", values)
         _dirty_folios(frame_folio, pfn, pfn + n)
         return frame_tags[pfn:pfn + n] if e0 & PTE_TAGGED_BIT else [None] * n
     mets = []

@@ -7,6 +7,7 @@ munmap removed, process that exited) is bad input: ScenarioError, exit status 2.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -240,7 +241,7 @@ class Runner:
                 if tag is not None:
                     tags = _DISTINCT[i % 15:i % 15 + n] if tag == "distinct" else [tag] * n
                     expect.set_tags_span(pid, vpn, tags, user_stg_span(m, mm, vpn, tags))
-                values = list(range(base + i + 1, base + i + n + 1))   # base | (k + 1), k < 2^19
+                values = array("q", range(base + i + 1, base + i + n + 1))   # base | (k + 1), k < 2^19
                 mets = user_store_span(m, mm, vpn, values)
                 oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
                 expect.set_values_span(pid, vpn, values)
