@@ -10,7 +10,7 @@ from mteswap.model.page_alloc import alloc_folio, folio_put
 from mteswap.model.pgtable import mk_swap_pte, pte_present, pte_swap, set_ptes
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
                                 folio_add_new_anon_rmap, folio_remove_rmap_pte)
-from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN, swap_pte
+from mteswap.model.state import PTE_PRESENT, PTE_SWAP, PTE_WRITE_BIT, ZERO_PFN, swap_pte
 from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
 from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
                                     swapcache_clear, swapcache_prepare)
@@ -28,15 +28,15 @@ class OutOfMemory(Exception):
 def handle_mm_fault(m, mm, vpn: int, write: bool) -> None:
     """`handle_mm_fault()` → `handle_pte_fault()`: bring the page at vpn in (or make it
     writable) so that the access can proceed."""
-    pte = mm.ptes.get(vpn)
-    if pte is None:
-        m.count("faults")
+    e = mm.ptes.ents[vpn]                 # the PTE int (state.py); vpn lies in a VMA
+    if not e:
+        m.counters["faults"] += 1
         do_anonymous_page(m, mm, vpn, write)
-    elif pte[0] == PTE_SWAP:
-        m.count("faults")
+    elif e & 3 == PTE_SWAP:
+        m.counters["faults"] += 1
         do_swap_page(m, mm, vpn, write)
-    elif write and not pte[3]:
-        m.count("faults")
+    elif write and not e & PTE_WRITE_BIT:
+        m.counters["faults"] += 1
         do_wp_page(m, mm, vpn)
 
 
@@ -250,7 +250,9 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
         folio.dirty = True
     m.pending_notes = notes
     if m.tracing: m.log("set_ptes", f"pid={mm.pid} vpn={start} nr={nr} pfn={first_pfn} writable={int(writable)} exclusive={int(exclusive)}")
-    set_ptes(m, mm, start, first_pfn, nr, vma.vm_mte, writable, f"do_swap_page entry={entry:#x}")
+    # The reason is only read by the trace and the tag origins: formatted only for them.
+    why = f"do_swap_page entry={entry:#x}" if m.tracing or m.track_origins else "do_swap_page"
+    set_ptes(m, mm, start, first_pfn, nr, vma.vm_mte, writable, why)
     m.pending_notes = {}
     if need_clear_cache:
         swapcache_clear(m, entry, folio.nr)
