@@ -119,18 +119,10 @@ class Expectation:
         return self.view[pid].get(vpn, _UNTOUCHED)
 
     # The setters index the arrays directly: vpn lies in a VMA, reserved at mmap (or fork).
-    def set_tag(self, pid: int, vpn: int, tag: int) -> None:
-        view = self.view[pid]
-        view.tags[vpn] = T.uniform(tag)
-        view.present[vpn] = 1          # an absent page's value is already 0
-
-    def set_value(self, pid: int, vpn: int, value: int) -> None:
-        view = self.view[pid]
-        view.values[vpn] = value
-        view.present[vpn] = 1          # an absent page's tags are already 0
-
+    # A page they mark present keeps the other half of its view: an absent page holds 0, 0.
     def set_tags_span(self, pid: int, vpn: int, tags: list[int], done: list[bool]) -> None:
-        """set_tag(vpn + k, tags[k]) for every k where done[k]."""
+        """The program now holds pointer tag tags[k] for page vpn + k, for every k where
+        done[k] (the STG took effect)."""
         view = self.view[pid]
         n = len(tags)
         if done.count(True) == n:                    # every page tagged: one slice each
@@ -143,7 +135,8 @@ class Expectation:
                 view.present[vpn + k] = 1
 
     def set_values_span(self, pid: int, vpn: int, values) -> None:
-        """set_value(vpn + k, values[k]) for every k (`values` an array('q') or a list)."""
+        """The program last wrote values[k] to page vpn + k, for every k (`values` an
+        array('q') or a list)."""
         view = self.view[pid]
         n = len(values)
         view.values[vpn:vpn + n] = values if isinstance(values, array) else array("q", values)
@@ -304,7 +297,7 @@ def _flags_and_ptes(m):
                 yield "I1", f"pfn {page.pfn} left locked for tag initialisation (PG_mte_lock without PG_mte_tagged)"
     for mm in m.mms:
         for vpn, e in mm.ptes.snapshot():            # (vpn, PTE int), state.py encoding
-            pfn = (e >> 4) - 1 + vpn                  # pte_pfn, for a present PTE
+            pfn = (e >> 4) - 1 + vpn                  # a present PTE's pfn (state.py encoding)
             if e & 3 == PTE_PRESENT and e & PTE_TAGGED_BIT and pfn != -1:   # not the zero page
                 if not page_mte_tagged(m, m.pages[pfn]):
                     yield "I2", f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pfn} without PG_mte_tagged"

@@ -7,7 +7,7 @@ from array import array
 
 from mteswap.model.mte import copy_highpage
 from mteswap.model.page_alloc import alloc_folio, folio_put
-from mteswap.model.pgtable import mk_swap_pte, pte_present, pte_swap, set_ptes
+from mteswap.model.pgtable import pte_present, pte_swap, set_ptes
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
                                 folio_add_new_anon_rmap, folio_remove_rmap_pte)
 from mteswap.model.state import PTE_PRESENT, PTE_SWAP, PTE_WRITE_BIT, ZERO_PFN, swap_pte
@@ -317,6 +317,3 @@ def free_swap_cache(m, folio) -> None:
     if folio.swapcache and m.folio_mapcount(folio) == 0:
         folio_free_swap(m, folio)
 
-
-def install_swap_pte(mm, vpn: int, entry: int, exclusive: bool) -> None:
-    mm.ptes[vpn] = mk_swap_pte(entry, exclusive)

@@ -143,9 +143,7 @@ def mte_save_tags(m, page: Page, entry: int) -> int:
     if not (m.frame_flags[page.pfn] & PG_MTE_TAGGED if m.flags_per_page
             else page_mte_tagged(m, page)):
         return 0
-    if m.config.tag_alloc_fail_after is None:
-        m.tag_allocs += 1                        # mte_allocate_tag_storage: cannot fail
-    elif not mte_allocate_tag_storage(m):
+    if not mte_allocate_tag_storage(m):
         return ENOMEM
     mte_store_saved_tags(m, entry, page)
     if m.tracing: m.log("mte_save_tags", f"pfn={page.pfn} entry={entry:#x} tags={T.describe(page.tags)}")
@@ -159,8 +157,7 @@ def mte_store_saved_tags(m, entry: int, page: Page) -> None:
     (no kmalloc), otherwise the plain 128-byte buffer is. The allocation was already made
     (and counted for fault injection) by the caller, as in the series."""
     store = m.mte_pages
-    if store.slots[entry] is not ABSENT:
-        _erase_saved(m, entry)
+    _erase_saved(m, entry)
     tags = value = m.frame_tags[page.pfn]
     if m.compressed_tags:
         m.counters["tag_compressions"] += 1
@@ -173,14 +170,8 @@ def mte_store_saved_tags(m, entry: int, page: Page) -> None:
         m.tag_heap_bytes += T.MTE_PAGE_TAG_STORAGE
     if m.track_origins:
         m.saved_origin[entry] = page.origin
-    c = m.counters
-    c["tag_saves"] += 1
-    if m.compressed_tags:
-        account_tag_bytes(m)
-    else:                                        # account_tag_bytes, inline (a hot path)
-        c["tag_bytes"] = now = m.tag_heap_bytes
-        if now > c["tag_bytes_peak"]:
-            c["tag_bytes_peak"] = now
+    m.counters["tag_saves"] += 1
+    account_tag_bytes(m)
 
 
 def _tags_of(value: int | None) -> int | None:
@@ -255,23 +246,15 @@ def _restore_frame(m, entry: int, pfn: int, buf: int) -> bool:
 
 def mte_invalidate_tags(m, entry: int) -> None:
     """`mte_invalidate_tags()` (mteswap.c): erase and free the buffer of one entry, if any."""
-    store = m.mte_pages
-    value = store.slots[entry]
-    if value is ABSENT:                                # nothing saved
+    if m.mte_pages.slots[entry] is ABSENT:             # nothing saved
         return
     if m.track_origins:
         m.saved_origin.pop(entry, None)
-    store.pop(entry)                                   # xa_erase
-    if value >= 0:                                     # mte_free_tag_storage (not inline)
-        m.tag_heap_bytes -= T.MTE_PAGE_TAG_STORAGE
-    c = m.counters
-    c["tag_invalidations"] += 1
+    value = _erase_saved(m, entry)
+    m.count("tag_invalidations")
     if value < 0:
-        c["tag_invalidations_inline"] += 1
-    if m.compressed_tags:
-        account_tag_bytes(m)
-    else:
-        c["tag_bytes"] = m.tag_heap_bytes              # a drop: the peak stays
+        m.counters["tag_invalidations_inline"] += 1
+    account_tag_bytes(m)
     if m.tracing: m.log("mte_invalidate_tags", f"entry={entry:#x}")
 
 
@@ -307,11 +290,8 @@ def mte_save_tags_run(m, pfn: int, entry: int, nr: int) -> bool:
     m.mte_pages.noted(entry + i for i, t in enumerate(tagged) if t)
     m.tag_allocs += saved                              # mte_allocate_tag_storage each
     m.tag_heap_bytes += saved * T.MTE_PAGE_TAG_STORAGE
-    c = m.counters
-    c["tag_saves"] += saved
-    c["tag_bytes"] = now = m.tag_heap_bytes
-    if now > c["tag_bytes_peak"]:
-        c["tag_bytes_peak"] = now
+    m.counters["tag_saves"] += saved
+    account_tag_bytes(m)                               # the peak is at the end of the run
     return True
 
 
@@ -332,19 +312,12 @@ def mte_restore_tags_run(m, entry: int, pfn: int, nr: int) -> bool:
         flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_MTE_TAGGED_LOCK)
         c["tag_restores"] += nr
         return True
-    restored = 0
     for i, value in enumerate(values):
         if value is ABSENT:
             continue
         if not swap_map[(entry + i) & _OFFSET_MASK]:  # an unpinned read, for the oracle
             m.tag_reads.append((entry + i, 0))
-        f = flags[pfn + i]
-        if f & PG_MTE_LOCK:                            # try_page_mte_tagging: taken
-            continue
-        tags[pfn + i] = value
-        flags[pfn + i] = f | PG_MTE_LOCK | PG_MTE_TAGGED
-        restored += 1
-    c["tag_restores"] += restored
+        _restore_frame(m, entry + i, pfn + i, value)
     return True
 
 
@@ -356,9 +329,8 @@ def mte_invalidate_tags_run(m, entry: int, nr: int) -> bool:
     held = m.mte_pages.clear_range(entry, nr)          # xa_erase + kfree each
     if held:
         m.tag_heap_bytes -= held * T.MTE_PAGE_TAG_STORAGE
-        c = m.counters
-        c["tag_invalidations"] += held
-        c["tag_bytes"] = m.tag_heap_bytes
+        m.counters["tag_invalidations"] += held
+        account_tag_bytes(m)
     return True
 
 

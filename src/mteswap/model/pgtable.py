@@ -28,8 +28,3 @@ def pte_present(pte) -> bool:
 
 def pte_swap(pte) -> bool:
     return pte is not None and pte[0] == PTE_SWAP
-
-
-def mk_swap_pte(entry: int, exclusive: bool) -> tuple:
-    """`swp_entry_to_pte()` (+ `pte_swp_mkexclusive()`)."""
-    return (PTE_SWAP, entry, exclusive)

@@ -76,10 +76,6 @@ def swap_pte(entry: int, exclusive: bool, vpn: int) -> int:
     return (entry - vpn) << 3 | (4 if exclusive else 0) | PTE_SWAP
 
 
-def pte_pfn(e: int, vpn: int) -> int:
-    """The pfn a present PTE int at vpn maps (-1: the zero page)."""
-    return (e >> 4) - 1 + vpn
-
 
 class PageTable:
     """One process's page table: an int per virtual page number (`ents`, 8 bytes per page, 0 =

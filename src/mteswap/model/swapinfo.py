@@ -315,11 +315,7 @@ class SwapInfo:
 
     def take_slot(self, offset: int, value: int) -> None:
         """A free slot becomes allocated with swap_map byte `value`."""
-        self.swap_map[offset] = value
-        ci = offset // SWAPFILE_CLUSTER
-        self.cluster_used[ci] += 1
-        self.inuse += 1
-        self._update_room(ci)
+        self.take_slots(offset, 1, value)
 
     def take_slots(self, offset: int, nr: int, value: int) -> None:
         """nr free slots from offset (inside one cluster, as a folio's are) become allocated."""

@@ -12,7 +12,7 @@ from mteswap.model.memory import PTRS_PER_PTE, handle_mm_fault
 from mteswap.model.state import PTE_PRESENT, PTE_TAGGED_BIT, PTE_WRITE_BIT, ZERO_PFN
 
 
-def _mapped_pfn(m, mm, vpn: int, write: bool) -> int:
+def _mapped_pte(m, mm, vpn: int, write: bool) -> int:
     """The PTE (as its int, state.py) through which the access reaches memory. The MMU walks
     the page table; only a PTE that is not present (or read-only, for a write) raises the
     exception that enters the kernel."""
@@ -24,54 +24,17 @@ def _mapped_pfn(m, mm, vpn: int, write: bool) -> int:
     return e
 
 
-def user_load(m, mm, vpn: int) -> tuple[int | None, int]:
-    """A load of every granule: (allocation tags met if the PTE is tagged, data)."""
-    e = _mapped_pfn(m, mm, vpn, False)
-    pfn = (e >> 4) - 1 + vpn                # pte_pfn; -1: the zero page, the arrays' last slot
-    return (m.frame_tags[pfn] if e & PTE_TAGGED_BIT else None), m.frame_data[pfn]
-
-
-def user_stg(m, mm, vpn: int, tag: int) -> bool:
-    """STG over every granule of the page. Needs write permission, so it faults like a store;
-    through an untagged mapping it does nothing. A tag store dirties the page (semantics §11).
-    Returns whether tags were set."""
-    e = _mapped_pfn(m, mm, vpn, True)
-    if not e & PTE_TAGGED_BIT:
-        return False
-    pfn = (e >> 4) - 1 + vpn
-    m.frame_tags[pfn] = T.uniform(tag)
-    if m.track_origins:
-        origin = m.stg_origin
-        if origin[1] != m.step:              # one shared tuple per step, not one per page
-            origin = m.stg_origin = ("set by the program (STG)", m.step)
-        m.frame_origin[pfn] = origin
-    m.frame_folio[pfn].dirty = True
-    return True
-
-
-def user_store(m, mm, vpn: int, value: int) -> int | None:
-    """A store to every granule: returns the allocation tags met (None if untagged). The store
-    lands even when the tag check fails, so one lost tag is reported once, not again as data
-    corruption on every later read."""
-    e = _mapped_pfn(m, mm, vpn, True)
-    pfn = (e >> 4) - 1 + vpn
-    assert pfn != ZERO_PFN, "a write fault never leaves the zero page mapped"
-    m.frame_data[pfn] = value
-    m.frame_folio[pfn].dirty = True
-    return m.frame_tags[pfn] if e & PTE_TAGGED_BIT else None
-
-
-# -- runs of pages ---------------------------------------------------------------------------
 # A program touching consecutive pages runs its loads and stores one page after another; only
 # a page whose PTE raises an exception enters the kernel. So between two faults the accesses
 # are plain memory traffic, and the model performs such a span of pages at once (same result
-# as one by one: no kernel code runs inside a span).
+# as one by one: no kernel code runs inside a span). The pfn of a PTE int e at vpn is
+# (e >> 4) - 1 + vpn (state.py encoding; -1, the zero page, indexes the arrays' last slot).
 
 def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
-    """Fault the page at vpn in if the access would trap (`_mapped_pfn`), then return how many
+    """Fault the page at vpn in if the access would trap (`_mapped_pte`), then return how many
     pages from vpn (below end) the CPU reaches without another exception: present PTEs, and
     writable ones for a store, within vpn's page-table page (PTRS_PER_PTE). At least 1."""
-    e0 = _mapped_pfn(m, mm, vpn, write)
+    e0 = _mapped_pte(m, mm, vpn, write)
     end = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE)
     pfn = (e0 >> 4) - 1 + vpn
     if pfn != ZERO_PFN:
@@ -89,8 +52,8 @@ def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
 
 
 def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
-    """`user_load` of n pages from vpn, all reachable (`user_span`): (tags met, data) as a
-    list and a list or array."""
+    """A load of every granule of n pages from vpn, all reachable (`user_span`): (allocation
+    tags met, None through an untagged PTE; data), a list and a list or array."""
     ents = mm.ptes.ents[vpn:vpn + n]
     tags, data = m.frame_tags, m.frame_data
     e0 = ents[0]
@@ -104,7 +67,9 @@ def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
 
 
 def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
-    """`user_stg` of len(tags) pages from vpn, all reachable for a store: which were tagged."""
+    """STG over every granule of len(tags) pages from vpn, all reachable for a store (STG
+    needs write permission, so it faults like a store). Through an untagged PTE it does
+    nothing; a tag store dirties the page (semantics §11). Returns which pages were tagged."""
     n = len(tags)
     ents = mm.ptes.ents[vpn:vpn + n]
     frame_tags, frame_folio = m.frame_tags, m.frame_folio
@@ -126,7 +91,7 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
         done.append(True)
     if m.track_origins:
         origin = m.stg_origin
-        if origin[1] != m.step:
+        if origin[1] != m.step:              # one shared tuple per step, not one per page
             origin = m.stg_origin = ("set by the program (STG)", m.step)
         for v, e, did in zip(range(vpn, vpn + n), ents, done):
             if did:
@@ -143,8 +108,10 @@ def _dirty_folios(frame_folio: list, pfn: int, end: int) -> None:
 
 
 def user_store_span(m, mm, vpn: int, values: list[int]) -> list:
-    """`user_store` of len(values) pages from vpn, all reachable for a store: tags met.
-    `values` a list or an array('q')."""
+    """A store to every granule of len(values) pages from vpn, all reachable for a store:
+    the allocation tags met (None through an untagged PTE). The store lands even when the tag
+    check fails, so one lost tag is reported once, not again as data corruption on every
+    later read. `values` a list or an array('q')."""
     n = len(values)
     ents = mm.ptes.ents[vpn:vpn + n]
     frame_tags, frame_data, frame_folio = m.frame_tags, m.frame_data, m.frame_folio
@@ -158,6 +125,7 @@ def user_store_span(m, mm, vpn: int, values: list[int]) -> list:
     last = None
     for v, e, value in zip(range(vpn, vpn + len(values)), ents, values):
         pfn = (e >> 4) - 1 + v
+        assert pfn != ZERO_PFN, "a write fault never leaves the zero page mapped"
         frame_data[pfn] = value
         folio = frame_folio[pfn]
         if folio is not last:

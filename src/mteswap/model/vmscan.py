@@ -204,7 +204,7 @@ def _mapped_folios(m, mm, start: int, indices) -> list:
         vpn, end = start + lo, min(start + hi, nents)
         while vpn < end:
             e = ents[vpn]
-            pfn = (e >> 4) - 1 + vpn                  # pte_pfn
+            pfn = (e >> 4) - 1 + vpn                  # the PTE's pfn (state.py encoding)
             if e & 3 != PTE_PRESENT or pfn == ZERO_PFN:
                 vpn += 1
                 continue

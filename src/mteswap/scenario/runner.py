@@ -15,8 +15,7 @@ from mteswap.model import Machine, MachineConfig
 from mteswap.model import mmap as mm_ops
 from mteswap.model.memory import OutOfMemory, zap_pte_range
 from mteswap.model.swapoff import SwapoffFailed, swapoff
-from mteswap.model.uaccess import (user_load_span, user_span, user_stg, user_stg_span,
-                                    user_store_span)
+from mteswap.model.uaccess import user_load_span, user_span, user_stg_span, user_store_span
 from mteswap.model.vmscan import evict, madvise_pageout, reclaim
 from mteswap.model.huge_memory import split_folio
 from mteswap.model.page_alloc import folio_put
@@ -75,6 +74,11 @@ PAGE_VALUE_SHIFT = 19   # page indices stay below MAX_VMA_PAGES = 2^18
 # tag: distinct gives page i the tag i % 15 + 1; a span (at most PTRS_PER_PTE = 512 pages)
 # starting at page i takes _DISTINCT[i % 15:][:n].
 _DISTINCT = [k % 15 + 1 for k in range(512 + 15)]
+
+
+def _tags_for(tag, i: int, n: int) -> list[int]:
+    """The tags a `tag:` argument gives pages i .. i + n - 1 (n <= 512)."""
+    return _DISTINCT[i % 15:i % 15 + n] if tag == "distinct" else [tag] * n
 
 
 def page_value(step: int, page: int) -> int:
@@ -224,54 +228,51 @@ class Runner:
         mm = self.proc(step)
         mm_ops.do_mprotect_mte(self.m, mm, self.vpns(step, mm))
 
-    def op_write(self, step, ctx, a):
-        """STG (with `tag`) and a store on each page, in order. Pages are handled in spans
-        between faults (uaccess.py `user_span`), with the same outcome as one at a time."""
-        mm = self.proc(step)
+    def spans(self, step: Step, mm, write: bool):
+        """(page index i, vpn, n) for the step's pages in order, in spans of n pages the CPU
+        reaches between two faults (uaccess.py `user_span` takes the fault at the first
+        one): each span can be accessed at once, with the outcome of one page at a time."""
         start, indices = self.pages(step, mm)
+        for lo, hi in ordered_runs(indices):
+            i = lo
+            while i < hi:
+                n = user_span(self.m, mm, start + i, start + hi, write)
+                yield i, start + i, n
+                i += n
+
+    def op_write(self, step, ctx, a):
+        """STG (with `tag`) and a store on each page, in order."""
+        mm = self.proc(step)
         tag = a.get("tag")
         m, oracle, expect, pid = self.m, self.oracle, self.oracle.expect, mm.pid
         origin_of = partial(self._origin, mm)
         base = step.index << PAGE_VALUE_SHIFT         # page_value(step, i) = base | (i + 1)
-        for lo, hi in ordered_runs(indices):
-            i = lo
-            while i < hi:
-                vpn = start + i
-                n = user_span(m, mm, vpn, start + hi, write=True)
-                if tag is not None:
-                    tags = _DISTINCT[i % 15:i % 15 + n] if tag == "distinct" else [tag] * n
-                    expect.set_tags_span(pid, vpn, tags, user_stg_span(m, mm, vpn, tags))
-                values = array("q", range(base + i + 1, base + i + n + 1))   # base | (k + 1), k < 2^19
-                mets = user_store_span(m, mm, vpn, values)
-                oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
-                expect.set_values_span(pid, vpn, values)
-                i += n
+        for i, vpn, n in self.spans(step, mm, write=True):
+            if tag is not None:
+                tags = _tags_for(tag, i, n)
+                expect.set_tags_span(pid, vpn, tags, user_stg_span(m, mm, vpn, tags))
+            values = array("q", range(base + i + 1, base + i + n + 1))   # base | (k + 1), k < 2^19
+            mets = user_store_span(m, mm, vpn, values)
+            oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
+            expect.set_values_span(pid, vpn, values)
 
     def op_stg(self, step, ctx, a):
         """Addition: STG over each page without storing data (the page stays zero-filled if
         it was)."""
         mm = self.proc(step)
-        start, indices = self.pages(step, mm)
-        for i in indices:
-            t = i % 15 + 1 if a["tag"] == "distinct" else a["tag"]
-            if user_stg(self.m, mm, start + i, t):
-                self.oracle.expect.set_tag(mm.pid, start + i, t)
+        for i, vpn, n in self.spans(step, mm, write=True):
+            tags = _tags_for(a["tag"], i, n)
+            self.oracle.expect.set_tags_span(mm.pid, vpn, tags, user_stg_span(self.m, mm, vpn, tags))
 
     def op_read(self, step, ctx, a):
-        """A load of each page, in order, in spans between faults (see op_write)."""
+        """A load of each page, in order."""
         mm = self.proc(step)
-        start, indices = self.pages(step, mm)
         m, oracle, pid = self.m, self.oracle, mm.pid
         origin_of = partial(self._origin, mm)
-        for lo, hi in ordered_runs(indices):
-            i = lo
-            while i < hi:
-                vpn = start + i
-                n = user_span(m, mm, vpn, start + hi, write=False)
-                mets, data = user_load_span(m, mm, vpn, n)
-                oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
-                oracle.check_values_span(ctx, i, pid, vpn, data)
-                i += n
+        for i, vpn, n in self.spans(step, mm, write=False):
+            mets, data = user_load_span(m, mm, vpn, n)
+            oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
+            oracle.check_values_span(ctx, i, pid, vpn, data)
 
     def vpns(self, step: Step, mm) -> list[int]:
         start, indices = self.pages(step, mm)
