@@ -259,11 +259,16 @@ def _steps_keep_derived_counters(scenario, design) -> None:
         assert not errors, f"{scenario.name} step {step.index} ({step.op}): {errors}"
 
 
-@pytest.mark.parametrize("design", list(BUILTIN))
-def test_folio_mapcounts_match_the_rmaps_after_every_bundled_step(design):
+def _on_bundled(design, check) -> None:
+    """check(scenario, design) on every bundled scenario."""
     from mteswap.bundled import bundled_files
     for path in bundled_files():
-        _steps_keep_derived_counters(load_scenario(path), design)
+        check(load_scenario(path), design)
+
+
+@pytest.mark.parametrize("design", list(BUILTIN))
+def test_folio_mapcounts_match_the_rmaps_after_every_bundled_step(design):
+    _on_bundled(design, _steps_keep_derived_counters)
 
 
 @settings(max_examples=150, deadline=None)
@@ -334,9 +339,7 @@ def _fast_and_slow_agree(scenario, design) -> None:
 
 @pytest.mark.parametrize("design", list(BUILTIN))
 def test_one_pass_runs_leave_the_same_state_as_page_by_page_on_bundled_scenarios(design):
-    from mteswap.bundled import bundled_files
-    for path in bundled_files():
-        _fast_and_slow_agree(load_scenario(path), design)
+    _on_bundled(design, _fast_and_slow_agree)
 
 
 @settings(max_examples=200, deadline=None)

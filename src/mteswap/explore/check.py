@@ -3,7 +3,6 @@ counterexample, return the JSON summary and the exit status."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
