@@ -6,6 +6,7 @@ from mteswap.model.swapinfo import SWAP_HAS_CACHE
 
 import pytest
 from helpers import kinds, runner
+from helpers import scenario as make_scenario
 from hypothesis import given, settings, strategies as st
 from scenario_strategies import to_yaml, valid_scenarios
 from mteswap.designs import BUILTIN, get_design
@@ -372,3 +373,66 @@ def test_one_pass_runs_are_taken_at_scale():
     c = r.m.counters
     assert (c["tag_saves"], c["tag_restores"], c["tag_invalidations"]) == (16, 16, 16)
     assert kinds(r) == []
+
+
+# -- runs of order-0 swap-in faults (memory.do_swap_page_run) --------------------------------
+
+def _mte(vma, pages, mte=True):
+    return {"mmap": {"proc": "A", "vma": vma, "pages": pages, "mte": mte}}
+
+
+def _op(op, vma, pages="all", proc="A", **more):
+    return {op: {"proc": proc, "vma": vma, "pages": pages, **more}}
+
+
+# Each takes the run path at least once (checked below) and covers one branch of it.
+SWAPIN_RUNS = {
+    # Swap at most half full: read faults leave every slot cached; a later write run frees.
+    "cached": ([_mte("v", 64), _op("write", "v", tag="distinct"), _op("reclaim", "v"),
+                _op("read", "v"), _op("reclaim", "v", "0-31"), _op("write", "v"),
+                _op("read", "v")], {}),
+    # More than half full: read faults free their slots until half is free, then keep them.
+    "full": ([_mte("v", 64), _op("write", "v", tag="distinct"), _op("reclaim", "v"),
+              _op("read", "v"), _op("reclaim", "v"), _op("write", "v", "0-40"),
+              _op("read", "v")], {"swap_slots": 90}),
+    # Slots shared after fork (count 2) fault one at a time; after the child exits, runs
+    # (a write run makes the pages exclusive although their swap PTEs were not).
+    "shared": ([_mte("v", 32), _op("write", "v", tag="distinct"),
+                {"fork": {"proc": "A", "child": "B"}}, _op("reclaim", "v"),
+                _op("read", "v", "0-7"), {"exit": {"proc": "B"}}, _op("write", "v", "8-19"),
+                _op("read", "v"), _op("write", "v")], {}),
+    # Free frames in two runs (a hole below), zero-filled slots, an untagged VMA beside.
+    "fragmented": ([_mte("o", 16, mte=False), _op("write", "o"), _mte("v", 32),
+                    _op("stg", "v", "0-15", tag=3), _op("write", "v", "16-31", tag=5),
+                    _op("reclaim", "v"), _op("dontneed", "o", "4-7"), _op("read", "v"),
+                    _op("reclaim", "o"), _op("write", "o")], {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SWAPIN_RUNS))
+@pytest.mark.parametrize("design", list(BUILTIN))
+def test_swapin_runs_leave_the_same_state_as_one_fault_at_a_time(case, design, monkeypatch):
+    import mteswap.model.uaccess as uaccess
+    steps, config = SWAPIN_RUNS[case]
+    taken = []
+    run = uaccess.do_swap_page_run
+    monkeypatch.setattr(uaccess, "do_swap_page_run",
+                        lambda m, mm, vpn, n, write: taken.append(n) or run(m, mm, vpn, n, write))
+    _fast_and_slow_agree(make_scenario(steps, folio_pages=[1, 16], **config), design)
+    # Designs whose order-0 restore is mte_restore_tags take runs; the others never do.
+    assert bool(taken) == (design not in ("restore-all-unmarked", "folio-marker",
+                                          "per-folio-flag")), taken
+
+
+def test_swapin_run_counts_one_fault_restore_and_swap_in_per_page():
+    """64 pages written with distinct tags, reclaimed to an ssd and read back: 64 faults, 64
+    restores in 64 arch_swap_restore calls, every slot still cached (swap not half full)."""
+    from mteswap.scenario.runner import Runner
+    steps, _ = SWAPIN_RUNS["cached"]
+    r = Runner(make_scenario(steps[:4], folio_pages=[1, 16]), get_design("merged"),
+               track_origins=False)
+    r.run()
+    c = r.m.counters
+    assert (c["faults"], c["restore_calls"], c["tag_restores"], c["swap_ins"], c["pswpin"]) == \
+        (64 + 4, 64, 64, 64, 64)            # 4 write faults of 16-page folios first
+    assert r.m.swap.inuse == 64 and r.m.swap.cache.n == 64 and kinds(r) == []

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from mteswap.model import tags as T
-from mteswap.model.mte import (mte_invalidate_tags, mte_invalidate_tags_area, mte_save_tags,
-                               mte_save_tags_run,
+from mteswap.model.mte import (mte_invalidate_tags, mte_invalidate_tags_area, mte_restore_tags,
+                               mte_restore_tags_run, mte_save_tags, mte_save_tags_run,
                                mte_load_saved_tags, mte_sync_tags)
 from mteswap.model.state import UNTRACKED_ORIGIN
 from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_offset
@@ -38,11 +38,26 @@ class PerPageHooks:
 
     def sync_tags(self, m, pages: list, why: str) -> None:
         mte_sync_tags(m, pages, why)
+    # Tells the machine this hook is mte_sync_tags, page by page: a run of order-0 swap-ins
+    # may then sync all their pages in one call (memory.do_swap_page_run).
+    sync_tags.per_page = True
 
     def split_page_mte_flags(self, m, head, page) -> tuple[bool, bool]:
         # Each new folio's PG_arch_2/PG_arch_3 are cleared and then copied from the head
         # page (mm/huge_memory.c, semantics §3.10; seen on 6.12 and 7.2, §11).
         return head.mte_tagged, head.mte_lock
+
+
+def restore_order0_run(m, entry: int, pfn: int, nr: int) -> None:
+    """What `swap_restore` does for nr fresh order-0 folios, pfn + i read for entry + i, one
+    fault after another, in designs whose hook for an order-0 folio is one `arch_swap_restore`
+    call running `mte_restore_tags(entry, page)`. Such a design marks its hook with it
+    (`swap_restore.order0_run = restore_order0_run`); a subclass overriding swap_restore loses
+    the mark, so its own hook is called on every fault."""
+    m.counters["restore_calls"] += nr
+    if not mte_restore_tags_run(m, entry, pfn, nr):
+        for i in range(nr):
+            mte_restore_tags(m, entry + i, m.pages[pfn + i])
 
 
 def save_folio_tags(m, folio) -> int:

@@ -16,7 +16,7 @@ entry, or the folio's first entry when v6.11+ maps the whole folio).
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks
+from mteswap.designs.common import PerPageHooks, restore_order0_run
 from mteswap.model.mte import mte_restore_tags, mte_save_tags
 
 
@@ -33,3 +33,5 @@ class RfcV1(PerPageHooks):
         if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} nr={folio.nr} (same entry for every page)")
         for p in m.folio_pages(folio):
             mte_restore_tags(m, entry, p)
+    # For an order-0 folio: one call, mte_restore_tags of its page (common.py).
+    swap_restore.order0_run = restore_order0_run

@@ -16,7 +16,7 @@ before the folio (`folio->swap - 1`); the real loop runs on through memory.
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks
+from mteswap.designs.common import PerPageHooks, restore_order0_run
 from mteswap.model.mte import mte_invalidate_tags, mte_restore_tags, mte_save_tags
 
 
@@ -49,3 +49,5 @@ class RfcV2(PerPageHooks):
         target = m.pages[folio.pfn + entry % folio.nr]     # folio_file_page(folio, offset)
         if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} -> pfn={target.pfn} only")
         mte_restore_tags(m, entry, target)
+    # For an order-0 folio: one call, mte_restore_tags of its page (common.py).
+    swap_restore.order0_run = restore_order0_run

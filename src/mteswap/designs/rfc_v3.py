@@ -18,7 +18,7 @@ mapped), with its own entry.
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, save_folio_tags
+from mteswap.designs.common import PerPageHooks, restore_order0_run, save_folio_tags
 from mteswap.model.mte import mte_restore_tags
 
 
@@ -33,3 +33,5 @@ class RfcV3(PerPageHooks):
         m.count("restore_calls")
         if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} page={page.pfn}")
         mte_restore_tags(m, entry, page)
+    # For an order-0 folio: one call, mte_restore_tags of its page (common.py).
+    swap_restore.order0_run = restore_order0_run

@@ -17,7 +17,7 @@ large swap-in (which V0 never met) that restores only one page of a large folio.
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, save_folio_tags
+from mteswap.designs.common import PerPageHooks, restore_order0_run, save_folio_tags
 from mteswap.model.mte import mte_restore_tags
 
 
@@ -36,3 +36,5 @@ class SplitBeforeSwap(PerPageHooks):
         m.count("restore_calls")
         if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} (first page only)")
         mte_restore_tags(m, entry, m.pages[folio.pfn])
+    # For an order-0 folio: one call, mte_restore_tags of its page (common.py).
+    swap_restore.order0_run = restore_order0_run

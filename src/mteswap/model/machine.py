@@ -82,6 +82,12 @@ class Machine:
         # in designs/common.py): swap_range_free may then invalidate a run of slots at once.
         self.invalidate_is_mte = getattr(getattr(design, "swap_invalidate_page", None),
                                          "mte_invalidate_tags", False)
+        # The design's swap_restore, for a fresh order-0 folio, is one arch_swap_restore call
+        # running mte_restore_tags (marked so with the run that does n of them, designs/
+        # common.py), and its sync_tags is mte_sync_tags: a run of order-0 swap-in faults
+        # may then be taken in one pass (memory.do_swap_page_run).
+        self.swap_restore_order0 = getattr(getattr(design, "swap_restore", None), "order0_run", None)
+        self.sync_per_page = getattr(getattr(design, "sync_tags", None), "per_page", False)
         # (entry, swap_map at read) of saved-tag reads from a free slot, for the oracle's
         # use-after-free check (reads of a pinned slot are fine and not recorded).
         self.tag_reads: list[tuple[int, int]] = []
@@ -138,7 +144,8 @@ class Machine:
                          "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
-                         "flags_per_page", "compressed_tags", "folio_sizes_desc", "invalidate_is_mte"))
+                         "flags_per_page", "compressed_tags", "folio_sizes_desc", "invalidate_is_mte",
+                         "swap_restore_order0", "sync_per_page"))
 
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.

@@ -38,6 +38,14 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
     if zerotags:
         for page in m.folio_pages(folio):
             tag_clear_highpage(m, page)
+    advance_first_free(m)
+    if m.tracing: m.log("folio_alloc", f"folio={pfn} order={folio.order} ({why})")
+    return folio
+
+
+def advance_first_free(m) -> None:
+    """Move `m.first_free` past the allocated folios that now start there."""
+    frame_folio, nframes = m.frame_folio, m.config.frames
     first = m.first_free
     while first < nframes:
         f = frame_folio[first]
@@ -45,8 +53,6 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
             break
         first = f.pfn + f.nr                 # past the whole allocated folio
     m.first_free = first
-    if m.tracing: m.log("folio_alloc", f"folio={pfn} order={folio.order} ({why})")
-    return folio
 
 
 def free_folio(m, folio: Folio) -> None:

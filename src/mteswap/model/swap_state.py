@@ -68,20 +68,25 @@ def swap_read_folio(m, folio, entry: int) -> None:
     """`swap_read_folio()` (mm/page_io.c): fill the folio's pages from the device (a slot in
     the zeromap reads as zeros without I/O). Tags are not on the device: they come from
     arch_swap_restore."""
-    si = m.swap
-    start, nr = swp_offset(entry), folio.nr
-    data = si.contents.slots[start:start + nr]            # 0 where nothing was written
-    if si.zeromap:
-        for i in range(nr):
-            if start + i in si.zeromap:
-                data[i] = 0
-    m.frame_data[folio.pfn:folio.pfn + nr] = data
+    nr = folio.nr
+    m.frame_data[folio.pfn:folio.pfn + nr] = read_slots(m.swap, swp_offset(entry), nr)
     c = m.counters
     c["swap_ins"] += 1
     c["pswpin"] += nr
     if nr > 1:
         c["large_swap_ins"] += 1
     if m.tracing: m.log("swap_read_folio", f"folio={folio.pfn} order={folio.order} entry={entry:#x}")
+
+
+def read_slots(si, start: int, nr: int):
+    """The data of nr slots from start, as the device returns it (an array): 0 where nothing
+    was written, and 0 for a slot in the zeromap."""
+    data = si.contents.slots[start:start + nr]
+    if si.zeromap:
+        for i in range(nr):
+            if start + i in si.zeromap:
+                data[i] = 0
+    return data
 
 
 def swapin_readahead(m, entry: int):

@@ -8,8 +8,9 @@ from __future__ import annotations
 from array import array
 
 from mteswap.model import tags as T
-from mteswap.model.memory import PTRS_PER_PTE, handle_mm_fault
-from mteswap.model.state import PTE_PRESENT, PTE_TAGGED_BIT, PTE_WRITE_BIT, ZERO_PFN
+from mteswap.model.memory import (PTRS_PER_PTE, do_swap_page_run, handle_mm_fault,
+                                  swapin_run_length)
+from mteswap.model.state import PTE_PRESENT, PTE_SWAP, PTE_TAGGED_BIT, PTE_WRITE_BIT, ZERO_PFN
 
 
 def _mapped_pte(m, mm, vpn: int, write: bool) -> int:
@@ -33,15 +34,27 @@ def _mapped_pte(m, mm, vpn: int, write: bool) -> int:
 def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
     """Fault the page at vpn in if the access would trap (`_mapped_pte`), then return how many
     pages from vpn (below end) the CPU reaches without another exception: present PTEs, and
-    writable ones for a store, within vpn's page-table page (PTRS_PER_PTE). At least 1."""
-    e0 = _mapped_pte(m, mm, vpn, write)
+    writable ones for a store, within vpn's page-table page (PTRS_PER_PTE). At least 1.
+    A run of order-0 swap-in faults from vpn is taken in one pass (`do_swap_page_run`): each
+    of those faults touches only its own slot, frame and PTE, so taking them all before the
+    span's accesses leaves the accesses the same memory as taking them one by one."""
     end = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE)
+    if mm.ptes.ents[vpn] & 3 == PTE_SWAP:
+        n = swapin_run_length(m, mm, vpn, end, write)
+        if n:
+            do_swap_page_run(m, mm, vpn, n, write)
+    e0 = _mapped_pte(m, mm, vpn, write)
     pfn = (e0 >> 4) - 1 + vpn
     if pfn != ZERO_PFN:
-        # The rest of this folio mapped in order is one repeated PTE: all reachable if e0 is.
+        # Frames mapped in order are one repeated PTE: all reachable if e0 is. The rest of
+        # this folio first; then, if the next frame follows in order too (fresh order-0
+        # folios taken one after another), the rest of the span.
+        ents = mm.ptes.ents
         folio = m.frame_folio[pfn]
         stop = min(end, vpn + folio.pfn + folio.nr - pfn)
-        if mm.ptes.ents[vpn:stop].count(e0) == stop - vpn:
+        if ents[vpn:stop].count(e0) == stop - vpn:
+            if stop < end and ents[stop] == e0 and ents[stop:end].count(e0) == end - stop:
+                return end - vpn
             return stop - vpn
     n = 0
     for e in mm.ptes.ents[vpn:end]:
