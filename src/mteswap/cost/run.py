@@ -48,7 +48,7 @@ COMPRESSED_COUNTER = "tag_bytes_peak_compressed"
 def page_ops(scenario: Scenario) -> int:
     """Sum over steps of the page indices each step names ('all' counts as 0)."""
     return sum(len(s.args["pages"]) for s in scenario.steps
-               if s.op in PAGE_OPS and isinstance(s.args.get("pages"), tuple))
+               if s.op in PAGE_OPS and isinstance(s.args.get("pages"), (tuple, range)))
 
 
 @dataclass

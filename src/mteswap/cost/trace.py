@@ -426,7 +426,7 @@ def _text(value, where: str) -> str:
         if value and "#" not in value and "," not in value and not any(
                 c.isspace() for c in value):
             return value
-    elif isinstance(value, (list, tuple)) and value and all(
+    elif isinstance(value, (list, tuple, range)) and value and all(
             isinstance(x, int) and not isinstance(x, bool) for x in value):
         text = ",".join(_runs(list(value)))
         return text if "," in text else text + ","   # a trailing comma keeps it a list

@@ -73,7 +73,7 @@ def check_supported(sc: Scenario) -> None:
 def _desc(step) -> str:
     parts = []
     for k, v in step.args.items():
-        if isinstance(v, tuple):
+        if isinstance(v, (tuple, range)):
             v = _pages_text(v)
         parts.append(f"{k}={v}")
     return f"{step.op} " + " ".join(parts) if parts else step.op

@@ -49,7 +49,7 @@ TAG_STORAGES = ("plain", "compressed")
 MAX_VMA_PAGES = 1 << 18  # a VMA holds at most this many pages (1 GiB); indices stay below it
 MAX_CONFIG_INT = 1 << 20
 MAX_FOLIO_PAGES = 512  # PMD size in 4 KiB pages: the largest folio the model knows
-MAX_TOTAL_PAGE_INDICES = 1 << 22  # all steps' expanded PageSpecs together (memory guard)
+MAX_TOTAL_PAGE_INDICES = 1 << 22  # all steps' expanded PageSpecs together (a work guard)
 
 _SCENARIO_NAME = re.compile(r"[a-z0-9-]+")
 _ENTITY_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -246,8 +246,9 @@ def _entity_name(value: Any) -> str:
     raise _Invalid()
 
 
-def _page_spec(value: Any) -> str | tuple[int, ...]:
-    """Normalise a PageSpec to ALL or a tuple of distinct indices in the order given."""
+def _page_spec(value: Any) -> str | tuple[int, ...] | range:
+    """Normalise a PageSpec to ALL or distinct indices in the order given: a tuple, or a range
+    for 'a-b'."""
     if isinstance(value, str) and value == ALL:
         return ALL
     if _is_int(value):
@@ -269,7 +270,7 @@ def _page_spec(value: Any) -> str | tuple[int, ...]:
     raise _Invalid()
 
 
-def _page_range(text: str) -> tuple[int, ...]:
+def _page_range(text: str) -> range:
     match = _RANGE.fullmatch(text.strip())
     if match is None:
         raise _Invalid()
@@ -282,20 +283,9 @@ def _page_range(text: str) -> tuple[int, ...]:
         raise _Invalid(f"expected page indices 0-{MAX_VMA_PAGES - 1}, got {_describe(text)}")
     if start > end:
         raise _Invalid(f"expected a range 'a-b' with a <= b, got {_describe(text)}")
-    return _indices(end + 1)[start:end + 1]
-
-
-_INDICES: tuple[int, ...] = ()
-
-
-def _indices(n: int) -> tuple[int, ...]:
-    """(0, 1, ..., n-1) sliced from one shared tuple, so that every range of every step
-    refers to the same int objects (a 1 GiB workload names each of 262,144 pages in several
-    steps; fresh ints would cost 32 bytes per page per step)."""
-    global _INDICES
-    if len(_INDICES) < n:
-        _INDICES = tuple(range(min(MAX_VMA_PAGES, max(n, 2 * len(_INDICES)))))
-    return _INDICES[:n]
+    # A range, not a tuple: a 1 GiB workload names each of 262,144 pages in several steps,
+    # and a tuple would hold a pointer (and an int object) per page.
+    return range(start, end + 1)
 
 
 def _tag(value: Any) -> int | str | None:
@@ -611,9 +601,9 @@ def _steps(where: _Where, doc: dict) -> tuple[Step, ...]:
     for index, item in enumerate(raw, start=1):
         step = _step(where.file, index, item)
         pages = step.args.get("pages")
-        if isinstance(pages, tuple):
-            # Ranges expand to tuples: a short file (or one alias repeated) could
-            # otherwise ask for gigabytes, e.g. thousands of 'pages: 0-65535'.
+        if isinstance(pages, (tuple, range)):
+            # Every page named costs work: a short file (or one alias repeated) could
+            # otherwise ask for hours of it, e.g. thousands of 'pages: 0-65535'.
             budget -= len(pages)
             if budget < 0:
                 raise _Where(where.file, index, step.op).error(

@@ -340,7 +340,7 @@ def describe_step(step: Step) -> str:
     for key, value in step.args.items():
         if value is None or value is False:
             continue
-        if isinstance(value, tuple):
+        if isinstance(value, (tuple, range)):
             value = format_ranges(value)
         parts.append(f"{key}={value}")
     return " ".join(parts)
