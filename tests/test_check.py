@@ -67,11 +67,11 @@ def test_clone_behaves_like_original(seed):
         assert c.oracle.expect.snapshot() == r.oracle.expect.snapshot()
         assert c.oracle.violations == r.oracle.violations
         assert dict(c.m.counters) == dict(r.m.counters)
-        # folio identity is kept inside the clone
+        # the clone's folios (views) are the clone's, whichever way they are reached
         for off, f in c.m.swap.cache.items():
-            assert c.m.folios[f.pfn] is f
+            assert f.m is c.m and c.m.folios[f.pfn] == f and f.swapcache
         for p in c.m.pages:
-            assert p.folio is None or c.m.folios[p.folio.pfn] is p.folio
+            assert p.folio is None or (p.folio.m is c.m and c.m.folios[p.folio.pfn] == p.folio)
     assert ctx.replay(trace).m.snapshot() == r.m.snapshot()
 
 

@@ -59,20 +59,24 @@ def split_folio(m, folio, why: str) -> list:
 
 
 def _split_to_order0(m, folio) -> list[Folio]:
-    """The head keeps its `struct folio` (now order 0); each tail page becomes a new folio."""
-    pages = m.folio_pages(folio)
-    folio.nr = 1
+    """The head keeps its `struct folio` (now order 0); each tail page becomes a new folio
+    with the head's PG_dirty, arch state and, in the swap cache, its own slot."""
+    pfn, nr = folio.pfn, folio.nr
+    dirty, arch, swapcache, swap = folio.dirty, folio.arch, folio.swapcache, folio.swap
     folio.partially_mapped = False
+    m.frame_order[pfn:pfn + nr] = bytes(nr)             # every frame its own order-0 folio
+    folio.nr = 1                                        # the caller's view of the head
     out = [folio]
-    for i, page in enumerate(pages[1:], start=1):
-        f = Folio(page.pfn, 1)
-        f.dirty, f.arch = folio.dirty, folio.arch
-        if folio.swapcache:
-            f.swapcache, f.swap = True, folio.swap + i
+    for i in range(1, nr):
+        f = Folio(m, pfn + i, 1)
+        f.mapcount = f.nr_mapped = 0
+        f.dirty, f.arch, f.swapcache = dirty, arch, swapcache
+        f.partially_mapped = f.writeback = False
+        f.swap = swap + i if swapcache else 0
+        if swapcache:
             m.swap.cache[swp_offset(f.swap)] = f
-        m.folios[f.pfn] = f
-        page.folio = f
         out.append(f)
+    m.folios.n += nr - 1
     return out
 
 

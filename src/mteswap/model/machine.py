@@ -10,7 +10,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
-from mteswap.model.state import (NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap, Mm, Page,
+from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap, Mm, Page,
                                   PageArray, PageRange, Vma, rmap_count, rmap_keys, rmap_unkey)
 from mteswap.model.swapinfo import SlotMap, SwapInfo
 
@@ -36,14 +36,21 @@ class Machine:
         self.design = design
         # The frames, one slot per pfn plus a last one for the zero page (ZERO_PFN = -1 indexes
         # it): packed tags (model/tags.py), data (the value the page holds, 0 = zero-filled),
-        # flag bits (PG_MTE_TAGGED, PG_MTE_LOCK, PG_ANON_EXCLUSIVE), the folio, and the rmap
-        # (state.py). Arrays rather than an object per frame: ~40 bytes per frame at 1 GiB.
+        # flag bits (PG_MTE_TAGGED, PG_MTE_LOCK, PG_ANON_EXCLUSIVE), the order of the folio
+        # holding the frame, and the rmap (state.py). Then the folios, read at their head
+        # frame (state.py `Folio`). Arrays rather than an object per frame or per folio:
+        # ~55 bytes per frame at 1 GiB.
         n = config.frames + 1
         self.frame_tags: list[int] = [0] * n
         self.frame_data = array("q", bytes(8 * n))
         self.frame_flags = bytearray(n)
-        self.frame_folio: list[Folio | None] = [None] * n
+        self.frame_order = bytearray([FOLIO_FREE]) * n
         self.frame_rmap = array("q", [NO_RMAP]) * n
+        self.folio_flags = bytearray(n)               # FOLIO_* bits
+        self.folio_swap = array("q", bytes(8 * n))    # folio->swap
+        self.folio_mapcounts = array("i", bytes(4 * n))
+        self.folio_nr_mapped = array("i", bytes(4 * n))
+        self.folio_arch: dict[int, int] = {}          # head pfn -> a design's non-zero state
         self.rmap_extra: dict[int, list[int]] = {}    # pfn -> second and later rmap keys
         self.frame_origin: dict[int, tuple] = {}      # diagnostic: pfn -> who set the tags
         self.pages = PageArray(self, config.frames)    # Page views, as `m.pages[pfn]`
@@ -52,10 +59,11 @@ class Machine:
         # is not flagged PG_mte_tagged since "arm64: mte: Do not flag the zero page as
         # PG_mte_tagged". Its PTE is special, so mte_sync_tags never touches it.
         self.frame_origin[ZERO_PFN] = ("the shared zero page (tags always 0)",)
-        self.folios = FolioMap(self.frame_folio)    # head pfn -> folio
+        self.folios = FolioMap(self)                # head pfn -> folio
         self.first_free = 0                         # lowest pfn that may be free
         self.mms: list[Mm] = []
         self.swap = SwapInfo(config.swap_slots, config.swap_device)
+        self.swap.cache.m = self                    # its folios are this machine's
         # The mte_pages xarray: entry -> saved tags (model/tags.py value), or with compressed
         # storage the negated inline handle of mtecomp.py (a handle is odd, so never 0).
         self.mte_pages = SlotMap(config.swap_slots)   # indexed by entry (one device: = offset)
@@ -107,12 +115,19 @@ class Machine:
     def page(self, pfn: int) -> Page:
         return Page(self, pfn)
 
+    def folio_at(self, pfn: int) -> Folio | None:
+        """The folio holding frame pfn (`page_folio`), or None for a free frame."""
+        order = self.frame_order[pfn]
+        if order == FOLIO_FREE:
+            return None
+        return Folio(self, pfn & -(1 << order), 1 << order)
+
     def folio_pages(self, folio: Folio) -> PageRange:
         """The folio's pages, as a sequence of Page views."""
         return PageRange(self, folio.pfn, folio.nr)
 
     def folio_mapcount(self, folio: Folio) -> int:
-        return folio.mapcount
+        return self.folio_mapcounts[folio.pfn]
 
     def mm(self, pid: int) -> Mm:
         return self.mms[pid]
@@ -140,7 +155,8 @@ class Machine:
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",
-                         "frame_folio", "frame_rmap", "rmap_extra", "frame_origin", "pages",
+                         "frame_order", "frame_rmap", "folio_flags", "folio_swap",
+                         "folio_mapcounts", "folio_nr_mapped", "folio_arch", "rmap_extra", "frame_origin", "pages",
                          "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
@@ -153,39 +169,31 @@ class Machine:
         Everything mutable is copied (frames, folios, address spaces, the swap device, saved
         tags, counters); immutable values (config, origin tuples, ints) and the design
         (whose hooks keep their state in the machine: `Folio.arch`, `mte_pages`) are shared.
-        Folio identity is kept: a folio reached from a frame, `folios` and the swap cache is one
-        object in the copy as in the original. `_CLONED` lists the attributes handled; a test
-        fails when the machine gains one this method does not know.
+        `_CLONED` lists the attributes handled; a test fails when the machine gains one this
+        method does not know.
         """
         new = Machine.__new__(Machine)
         new.__dict__.update(self.__dict__)           # scalars and shared immutables
-        folios: dict[int, Folio] = {}                # id(old folio) -> new folio
-
-        def fol(f: Folio | None) -> Folio | None:
-            if f is None:
-                return None
-            g = folios.get(id(f))
-            if g is None:
-                g = Folio.__new__(Folio)
-                for name in Folio.__slots__:
-                    setattr(g, name, getattr(f, name))
-                folios[id(f)] = g
-            return g
-
         new.frame_tags = list(self.frame_tags)
         new.frame_data = array("q", self.frame_data)
         new.frame_flags = bytearray(self.frame_flags)
-        new.frame_folio = [fol(f) for f in self.frame_folio]
+        new.frame_order = bytearray(self.frame_order)
         new.frame_rmap = array("q", self.frame_rmap)
+        new.folio_flags = bytearray(self.folio_flags)
+        new.folio_swap = array("q", self.folio_swap)
+        new.folio_mapcounts = array("i", self.folio_mapcounts)
+        new.folio_nr_mapped = array("i", self.folio_nr_mapped)
+        new.folio_arch = dict(self.folio_arch)
         new.rmap_extra = {pfn: list(keys) for pfn, keys in self.rmap_extra.items()}
         new.frame_origin = dict(self.frame_origin)
         new.pages = PageArray(new, self.config.frames)
         new.zero_page = Page(new, ZERO_PFN)
-        new.folios = FolioMap(new.frame_folio, self.folios.n)
+        new.folios = FolioMap(new, self.folios.n)
         new.mms = [Mm(mm.pid, mm.name, [Vma(v.name, v.start, v.end, v.orig_start, v.vm_mte)
                                         for v in mm.vmas],
                       mm.ptes.copy(), mm.alive, mm.next_vpn) for mm in self.mms]
-        new.swap = self.swap.clone(fol)
+        new.swap = self.swap.clone()
+        new.swap.cache.m = new
         new.mte_pages = self.mte_pages.copy()
         new.saved_origin = dict(self.saved_origin)
         new.counters = self.counters.copy()

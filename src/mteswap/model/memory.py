@@ -10,8 +10,9 @@ from mteswap.model.page_alloc import advance_first_free, alloc_folio, folio_put
 from mteswap.model.pgtable import pte_present, pte_swap, set_ptes
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
                                 folio_add_new_anon_rmap, folio_remove_rmap_pte)
-from mteswap.model.state import (PTE_PRESENT, PTE_SWAP, PTE_WRITE_BIT, SET_ANON_EXCLUSIVE,
-                                  ZERO_PFN, Folio, PageRange, present_pte, rmap_key, swap_pte)
+from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, FOLIO_SWAPCACHE, PTE_PRESENT, PTE_SWAP,
+                                  PTE_WRITE_BIT, SET_ANON_EXCLUSIVE, ZERO_PFN, PageRange,
+                                  present_pte, rmap_key, swap_pte)
 from mteswap.model.swap_state import (read_slots, swap_cache_get_folio, swap_read_folio,
                                       swapin_readahead)
 from mteswap.model.swapfile import (_clear_and_free, folio_free_swap, free_swap_and_cache_nr,
@@ -220,20 +221,21 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
             raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
 
     # page = folio_file_page(folio, swp_offset(entry)); map it alone unless the whole folio fits.
-    idx = swp_offset(orig[1]) % folio.nr
-    page = m.pages[folio.pfn + idx]
+    fpfn, fnr = folio.pfn, folio.nr
+    idx = swp_offset(orig[1]) % fnr
+    page = m.pages[fpfn + idx]
     start, nr = vpn, 1
-    if need_clear_cache and folio.nr > 1:
-        start, nr = vpn - idx, folio.nr          # fresh large folio: map all N (v6.12)
-    elif folio.nr > 1 and folio.swapcache and m.config.map_whole_folio:
+    if need_clear_cache and fnr > 1:
+        start, nr = vpn - idx, fnr          # fresh large folio: map all N (v6.12)
+    elif fnr > 1 and folio.swapcache and m.config.map_whole_folio:
         fstart = vpn - idx
         first = mm.ptes.get(fstart)
-        if (vma.start <= fstart and fstart + folio.nr <= vma.end and pte_swap(first)
+        if (vma.start <= fstart and fstart + fnr <= vma.end and pte_swap(first)
                 and first[1] == folio.swap
-                and swap_pte_batch(mm, fstart, folio.nr, first) == folio.nr):
-            start, nr = fstart, folio.nr         # "entirely map large folios found in swapcache"
+                and swap_pte_batch(mm, fstart, fnr, first) == fnr):
+            start, nr = fstart, fnr         # "entirely map large folios found in swapcache"
     if nr > 1:
-        entry, page = folio.swap if folio.swapcache else entry, m.pages[folio.pfn]
+        entry, page = folio.swap if folio.swapcache else entry, m.pages[fpfn]
     # A fresh folio (not from the swap cache) is exclusive; otherwise the swap PTE says.
     exclusive = orig[2] or not folio.swapcache
 
@@ -257,7 +259,7 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
     set_ptes(m, mm, start, first_pfn, nr, vma.vm_mte, writable, why)
     m.pending_notes = {}
     if need_clear_cache:
-        swapcache_clear(m, entry, folio.nr)
+        swapcache_clear(m, entry, fnr)
     if write and not writable:
         do_wp_page(m, mm, vpn)
 
@@ -290,7 +292,7 @@ def swapin_run_length(m, mm, vpn: int, end: int, write: bool) -> int:
     off = swp_offset(first[1])
     n = _leading(si.swap_map[off:off + n], 1)               # one reference, no cache pin
     pfn = m.first_free
-    return _leading(m.frame_folio[pfn:min(pfn + n, m.config.frames)], None)
+    return _leading(m.frame_order[pfn:min(pfn + n, m.config.frames)], FOLIO_FREE)
 
 
 def _frees_while_full(si) -> int:
@@ -324,14 +326,13 @@ def do_swap_page_run(m, mm, vpn: int, n: int, write: bool) -> None:
     c["faults"] += n
     # swapin_readahead → __read_swap_cache_async, per entry: alloc_folio(order 0),
     # swapcache_prepare, add_to_swap_cache, swap_read_folio.
-    folios = [Folio(p, 1) for p in range(pfn, pfn + n)]
-    for i, folio in enumerate(folios):
-        folio.swapcache, folio.swap = True, entry + i
-    m.frame_folio[pfn:pfn + n] = folios
+    m.frame_order[pfn:pfn + n] = bytes(n)               # n order-0 folios
+    m.folio_flags[pfn:pfn + n] = bytes([FOLIO_SWAPCACHE]) * n
+    m.folio_swap[pfn:pfn + n] = array("q", range(entry, entry + n))
     m.folios.n += n
     advance_first_free(m)
     si.swap_map[off:off + n] = array("q", [1 | SWAP_HAS_CACHE]) * n
-    si.cache.set_range(off, folios)
+    si.cache.add_order0_run(off, pfn, n)
     m.frame_data[pfn:pfn + n] = read_slots(si, off, n)
     c["swap_ins"] += n
     c["pswpin"] += n
@@ -339,12 +340,12 @@ def do_swap_page_run(m, mm, vpn: int, n: int, write: bool) -> None:
     si.swap_map[off:off + n] = array("q", [SWAP_HAS_CACHE]) * n   # swap_free_nr: count 0
     if free:
         si.cache.clear_range(off, n)                   # folio_free_swap → delete_from_swap_cache
-        for folio in folios:
-            folio.swapcache, folio.swap, folio.dirty = False, 0, True
+        m.folio_flags[pfn:pfn + n] = bytes([FOLIO_DIRTY]) * n
+        m.folio_swap[pfn:pfn + n] = array("q", bytes(8 * n))
         _clear_and_free(m, off, n, SWAP_HAS_CACHE, 0)  # put_swap_folio: the slots are free
         exclusive = True                               # out of the swap cache, unmapped
-    for folio in folios:                               # folio_add_anon_rmap_ptes, one page
-        folio.mapcount = folio.nr_mapped = 1
+    # folio_add_anon_rmap_ptes of one page each
+    m.folio_mapcounts[pfn:pfn + n] = m.folio_nr_mapped[pfn:pfn + n] = array("i", [1]) * n
     m.frame_rmap[pfn:pfn + n] = array("q", [rmap_key(mm.pid, vpn) - pfn]) * n
     if exclusive:
         m.frame_flags[pfn:pfn + n] = m.frame_flags[pfn:pfn + n].translate(SET_ANON_EXCLUSIVE)

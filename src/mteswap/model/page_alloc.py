@@ -8,27 +8,28 @@ of an earlier owner then meet the new one, as on hardware (semantics §1.1, §11
 from __future__ import annotations
 
 from mteswap.model.mte import tag_clear_highpage
-from mteswap.model.state import Folio
+from mteswap.model.state import FOLIO_FREE, FOLIO_SWAPCACHE, Folio
 
 
 def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
     """`folio_alloc()` / `vma_alloc_folio()`: nr naturally aligned free frames, or None.
     With `zerotags` (__GFP_ZEROTAGS, only for order 0 in a VM_MTE VMA) data and tags are
     zeroed and the page is marked tagged by `tag_clear_highpage`."""
-    frame_folio = m.frame_folio
+    frame_order = m.frame_order
     nframes = m.config.frames
     # Every frame below m.first_free is allocated, so the search can start there.
     for pfn in range(m.first_free - m.first_free % nr, nframes - nr + 1, nr):
         if nr == 1:
-            if frame_folio[pfn] is None:
+            if frame_order[pfn] == FOLIO_FREE:
                 break
-        elif frame_folio[pfn:pfn + nr].count(None) == nr:
+        elif frame_order[pfn:pfn + nr].count(FOLIO_FREE) == nr:
             break
     else:
         return None
-    folio = Folio(pfn, nr)
-    m.folios[pfn] = folio
-    frame_folio[pfn:pfn + nr] = [folio] * nr
+    frame_order[pfn:pfn + nr] = bytes([nr.bit_length() - 1]) * nr
+    m.folio_flags[pfn] = m.folio_swap[pfn] = m.folio_mapcounts[pfn] = m.folio_nr_mapped[pfn] = 0
+    m.folios.n += 1
+    folio = Folio(m, pfn, nr)
     if m.track_origins:
         origins = m.frame_origin
         for p in range(pfn, pfn + nr):
@@ -45,13 +46,13 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
 
 def advance_first_free(m) -> None:
     """Move `m.first_free` past the allocated folios that now start there."""
-    frame_folio, nframes = m.frame_folio, m.config.frames
+    frame_order, nframes = m.frame_order, m.config.frames
     first = m.first_free
     while first < nframes:
-        f = frame_folio[first]
-        if f is None:
+        order = frame_order[first]
+        if order == FOLIO_FREE:
             break
-        first = f.pfn + f.nr                 # past the whole allocated folio
+        first = (first & -(1 << order)) + (1 << order)   # past the whole allocated folio
     m.first_free = first
 
 
@@ -59,9 +60,10 @@ def free_folio(m, folio: Folio) -> None:
     """`free_pages_prepare()`: the page flags (PG_mte_tagged, PG_mte_lock, PG_anon_exclusive)
     are cleared; tags and data stay in the frames."""
     start, nr = folio.pfn, folio.nr
-    m.frame_folio[start:start + nr] = [None] * nr
+    m.frame_order[start:start + nr] = bytes([FOLIO_FREE]) * nr
     m.frame_flags[start:start + nr] = bytes(nr)
-    del m.folios[folio.pfn]
+    m.folio_arch.pop(start, None)            # (the other folio_* slots: cleared at alloc)
+    m.folios.n -= 1
     m.first_free = min(m.first_free, folio.pfn)
     if m.tracing: m.log("free_folio", f"folio={folio.pfn} order={folio.order}")
 
@@ -69,5 +71,7 @@ def free_folio(m, folio: Folio) -> None:
 def folio_put(m, folio: Folio) -> None:
     """`folio_put()`: drop a reference; the folio is freed when nothing maps it and the swap
     cache does not hold it (no other references are modelled)."""
-    if folio.pfn in m.folios and not folio.swapcache and m.folio_mapcount(folio) == 0:
+    pfn = folio.pfn
+    if pfn in m.folios and not m.folio_flags[pfn] & FOLIO_SWAPCACHE \
+            and m.folio_mapcounts[pfn] == 0:
         free_folio(m, folio)

@@ -14,12 +14,12 @@ def folio_add_anon_rmap_pte(m, pfn: int, pid: int, vpn: int, exclusive: bool) ->
     RMAP_EXCLUSIVE sets PG_anon_exclusive."""
     if pfn == ZERO_PFN:
         return
-    folio = m.frame_folio[pfn]
-    folio.mapcount += 1
+    head = pfn & -(1 << m.frame_order[pfn])              # the folio (state.py)
+    m.folio_mapcounts[head] += 1
     key = rmap_key(pid, vpn)
     if m.frame_rmap[pfn] == NO_RMAP:
         m.frame_rmap[pfn] = key - pfn
-        folio.nr_mapped += 1
+        m.folio_nr_mapped[head] += 1
     else:
         m.rmap_extra.setdefault(pfn, []).append(key)
     if exclusive:
@@ -32,20 +32,20 @@ def folio_add_anon_rmap_ptes(m, pfn: int, nr: int, pid: int, vpn: int, exclusive
     if nr == 1:
         folio_add_anon_rmap_pte(m, pfn, pid, vpn, exclusive)
         return
-    folio = m.frame_folio[pfn]
-    frame_rmap, flags = m.frame_rmap, m.frame_flags
+    head = pfn & -(1 << m.frame_order[pfn])              # the folio (state.py)
+    frame_rmap, flags, nr_mapped = m.frame_rmap, m.frame_flags, m.folio_nr_mapped
     key = rmap_key(pid, vpn)
-    folio.mapcount += nr
+    m.folio_mapcounts[head] += nr
     if frame_rmap[pfn:pfn + nr].count(NO_RMAP) == nr:     # none mapped yet: one pass
         frame_rmap[pfn:pfn + nr] = array("q", [key - pfn]) * nr   # key + i at pfn + i
-        folio.nr_mapped += nr
+        nr_mapped[head] += nr
         if exclusive:
             flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_ANON_EXCLUSIVE)
         return
     for p in range(pfn, pfn + nr):
         if frame_rmap[p] == NO_RMAP:
             frame_rmap[p] = key - p
-            folio.nr_mapped += 1
+            nr_mapped[head] += 1
         else:
             m.rmap_extra.setdefault(p, []).append(key)
         if exclusive:
@@ -56,15 +56,15 @@ def folio_add_anon_rmap_ptes(m, pfn: int, nr: int, pid: int, vpn: int, exclusive
 def folio_add_new_anon_rmap(m, folio, pid: int, vpn: int) -> None:
     """`folio_add_new_anon_rmap()`: a folio just allocated for a fault is mapped whole at vpn
     and exclusively (RMAP_EXCLUSIVE on every page)."""
-    if folio.nr == 1:
-        folio_add_anon_rmap_pte(m, folio.pfn, pid, vpn, exclusive=True)
-        return
     pfn, nr = folio.pfn, folio.nr
+    if nr == 1:
+        folio_add_anon_rmap_pte(m, pfn, pid, vpn, exclusive=True)
+        return
     # A new folio maps nothing yet (the kernel's own precondition): no rmap to look at.
     m.frame_rmap[pfn:pfn + nr] = array("q", [rmap_key(pid, vpn) - pfn]) * nr
     m.frame_flags[pfn:pfn + nr] = m.frame_flags[pfn:pfn + nr].translate(SET_ANON_EXCLUSIVE)
-    folio.mapcount += nr
-    folio.nr_mapped += nr
+    m.folio_mapcounts[pfn] += nr
+    m.folio_nr_mapped[pfn] += nr
 
 
 def folio_remove_rmap_pte(m, pfn: int, pid: int, vpn: int) -> None:
@@ -74,7 +74,7 @@ def folio_remove_rmap_pte(m, pfn: int, pid: int, vpn: int) -> None:
     on 6.12 and 7.2 it was never seen to (semantics §11)."""
     if pfn == ZERO_PFN:
         return
-    folio = m.frame_folio[pfn]
+    folio = m.folio_at(pfn)
     unmap_page(m, pfn, folio, pid, vpn)
     if folio.nr > 1 and not folio.swapcache and not folio.partially_mapped:
         if folio.mapcount and folio.nr_mapped < folio.nr:

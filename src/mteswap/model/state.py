@@ -209,11 +209,7 @@ class Page:
 
     @property
     def folio(self) -> "Folio | None":
-        return self.m.frame_folio[self.pfn]
-
-    @folio.setter
-    def folio(self, folio: "Folio | None") -> None:
-        self.m.frame_folio[self.pfn] = folio
+        return self.m.folio_at(self.pfn)
 
     @property
     def rmap(self) -> tuple[tuple[int, int], ...]:
@@ -261,19 +257,23 @@ class PageArray:
 
 
 class FolioMap:
-    """`m.folios`: head pfn -> Folio, read from the frame array (a folio sits in every one of
-    its frames' `frame_folio` slot, and its head frame is the one whose pfn it carries), so
-    the machine keeps no dict entry per folio. Dict-like; iteration in pfn order."""
+    """`m.folios`: head pfn -> Folio (a view), read from the machine's `frame_order`. Dict-like;
+    iteration in pfn order."""
 
-    __slots__ = ("frames", "n")
+    __slots__ = ("m", "n")
 
-    def __init__(self, frames: list, n: int = 0):
-        self.frames = frames          # Machine.frame_folio (shared, not copied)
+    def __init__(self, m, n: int = 0):
+        self.m = m
         self.n = n                    # folios allocated
 
     def get(self, pfn: int, default=None):
-        f = self.frames[pfn] if 0 <= pfn < len(self.frames) - 1 else None
-        return f if f is not None and f.pfn == pfn else default
+        order = self.m.frame_order
+        if not 0 <= pfn < len(order) - 1:
+            return default
+        o = order[pfn]
+        if o == FOLIO_FREE or pfn & ((1 << o) - 1):
+            return default
+        return Folio(self.m, pfn, 1 << o)
 
     def __getitem__(self, pfn: int) -> "Folio":
         f = self.get(pfn)
@@ -282,19 +282,25 @@ class FolioMap:
         return f
 
     def __contains__(self, pfn: int) -> bool:
-        return self.get(pfn) is not None
-
-    def __setitem__(self, pfn: int, folio: "Folio") -> None:
-        """A new folio with head pfn (its frames' slots are set by the caller)."""
-        self.frames[pfn] = folio
-        self.n += 1
-
-    def __delitem__(self, pfn: int) -> None:
-        """The folio at pfn is gone (its frames' slots are cleared by the caller)."""
-        self.n -= 1
+        """Is a folio's head at pfn? (`folio.pfn in m.folios`: is that folio still allocated
+        with this head, i.e. not freed.)"""
+        order = self.m.frame_order
+        if not 0 <= pfn < len(order) - 1:
+            return False
+        o = order[pfn]
+        return o != FOLIO_FREE and not pfn & ((1 << o) - 1)
 
     def values(self) -> list["Folio"]:
-        return [f for pfn, f in enumerate(self.frames[:-1]) if f is not None and f.pfn == pfn]
+        order, m, out = self.m.frame_order, self.m, []
+        pfn, end = 0, len(order) - 1
+        while pfn < end:
+            o = order[pfn]
+            if o == FOLIO_FREE:
+                pfn += 1
+                continue
+            out.append(Folio(m, pfn, 1 << o))
+            pfn += 1 << o
+        return out
 
     def keys(self) -> list[int]:
         return [f.pfn for f in self.values()]
@@ -364,30 +370,91 @@ def rmap_count(m, pfn: int) -> int:
     return 1 + len(extra) if extra else 1
 
 
+# Folios live in per-frame arrays of the machine, read at a folio's head frame (a `struct
+# folio` is the head `struct page` too): `frame_order` (the order of the folio holding each
+# frame, FOLIO_FREE for a free frame), `folio_flags` (the FOLIO_* bits below), `folio_swap`,
+# `folio_mapcount`, `folio_nr_mapped`, and `folio_arch` (a dict: few folios carry arch state).
+# No object per folio: a 1 GiB machine swapped in page by page has 262,144 folios.
+FOLIO_FREE = 255
+FOLIO_SWAPCACHE, FOLIO_DIRTY, FOLIO_PARTIALLY_MAPPED, FOLIO_WRITEBACK = 1, 2, 4, 8
+
+
+def _folio_bit(bit: int) -> property:
+    def get(f) -> bool:
+        return bool(f.m.folio_flags[f.pfn] & bit)
+
+    def set_(f, on: bool) -> None:
+        flags = f.m.folio_flags
+        flags[f.pfn] = flags[f.pfn] | bit if on else flags[f.pfn] & ~bit
+    return property(get, set_)
+
+
+def _set_swap(f, value: int) -> None:
+    f.m.folio_swap[f.pfn] = value
+
+
+def _set_mapcount(f, value: int) -> None:
+    f.m.folio_mapcounts[f.pfn] = value
+
+
+def _set_nr_mapped(f, value: int) -> None:
+    f.m.folio_nr_mapped[f.pfn] = value
+
+
 class Folio:
-    """A naturally aligned block of 2^order frames (`struct folio`). Identified by its head pfn."""
+    """A naturally aligned block of 2^order frames (`struct folio`), identified by its head
+    pfn: a view of the machine's folio arrays at that frame (as Page is of the frame arrays).
+    Two views of one folio compare equal. `nr` is the size when the view was made: a split
+    (`split_folio`) updates the view it is given; other views of the split folio must be
+    taken again (`m.folios`, `m.folio_at`, the swap cache hand out fresh ones)."""
 
-    __slots__ = ("pfn", "nr", "swapcache", "swap", "dirty", "partially_mapped", "writeback",
-                 "arch", "mapcount", "nr_mapped")
+    __slots__ = ("m", "pfn", "nr")
 
-    def __init__(self, pfn: int, nr: int):
+    def __init__(self, m, pfn: int, nr: int):
+        self.m = m
         self.pfn = pfn
         self.nr = nr
-        self.swapcache = False       # PG_swapcache
-        self.swap = 0                # folio->swap: entry of the first page, valid in swap cache
-        self.dirty = False           # PG_dirty
-        self.partially_mapped = False  # PG_partially_mapped: queued for deferred split
-        self.writeback = False       # never true between steps: writeback completes in-step
-        self.arch = 0                # arch-private per-folio state a design may keep (an int)
-        # Derived from the pages' rmaps and kept by rmap.py, as the kernel keeps them beside
-        # the per-page mapcounts: PTEs mapping any page (`folio_mapcount`, `_large_mapcount`)
-        # and pages mapped at least once (`_nr_pages_mapped`). O(1) instead of a walk of nr.
-        self.mapcount = 0
-        self.nr_mapped = 0
 
     @property
     def order(self) -> int:
         return self.nr.bit_length() - 1
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Folio) and other.pfn == self.pfn and other.m is self.m
+
+    def __hash__(self) -> int:
+        return hash(self.pfn)
+
+    def __repr__(self) -> str:
+        return f"Folio(pfn={self.pfn}, nr={self.nr})"
+
+    swapcache = _folio_bit(FOLIO_SWAPCACHE)             # PG_swapcache
+    dirty = _folio_bit(FOLIO_DIRTY)                     # PG_dirty
+    partially_mapped = _folio_bit(FOLIO_PARTIALLY_MAPPED)   # queued for deferred split
+    writeback = _folio_bit(FOLIO_WRITEBACK)   # never true between steps: completes in-step
+    swap = property(lambda f: f.m.folio_swap[f.pfn], _set_swap)   # folio->swap: first entry
+    # Derived from the pages' rmaps and kept by rmap.py, as the kernel keeps them beside the
+    # per-page mapcounts: PTEs mapping any page (`folio_mapcount`, `_large_mapcount`) and
+    # pages mapped at least once (`_nr_pages_mapped`). O(1) instead of a walk of nr.
+    mapcount = property(lambda f: f.m.folio_mapcounts[f.pfn], _set_mapcount)
+    nr_mapped = property(lambda f: f.m.folio_nr_mapped[f.pfn], _set_nr_mapped)
+
+    @property
+    def arch(self) -> int:
+        """Arch-private per-folio state a design may keep (an int, 0 by default)."""
+        return self.m.folio_arch.get(self.pfn, 0)
+
+    @arch.setter
+    def arch(self, value: int) -> None:
+        if value:
+            self.m.folio_arch[self.pfn] = value
+        else:
+            self.m.folio_arch.pop(self.pfn, None)
+
+
+def folio_head(frame_order, pfn: int) -> int:
+    """The head pfn of the (allocated) folio holding frame pfn: folios are naturally aligned."""
+    return pfn & -(1 << frame_order[pfn])
 
 
 @dataclass

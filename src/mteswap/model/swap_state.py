@@ -4,6 +4,7 @@ and order-0 swap-in through the cache (`swapin_readahead`)."""
 from __future__ import annotations
 
 from mteswap.model.page_alloc import alloc_folio
+from mteswap.model.state import FOLIO_SWAPCACHE
 from mteswap.model.swapfile import put_swap_folio, swapcache_prepare
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
 
@@ -28,9 +29,9 @@ def folio_alloc_swap(m, folio) -> int | None:
 
 def add_to_swap_cache(m, folio, entry: int) -> None:
     """`add_to_swap_cache()`: folio->swap = entry, index entry+i -> folio, PG_swapcache."""
-    folio.swapcache = True
-    folio.swap = entry
-    m.swap.cache.set_range(swp_offset(entry), [folio] * folio.nr)
+    m.folio_flags[folio.pfn] |= FOLIO_SWAPCACHE          # folio.swapcache = True
+    m.folio_swap[folio.pfn] = entry                      # folio.swap = entry
+    m.swap.cache.add(swp_offset(entry), folio)
 
 
 def add_to_swap(m, folio) -> bool:
@@ -49,12 +50,13 @@ def add_to_swap(m, folio) -> bool:
 def delete_from_swap_cache(m, folio) -> None:
     """`delete_from_swap_cache()`: remove the folio from the swap cache, then `put_swap_folio`
     drops the cache pin on its slots."""
-    entry = folio.swap
+    pfn, nr = folio.pfn, folio.nr
+    entry = m.folio_swap[pfn]                            # folio.swap
     start = swp_offset(entry)
-    if m.swap.cache.clear_range(start, folio.nr) != folio.nr:
-        raise KeyError(f"slot of folio {folio.pfn} not in the swap cache")   # a model bug
-    folio.swapcache = False
-    folio.swap = 0
+    if m.swap.cache.clear_range(start, nr) != nr:
+        raise KeyError(f"slot of folio {pfn} not in the swap cache")   # a model bug
+    m.folio_flags[pfn] &= ~FOLIO_SWAPCACHE               # folio.swapcache = False
+    m.folio_swap[pfn] = 0
     if m.tracing: m.log("delete_from_swap_cache", f"folio={folio.pfn} entry={entry:#x} nr={folio.nr}")
     put_swap_folio(m, folio, entry)
 

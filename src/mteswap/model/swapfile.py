@@ -10,6 +10,7 @@ from __future__ import annotations
 from array import array
 
 from mteswap.model.mte import mte_invalidate_tags_run
+from mteswap.model.state import FOLIO_DIRTY, FOLIO_SWAPCACHE, FOLIO_WRITEBACK
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SWP_TYPE, swp_entry, swp_offset
 
 
@@ -94,11 +95,12 @@ def swapcache_prepare(m, entry: int, nr: int) -> bool:
     si = m.swap
     start = swp_offset(entry)
     slots = si.swap_map[start:start + nr]
-    if any(v & SWAP_HAS_CACHE for v in slots):
-        return False
     v0 = slots[0]
+    alike = slots.count(v0) == nr                 # every slot alike (a folio's usually are)
+    if v0 & SWAP_HAS_CACHE if alike else any(v & SWAP_HAS_CACHE for v in slots):
+        return False
     si.swap_map[start:start + nr] = array("q", [v0 | SWAP_HAS_CACHE]) * nr \
-        if slots.count(v0) == nr else array("q", [v | SWAP_HAS_CACHE for v in slots])
+        if alike else array("q", [v | SWAP_HAS_CACHE for v in slots])
     if m.tracing: m.log("swapcache_prepare", f"entry={entry:#x} nr={nr}")
     return True
 
@@ -113,10 +115,11 @@ def swapcache_clear(m, entry: int, nr: int) -> None:
 
 def folio_swapped(m, folio) -> bool:
     """`folio_swapped()`: does any slot of this swap-cache folio still have a reference?"""
-    start = swp_offset(folio.swap)
-    counts = m.swap.swap_map[start:start + folio.nr]
+    nr = folio.nr
+    start = swp_offset(m.folio_swap[folio.pfn])
+    counts = m.swap.swap_map[start:start + nr]
     c0 = counts[0]
-    if counts.count(c0) == folio.nr:              # every slot alike (the usual case)
+    if counts.count(c0) == nr:                    # every slot alike (the usual case)
         return bool(c0 & ~SWAP_HAS_CACHE)
     return any(c & ~SWAP_HAS_CACHE for c in counts)
 
@@ -124,11 +127,13 @@ def folio_swapped(m, folio) -> bool:
 def folio_free_swap(m, folio) -> bool:
     """`folio_free_swap()`: drop the folio from the swap cache if no slot is referenced any
     more; the folio is then dirty (its only copy is in memory)."""
-    if not folio.swapcache or folio.writeback or folio_swapped(m, folio):
+    flags = m.folio_flags
+    if flags[folio.pfn] & (FOLIO_SWAPCACHE | FOLIO_WRITEBACK) != FOLIO_SWAPCACHE \
+            or folio_swapped(m, folio):                  # not in the cache, or under writeback
         return False
     from mteswap.model.swap_state import delete_from_swap_cache
     delete_from_swap_cache(m, folio)
-    folio.dirty = True
+    flags[folio.pfn] |= FOLIO_DIRTY
     return True
 
 

@@ -10,6 +10,8 @@ import heapq
 from array import array
 from itertools import compress
 
+from mteswap.model.state import Folio
+
 # swap_map bit: a folio for this slot is in (or entering) the swap cache. The kernel's byte uses
 # 0x40 and moves counts above SWAP_MAP_MAX (0x3e) to continuation pages (COUNT_CONTINUED); we
 # keep the count unbounded in the low bits and the cache bit above any count.
@@ -255,6 +257,71 @@ class IntSlotMap(SlotMap):
         return [self.slots[k] for k in self.keys()]
 
 
+class SwapCache:
+    """The swap cache's index (the `swap_address_space` xarray): slot offset -> the folio
+    holding it, kept as head pfn + 1 in an IntSlotMap (8 bytes a slot, no object; 0 = none).
+    Hands out Folio views of the machine `m` it belongs to."""
+
+    __slots__ = ("index", "m")
+
+    def __init__(self, nslots: int):
+        self.index = IntSlotMap(nslots)
+        self.m = None                      # set by the Machine
+
+    def copy(self) -> "SwapCache":
+        new = SwapCache.__new__(SwapCache)
+        new.index, new.m = self.index.copy(), self.m
+        return new
+
+    def get(self, offset: int, default=None):
+        v = self.index.slots[offset]             # 0 where no folio (pfn + 1 is never 0)
+        return Folio(self.m, v - 1, 1 << self.m.frame_order[v - 1]) if v else default
+
+    def add(self, offset: int, folio) -> None:
+        """Every slot of the folio, from offset, now finds it."""
+        self.index.set_range(offset, array("q", [folio.pfn + 1]) * folio.nr)
+
+    def add_order0_run(self, offset: int, pfn: int, n: int) -> None:
+        """n order-0 folios pfn + i at offset + i."""
+        self.index.set_range(offset, array("q", range(pfn + 1, pfn + n + 1)))
+
+    def __setitem__(self, offset: int, folio) -> None:
+        self.index[offset] = folio.pfn + 1
+
+    def clear_range(self, start: int, nr: int) -> int:
+        return self.index.clear_range(start, nr)
+
+    def keys(self) -> list[int]:
+        return self.index.keys()
+
+    def __iter__(self):
+        return iter(self.index.keys())
+
+    def items(self) -> list[tuple[int, "Folio"]]:
+        m = self.m
+        order = m.frame_order
+        return [(off, Folio(m, v - 1, 1 << order[v - 1])) for off, v in self.index.items()]
+
+    @property
+    def n(self) -> int:
+        return self.index.n
+
+    def __contains__(self, offset: int) -> bool:
+        return bool(self.index.slots[offset])
+
+    def __len__(self) -> int:
+        return self.index.n
+
+    def __bool__(self) -> bool:
+        return self.index.n > 0
+
+    def __eq__(self, other) -> bool:
+        return dict(self.items()) == (dict(other.items()) if isinstance(other, SwapCache) else other)
+
+    def __repr__(self) -> str:
+        return f"SwapCache({dict(self.items())})"
+
+
 class SwapInfo:
     """Per-slot swap_map bytes, per-cluster order, the swap cache and what the device holds."""
 
@@ -288,7 +355,7 @@ class SwapInfo:
         # Per cluster, an offset below which every slot is in use (the kernel's per-CPU
         # `next` offset plays this part): the in-cluster search starts there.
         self.cluster_next = [ci * SWAPFILE_CLUSTER for ci in range(self.nclusters)]
-        self.cache = SlotMap(nslots)                 # offset -> Folio (swap address space)
+        self.cache = SwapCache(nslots)               # offset -> Folio (swap address space)
         self.contents = IntSlotMap(nslots)           # offset -> data written to the slot
         self.zeromap: set[int] = set()               # slots written as zero-filled, no I/O
         self.written_tags = SlotMap(nslots)          # ghost for I8/I9: tags at write time (None: untagged)
@@ -446,9 +513,9 @@ class SwapInfo:
                          "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
                          "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next"))
 
-    def clone(self, folio_copy) -> "SwapInfo":
-        """An independent copy (for `Machine.clone`); `folio_copy` maps each swap-cache folio to
-        its copy, so the copy's cache holds the copy machine's folios."""
+    def clone(self) -> "SwapInfo":
+        """An independent copy (for `Machine.clone`, which points the copy's cache at the copy
+        machine)."""
         new = SwapInfo.__new__(SwapInfo)
         new.__dict__.update(self.__dict__)
         new.swap_map = array("q", self.swap_map)
@@ -459,10 +526,6 @@ class SwapInfo:
         new.cluster_next = list(self.cluster_next)
         new._allocated = None if self._allocated is None else set(self._allocated)
         new.cache = self.cache.copy()
-        if self.cache.n:
-            slots = new.cache.writable_slots()
-            for off in self.cache.keys():
-                slots[off] = folio_copy(slots[off])
         new.contents = self.contents.copy()
         new.zeromap = set(self.zeromap)
         new.written_tags = self.written_tags.copy()

@@ -10,7 +10,8 @@ from array import array
 from mteswap.model import tags as T
 from mteswap.model.memory import (PTRS_PER_PTE, do_swap_page_run, handle_mm_fault,
                                   swapin_run_length)
-from mteswap.model.state import PTE_PRESENT, PTE_SWAP, PTE_TAGGED_BIT, PTE_WRITE_BIT, ZERO_PFN
+from mteswap.model.state import (FOLIO_DIRTY, PTE_PRESENT, PTE_SWAP, PTE_TAGGED_BIT, PTE_WRITE_BIT,
+                                  ZERO_PFN)
 
 
 def _mapped_pte(m, mm, vpn: int, write: bool) -> int:
@@ -50,8 +51,8 @@ def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
         # this folio first; then, if the next frame follows in order too (fresh order-0
         # folios taken one after another), the rest of the span.
         ents = mm.ptes.ents
-        folio = m.frame_folio[pfn]
-        stop = min(end, vpn + folio.pfn + folio.nr - pfn)
+        nr = 1 << m.frame_order[pfn]                       # the folio holding pfn
+        stop = min(end, vpn + (pfn & -nr) + nr - pfn)
         if ents[vpn:stop].count(e0) == stop - vpn:
             if stop < end and ents[stop] == e0 and ents[stop:end].count(e0) == end - stop:
                 return end - vpn
@@ -85,13 +86,13 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
     nothing; a tag store dirties the page (semantics §11). Returns which pages were tagged."""
     n = len(tags)
     ents = mm.ptes.ents[vpn:vpn + n]
-    frame_tags, frame_folio = m.frame_tags, m.frame_folio
+    frame_tags = m.frame_tags
     e0 = ents[0]
     pfn = (e0 >> 4) - 1 + vpn
     if e0 & PTE_TAGGED_BIT and ents.count(e0) == n and not m.track_origins:
         # Tagged PTEs of consecutive frames (a folio's): the tags go in as one slice.
         frame_tags[pfn:pfn + n] = [T.uniform(t) for t in tags]
-        _dirty_folios(frame_folio, pfn, pfn + n)
+        _dirty_folios(m, pfn, pfn + n)
         return [True] * n
     done = []
     for v, e, tag in zip(range(vpn, vpn + n), ents, tags):
@@ -100,7 +101,7 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
             continue
         pfn = (e >> 4) - 1 + v
         frame_tags[pfn] = T.uniform(tag)
-        frame_folio[pfn].dirty = True
+        _dirty_folios(m, pfn, pfn + 1)
         done.append(True)
     if m.track_origins:
         origin = m.stg_origin
@@ -112,12 +113,14 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
     return done
 
 
-def _dirty_folios(frame_folio: list, pfn: int, end: int) -> None:
-    """Mark dirty every folio holding a frame of [pfn, end) (all allocated)."""
+def _dirty_folios(m, pfn: int, end: int) -> None:
+    """Set PG_dirty on every folio holding a frame of [pfn, end) (all allocated)."""
+    order, flags = m.frame_order, m.folio_flags
     while pfn < end:
-        folio = frame_folio[pfn]
-        folio.dirty = True
-        pfn = folio.pfn + folio.nr
+        o = order[pfn]
+        head = pfn & -(1 << o)
+        flags[head] |= FOLIO_DIRTY
+        pfn = head + (1 << o)
 
 
 def user_store_span(m, mm, vpn: int, values: list[int]) -> list:
@@ -127,22 +130,19 @@ def user_store_span(m, mm, vpn: int, values: list[int]) -> list:
     later read. `values` a list or an array('q')."""
     n = len(values)
     ents = mm.ptes.ents[vpn:vpn + n]
-    frame_tags, frame_data, frame_folio = m.frame_tags, m.frame_data, m.frame_folio
+    frame_tags, frame_data = m.frame_tags, m.frame_data
     e0 = ents[0]
     if n > 1 and ents.count(e0) == n:        # consecutive frames: one slice each
         pfn = (e0 >> 4) - 1 + vpn
         frame_data[pfn:pfn + n] = values if isinstance(values, array) else array("q", values)
-        _dirty_folios(frame_folio, pfn, pfn + n)
+        _dirty_folios(m, pfn, pfn + n)
         return frame_tags[pfn:pfn + n] if e0 & PTE_TAGGED_BIT else [None] * n
     mets = []
-    last = None
+    order, flags = m.frame_order, m.folio_flags
     for v, e, value in zip(range(vpn, vpn + len(values)), ents, values):
         pfn = (e >> 4) - 1 + v
         assert pfn != ZERO_PFN, "a write fault never leaves the zero page mapped"
         frame_data[pfn] = value
-        folio = frame_folio[pfn]
-        if folio is not last:
-            folio.dirty = True
-            last = folio
+        flags[pfn & -(1 << order[pfn])] |= FOLIO_DIRTY     # the folio's PG_dirty
         mets.append(frame_tags[pfn] if e & PTE_TAGGED_BIT else None)
     return mets

@@ -9,8 +9,10 @@ from mteswap.model.page_alloc import folio_put
 from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
 from array import array
 
-from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, IS_ANON_EXCLUSIVE, IS_MTE_TAGGED, NO_RMAP, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN,
-                                  rmap_count, rmap_unkey, swap_pte)
+from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, FOLIO_DIRTY, FOLIO_SWAPCACHE,
+                                  IS_ANON_EXCLUSIVE, IS_MTE_TAGGED, NO_RMAP, PG_ANON_EXCLUSIVE,
+                                  PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN, rmap_count, rmap_unkey,
+                                  swap_pte)
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
 from mteswap.model.swapinfo import swp_offset
@@ -45,19 +47,19 @@ def try_to_unmap(m, folio) -> None:
 def _mapped_once_in_order(m, folio) -> bool:
     """Is every page of the folio mapped exactly once, by one process, page i at vpn + i? (A
     private anonymous folio that was never forked or split: the common case at scale.)"""
-    keys = m.frame_rmap[folio.pfn:folio.pfn + folio.nr]    # key - pfn: one value if in order
+    pfn, nr = folio.pfn, folio.nr
+    keys = m.frame_rmap[pfn:pfn + nr]                       # key - pfn: one value if in order
     k0 = keys[0]
-    return (k0 != NO_RMAP and keys.count(k0) == folio.nr
-            and (not m.rmap_extra
-                 or m.rmap_extra.keys().isdisjoint(range(folio.pfn, folio.pfn + folio.nr))))
+    return (k0 != NO_RMAP and keys.count(k0) == nr
+            and (not m.rmap_extra or m.rmap_extra.keys().isdisjoint(range(pfn, pfn + nr))))
 
 
 def _unmap_whole(m, folio) -> list:
     """try_to_unmap_one for each PTE of a folio `_mapped_once_in_order`, in one pass over the
     arrays: the same slot references, flags, rmap and swap PTEs as PTE by PTE."""
-    pfn, nr = folio.pfn, folio.nr
+    pfn, nr, swap = folio.pfn, folio.nr, folio.swap
     pid, vpn = rmap_unkey(m.frame_rmap[pfn] + pfn)
-    start = swp_offset(folio.swap)
+    start = swp_offset(swap)
     swap_map = m.swap.swap_map
     counts = swap_map[start:start + nr]
     c0 = counts[0]
@@ -67,11 +69,11 @@ def _unmap_whole(m, folio) -> list:
     excl = flags.translate(IS_ANON_EXCLUSIVE)                   # 1 where PG_anon_exclusive
     m.frame_flags[pfn:pfn + nr] = flags.translate(CLEAR_ANON_EXCLUSIVE)
     m.frame_rmap[pfn:pfn + nr] = array("q", [NO_RMAP]) * nr     # folio_remove_rmap_pte each
-    folio.mapcount -= nr
-    folio.nr_mapped -= nr
-    entries = range(folio.swap, folio.swap + nr)
+    m.folio_mapcounts[pfn] -= nr
+    m.folio_nr_mapped[pfn] -= nr
+    entries = range(swap, swap + nr)
     # swap_pte(entry + i, exclusive_i, vpn + i): entry - vpn is the same for every page
-    e0, e1 = swap_pte(folio.swap, False, vpn), swap_pte(folio.swap, True, vpn)
+    e0, e1 = swap_pte(swap, False, vpn), swap_pte(swap, True, vpn)
     m.mms[pid].ptes.ents[vpn:vpn + nr] = array("q", [e1]) * nr if excl.count(1) == nr else \
         array("q", [e1 if x else e0 for x in excl])
     if not m.tracing:
@@ -141,7 +143,7 @@ def shrink_folio_list(m, folios: list, keep_cached: bool) -> None:
     queue = list(folios)
     while queue:
         folio = queue.pop(0)
-        if m.folios.get(folio.pfn) is folio:
+        if folio.pfn in m.folios:                        # not freed meanwhile
             _shrink_folio(m, folio, keep_cached, queue)
 
 
@@ -161,11 +163,12 @@ def _shrink_folio(m, folio, keep_cached: bool, queue: list) -> None:
                 return
     if m.folio_mapcount(folio):
         try_to_unmap(m, folio)
-    if folio.dirty:
-        folio.dirty = False                              # folio_clear_dirty_for_io
+    flags = m.folio_flags
+    if flags[folio.pfn] & FOLIO_DIRTY:
+        flags[folio.pfn] &= ~FOLIO_DIRTY                 # folio_clear_dirty_for_io
         if not swap_writepage(m, folio):
             return
-        if not folio.swapcache:                          # swap was already free: no I/O
+        if not flags[folio.pfn] & FOLIO_SWAPCACHE:       # swap was already free: no I/O
             folio_put(m, folio)
             return
     if keep_cached:
@@ -176,7 +179,7 @@ def _shrink_folio(m, folio, keep_cached: bool, queue: list) -> None:
 
 def _freed_if_unused(m, folio) -> bool:
     folio_put(m, folio)
-    return m.folios.get(folio.pfn) is not folio
+    return folio.pfn not in m.folios
 
 
 def __remove_mapping(m, folio) -> None:
@@ -199,7 +202,7 @@ def _mapped_folios(m, mm, start: int, indices) -> list:
     """The folios mapped at pages start + i, in the order first met (the LRU order the
     scenario gives): one per folio, the zero page excluded."""
     seen, out = set(), []
-    ents, frame_folio, nents = mm.ptes.ents, m.frame_folio, len(mm.ptes.ents)
+    ents, nents = mm.ptes.ents, len(mm.ptes.ents)
     for lo, hi in ordered_runs(indices):
         vpn, end = start + lo, min(start + hi, nents)
         while vpn < end:
@@ -208,7 +211,7 @@ def _mapped_folios(m, mm, start: int, indices) -> list:
             if e & 3 != PTE_PRESENT or pfn == ZERO_PFN:
                 vpn += 1
                 continue
-            folio = frame_folio[pfn]
+            folio = m.folio_at(pfn)
             if folio.pfn not in seen:
                 seen.add(folio.pfn)
                 out.append(folio)
