@@ -126,7 +126,7 @@ class Expectation:
         view = self.view[pid]
         n = len(tags)
         if done.count(True) == n:                    # every page tagged: one slice each
-            view.tags[vpn:vpn + n] = map(T.uniform, tags)
+            view.tags[vpn:vpn + n] = T.uniform_each(tags)
             view.present[vpn:vpn + n] = b"\x01" * n
             return
         for k, (tag, did) in enumerate(zip(tags, done)):

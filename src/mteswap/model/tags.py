@@ -26,6 +26,11 @@ def uniform(tag: int) -> int:
     return tag
 
 
+def uniform_each(tags: list[int]) -> list[int]:
+    """`uniform` of each tag, for a run of pages (the same list: the form is the tag)."""
+    return tags
+
+
 def is_uniform(tags: int) -> bool:
     return tags < MIXED
 

@@ -40,7 +40,7 @@ def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
     of those faults touches only its own slot, frame and PTE, so taking them all before the
     span's accesses leaves the accesses the same memory as taking them one by one."""
     end = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE)
-    if mm.ptes.ents[vpn] & 3 == PTE_SWAP:
+    if mm.ptes.ents[vpn] & 3 == PTE_SWAP and not m.swap.synchronous:   # (zram: per folio)
         n = swapin_run_length(m, mm, vpn, end, write)
         if n:
             do_swap_page_run(m, mm, vpn, n, write)
@@ -91,7 +91,7 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
     pfn = (e0 >> 4) - 1 + vpn
     if e0 & PTE_TAGGED_BIT and ents.count(e0) == n and not m.track_origins:
         # Tagged PTEs of consecutive frames (a folio's): the tags go in as one slice.
-        frame_tags[pfn:pfn + n] = [T.uniform(t) for t in tags]
+        frame_tags[pfn:pfn + n] = T.uniform_each(tags)
         _dirty_folios(m, pfn, pfn + n)
         return [True] * n
     done = []
