@@ -375,7 +375,7 @@ def test_one_pass_runs_are_taken_at_scale():
     assert kinds(r) == []
 
 
-# -- runs of order-0 swap-in faults (memory.do_swap_page_run) --------------------------------
+# -- runs of swap-in faults (model/swapin_run.py) ----------------------------------------------
 
 def _mte(vma, pages, mte=True):
     return {"mmap": {"proc": "A", "vma": vma, "pages": pages, "mte": mte}}
@@ -409,19 +409,93 @@ SWAPIN_RUNS = {
 }
 
 
+# The same on zram, where 6.12 swaps in whole 16-page folios (do_swap_page_large_run).
+ZRAM = {"swap_device": "zram"}
+LARGE_SWAPIN_RUNS = {
+    # Runs of four folios; a write run leaves them dirty.
+    "zram-whole": ([_mte("v", 64), _op("write", "v", tag="distinct"), _op("reclaim", "v"),
+                    _op("read", "v"), _op("reclaim", "v"), _op("write", "v"),
+                    _op("read", "v")], ZRAM),
+    # A span starting inside a folio faults alone, the aligned rest as a run; zero-filled
+    # slots (in the zeromap) and an untagged VMA beside.
+    "zram-partial": ([_mte("o", 32, mte=False), _op("write", "o"), _mte("v", 64),
+                      _op("stg", "v", "0-15", tag=3), _op("write", "v", "16-63", tag=5),
+                      _op("reclaim", "v"), _op("reclaim", "o"), _op("read", "v", "40-63"),
+                      _op("read", "v"), _op("read", "o")], ZRAM),
+    # Shared slots (count 2) go through the swap cache one page at a time; after the child
+    # exits, runs; a first free frame that is not folio-aligned stops them.
+    "zram-shared": ([_mte("o", 1), _op("write", "o"), _mte("v", 64),
+                     _op("write", "v", tag="distinct"), {"fork": {"proc": "A", "child": "B"}},
+                     _op("reclaim", "v"), _op("read", "v", "0-15"), {"exit": {"proc": "B"}},
+                     _op("read", "v"), _op("reclaim", "v"), _op("dontneed", "o"),
+                     _op("read", "v")], ZRAM),
+    # Split pages swapped out one by one: slots aligned with a zero-filled half in the
+    # zeromap (`can_swapin_thp` refuses a mixed range: order 0) beside a whole one (a large
+    # fault); then slots contiguous but not aligned like the addresses (order 0 each), with
+    # aligned free frames.
+    "zram-split": ([_mte("o", 15), _op("write", "o"), _op("pageout", "o"), _mte("v", 64),
+                    _op("write", "v", "8-63", tag="distinct"), _op("split", "v"),
+                    _op("pageout", "v", "0-31"), _op("read", "v"), _mte("w", 48),
+                    _op("write", "w", tag="distinct"), _op("split", "w"),
+                    _op("pageout", "w", "2-47"), _op("dontneed", "v"), _op("dontneed", "o"),
+                    _op("read", "w", "16-47"), _op("read", "w"), _op("dontneed", "w"),
+                    # again, a span starting where the address is not aligned but the slot is
+                    _mte("x", 64), _op("write", "x", tag="distinct"), _op("split", "x"),
+                    _op("pageout", "x", "2-63"), _op("dontneed", "x", "0-1"),
+                    _op("read", "x", "17-63"), _op("read", "x")], ZRAM),
+}
+
+
+def _runs_taken(monkeypatch) -> dict:
+    """Record the runs uaccess takes: {"order0": [n, ...], "large": [n, ...]}."""
+    import mteswap.model.uaccess as uaccess
+    taken = {"order0": [], "large": []}
+    for kind, name in (("order0", "do_swap_page_run"), ("large", "do_swap_page_large_run")):
+        def record(m, mm, vpn, n, write, run=getattr(uaccess, name), kind=kind):
+            taken[kind].append(n)
+            run(m, mm, vpn, n, write)
+        monkeypatch.setattr(uaccess, name, record)
+    return taken
+
+
 @pytest.mark.parametrize("case", sorted(SWAPIN_RUNS))
 @pytest.mark.parametrize("design", list(BUILTIN))
 def test_swapin_runs_leave_the_same_state_as_one_fault_at_a_time(case, design, monkeypatch):
-    import mteswap.model.uaccess as uaccess
     steps, config = SWAPIN_RUNS[case]
-    taken = []
-    run = uaccess.do_swap_page_run
-    monkeypatch.setattr(uaccess, "do_swap_page_run",
-                        lambda m, mm, vpn, n, write: taken.append(n) or run(m, mm, vpn, n, write))
+    taken = _runs_taken(monkeypatch)
     _fast_and_slow_agree(make_scenario(steps, folio_pages=[1, 16], **config), design)
     # Designs whose order-0 restore is mte_restore_tags take runs; the others never do.
-    assert bool(taken) == (design not in ("restore-all-unmarked", "folio-marker",
-                                          "per-folio-flag")), taken
+    assert bool(taken["order0"]) == (design not in ("restore-all-unmarked", "folio-marker",
+                                                    "per-folio-flag")), taken
+    assert not taken["large"]
+
+
+@pytest.mark.parametrize("case", sorted(LARGE_SWAPIN_RUNS))
+@pytest.mark.parametrize("design", list(BUILTIN))
+def test_large_swapin_runs_leave_the_same_state_as_one_fault_at_a_time(case, design,
+                                                                        monkeypatch):
+    steps, config = LARGE_SWAPIN_RUNS[case]
+    taken = _runs_taken(monkeypatch)
+    _fast_and_slow_agree(make_scenario(steps, folio_pages=[1, 16], **config), design)
+    # Only merged's hook restores a fresh large folio whole from its first entry (marked);
+    # in zram-split no range qualifies.
+    assert bool(taken["large"]) == (design in ("merged", "merged-split-fix")
+                                    and case != "zram-split"), taken
+    assert not taken["order0"] and all(n % 16 == 0 and n >= 32 for n in taken["large"])
+
+
+def test_large_swapin_run_counts_one_fault_per_folio():
+    """64 pages on zram read back: 4 write faults, then 4 swap-in faults of 16 pages (taken
+    as one run), 4 arch_swap_restore calls, 64 tags restored, every slot freed."""
+    from mteswap.scenario.runner import Runner
+    steps, _ = LARGE_SWAPIN_RUNS["zram-whole"]
+    r = Runner(make_scenario(steps[:4], folio_pages=[1, 16], **ZRAM), get_design("merged"),
+               track_origins=False)
+    r.run()
+    c = r.m.counters
+    assert (c["faults"], c["restore_calls"], c["tag_restores"], c["swap_ins"],
+            c["large_swap_ins"], c["pswpin"]) == (4 + 4, 4, 64, 4, 4, 64)
+    assert r.m.swap.inuse == 0 and len(r.m.mte_pages) == 0 and kinds(r) == []
 
 
 def test_swapin_run_counts_one_fault_restore_and_swap_in_per_page():

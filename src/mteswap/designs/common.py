@@ -39,7 +39,7 @@ class PerPageHooks:
     def sync_tags(self, m, pages: list, why: str) -> None:
         mte_sync_tags(m, pages, why)
     # Tells the machine this hook is mte_sync_tags, page by page: a run of order-0 swap-ins
-    # may then sync all their pages in one call (memory.do_swap_page_run).
+    # may then sync all their pages in one call (swapin_run.py).
     sync_tags.per_page = True
 
     def split_page_mte_flags(self, m, head, page) -> tuple[bool, bool]:
@@ -57,6 +57,17 @@ def restore_order0_run(m, entry: int, pfn: int, nr: int) -> None:
     m.counters["restore_calls"] += nr
     if not mte_restore_tags_run(m, entry, pfn, nr):
         for i in range(nr):
+            mte_restore_tags(m, entry + i, m.pages[pfn + i])
+
+
+def restore_folios_run(m, entry: int, pfn: int, nr: int, k: int) -> None:
+    """What `swap_restore` does for k fresh folios of nr pages, folio i at pfn + i * nr read
+    for entries entry + i * nr .., one fault after another, in designs whose hook for such a
+    folio is one `arch_swap_restore` call restoring every page from the folio's first entry
+    (`merged`; marked `swap_restore.folio_run = restore_folios_run`)."""
+    m.counters["restore_calls"] += k
+    if not mte_restore_tags_run(m, entry, pfn, nr * k):
+        for i in range(nr * k):
             mte_restore_tags(m, entry + i, m.pages[pfn + i])
 
 

@@ -16,7 +16,8 @@ early exits (Barry's 16 x 16); a folio split still copies the head's flags (S5).
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, folio_swap, restore_order0_run, save_folio_tags
+from mteswap.designs.common import (PerPageHooks, folio_swap, restore_folios_run,
+                                    restore_order0_run, save_folio_tags)
 from mteswap.model.mte import mte_restore_tags, mte_restore_tags_run
 
 
@@ -29,8 +30,10 @@ class Merged(PerPageHooks):
 
     def swap_restore(self, m, entry: int, folio, page) -> None:
         self.arch_swap_restore(m, folio_swap(entry, folio), folio)
-    # For an order-0 folio: one call, mte_restore_tags of its page (common.py).
+    # For an order-0 folio: one call, mte_restore_tags of its page; for a fresh large folio:
+    # one call, every page from the first entry (common.py).
     swap_restore.order0_run = restore_order0_run
+    swap_restore.folio_run = restore_folios_run
 
     def arch_swap_restore(self, m, first_entry: int, folio) -> None:
         """`arch_swap_restore()` (arch/arm64/mm/mteswap.c): one restore per page, entry + i."""

@@ -93,8 +93,10 @@ class Machine:
         # The design's swap_restore, for a fresh order-0 folio, is one arch_swap_restore call
         # running mte_restore_tags (marked so with the run that does n of them, designs/
         # common.py), and its sync_tags is mte_sync_tags: a run of order-0 swap-in faults
-        # may then be taken in one pass (memory.do_swap_page_run).
+        # may then be taken in one pass (swapin_run.py).
         self.swap_restore_order0 = getattr(getattr(design, "swap_restore", None), "order0_run", None)
+        # Likewise for fresh large folios restored whole from their first entry (merged).
+        self.swap_restore_folios = getattr(getattr(design, "swap_restore", None), "folio_run", None)
         self.sync_per_page = getattr(getattr(design, "sync_tags", None), "per_page", False)
         # (entry, swap_map at read) of saved-tag reads from a free slot, for the oracle's
         # use-after-free check (reads of a pinned slot are fine and not recorded).
@@ -161,7 +163,7 @@ class Machine:
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
                          "flags_per_page", "compressed_tags", "folio_sizes_desc", "invalidate_is_mte",
-                         "swap_restore_order0", "sync_per_page"))
+                         "swap_restore_order0", "swap_restore_folios", "sync_per_page"))
 
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.

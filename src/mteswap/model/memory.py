@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from array import array
 
-from mteswap.model.mte import _runs_allowed, copy_highpage
-from mteswap.model.page_alloc import advance_first_free, alloc_folio, folio_put
+from mteswap.model.mte import copy_highpage
+from mteswap.model.page_alloc import alloc_folio, folio_put
 from mteswap.model.pgtable import pte_present, pte_swap, set_ptes
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
                                 folio_add_new_anon_rmap, folio_remove_rmap_pte)
-from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, FOLIO_SWAPCACHE, PTE_PRESENT, PTE_SWAP,
-                                  PTE_WRITE_BIT, SET_ANON_EXCLUSIVE, ZERO_PFN, PageRange,
-                                  present_pte, rmap_key, swap_pte)
-from mteswap.model.swap_state import (read_slots, swap_cache_get_folio, swap_read_folio,
-                                      swapin_readahead)
-from mteswap.model.swapfile import (_clear_and_free, folio_free_swap, free_swap_and_cache_nr,
-                                    swap_free_nr, swapcache_clear, swapcache_prepare)
+from mteswap.model.state import PTE_PRESENT, PTE_SWAP, PTE_WRITE_BIT, ZERO_PFN, swap_pte
+from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
+from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
+                                    swapcache_clear, swapcache_prepare)
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
 
@@ -262,96 +259,6 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
         swapcache_clear(m, entry, fnr)
     if write and not writable:
         do_wp_page(m, mm, vpn)
-
-
-# -- a run of order-0 swap-ins ----------------------------------------------------------------
-# A program touching swapped-out pages one after another on a device without
-# SWP_SYNCHRONOUS_IO takes one fault per page, each an order-0 `do_swap_page` through
-# `swapin_readahead`. When each of those faults is independent of the others (its own slot
-# with one reference and no cache pin, its own fresh frame, the design's restore and
-# `set_ptes` hooks per page, nothing traced or tracked), `do_swap_page_run` does what the
-# faults do one after another in one pass over the arrays: same frames, slots, PTEs, flags,
-# folios and counters (tests/test_model_ops.py compares it with the per-page path).
-
-def swapin_run_length(m, mm, vpn: int, end: int, write: bool) -> int:
-    """How many pages from vpn (below end) `do_swap_page_run` can fault in: 0 unless at least
-    two, each a swap PTE continuing the first (`swap_pte_batch`) whose slot has swap count 1
-    and no SWAP_HAS_CACHE, with as many consecutive free frames at `first_free`."""
-    si = m.swap
-    if si.synchronous or m.swap_restore_order0 is None or not m.sync_per_page \
-            or not _runs_allowed(m):
-        return 0
-    e = mm.ptes.ents[vpn]
-    first = (PTE_SWAP, (e >> 3) + vpn, bool(e & 4))       # pte_decode of a swap PTE
-    n = swap_pte_batch(mm, vpn, min(end, mm.find_vma(vpn).end) - vpn, first)
-    if not write and si.vm_swap_full():
-        # Every fault frees its slot (`should_try_to_free_swap`) while swap stays more than
-        # half full: the run ends where a free would find it no longer full, so that each
-        # page of the run takes the same branch.
-        n = min(n, _frees_while_full(si))
-    off = swp_offset(first[1])
-    n = _leading(si.swap_map[off:off + n], 1)               # one reference, no cache pin
-    pfn = m.first_free
-    return _leading(m.frame_order[pfn:min(pfn + n, m.config.frames)], FOLIO_FREE)
-
-
-def _frees_while_full(si) -> int:
-    """How many slots, freed one by one, find `vm_swap_full()` true before their free: the
-    j-th (from 0) does while (total - inuse + j) * 2 < total."""
-    total = len(si.swap_map) - 1
-    return max(0, (2 * si.inuse - total + 1) // 2)
-
-
-def _leading(seq, value) -> int:
-    """How many items at the start of seq equal value (all of them, in the usual case)."""
-    if seq.count(value) == len(seq):
-        return len(seq)
-    n = 0
-    while seq[n] == value:
-        n += 1
-    return n
-
-
-def do_swap_page_run(m, mm, vpn: int, n: int, write: bool) -> None:
-    """`do_swap_page()` for the pages vpn .. vpn + n - 1 in turn (n from `swapin_run_length`),
-    as order-0 swap-ins: `swapin_readahead` of each entry into a fresh folio at the next free
-    frame, `arch_swap_restore` (the design's run of them), `swap_free_nr`, `folio_free_swap`
-    when `should_try_to_free_swap` says so (a write fault: nothing else maps the fresh folio;
-    or swap more than half full), rmap, `set_ptes`."""
-    si, c, vma = m.swap, m.counters, mm.find_vma(vpn)
-    free = write or si.vm_swap_full()
-    e = mm.ptes.ents[vpn]
-    entry, exclusive = (e >> 3) + vpn, bool(e & 4)
-    off, pfn = swp_offset(entry), m.first_free
-    c["faults"] += n
-    # swapin_readahead → __read_swap_cache_async, per entry: alloc_folio(order 0),
-    # swapcache_prepare, add_to_swap_cache, swap_read_folio.
-    m.frame_order[pfn:pfn + n] = bytes(n)               # n order-0 folios
-    m.folio_flags[pfn:pfn + n] = bytes([FOLIO_SWAPCACHE]) * n
-    m.folio_swap[pfn:pfn + n] = array("q", range(entry, entry + n))
-    m.folios.n += n
-    advance_first_free(m)
-    si.swap_map[off:off + n] = array("q", [1 | SWAP_HAS_CACHE]) * n
-    si.cache.add_order0_run(off, pfn, n)
-    m.frame_data[pfn:pfn + n] = read_slots(si, off, n)
-    c["swap_ins"] += n
-    c["pswpin"] += n
-    m.swap_restore_order0(m, entry, pfn, n)
-    si.swap_map[off:off + n] = array("q", [SWAP_HAS_CACHE]) * n   # swap_free_nr: count 0
-    if free:
-        si.cache.clear_range(off, n)                   # folio_free_swap → delete_from_swap_cache
-        m.folio_flags[pfn:pfn + n] = bytes([FOLIO_DIRTY]) * n
-        m.folio_swap[pfn:pfn + n] = array("q", bytes(8 * n))
-        _clear_and_free(m, off, n, SWAP_HAS_CACHE, 0)  # put_swap_folio: the slots are free
-        exclusive = True                               # out of the swap cache, unmapped
-    # folio_add_anon_rmap_ptes of one page each
-    m.folio_mapcounts[pfn:pfn + n] = m.folio_nr_mapped[pfn:pfn + n] = array("i", [1]) * n
-    m.frame_rmap[pfn:pfn + n] = array("q", [rmap_key(mm.pid, vpn) - pfn]) * n
-    if exclusive:
-        m.frame_flags[pfn:pfn + n] = m.frame_flags[pfn:pfn + n].translate(SET_ANON_EXCLUSIVE)
-    if vma.vm_mte:
-        m.design.sync_tags(m, PageRange(m, pfn, n), "do_swap_page")
-    mm.ptes.ents[vpn:vpn + n] = array("q", [present_pte(pfn, vma.vm_mte, exclusive, vpn)]) * n
 
 
 def _should_try_to_free_swap(m, folio, write: bool) -> bool:

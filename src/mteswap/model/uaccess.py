@@ -8,8 +8,9 @@ from __future__ import annotations
 from array import array
 
 from mteswap.model import tags as T
-from mteswap.model.memory import (PTRS_PER_PTE, do_swap_page_run, handle_mm_fault,
-                                  swapin_run_length)
+from mteswap.model.memory import PTRS_PER_PTE, handle_mm_fault
+from mteswap.model.swapin_run import (do_swap_page_large_run, do_swap_page_run,
+                                      large_swapin_run_length, swapin_run_length)
 from mteswap.model.state import (FOLIO_DIRTY, PTE_PRESENT, PTE_SWAP, PTE_TAGGED_BIT, PTE_WRITE_BIT,
                                   ZERO_PFN)
 
@@ -36,14 +37,19 @@ def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
     """Fault the page at vpn in if the access would trap (`_mapped_pte`), then return how many
     pages from vpn (below end) the CPU reaches without another exception: present PTEs, and
     writable ones for a store, within vpn's page-table page (PTRS_PER_PTE). At least 1.
-    A run of order-0 swap-in faults from vpn is taken in one pass (`do_swap_page_run`): each
-    of those faults touches only its own slot, frame and PTE, so taking them all before the
-    span's accesses leaves the accesses the same memory as taking them one by one."""
+    A run of swap-in faults from vpn is taken in one pass (swapin_run.py): each of those
+    faults touches only its own slots, frames and PTEs, so taking them all before the span's
+    accesses leaves the accesses the same memory as taking them one by one."""
     end = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE)
-    if mm.ptes.ents[vpn] & 3 == PTE_SWAP and not m.swap.synchronous:   # (zram: per folio)
-        n = swapin_run_length(m, mm, vpn, end, write)
-        if n:
-            do_swap_page_run(m, mm, vpn, n, write)
+    if mm.ptes.ents[vpn] & 3 == PTE_SWAP:
+        if m.swap.synchronous:
+            n = large_swapin_run_length(m, mm, vpn, end, write)
+            if n:
+                do_swap_page_large_run(m, mm, vpn, n, write)
+        else:
+            n = swapin_run_length(m, mm, vpn, end, write)
+            if n:
+                do_swap_page_run(m, mm, vpn, n, write)
     e0 = _mapped_pte(m, mm, vpn, write)
     pfn = (e0 >> 4) - 1 + vpn
     if pfn != ZERO_PFN:
