@@ -50,3 +50,14 @@ def format_ranges(values: Iterable[int], fmt: Callable[[int], str] = str) -> str
     if start is not None:
         out.append(fmt(start) if start == prev else f"{fmt(start)}-{fmt(prev)}")
     return ",".join(out)
+
+
+def leading(seq, value) -> int:
+    """How many items at the start of seq (a list, array or bytearray) equal value; one C
+    `count` when all of them do (the usual case for a folio's or a run's entries)."""
+    if seq.count(value) == len(seq):
+        return len(seq)
+    n = 0
+    while seq[n] == value:
+        n += 1
+    return n

@@ -15,6 +15,7 @@ from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swap
 from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
                                     swapcache_clear, swapcache_prepare)
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
+from mteswap.ranges import leading
 
 
 PMD_NR = 512   # pages per PMD with 4 KiB pages (2 MiB)
@@ -143,13 +144,7 @@ def swap_pte_batch(mm, vpn: int, nr: int, first: tuple) -> int:
     +1 each, same exclusive bit)."""
     e = swap_pte(first[1], first[2], vpn)
     # Entries + 1 at vpn + 1 with one exclusive bit: the same PTE int (state.py encoding).
-    got = mm.ptes.ents[vpn:vpn + nr]
-    if got.count(e) == len(got):
-        return len(got)
-    n = 0
-    while got[n] == e:
-        n += 1
-    return n
+    return leading(mm.ptes.ents[vpn:vpn + nr], e)
 
 
 def can_swapin_thp(m, mm, start: int, nr: int) -> bool:

@@ -31,21 +31,12 @@ from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, FOLIO_SWAPCACHE, PTE_S
 from mteswap.model.swap_state import read_slots
 from mteswap.model.swapfile import _clear_and_free
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
+from mteswap.ranges import leading
 
 
 def _first_swap_pte(mm, vpn: int) -> tuple:
     e = mm.ptes.ents[vpn]
     return (PTE_SWAP, (e >> 3) + vpn, bool(e & 4))        # pte_decode of a swap PTE
-
-
-def _leading(seq, value) -> int:
-    """How many items at the start of seq equal value (all of them, in the usual case)."""
-    if seq.count(value) == len(seq):
-        return len(seq)
-    n = 0
-    while seq[n] == value:
-        n += 1
-    return n
 
 
 def _frees_while_full(si) -> int:
@@ -60,7 +51,7 @@ def _independent_pages(m, mm, vpn: int, end: int, first: tuple) -> int:
     (`swap_pte_batch`) and whose slots have one reference and no cache pin."""
     n = swap_pte_batch(mm, vpn, min(end, mm.find_vma(vpn).end) - vpn, first)
     off = swp_offset(first[1])
-    return _leading(m.swap.swap_map[off:off + n], 1)
+    return leading(m.swap.swap_map[off:off + n], 1)
 
 
 # -- order-0, through the swap cache (ssd, rotational) ----------------------------------------
@@ -80,7 +71,7 @@ def swapin_run_length(m, mm, vpn: int, end: int, write: bool) -> int:
         # page of the run takes the same branch.
         n = min(n, _frees_while_full(si))
     pfn = m.first_free
-    n = _leading(m.frame_order[pfn:min(pfn + n, m.config.frames)], FOLIO_FREE)
+    n = leading(m.frame_order[pfn:min(pfn + n, m.config.frames)], FOLIO_FREE)
     return n if n > 1 else 0
 
 
@@ -159,7 +150,7 @@ def large_swapin_run_length(m, mm, vpn: int, end: int, write: bool) -> int:
     pfn = m.first_free
     if pfn % size:
         return 0
-    n = _leading(m.frame_order[pfn:min(pfn + n, m.config.frames)], FOLIO_FREE)
+    n = leading(m.frame_order[pfn:min(pfn + n, m.config.frames)], FOLIO_FREE)
     n -= n % size                                       # whole folios only
     return n if n >= 2 * size else 0
 
