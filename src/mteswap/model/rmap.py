@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from array import array
 
-from mteswap.model.state import (NO_RMAP, PG_ANON_EXCLUSIVE, RMAP_VPN_BITS, SET_ANON_EXCLUSIVE,
-                                  ZERO_PFN,
+from mteswap.model.state import (FOLIO_PARTIALLY_MAPPED, FOLIO_SWAPCACHE, NO_RMAP,
+                                  PG_ANON_EXCLUSIVE, RMAP_VPN_BITS, SET_ANON_EXCLUSIVE, ZERO_PFN,
                                   rmap_key)
 
 
@@ -74,11 +74,13 @@ def folio_remove_rmap_pte(m, pfn: int, pid: int, vpn: int) -> None:
     on 6.12 and 7.2 it was never seen to (semantics §11)."""
     if pfn == ZERO_PFN:
         return
-    folio = m.folio_at(pfn)
-    unmap_page(m, pfn, folio, pid, vpn)
-    if folio.nr > 1 and not folio.swapcache and not folio.partially_mapped:
-        if folio.mapcount and folio.nr_mapped < folio.nr:
-            folio.partially_mapped = True
+    nr = 1 << m.frame_order[pfn]
+    head = pfn & -nr                                     # the folio (state.py)
+    unmap_page(m, pfn, head, pid, vpn)
+    flags = m.folio_flags
+    if nr > 1 and not flags[head] & (FOLIO_SWAPCACHE | FOLIO_PARTIALLY_MAPPED):
+        if m.folio_mapcounts[head] and m.folio_nr_mapped[head] < nr:
+            flags[head] |= FOLIO_PARTIALLY_MAPPED
 
 
 def rmap_drop(m, pfn: int, pid: int, vpn: int) -> bool:
@@ -102,12 +104,12 @@ def rmap_drop(m, pfn: int, pid: int, vpn: int) -> bool:
     return False
 
 
-def unmap_page(m, pfn: int, folio, pid: int, vpn: int) -> None:
-    """Drop one (pid, vpn) from the page's rmap and the folio's mapcounts."""
-    folio.mapcount -= 1
+def unmap_page(m, pfn: int, head: int, pid: int, vpn: int) -> None:
+    """Drop one (pid, vpn) from the page's rmap and the mapcounts of its folio (head pfn)."""
+    m.folio_mapcounts[head] -= 1
     if rmap_drop(m, pfn, pid, vpn):
         m.frame_flags[pfn] &= ~PG_ANON_EXCLUSIVE
-        folio.nr_mapped -= 1
+        m.folio_nr_mapped[head] -= 1
 
 
 def folio_rmap_walk(m, folio) -> list[tuple[int, int, int]]:

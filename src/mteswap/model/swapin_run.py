@@ -60,10 +60,16 @@ def swapin_run_length(m, mm, vpn: int, end: int, write: bool) -> int:
     """How many pages from vpn (below end) `do_swap_page_run` can fault in: 0 unless at least
     two independent pages with as many consecutive free frames at `first_free`."""
     si = m.swap
-    if si.synchronous or m.swap_restore_order0 is None or not m.sync_per_page \
-            or not _runs_allowed(m):
-        return 0
     first = _first_swap_pte(mm, vpn)
+    off = swp_offset(first[1])
+    # Cheap refusals first (a shared slot, a neighbour not continuing the run): the scan
+    # below reads up to a page-table page, and most faults of a forked workload refuse.
+    if si.swap_map[off] != 1 or si.synchronous or m.swap_restore_order0 is None \
+            or not m.sync_per_page or not _runs_allowed(m):
+        return 0
+    e = mm.ptes.ents[vpn]
+    if mm.ptes.ents[vpn:min(vpn + 2, end)].count(e) < 2 or si.swap_map[off:off + 2].count(1) < 2:
+        return 0
     n = _independent_pages(m, mm, vpn, end, first)
     if not write and si.vm_swap_full():
         # Every fault frees its slot (`should_try_to_free_swap`) while swap stays more than
@@ -142,8 +148,10 @@ def large_swapin_run_length(m, mm, vpn: int, end: int, write: bool) -> int:
         return 0
     first = _first_swap_pte(mm, vpn)
     off = swp_offset(first[1])
-    if off % size:
-        return 0
+    e = mm.ptes.ents[vpn]
+    if off % size or mm.ptes.ents[vpn:min(vpn + size + 1, end):size].count(e) < 2 \
+            or si.swap_map[off] != 1:
+        return 0        # cheap refusals first (misaligned, a next folio not continuing)
     n = _independent_pages(m, mm, vpn, end, first)
     if si.zeromap and not si.zeromap.isdisjoint(range(off, off + n)):
         return 0
