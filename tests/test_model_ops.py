@@ -360,16 +360,16 @@ def test_one_pass_runs_are_taken_at_scale():
               {"reclaim": {"proc": "A", "vma": "v", "pages": "all"}},
               {"read": {"proc": "A", "vma": "v", "pages": "all"}}], swap_device="zram")
     saved = (mte.mte_save_tags, mte.mte_restore_tags, mte.mte_invalidate_tags)
-    import mteswap.designs.common as common, mteswap.designs.merged as merged
+    import mteswap.designs.common as common
 
     def boom(*a):
         raise AssertionError("per-page path taken")
     try:
-        common.mte_save_tags = merged.mte_restore_tags = common.mte_invalidate_tags = boom
+        common.mte_save_tags = common.mte_restore_tags = common.mte_invalidate_tags = boom
         r = Runner(s, get_design("merged"), check_state=False, track_origins=False)
         r.run()
     finally:
-        common.mte_save_tags, merged.mte_restore_tags, common.mte_invalidate_tags = saved
+        common.mte_save_tags, common.mte_restore_tags, common.mte_invalidate_tags = saved
     c = r.m.counters
     assert (c["tag_saves"], c["tag_restores"], c["tag_invalidations"]) == (16, 16, 16)
     assert kinds(r) == []

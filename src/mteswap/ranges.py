@@ -9,13 +9,7 @@ from typing import Callable, Iterable
 
 def runs(values: Iterable[int]) -> list[tuple[int, int]]:
     """The distinct values, sorted, as [start, end) runs of consecutive integers."""
-    out: list[list[int]] = []
-    for v in sorted(set(values)):
-        if out and out[-1][1] == v:
-            out[-1][1] = v + 1
-        else:
-            out.append([v, v + 1])
-    return [(a, b) for a, b in out]
+    return ordered_runs(sorted(set(values)))
 
 
 def ordered_runs(values: Iterable[int]) -> list[tuple[int, int]]:

@@ -48,13 +48,9 @@ class PerPageHooks:
         return head.mte_tagged, head.mte_lock
 
 
-def restore_order0_run(m, entry: int, pfn: int, nr: int) -> None:
-    """What `swap_restore` does for nr fresh order-0 folios, pfn + i read for entry + i, one
-    fault after another, in designs whose hook for an order-0 folio is one `arch_swap_restore`
-    call running `mte_restore_tags(entry, page)`. Such a design marks its hook with it
-    (`swap_restore.order0_run = restore_order0_run`); a subclass overriding swap_restore loses
-    the mark, so its own hook is called on every fault."""
-    m.counters["restore_calls"] += nr
+def restore_pages(m, entry: int, pfn: int, nr: int) -> None:
+    """`mte_restore_tags(entry + i, page pfn + i)` for i < nr: in one pass when nothing can
+    differ from the per-page calls (mte.mte_restore_tags_run), else page by page."""
     if not mte_restore_tags_run(m, entry, pfn, nr):
         for i in range(nr):
             mte_restore_tags(m, entry + i, m.pages[pfn + i])
@@ -66,9 +62,15 @@ def restore_folios_run(m, entry: int, pfn: int, nr: int, k: int) -> None:
     folio is one `arch_swap_restore` call restoring every page from the folio's first entry
     (`merged`; marked `swap_restore.folio_run = restore_folios_run`)."""
     m.counters["restore_calls"] += k
-    if not mte_restore_tags_run(m, entry, pfn, nr * k):
-        for i in range(nr * k):
-            mte_restore_tags(m, entry + i, m.pages[pfn + i])
+    restore_pages(m, entry, pfn, nr * k)
+
+
+def restore_order0_run(m, entry: int, pfn: int, nr: int) -> None:
+    """The same for nr fresh order-0 folios, in designs whose hook for an order-0 folio is one
+    `arch_swap_restore` call running `mte_restore_tags(entry, page)`. Such a design marks its
+    hook with it (`swap_restore.order0_run = restore_order0_run`); a subclass overriding
+    swap_restore loses the mark, so its own hook is called on every fault."""
+    restore_folios_run(m, entry, pfn, 1, nr)
 
 
 def save_folio_tags(m, folio) -> int:

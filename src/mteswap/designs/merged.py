@@ -17,8 +17,7 @@ early exits (Barry's 16 x 16); a folio split still copies the head's flags (S5).
 from __future__ import annotations
 
 from mteswap.designs.common import (PerPageHooks, folio_swap, restore_folios_run,
-                                    restore_order0_run, save_folio_tags)
-from mteswap.model.mte import mte_restore_tags, mte_restore_tags_run
+                                    restore_order0_run, restore_pages, save_folio_tags)
 
 
 class Merged(PerPageHooks):
@@ -39,7 +38,4 @@ class Merged(PerPageHooks):
         """`arch_swap_restore()` (arch/arm64/mm/mteswap.c): one restore per page, entry + i."""
         m.count("restore_calls")
         if m.tracing: m.log("arch_swap_restore", f"entry={first_entry:#x} folio={folio.pfn} nr={folio.nr}")
-        if mte_restore_tags_run(m, first_entry, folio.pfn, folio.nr):
-            return                               # the loop below, in one pass
-        for i, page in enumerate(m.folio_pages(folio)):
-            mte_restore_tags(m, first_entry + i, page)
+        restore_pages(m, first_entry, folio.pfn, folio.nr)

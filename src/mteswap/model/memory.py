@@ -14,7 +14,7 @@ from mteswap.model.state import PTE_PRESENT, PTE_SWAP, PTE_WRITE_BIT, ZERO_PFN, 
 from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
 from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
                                     swapcache_clear, swapcache_prepare)
-from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
+from mteswap.model.swapinfo import SWAP_HAS_CACHE, any_slot_has, swp_offset
 from mteswap.ranges import leading
 
 
@@ -159,11 +159,7 @@ def can_swapin_thp(m, mm, start: int, nr: int) -> bool:
         zero = [o in si.zeromap for o in range(start, start + nr)]
         if any(zero) and not all(zero):
             return False
-    slots = si.swap_map[start:start + nr]
-    v0 = slots[0]
-    if slots.count(v0) == nr:                   # every slot alike (the usual case)
-        return not v0 & SWAP_HAS_CACHE
-    return not any(v & SWAP_HAS_CACHE for v in slots)
+    return not any_slot_has(si.swap_map[start:start + nr], SWAP_HAS_CACHE)
 
 
 def alloc_swap_folio(m, mm, vma, vpn: int, entry: int):

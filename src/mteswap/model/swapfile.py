@@ -7,11 +7,10 @@ delayed the free until ~v6.14 is not modelled (the delay only postpones reuse).
 
 from __future__ import annotations
 
-from array import array
-
 from mteswap.model.mte import mte_invalidate_tags_run
 from mteswap.model.state import FOLIO_DIRTY, FOLIO_SWAPCACHE, FOLIO_WRITEBACK
-from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SWP_TYPE, swp_entry, swp_offset
+from mteswap.model.swapinfo import (SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SWP_TYPE, any_slot_has,
+                                    each_slot, swp_entry, swp_offset)
 
 
 def swap_range_free(m, offset: int, nr: int) -> None:
@@ -42,12 +41,7 @@ def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
     (`swap_range_free`) each run of slots left at 0, in offset order: the loop shared by
     `swap_free_nr`, `put_swap_folio` and `swapcache_clear`."""
     swap_map = m.swap.swap_map
-    old = swap_map[start:start + nr]
-    v0 = old[0]
-    if old.count(v0) == nr:                  # every slot alike (a folio's usually are)
-        new = array("q", [(v0 & ~bit) + delta]) * nr
-    else:
-        new = array("q", [(v & ~bit) + delta for v in old])
+    new = each_slot(swap_map[start:start + nr], lambda v: (v & ~bit) + delta)
     swap_map[start:start + nr] = new
     zeros = new.count(0)
     if not zeros:
@@ -95,12 +89,9 @@ def swapcache_prepare(m, entry: int, nr: int) -> bool:
     si = m.swap
     start = swp_offset(entry)
     slots = si.swap_map[start:start + nr]
-    v0 = slots[0]
-    alike = slots.count(v0) == nr                 # every slot alike (a folio's usually are)
-    if v0 & SWAP_HAS_CACHE if alike else any(v & SWAP_HAS_CACHE for v in slots):
+    if any_slot_has(slots, SWAP_HAS_CACHE):
         return False
-    si.swap_map[start:start + nr] = array("q", [v0 | SWAP_HAS_CACHE]) * nr \
-        if alike else array("q", [v | SWAP_HAS_CACHE for v in slots])
+    si.swap_map[start:start + nr] = each_slot(slots, lambda v: v | SWAP_HAS_CACHE)
     if m.tracing: m.log("swapcache_prepare", f"entry={entry:#x} nr={nr}")
     return True
 
@@ -117,11 +108,7 @@ def folio_swapped(m, folio) -> bool:
     """`folio_swapped()`: does any slot of this swap-cache folio still have a reference?"""
     nr = folio.nr
     start = swp_offset(m.folio_swap[folio.pfn])
-    counts = m.swap.swap_map[start:start + nr]
-    c0 = counts[0]
-    if counts.count(c0) == nr:                    # every slot alike (the usual case)
-        return bool(c0 & ~SWAP_HAS_CACHE)
-    return any(c & ~SWAP_HAS_CACHE for c in counts)
+    return any_slot_has(m.swap.swap_map[start:start + nr], ~SWAP_HAS_CACHE)
 
 
 def folio_free_swap(m, folio) -> bool:

@@ -26,8 +26,9 @@ from array import array
 from mteswap.model.memory import PMD_NR, swap_pte_batch
 from mteswap.model.mte import _runs_allowed
 from mteswap.model.page_alloc import advance_first_free
+from mteswap.model.pgtable import set_ptes
 from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, FOLIO_SWAPCACHE, PTE_SWAP,
-                                  SET_ANON_EXCLUSIVE, PageRange, present_pte, rmap_key)
+                                  SET_ANON_EXCLUSIVE, rmap_key)
 from mteswap.model.swap_state import read_slots
 from mteswap.model.swapfile import _clear_and_free
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
@@ -118,14 +119,12 @@ def do_swap_page_run(m, mm, vpn: int, n: int, write: bool) -> None:
 
 
 def _map_run(m, mm, vma, vpn: int, pfn: int, n: int, exclusive: bool) -> None:
-    """The rmap, PG_anon_exclusive, `set_ptes` (→ `sync_tags`) of n pages from pfn at vpn
-    (the folios' mapcounts already counted)."""
+    """The rmap, PG_anon_exclusive and `set_ptes` (→ `sync_tags`) of n pages from pfn at vpn,
+    writable if exclusive (the folios' mapcounts already counted)."""
     m.frame_rmap[pfn:pfn + n] = array("q", [rmap_key(mm.pid, vpn) - pfn]) * n
     if exclusive:
         m.frame_flags[pfn:pfn + n] = m.frame_flags[pfn:pfn + n].translate(SET_ANON_EXCLUSIVE)
-    if vma.vm_mte:
-        m.design.sync_tags(m, PageRange(m, pfn, n), "do_swap_page")
-    mm.ptes.ents[vpn:vpn + n] = array("q", [present_pte(pfn, vma.vm_mte, exclusive, vpn)]) * n
+    set_ptes(m, mm, vpn, pfn, n, vma.vm_mte, exclusive, "do_swap_page")
 
 
 # -- large folios, around the swap cache (zram, v6.12) ---------------------------------------

@@ -40,6 +40,24 @@ def swp_type(entry: int) -> int:
 
 ABSENT = object()
 
+
+# A folio's slots usually hold one value (same count, same cache bit): these test or update a
+# run of swap_map values (an array slice) with one C `count` in that case, else slot by slot.
+def any_slot_has(slots, mask: int) -> bool:
+    """Does any value of the run have a bit of mask set?"""
+    v0 = slots[0]
+    if slots.count(v0) == len(slots):
+        return bool(v0 & mask)
+    return any(v & mask for v in slots)
+
+
+def each_slot(slots, update) -> array:
+    """The run with update(value) applied to each value (computed once when all are alike)."""
+    v0 = slots[0]
+    if slots.count(v0) == len(slots):
+        return array("q", [update(v0)]) * len(slots)
+    return array("q", [update(v) for v in slots])
+
 # Tables of at most this many slots also keep the set of keys in use, so that reading all of
 # them (snapshots, the oracle's checks after every step, clones: the explorer's small
 # machines) costs what is stored, not the table size. Larger tables (a 1 GiB cost run) scan

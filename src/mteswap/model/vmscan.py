@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 
 from mteswap.model.huge_memory import split_folio
 from mteswap.model.mte import page_mte_tagged
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
-from array import array
-
 from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, FOLIO_DIRTY, FOLIO_SWAPCACHE,
                                   IS_ANON_EXCLUSIVE, IS_MTE_TAGGED, NO_RMAP, PG_ANON_EXCLUSIVE,
                                   PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN, rmap_count, rmap_unkey,
                                   swap_pte)
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
-from mteswap.model.swapinfo import swp_offset
+from mteswap.model.swapinfo import each_slot, swp_offset
 from mteswap.ranges import ordered_runs, runs
 
 
@@ -63,10 +62,8 @@ def _unmap_whole(m, folio) -> list:
     pid, vpn = rmap_unkey(m.frame_rmap[pfn] + pfn)
     start = swp_offset(swap)
     swap_map = m.swap.swap_map
-    counts = swap_map[start:start + nr]
-    c0 = counts[0]
-    swap_map[start:start + nr] = array("q", [c0 + 1]) * nr if counts.count(c0) == nr else \
-        array("q", [c + 1 for c in counts])                      # swap_duplicate each
+    # swap_duplicate of each slot
+    swap_map[start:start + nr] = each_slot(swap_map[start:start + nr], lambda c: c + 1)
     flags = m.frame_flags[pfn:pfn + nr]
     excl = flags.translate(IS_ANON_EXCLUSIVE)                   # 1 where PG_anon_exclusive
     m.frame_flags[pfn:pfn + nr] = flags.translate(CLEAR_ANON_EXCLUSIVE)
@@ -148,9 +145,8 @@ def shrink_folio_list(m, folios: list, keep_cached: bool) -> None:
     queue = deque(folios)
     while queue:
         item = queue.popleft()
-        for folio in ([item] if not isinstance(item, range) else
-                      [m.folios[pfn] for pfn in item if pfn in m.folios]):
-            if folio.pfn in m.folios:                    # not freed meanwhile
+        for folio in map(m.folios.get, item) if isinstance(item, range) else (item,):
+            if folio is not None and folio.pfn in m.folios:   # not freed meanwhile
                 _shrink_folio(m, folio, keep_cached, queue)
 
 
