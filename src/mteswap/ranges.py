@@ -3,7 +3,6 @@ evidence lines (standard library only; the model uses it too)."""
 
 from __future__ import annotations
 
-from operator import eq
 from typing import Callable, Iterable
 
 
@@ -17,9 +16,6 @@ def ordered_runs(values: Iterable[int]) -> list[tuple[int, int]]:
     [3, 4, 5, 0, 1] -> [(3, 6), (0, 2)]. A range comes back as one run."""
     if isinstance(values, range) and values.step == 1:
         return [(values.start, values.stop)] if len(values) else []
-    if isinstance(values, tuple) and len(values) > 1 and values[-1] - values[0] == len(values) - 1 \
-            and all(map(eq, values, range(values[0], values[-1] + 1))):
-        return [(values[0], values[-1] + 1)]    # one ascending run (a-b ranges), seen in place
     out: list[list[int]] = []
     for v in values:
         if out and out[-1][1] == v:
