@@ -58,9 +58,10 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_hooks_are_the_protocols_methods():
-    assert set(HOOKS) >= {"thp_swap_supported", "prepare_to_swap", "swap_restore",
-                          "swap_invalidate_page", "swap_invalidate_area",
-                          "split_page_mte_flags", "mte_flag_page", "sync_tags"}
+    assert set(HOOKS) >= {"arch_thp_swp_supported", "arch_prepare_to_swap", "arch_swap_restore",
+                          "arch_swap_invalidate_page", "arch_swap_invalidate_range",
+                          "arch_swap_invalidate_area", "split_page_mte_flags", "mte_flag_page",
+                          "sync_tags"}
 
 
 @pytest.mark.parametrize("name", list(BUILTIN))

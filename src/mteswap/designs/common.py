@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from mteswap.designs.legacy import LegacyNames
 from mteswap.model import tags as T
-from mteswap.model.mte import (mte_invalidate_tags, mte_invalidate_tags_area, mte_restore_tags,
-                               mte_restore_tags_run, mte_save_tags, mte_save_tags_run,
-                               mte_load_saved_tags, mte_sync_tags)
-from mteswap.model.state import UNTRACKED_ORIGIN
+from mteswap.model.mte import (ENOMEM, mte_invalidate_tags, mte_invalidate_tags_area,
+                               mte_load_saved_tags,
+                               mte_save_tags_upto, mte_sync_tags, note_tag_reads,
+                               page_itself)
+from mteswap.model.state import UNTRACKED_ORIGIN, Folio
 from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_offset
 
 
@@ -16,31 +18,38 @@ def folio_swap(entry: int, folio) -> int:
     return entry - (entry % folio.nr)
 
 
-class PerPageHooks:
+def each_fault(m, entry: int, folio, page, k: int):
+    """The k faults of an `arch_swap_restore` batch, one after another: (entry, folio, page)
+    of fault i, as the hook would be called for it alone (base.py)."""
+    nr = folio.nr
+    for i in range(k):
+        yield entry + i * nr, Folio(m, folio.pfn + i * nr, nr), m.pages[page.pfn + i * nr]
+
+
+class PerPageHooks(LegacyNames):
     """Hooks that stay per page and per slot in every design since v5.10."""
 
-    def thp_swap_supported(self, m) -> bool:
+    def arch_thp_swp_supported(self, m) -> bool:
         return True
 
-    def swap_invalidate_page(self, m, type_: int, offset: int) -> None:
+    def arch_swap_invalidate_page(self, m, type_: int, offset: int) -> None:
         mte_invalidate_tags(m, type_ << SWP_TYPE_SHIFT | offset)    # swp_entry(type_, offset)
-    # Tells the machine this hook is mte_invalidate_tags and nothing else, so that
-    # swap_range_free may invalidate a run of slots at once (mte.mte_invalidate_tags_run).
-    swap_invalidate_page.mte_invalidate_tags = True
 
-    def swap_invalidate_area(self, m, type_: int) -> None:
+    def arch_swap_invalidate_range(self, m, type_: int, offset: int, nr: int) -> None:
+        if type(self).arch_swap_invalidate_page is PerPageHooks.arch_swap_invalidate_page:
+            # The per-slot hook is mteswap.c's: its range form is mte_invalidate_tags of nr.
+            mte_invalidate_tags(m, type_ << SWP_TYPE_SHIFT | offset, nr)
+            return
+        for off in range(offset, offset + nr):       # an override: called for every slot
+            self.arch_swap_invalidate_page(m, type_, off)
+
+    def arch_swap_invalidate_area(self, m, type_: int) -> None:
         mte_invalidate_tags_area(m, type_)
 
-    def mte_flag_page(self, m, page):
-        return page
-    # Tells the machine the flags are per page, so `mte_flags` skips this call (a hot path).
-    mte_flag_page.per_page = True
+    mte_flag_page = page_itself                     # per-page flags (model/mte.py)
 
-    def sync_tags(self, m, pages: list, why: str) -> None:
+    def sync_tags(self, m, pages, why: str) -> None:
         mte_sync_tags(m, pages, why)
-    # Tells the machine this hook is mte_sync_tags, page by page: a run of order-0 swap-ins
-    # may then sync all their pages in one call (swapin_run.py).
-    sync_tags.per_page = True
 
     def split_page_mte_flags(self, m, head, page) -> tuple[bool, bool]:
         # Each new folio's PG_arch_2/PG_arch_3 are cleared and then copied from the head
@@ -48,43 +57,26 @@ class PerPageHooks:
         return head.mte_tagged, head.mte_lock
 
 
-def restore_pages(m, entry: int, pfn: int, nr: int) -> None:
-    """`mte_restore_tags(entry + i, page pfn + i)` for i < nr: in one pass when nothing can
-    differ from the per-page calls (mte.mte_restore_tags_run), else page by page."""
-    if not mte_restore_tags_run(m, entry, pfn, nr):
-        for i in range(nr):
-            mte_restore_tags(m, entry + i, m.pages[pfn + i])
-
-
-def restore_folios_run(m, entry: int, pfn: int, nr: int, k: int) -> None:
-    """What `swap_restore` does for k fresh folios of nr pages, folio i at pfn + i * nr read
-    for entries entry + i * nr .., one fault after another, in designs whose hook for such a
-    folio is one `arch_swap_restore` call restoring every page from the folio's first entry
-    (`merged`; marked `swap_restore.folio_run = restore_folios_run`)."""
-    m.counters["restore_calls"] += k
-    restore_pages(m, entry, pfn, nr * k)
-
-
-def restore_order0_run(m, entry: int, pfn: int, nr: int) -> None:
-    """The same for nr fresh order-0 folios, in designs whose hook for an order-0 folio is one
-    `arch_swap_restore` call running `mte_restore_tags(entry, page)`. Such a design marks its
-    hook with it (`swap_restore.order0_run = restore_order0_run`); a subclass overriding
-    swap_restore loses the mark, so its own hook is called on every fault."""
-    restore_folios_run(m, entry, pfn, 1, nr)
-
-
 def save_folio_tags(m, folio) -> int:
     """`arch_prepare_to_swap()` of the merged code (arch/arm64/mm/mteswap.c): save every
-    page of the folio; on failure erase what this call saved and return the error."""
-    if mte_save_tags_run(m, folio.pfn, folio.swap, folio.nr):
-        return 0                             # the loop below, in one pass (cannot fail)
-    for i, page in enumerate(m.folio_pages(folio)):
-        err = mte_save_tags(m, page, folio.swap + i)
-        if err:
-            for j in range(i - 1, -1, -1):   # roll back pages i-1 .. 0
-                mte_invalidate_tags(m, folio.swap + j)
-            return err
-    return 0
+    page of the folio; on failure erase what this call saved (pages before the failing one,
+    last first) and return the error."""
+    failed = mte_save_tags_upto(m, m.pages[folio.pfn], folio.swap, folio.nr)
+    if failed == folio.nr:
+        return 0
+    for j in range(failed - 1, -1, -1):             # roll back pages failed-1 .. 0
+        mte_invalidate_tags(m, folio.swap + j)
+    return ENOMEM
+
+
+def log_restore_calls(m, entry: int, folio, k: int, text) -> None:
+    """Count k `arch_swap_restore` calls and trace one line per fault, `text(entry_i, pfn_i)`."""
+    m.counters["restore_calls"] += k
+    if m.tracing:
+        nr = folio.nr
+        for i in range(k):
+            m.log("arch_swap_restore", text(entry + i * nr, folio.pfn + i * nr),
+                  ("pfn", folio.pfn + i * nr))
 
 
 def write_saved_tags(m, entry: int, page) -> bool:
@@ -94,11 +86,10 @@ def write_saved_tags(m, entry: int, page) -> bool:
     buf = mte_load_saved_tags(m, entry)
     if buf is None:
         return False
-    if not m.swap.swap_map[swp_offset(entry)]:      # an unpinned read: for the UAF check
-        m.tag_reads.append((entry, 0))
+    note_tag_reads(m, entry, [buf])
     page.tags = buf
     page.origin = (("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
                     m.saved_origin.get(entry)) if m.track_origins else UNTRACKED_ORIGIN)
     m.count("tag_restores")
-    if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)} (overwrite)")
+    if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)} (overwrite)", ("pfn", page.pfn))
     return True

@@ -21,7 +21,7 @@ page that has saved tags; a split gives each new folio the old folio's marker.
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, folio_swap, write_saved_tags
+from mteswap.designs.common import PerPageHooks, each_fault, folio_swap, write_saved_tags
 from mteswap.model import tags as T
 from mteswap.model.mte import (ENOMEM, mte_allocate_tag_storage, mte_flags,
                                mte_invalidate_tags, mte_store_saved_tags,
@@ -35,7 +35,7 @@ class FolioMarker(PerPageHooks):
     name = "folio-marker"
     summary = "David Hildenbrand's per-folio three-state marker, saving only non-zero tags"
 
-    def prepare_to_swap(self, m, folio) -> int:
+    def arch_prepare_to_swap(self, m, folio) -> int:
         if folio.arch == NO_TAGS:
             return 0
         saved = 0
@@ -52,10 +52,13 @@ class FolioMarker(PerPageHooks):
         self._mark(m, folio, TAGS_SAVED if saved else NO_TAGS)
         return 0
 
-    def swap_restore(self, m, entry: int, folio, page) -> None:
-        first = folio_swap(entry, folio)
+    def arch_swap_restore(self, m, entry: int, folio, page, k: int = 1) -> None:
+        for e, f, _ in each_fault(m, entry, folio, page, k):
+            self._restore_folio(m, folio_swap(e, f), f)
+
+    def _restore_folio(self, m, first: int, folio) -> None:
         m.count("restore_calls")
-        if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr} marker={_STATE[folio.arch]}")
+        if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr} marker={_STATE[folio.arch]}", ("pfn", folio.pfn))
         if folio.arch in (TAGS_IN_HW, NO_TAGS):
             return
         for i, p in enumerate(m.folio_pages(folio)):

@@ -23,6 +23,7 @@ from typing import Callable
 
 from mteswap.designs import BUILTIN, UnknownDesign
 from mteswap.designs.base import Design
+from mteswap.designs.legacy import adapt
 
 ENTRY_POINT_GROUP = "mteswap.designs"
 
@@ -182,8 +183,10 @@ def _import_file(shown: str, path: Path):
 
 
 def _factory(obj, name: str | None, origin: str, rename: str | None = None) -> Callable[[], Design]:
-    """Validate `obj` (a design class, or an instance) and return a maker of instances."""
+    """Validate `obj` (a design class, or an instance) and return a maker of instances. A design
+    written with the old hook names is adapted first (legacy.py)."""
     if isinstance(obj, type):
+        obj = adapt(obj)
         missing = _missing(obj)
         if missing:
             raise UnknownDesign(_missing_message(origin, missing))
@@ -232,6 +235,12 @@ def _missing_message(origin: str, missing: list[str]) -> str:
 
 
 def _checked(inst, origin: str, rename: str | None) -> Design:
+    adapted = adapt(type(inst))
+    if adapted is not type(inst):
+        try:
+            inst.__class__ = adapted
+        except TypeError as err:
+            raise UnknownDesign(f"{origin}: cannot adapt its old hook names: {_summary(err)}") from None
     missing = _missing(inst)
     if missing:
         raise UnknownDesign(_missing_message(origin, missing))

@@ -16,26 +16,22 @@ early exits (Barry's 16 x 16); a folio split still copies the head's flags (S5).
 
 from __future__ import annotations
 
-from mteswap.designs.common import (PerPageHooks, folio_swap, restore_folios_run,
-                                    restore_order0_run, restore_pages, save_folio_tags)
+from mteswap.designs.common import PerPageHooks, folio_swap, log_restore_calls, save_folio_tags
+from mteswap.model.mte import mte_restore_tags
 
 
 class Merged(PerPageHooks):
     name = "merged"
     summary = "the design Linux merged in v6.10: folio-wide save and restore, per-page flags"
 
-    def prepare_to_swap(self, m, folio) -> int:
+    def arch_prepare_to_swap(self, m, folio) -> int:
         return save_folio_tags(m, folio)
 
-    def swap_restore(self, m, entry: int, folio, page) -> None:
-        self.arch_swap_restore(m, folio_swap(entry, folio), folio)
-    # For an order-0 folio: one call, mte_restore_tags of its page; for a fresh large folio:
-    # one call, every page from the first entry (common.py).
-    swap_restore.order0_run = restore_order0_run
-    swap_restore.folio_run = restore_folios_run
-
-    def arch_swap_restore(self, m, first_entry: int, folio) -> None:
-        """`arch_swap_restore()` (arch/arm64/mm/mteswap.c): one restore per page, entry + i."""
-        m.count("restore_calls")
-        if m.tracing: m.log("arch_swap_restore", f"entry={first_entry:#x} folio={folio.pfn} nr={folio.nr}")
-        restore_pages(m, first_entry, folio.pfn, folio.nr)
+    def arch_swap_restore(self, m, entry: int, folio, page=None, k: int = 1) -> None:
+        """`arch_swap_restore(folio_swap(entry, folio), folio)` (arch/arm64/mm/mteswap.c): one
+        `mte_restore_tags` per page, entry + i. The k folios of a batch lie one after another
+        in frames and slots, so their pages are restored as one range."""
+        first = folio_swap(entry, folio)
+        log_restore_calls(m, first, folio, k,
+                          lambda e, pfn: f"entry={e:#x} folio={pfn} nr={folio.nr}")
+        mte_restore_tags(m, first, m.pages[folio.pfn], folio.nr * k)

@@ -20,8 +20,10 @@ split gives each new folio the old head's flag (as `__split_folio_to_order` does
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, folio_swap, save_folio_tags, write_saved_tags
-from mteswap.model.mte import mte_clear_page_tags, set_page_mte_tagged, try_page_mte_tagging
+from mteswap.designs.common import (PerPageHooks, each_fault, folio_swap, save_folio_tags,
+                                    write_saved_tags)
+from mteswap.model.mte import (mte_clear_page_tags, set_page_mte_tagged, set_ptes_reason,
+                               try_page_mte_tagging)
 
 
 class PerFolioFlag(PerPageHooks):
@@ -41,22 +43,26 @@ class PerFolioFlag(PerPageHooks):
             done.add(folio.pfn)
             if try_page_mte_tagging(m, page):
                 for p in m.folio_pages(folio):
-                    mte_clear_page_tags(p, ("zeroed by mte_sync_tags", m.step, why,
+                    mte_clear_page_tags(p, ("zeroed by mte_sync_tags", m.step,
+                                            set_ptes_reason(why, folio.pfn),
                                             "the whole folio on its first tagging"))
                 set_page_mte_tagged(m, page)
-                if m.tracing: m.log("mte_sync_tags", f"folio={folio.pfn} nr={folio.nr}: every page zeroed, folio tagged ({why})")
+                if m.tracing: m.log("mte_sync_tags", f"folio={folio.pfn} nr={folio.nr}: every page zeroed, folio tagged ({set_ptes_reason(why, folio.pfn)})", ("pfn", folio.pfn))
 
-    def prepare_to_swap(self, m, folio) -> int:
+    def arch_prepare_to_swap(self, m, folio) -> int:
         return save_folio_tags(m, folio)
 
-    def swap_restore(self, m, entry: int, folio, page) -> None:
-        first = folio_swap(entry, folio)
+    def arch_swap_restore(self, m, entry: int, folio, page, k: int = 1) -> None:
+        for e, f, _ in each_fault(m, entry, folio, page, k):
+            self._restore_folio(m, folio_swap(e, f), f)
+
+    def _restore_folio(self, m, first: int, folio) -> None:
         m.count("restore_calls")
         head = m.pages[folio.pfn]
         if not try_page_mte_tagging(m, head):
-            if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn}: folio already tagged")
+            if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn}: folio already tagged", ("pfn", folio.pfn))
             return
-        if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr}")
+        if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr}", ("pfn", folio.pfn))
         for i, p in enumerate(m.folio_pages(folio)):
             if not write_saved_tags(m, first + i, p):
                 mte_clear_page_tags(p, ("zeroed by arch_swap_restore", m.step, "no saved tags"))

@@ -15,7 +15,8 @@ pages without a buffer are left as they are.
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, folio_swap, save_folio_tags, write_saved_tags
+from mteswap.designs.common import (PerPageHooks, each_fault, folio_swap, save_folio_tags,
+                                    write_saved_tags)
 from mteswap.model.mte import mte_flags, set_page_mte_tagged
 
 
@@ -23,13 +24,17 @@ class RestoreAllUnmarked(PerPageHooks):
     name = "restore-all-unmarked"
     summary = "restore every page of the folio on every fault, no marker (the 16 x 16 concern)"
 
-    def prepare_to_swap(self, m, folio) -> int:
+    def arch_prepare_to_swap(self, m, folio) -> int:
         return save_folio_tags(m, folio)
 
-    def swap_restore(self, m, entry: int, folio, page) -> None:
-        first = folio_swap(entry, folio)
+    def arch_swap_restore(self, m, entry: int, folio, page, k: int = 1) -> None:
+        for e, f, _ in each_fault(m, entry, folio, page, k):
+            self._restore_folio(m, folio_swap(e, f), f)
+
+    @staticmethod
+    def _restore_folio(m, first: int, folio) -> None:
         m.count("restore_calls")
-        if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr} (unconditional)")
+        if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr} (unconditional)", ("pfn", folio.pfn))
         for i, p in enumerate(m.folio_pages(folio)):
             if write_saved_tags(m, first + i, p):
                 mte_flags(m, p).mte_lock = True

@@ -16,7 +16,7 @@ entry, or the folio's first entry when v6.11+ maps the whole folio).
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, restore_order0_run
+from mteswap.designs.common import PerPageHooks, each_fault
 from mteswap.model.mte import mte_restore_tags, mte_save_tags
 
 
@@ -24,14 +24,13 @@ class RfcV1(PerPageHooks):
     name = "rfc-v1"
     summary = "RFC v1 (2023-11): saves only page 0, restores every page from one entry"
 
-    def prepare_to_swap(self, m, folio) -> int:
+    def arch_prepare_to_swap(self, m, folio) -> int:
         # "for (i = 0; i < nr; i++) return mte_save_tags(page_i)": returns after page 0.
         return mte_save_tags(m, m.pages[folio.pfn], folio.swap)
 
-    def swap_restore(self, m, entry: int, folio, page) -> None:
-        m.count("restore_calls")
-        if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} nr={folio.nr} (same entry for every page)")
-        for p in m.folio_pages(folio):
-            mte_restore_tags(m, entry, p)
-    # For an order-0 folio: one call, mte_restore_tags of its page (common.py).
-    swap_restore.order0_run = restore_order0_run
+    def arch_swap_restore(self, m, entry: int, folio, page, k: int = 1) -> None:
+        for e, f, _ in each_fault(m, entry, folio, page, k):
+            m.count("restore_calls")
+            if m.tracing: m.log("arch_swap_restore", f"entry={e:#x} folio={f.pfn} nr={f.nr} (same entry for every page)", ("pfn", f.pfn))
+            for p in m.folio_pages(f):
+                mte_restore_tags(m, e, p)

@@ -16,7 +16,7 @@ before the folio (`folio->swap - 1`); the real loop runs on through memory.
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, restore_order0_run
+from mteswap.designs.common import PerPageHooks, each_fault
 from mteswap.model.mte import mte_invalidate_tags, mte_restore_tags, mte_save_tags
 
 
@@ -24,7 +24,7 @@ class RfcV2(PerPageHooks):
     name = "rfc-v2"
     summary = "RFC v2 (2023-11): per-page save with an off-by-one rollback, one-page restore"
 
-    def prepare_to_swap(self, m, folio) -> int:
+    def arch_prepare_to_swap(self, m, folio) -> int:
         for i, page in enumerate(m.folio_pages(folio)):
             err = mte_save_tags(m, page, folio.swap + i)
             if err:
@@ -44,10 +44,9 @@ class RfcV2(PerPageHooks):
             mte_invalidate_tags(m, folio.swap + i)
             i -= 1
 
-    def swap_restore(self, m, entry: int, folio, page) -> None:
-        m.count("restore_calls")
-        target = m.pages[folio.pfn + entry % folio.nr]     # folio_file_page(folio, offset)
-        if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} -> pfn={target.pfn} only")
-        mte_restore_tags(m, entry, target)
-    # For an order-0 folio: one call, mte_restore_tags of its page (common.py).
-    swap_restore.order0_run = restore_order0_run
+    def arch_swap_restore(self, m, entry: int, folio, page, k: int = 1) -> None:
+        for e, f, _ in each_fault(m, entry, folio, page, k):
+            m.count("restore_calls")
+            target = m.pages[f.pfn + e % f.nr]                 # folio_file_page(folio, offset)
+            if m.tracing: m.log("arch_swap_restore", f"entry={e:#x} folio={f.pfn} -> pfn={target.pfn} only", ("pfn", f.pfn))
+            mte_restore_tags(m, e, target)

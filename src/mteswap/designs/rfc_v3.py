@@ -18,7 +18,7 @@ mapped), with its own entry.
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, restore_order0_run, save_folio_tags
+from mteswap.designs.common import PerPageHooks, each_fault, save_folio_tags
 from mteswap.model.mte import mte_restore_tags
 
 
@@ -26,12 +26,11 @@ class RfcV3(PerPageHooks):
     name = "rfc-v3"
     summary = "RFC v3 (2023-11/12): folio save with rollback, restore(entry, page) of one page"
 
-    def prepare_to_swap(self, m, folio) -> int:
+    def arch_prepare_to_swap(self, m, folio) -> int:
         return save_folio_tags(m, folio)
 
-    def swap_restore(self, m, entry: int, folio, page) -> None:
-        m.count("restore_calls")
-        if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} page={page.pfn}")
-        mte_restore_tags(m, entry, page)
-    # For an order-0 folio: one call, mte_restore_tags of its page (common.py).
-    swap_restore.order0_run = restore_order0_run
+    def arch_swap_restore(self, m, entry: int, folio, page, k: int = 1) -> None:
+        for e, _, p in each_fault(m, entry, folio, page, k):
+            m.count("restore_calls")
+            if m.tracing: m.log("arch_swap_restore", f"entry={e:#x} page={p.pfn}", ("pfn", p.pfn))
+            mte_restore_tags(m, e, p)

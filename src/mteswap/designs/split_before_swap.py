@@ -17,7 +17,7 @@ large swap-in (which V0 never met) that restores only one page of a large folio.
 
 from __future__ import annotations
 
-from mteswap.designs.common import PerPageHooks, restore_order0_run, save_folio_tags
+from mteswap.designs.common import PerPageHooks, each_fault, save_folio_tags
 from mteswap.model.mte import mte_restore_tags
 
 
@@ -25,16 +25,15 @@ class SplitBeforeSwap(PerPageHooks):
     name = "split-before-swap"
     summary = "V0, v6.0-v6.9: no THP swap with MTE, large folios split before swap-out"
 
-    def thp_swap_supported(self, m) -> bool:
+    def arch_thp_swp_supported(self, m) -> bool:
         return False    # arch_thp_swp_supported() = !system_supports_mte()
 
-    def prepare_to_swap(self, m, folio) -> int:
+    def arch_prepare_to_swap(self, m, folio) -> int:
         # Only order-0 folios reach here; saving "every page" is saving the one page.
         return save_folio_tags(m, folio)
 
-    def swap_restore(self, m, entry: int, folio, page) -> None:
-        m.count("restore_calls")
-        if m.tracing: m.log("arch_swap_restore", f"entry={entry:#x} folio={folio.pfn} (first page only)")
-        mte_restore_tags(m, entry, m.pages[folio.pfn])
-    # For an order-0 folio: one call, mte_restore_tags of its page (common.py).
-    swap_restore.order0_run = restore_order0_run
+    def arch_swap_restore(self, m, entry: int, folio, page, k: int = 1) -> None:
+        for e, f, _ in each_fault(m, entry, folio, page, k):
+            m.count("restore_calls")
+            if m.tracing: m.log("arch_swap_restore", f"entry={e:#x} folio={f.pfn} (first page only)", ("pfn", f.pfn))
+            mte_restore_tags(m, e, m.pages[f.pfn])

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap, Mm, Page,
                                   PageArray, PageRange, Vma, rmap_count, rmap_keys, rmap_unkey)
+from mteswap.model.mte import page_itself
 from mteswap.model.swapinfo import SlotMap, SwapInfo
+from mteswap.model.trace import TraceRegion
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Machine:
         if self.compressed_tags:
             self.counters.update(dict.fromkeys(Counters.COMPRESSED, 0))
         self.trace: list[tuple] = []                # (function, text) per kernel step, this op
+        self.trace_regions: list[TraceRegion] = []  # open ordered regions (model/trace.py)
         # Whether kernel steps are recorded in `trace`: call sites test it before formatting
         # their text (`if m.tracing: m.log(...)`), so a run without --trace pays nothing.
         self.tracing = True
@@ -83,21 +86,10 @@ class Machine:
         # Whether Page.origin / saved_origin record where tags came from (diagnostics only:
         # no kernel operation reads them). Off in `mteswap cost`, for speed and memory.
         self.track_origins = True
-        # The design keeps the kernel's per-page MTE flags (designs/common.py marks its
-        # mte_flag_page so); `mte_flags` then need not call the hook for every page.
-        self.flags_per_page = getattr(getattr(design, "mte_flag_page", None), "per_page", False)
-        # The design's arch_swap_invalidate_page is mteswap.c's mte_invalidate_tags (marked so
-        # in designs/common.py): swap_range_free may then invalidate a run of slots at once.
-        self.invalidate_is_mte = getattr(getattr(design, "swap_invalidate_page", None),
-                                         "mte_invalidate_tags", False)
-        # The design's swap_restore, for a fresh order-0 folio, is one arch_swap_restore call
-        # running mte_restore_tags (marked so with the run that does n of them, designs/
-        # common.py), and its sync_tags is mte_sync_tags: a run of order-0 swap-in faults
-        # may then be taken in one pass (swapin_run.py).
-        self.swap_restore_order0 = getattr(getattr(design, "swap_restore", None), "order0_run", None)
-        # Likewise for fresh large folios restored whole from their first entry (merged).
-        self.swap_restore_folios = getattr(getattr(design, "swap_restore", None), "folio_run", None)
-        self.sync_per_page = getattr(getattr(design, "sync_tags", None), "per_page", False)
+        # Whether the design keeps the kernel's per-page MTE flags: its `mte_flag_page` hook is
+        # the kernel's own (`mte.page_itself`, asm/mte.h), not an override. Then `mte_flags`
+        # need not call the hook for every page. An override is always called.
+        self.flags_per_page = getattr(type(design), "mte_flag_page", None) is page_itself
         # (entry, swap_map at read) of saved-tag reads from a free slot, for the oracle's
         # use-after-free check (reads of a pinned slot are fine and not recorded).
         self.tag_reads: list[tuple[int, int]] = []
@@ -105,10 +97,35 @@ class Machine:
         self.pending_notes: dict[int, str] = {}     # diagnostic: pfn -> why it has no saved tags
 
     # -- trace -------------------------------------------------------------------------
-    def log(self, function: str, text: str = "") -> None:
-        """Record one kernel step for `--trace` (ftrace-like: function, then arguments)."""
+    def log(self, function: str, text: str = "", key: tuple | None = None) -> None:
+        """Record one kernel step for `--trace` (ftrace-like: function, then arguments).
+        `key` — ("slot" | "pfn" | "vpn", value) — says what the step is about, for ordering
+        inside a range step (model/trace.py)."""
         if self.tracing:
-            self.trace.append((function, text))
+            if self.trace_regions:
+                self.trace_regions[-1].add(key, (function, text))
+            else:
+                self.trace.append((function, text))
+
+    def log_range(self, function: str, kind: str, start: int, n: int, fmt) -> None:
+        """Record a step over [start, start + n) of `kind`: one record, or inside a batch of
+        faults one per fault, each `fmt(start_i, n_i)` (no record where that is empty)."""
+        regions = self.trace_regions
+        parts = regions[-1].geometry.split(kind, start, n) if regions else ((start, n),)
+        for s, k in parts:
+            text = fmt(s, k)
+            if text:                                   # a part with nothing to say
+                self.log(function, text, (kind, s))
+
+    def begin_trace_region(self, geometry) -> None:
+        """Start ordering records (only while tracing): a FaultBatch or SlotOrder."""
+        self.trace_regions.append(TraceRegion(geometry))
+
+    def end_trace_region(self) -> None:
+        """Put the region's records in kernel order into the enclosing region or the trace."""
+        region = self.trace_regions.pop()
+        for key, (function, text) in region.ordered():
+            self.log(function, text, key)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -162,8 +179,7 @@ class Machine:
                          "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
-                         "flags_per_page", "compressed_tags", "folio_sizes_desc", "invalidate_is_mte",
-                         "swap_restore_order0", "swap_restore_folios", "sync_per_page"))
+                         "flags_per_page", "compressed_tags", "folio_sizes_desc", "trace_regions"))
 
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.
@@ -200,6 +216,7 @@ class Machine:
         new.saved_origin = dict(self.saved_origin)
         new.counters = self.counters.copy()
         new.trace = list(self.trace)
+        new.trace_regions = []                       # clones are taken between steps
         new.tag_reads = list(self.tag_reads)
         new.pending_notes = dict(self.pending_notes)
         return new

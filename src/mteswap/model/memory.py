@@ -10,7 +10,9 @@ from mteswap.model.page_alloc import alloc_folio, folio_put
 from mteswap.model.pgtable import pte_present, pte_swap, set_ptes
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
                                 folio_add_new_anon_rmap, folio_remove_rmap_pte)
-from mteswap.model.state import PTE_PRESENT, PTE_SWAP, PTE_WRITE_BIT, ZERO_PFN, swap_pte
+from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, PTE_PRESENT, PTE_SWAP, PTE_WRITE_BIT,
+                                  ZERO_PFN, swap_pte)
+from mteswap.model.trace import FaultBatch
 from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
 from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
                                     swapcache_clear, swapcache_prepare)
@@ -26,16 +28,19 @@ class OutOfMemory(Exception):
     """No frame could be allocated for a fault (the task would be OOM-killed)."""
 
 
-def handle_mm_fault(m, mm, vpn: int, write: bool) -> None:
+def handle_mm_fault(m, mm, vpn: int, write: bool, reach: int | None = None) -> None:
     """`handle_mm_fault()` → `handle_pte_fault()`: bring the page at vpn in (or make it
-    writable) so that the access can proceed."""
+    writable) so that the access can proceed. `reach`: the access goes on to the pages below
+    it, faulting on each in turn; swap-in faults that `swapin_batch` proves independent of one
+    another are then taken together, as one `do_swap_page` of k faults."""
     e = mm.ptes.ents[vpn]                 # the PTE int (state.py); vpn lies in a VMA
     if not e:
         m.counters["faults"] += 1
         do_anonymous_page(m, mm, vpn, write)
     elif e & 3 == PTE_SWAP:
-        m.counters["faults"] += 1
-        do_swap_page(m, mm, vpn, write)
+        k, _ = swapin_batch(m, mm, vpn, reach or vpn + 1, write)
+        m.counters["faults"] += k
+        do_swap_page(m, mm, vpn, write, k)
     elif write and not e & PTE_WRITE_BIT:
         m.counters["faults"] += 1
         do_wp_page(m, mm, vpn)
@@ -162,10 +167,11 @@ def can_swapin_thp(m, mm, start: int, nr: int) -> bool:
     return not any_slot_has(si.swap_map[start:start + nr], SWAP_HAS_CACHE)
 
 
-def alloc_swap_folio(m, mm, vma, vpn: int, entry: int):
+def alloc_swap_folio(m, mm, vma, vpn: int, entry: int, k: int = 1):
     """`alloc_swap_folio()` (v6.12, SWP_SYNCHRONOUS_IO only): the largest enabled order whose
     aligned PTE range passes `can_swapin_thp` and whose swap offset is aligned like the address
-    (`thp_swap_suitable_orders`); smaller orders if frames run out; else order 0."""
+    (`thp_swap_suitable_orders`); smaller orders if frames run out; else order 0. For a batch
+    (k > 1) the same size for each fault: k folios one after another (`swapin_batch`)."""
     if m.config.large_swapin:
         # Orders below PMD order only (BIT(PMD_ORDER) - 1): a 2 MiB folio comes back order 0.
         sizes = [nr for nr in thp_vma_suitable_orders(m, mm, vma, vpn)
@@ -173,38 +179,108 @@ def alloc_swap_folio(m, mm, vma, vpn: int, entry: int):
         while sizes and not can_swapin_thp(m, mm, vpn - vpn % sizes[0], sizes[0]):
             sizes.pop(0)
         for nr in sizes:
-            folio = alloc_folio(m, nr, zerotags=False, why="alloc_swap_folio")
+            folio = alloc_folio(m, nr, zerotags=False, why="alloc_swap_folio", k=k)
             if folio is not None:
                 return folio
-    return alloc_folio(m, 1, zerotags=False, why="alloc_swap_folio")
+    return alloc_folio(m, 1, zerotags=False, why="alloc_swap_folio", k=k)
 
 
-def do_swap_page(m, mm, vpn: int, write: bool) -> None:
+# do_swap_page serves a batch of k faults at once when taking them together equals taking them
+# one after another: each fault touches only its own slots, frames, folio and PTEs, and every
+# branch below goes the same way for each of them. `swapin_batch` states those conditions.
+
+def swapin_batch(m, mm, vpn: int, reach: int, write: bool) -> tuple[int, int]:
+    """(k, nr): how many swap-in faults from vpn (below `reach`, within vpn's page-table page
+    and VMA) `do_swap_page` may take together, each bringing in nr pages. (1, 1) unless k > 1.
+
+    Faults i = 0 .. k-1 are at vpn + i*nr. For each: its swap PTEs continue those of fault 0
+    (`swap_pte_batch`: entries + 1, the same exclusive bit), and its slots have one reference
+    and no cache pin (`swap_map` == 1), so no other PTE or folio can see them and no branch
+    that reads them (`swap_cache_get_folio`, the skip-swapcache test, `should_try_to_free_swap`
+    through `folio_mapcount`) differs from fault 0's. Its frames are the next free ones from
+    `first_free` (the allocator hands them out lowest first), so each fault gets the frames it
+    would get alone. Then by device:
+    - without SWP_SYNCHRONOUS_IO (ssd, rotational): one order-0 folio through the swap cache
+      per fault (`swapin_readahead`, nr = 1). A read fault frees its slot when swap is more
+      than half full (`vm_swap_full`): the batch ends before a free would change that answer.
+    - zram with large swap-in (v6.12): one fresh folio of the largest mTHP size S per fault
+      (nr = S, what `alloc_swap_folio` picks first): every fault's range S-aligned in address,
+      swap and frames, inside the VMA, no slot in the zeromap."""
+    si = m.swap
+    e = mm.ptes.ents[vpn]
+    first = _swap_pte_at(mm, vpn)
+    off = swp_offset(first[1])
+    # Cheap refusals first: a shared or cached slot, a neighbour not continuing the run.
+    if si.swap_map[off] != 1:
+        return 1, 1
+    nr = large_swapin_size(m) if si.synchronous and m.config.large_swapin else 1
+    if si.synchronous and (nr == 1 or vpn % nr or off % nr):
+        return 1, 1
+    reach = min(reach, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE)
+    if mm.ptes.ents[vpn:min(vpn + nr + 1, reach):nr].count(e) < 2 \
+            or si.swap_map[off:off + nr + 1:nr].count(1) < 2:
+        return 1, 1
+    n = swap_pte_batch(mm, vpn, min(reach, mm.find_vma(vpn).end) - vpn, first)
+    n = leading(si.swap_map[off:off + n], 1)
+    if not si.synchronous and not write and si.vm_swap_full():
+        n = min(n, _frees_while_full(si))
+    pfn = m.first_free
+    if pfn % nr or (si.zeromap and not si.zeromap.isdisjoint(range(off, off + n))):
+        return 1, 1
+    n = leading(m.frame_order[pfn:min(pfn + n, m.config.frames)], FOLIO_FREE)
+    k = n // nr
+    return (k, nr) if k > 1 else (1, 1)
+
+
+def _swap_pte_at(mm, vpn: int) -> tuple:
+    e = mm.ptes.ents[vpn]
+    return (PTE_SWAP, (e >> 3) + vpn, bool(e & 4))        # pte_decode of a swap PTE
+
+
+def _frees_while_full(si) -> int:
+    """How many slots, freed one by one, find `vm_swap_full()` true before their free: the
+    j-th (from 0) does while (total - inuse + j) * 2 < total."""
+    total = len(si.swap_map) - 1
+    return max(0, (2 * si.inuse - total + 1) // 2)
+
+
+def large_swapin_size(m) -> int:
+    """The folio size `alloc_swap_folio` tries first for a suitable, aligned range: the
+    largest enabled size below PMD order (1 if none)."""
+    return next((nr for nr in m.folio_sizes_desc if 1 < nr < PMD_NR), 1)
+
+
+def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     """`do_swap_page()` (mm/memory.c, v6.12): find or read the folio, decide how many PTEs to
     map, then in this order: `arch_swap_restore` (I3, I4), `swap_free_nr`, maybe
-    `folio_free_swap`, `set_ptes` (→ mte_sync_tags), and `swapcache_clear` for skip-swapcache."""
+    `folio_free_swap`, `set_ptes` (→ mte_sync_tags), and `swapcache_clear` for skip-swapcache.
+
+    With k > 1, the k independent faults `swapin_batch` found (fault i at vpn + i * nr, on
+    the next folio's frames and slots), each step taking all of them at once, as the kernel
+    threads nr_pages through its callees; the trace reads as k faults in turn."""
     vma = mm.find_vma(vpn)
     orig = mm.ptes[vpn]
     entry = orig[1]
     si = m.swap
     need_clear_cache = False
-    if m.tracing: m.log("do_swap_page", f"pid={mm.pid} vpn={vpn} entry={entry:#x} {'write' if write else 'read'}")
-    folio = swap_cache_get_folio(m, entry)
+    if m.tracing:
+        _trace_batch_start(m, mm, vpn, entry, write, k)
+    folio = swap_cache_get_folio(m, entry) if k == 1 else None    # a batch is not cached
     if folio is not None:
         m.count("swap_cache_hits")
         if m.tracing: m.log("swap_cache_get_folio", f"hit folio={folio.pfn} order={folio.order}")
     elif si.synchronous and si.count(swp_offset(entry)) == 1:
         # Skip the swap cache (SWP_SYNCHRONOUS_IO and a single reference).
-        folio = alloc_swap_folio(m, mm, vma, vpn, entry)
+        folio = alloc_swap_folio(m, mm, vma, vpn, entry, k)
         if folio is None:
             raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
         if folio.nr > 1:
             entry -= entry % folio.nr
-        swapcache_prepare(m, entry, folio.nr)
+        swapcache_prepare(m, entry, folio.nr * k)
         need_clear_cache = True
-        swap_read_folio(m, folio, entry)
+        swap_read_folio(m, folio, entry, k)
     else:
-        folio = swapin_readahead(m, entry)
+        folio = swapin_readahead(m, entry, k)
         if folio is None:
             raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
 
@@ -227,29 +303,48 @@ def do_swap_page(m, mm, vpn: int, write: bool) -> None:
     # A fresh folio (not from the swap cache) is exclusive; otherwise the swap PTE says.
     exclusive = orig[2] or not folio.swapcache
 
-    notes = _no_tag_notes(m, folio, start, nr, mm) if m.track_origins else {}
-    m.design.swap_restore(m, entry, folio, page)
-    swap_free_nr(m, entry, nr)
+    notes = _no_tag_notes(m, page.pfn, start, nr * k, mm) if m.track_origins else {}
+    m.design.arch_swap_restore(m, entry, folio, page, k)
+    swap_free_nr(m, entry, nr * k)
     if folio.swapcache and _should_try_to_free_swap(m, folio, write):
-        folio_free_swap(m, folio)
+        folio_free_swap(m, folio, k)
     # "exclusive || folio_ref_count(folio) == 1": once out of the swap cache and mapped by
     # nobody else, the folio is ours even if the swap PTE was shared at fork.
     exclusive = exclusive or (not folio.swapcache and m.folio_mapcount(folio) == 0)
     writable = exclusive
     first_pfn = page.pfn
-    folio_add_anon_rmap_ptes(m, first_pfn, nr, mm.pid, start, exclusive)
+    folio_add_anon_rmap_ptes(m, first_pfn, nr, mm.pid, start, exclusive, k)
     if write and writable:
-        folio.dirty = True
+        m.folio_flags[fpfn:fpfn + fnr * k:fnr] = bytes(
+            f | FOLIO_DIRTY for f in m.folio_flags[fpfn:fpfn + fnr * k:fnr])
     m.pending_notes = notes
-    if m.tracing: m.log("set_ptes", f"pid={mm.pid} vpn={start} nr={nr} pfn={first_pfn} writable={int(writable)} exclusive={int(exclusive)}")
+    if m.tracing:
+        m.log_range("set_ptes", "vpn", start, nr * k, lambda s, n: (
+            f"pid={mm.pid} vpn={s} nr={n} pfn={first_pfn + s - start} "
+            f"writable={int(writable)} exclusive={int(exclusive)}"))
     # The reason is only read by the trace and the tag origins: formatted only for them.
-    why = f"do_swap_page entry={entry:#x}" if m.tracing or m.track_origins else "do_swap_page"
-    set_ptes(m, mm, start, first_pfn, nr, vma.vm_mte, writable, why)
+    why = ((lambda pfn: f"do_swap_page entry={entry + (pfn - first_pfn) // nr * nr:#x}")
+           if m.tracing or m.track_origins else "do_swap_page")
+    set_ptes(m, mm, start, first_pfn, nr * k, vma.vm_mte, writable, why)
     m.pending_notes = {}
     if need_clear_cache:
-        swapcache_clear(m, entry, fnr)
+        swapcache_clear(m, entry, fnr * k)
+    if m.tracing and k > 1:
+        m.end_trace_region()
     if write and not writable:
         do_wp_page(m, mm, vpn)
+
+
+def _trace_batch_start(m, mm, vpn: int, entry: int, write: bool, k: int) -> None:
+    """The `do_swap_page` line of each fault; for a batch, open the region that orders the
+    batch's records by fault (model/trace.py)."""
+    nr = 1
+    if k > 1:
+        nr = large_swapin_size(m) if m.swap.synchronous else 1
+        m.begin_trace_region(FaultBatch(vpn, m.first_free, swp_offset(entry), nr, k))
+    for i in range(k):
+        m.log("do_swap_page", f"pid={mm.pid} vpn={vpn + i * nr} entry={entry + i * nr:#x} "
+              f"{'write' if write else 'read'}", ("vpn", vpn + i * nr))
 
 
 def _should_try_to_free_swap(m, folio, write: bool) -> bool:
@@ -258,16 +353,15 @@ def _should_try_to_free_swap(m, folio, write: bool) -> bool:
     return m.swap.vm_swap_full() or (write and m.folio_mapcount(folio) == 0)
 
 
-def _no_tag_notes(m, folio, start: int, nr: int, mm) -> dict[int, str]:
-    """Diagnostic only: for pages about to be mapped whose slot has no saved tags, remember
-    why, so that a later tag-check fault can say where the zero tags came from."""
+def _no_tag_notes(m, pfn: int, start: int, nr: int, mm) -> dict[int, str]:
+    """Diagnostic only: for pages about to be mapped (frame pfn + i at start + i) whose slot
+    has no saved tags, remember why, so that a later tag-check fault can say where the zero
+    tags came from."""
     notes = {}
     for i in range(nr):
         pte = mm.ptes.get(start + i)
         if pte_swap(pte) and pte[1] not in m.mte_pages:
-            off = swp_offset(pte[1])
-            pfn = folio.pfn + off % folio.nr
-            notes[pfn] = f"slot {off:#x} had no saved tags"
+            notes[pfn + i] = f"slot {swp_offset(pte[1]):#x} had no saved tags"
     return notes
 
 

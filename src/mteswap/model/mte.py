@@ -18,6 +18,14 @@ ENOMEM = -12
 _OFFSET_MASK = (1 << SWP_TYPE_SHIFT) - 1   # swp_offset(entry) = entry & _OFFSET_MASK
 
 
+def page_itself(design, m, page: Page) -> Page:
+    """The kernel's answer to "whose PG_mte_tagged/PG_mte_lock stand for this page": the page
+    itself (per-page flags, asm/mte.h, semantics §1.2). Designs that keep the kernel's flags
+    use this function as their `mte_flag_page` hook; the machine then reads the flag bytes
+    directly (`Machine.flags_per_page`). A design that overrides the hook is always asked."""
+    return page
+
+
 def mte_flags(m, page: Page) -> Page:
     """The page whose PG_mte_tagged/PG_mte_lock stand for `page`: the page itself in the
     kernel (per-page flags, semantics §1.2); a design may say otherwise (a per-folio flag)."""
@@ -63,53 +71,58 @@ def tag_clear_highpage(m, page: Page) -> None:
         set_page_mte_tagged(m, page)
 
 
-def mte_sync_tags(m, pages: list[Page], why: str) -> None:
+def initialise_tags(m, pfn: int, values: list) -> list[int]:
+    """For frames pfn + i, i < len(values), that `values[i]` is not ABSENT for: take
+    PG_mte_lock (`try_page_mte_tagging`) and, if this caller got it, write `values[i]` as the
+    tags and set PG_mte_tagged (`set_page_mte_tagged`). The pfns initialised, in order. The
+    three steps `mte_sync_tags` and `mte_restore_tags` perform per page; one pass over the
+    arrays when every frame takes them with per-page flags."""
+    nr = len(values)
+    flags = m.frame_flags
+    if m.flags_per_page and values.count(ABSENT) == 0 \
+            and flags[pfn:pfn + nr].translate(IS_MTE_LOCK).count(1) == 0:
+        m.frame_tags[pfn:pfn + nr] = values
+        flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_MTE_TAGGED_LOCK)
+        return range(pfn, pfn + nr)
+    done = []
+    for i, value in enumerate(values):
+        if value is ABSENT:
+            continue
+        page = Page(m, pfn + i)
+        if try_page_mte_tagging(m, page):
+            m.frame_tags[pfn + i] = value
+            set_page_mte_tagged(m, page)
+            done.append(pfn + i)
+    return done
+
+
+def mte_sync_tags(m, pages, why: str) -> None:
     """`mte_sync_tags()` (arch/arm64/kernel/mte.c), reached from `set_ptes()` through
     `__sync_cache_and_tags()` for a tagged, user-accessible, non-special PTE: every page not
-    yet initialised gets zero tags and PG_mte_tagged."""
-    if m.flags_per_page and not m.track_origins:
-        zeroed = _sync_frames(m, pages.pfns if isinstance(pages, PageRange)
-                              else [page.pfn for page in pages])
+    yet initialised gets zero tags and PG_mte_tagged. `pages`: a PageRange (the PTEs of one
+    set_ptes) or a list of pages."""
+    if isinstance(pages, PageRange):
+        zeroed = initialise_tags(m, pages.pfns.start, [0] * len(pages.pfns))
     else:
-        zeroed = _sync_pages(m, pages, why)
-    if zeroed:
-        if m.tracing: m.log("mte_sync_tags", f"pfn={format_ranges(zeroed)} tags zeroed, PG_mte_tagged set ({why})")
+        zeroed = [p for page in pages for p in initialise_tags(m, page.pfn, [0])]
+    if not zeroed:
+        return
+    if m.track_origins:
+        origins = m.frame_origin
+        for pfn in zeroed:
+            origins[pfn] = ("zeroed by mte_sync_tags", m.step, set_ptes_reason(why, pfn),
+                            m.pending_notes.get(pfn, ""))
+    if m.tracing:
+        def fmt(s: int, n: int) -> str | None:
+            part = [p for p in zeroed if s <= p < s + n]
+            return part and (f"pfn={format_ranges(part)} tags zeroed, PG_mte_tagged set "
+                             f"({set_ptes_reason(why, s)})")
+        m.log_range("mte_sync_tags", "pfn", zeroed[0], zeroed[-1] + 1 - zeroed[0], fmt)
 
 
-def _sync_frames(m, pfns: list[int]) -> list[int]:
-    """mte_sync_tags on the frame arrays, for per-page flags without origin tracking (the
-    cost runs): the same three steps per page as `_sync_pages`, without a Page view."""
-    flags, tags, zeroed = m.frame_flags, m.frame_tags, []
-    if isinstance(pfns, range) and len(pfns) > 1:
-        a, b = pfns.start, pfns.stop
-        locked = flags[a:b].translate(IS_MTE_LOCK).count(1)
-        if locked == b - a:                              # every lock already taken
-            return []
-        if not locked:                                   # none: all three steps, as slices
-            tags[a:b] = [0] * (b - a)
-            flags[a:b] = flags[a:b].translate(SET_MTE_TAGGED_LOCK)
-            return list(pfns)
-    for pfn in pfns:
-        f = flags[pfn]
-        if not f & PG_MTE_LOCK:                          # try_page_mte_tagging
-            tags[pfn] = 0                                # mte_clear_page_tags
-            flags[pfn] = f | PG_MTE_LOCK | PG_MTE_TAGGED  # set_page_mte_tagged
-            zeroed.append(pfn)
-    return zeroed
-
-
-def _sync_pages(m, pages: list[Page], why: str) -> list[int]:
-    zeroed = []
-    for page in pages:
-        if try_page_mte_tagging(m, page):
-            if m.track_origins:
-                note = m.pending_notes.get(page.pfn, "")
-                mte_clear_page_tags(page, ("zeroed by mte_sync_tags", m.step, why, note))
-            else:
-                mte_clear_page_tags(page, UNTRACKED_ORIGIN)
-            set_page_mte_tagged(m, page)
-            zeroed.append(page.pfn)
-    return zeroed
+def set_ptes_reason(why, pfn: int) -> str:
+    """A `set_ptes` reason: a string, or a function of the pfn for a batch of faults."""
+    return why if isinstance(why, str) else why(pfn)
 
 
 def copy_highpage(m, dst: Page, src: Page) -> None:
@@ -125,53 +138,98 @@ def copy_highpage(m, dst: Page, src: Page) -> None:
 
 # -- mteswap.c: the saved-tag store ------------------------------------------------------
 
-def mte_allocate_tag_storage(m) -> bool:
-    """`mte_allocate_tag_storage()` (mteswap.c): kmalloc(128). Fails once, on the (N+1)-th
-    allocation, when the scenario sets `tag_alloc_fail_after: N`."""
+def tag_allocs_before_failure(m, nr: int) -> int:
+    """How many of the next nr tag-buffer allocations succeed: all of them, unless the
+    scenario's `tag_alloc_fail_after: N` makes the (N+1)-th allocation fail among them."""
     fail_after = m.config.tag_alloc_fail_after
-    m.tag_allocs += 1
-    if fail_after is not None and m.tag_allocs == fail_after + 1:
+    first = m.tag_allocs + 1
+    if fail_after is not None and first <= fail_after + 1 < first + nr:
+        return fail_after + 1 - first
+    return nr
+
+
+def mte_allocate_tag_storage(m, nr: int = 1) -> bool:
+    """`mte_allocate_tag_storage()` (mteswap.c): kmalloc(128), nr times in a row. False when
+    one fails (once, on the (N+1)-th allocation when the scenario sets
+    `tag_alloc_fail_after: N`); callers split a range there (`tag_allocs_before_failure`)."""
+    got = tag_allocs_before_failure(m, nr)
+    m.tag_allocs += nr if got == nr else got + 1
+    if got < nr:
         m.count("tag_alloc_failures")
         if m.tracing: m.log("mte_allocate_tag_storage", "-ENOMEM (injected)")
         return False
     return True
 
 
-def mte_save_tags(m, page: Page, entry: int) -> int:
-    """`mte_save_tags()` (mteswap.c): store the page's tags under its swap entry if the page is
-    PG_mte_tagged; a re-save replaces (and frees) the old buffer. 0 or -ENOMEM."""
-    if not (m.frame_flags[page.pfn] & PG_MTE_TAGGED if m.flags_per_page
-            else page_mte_tagged(m, page)):
-        return 0
-    if not mte_allocate_tag_storage(m):
-        return ENOMEM
-    mte_store_saved_tags(m, entry, page)
-    if m.tracing: m.log("mte_save_tags", f"pfn={page.pfn} entry={entry:#x} tags={T.describe(page.tags)}")
-    return 0
+def mte_save_tags(m, page: Page, entry: int, nr: int = 1) -> int:
+    """`mte_save_tags()` (mteswap.c) for pages page.pfn + i under entry + i, i < nr: 0, or
+    -ENOMEM when an allocation fails (`mte_save_tags_upto` says where)."""
+    return 0 if mte_save_tags_upto(m, page, entry, nr) == nr else ENOMEM
 
 
-def mte_store_saved_tags(m, entry: int, page: Page) -> None:
-    """The `xa_store` into mte_pages at the end of `mte_save_tags()` (a re-save replaces and
-    frees the old buffer). With compressed storage (V7, mtecomp.c, unmerged) the tags are
-    first run through `mte_compress`: a handle that fits is stored inline in the xarray slot
-    (no kmalloc), otherwise the plain 128-byte buffer is. The allocation was already made
-    (and counted for fault injection) by the caller, as in the series."""
-    store = m.mte_pages
-    _erase_saved(m, entry)
-    tags = value = m.frame_tags[page.pfn]
+def mte_save_tags_upto(m, page: Page, entry: int, nr: int) -> int:
+    """`mte_save_tags()` of each page in turn, as arch_prepare_to_swap loops: store the tags
+    of each PG_mte_tagged page (a re-save replaces and frees the old buffer). Returns nr, or
+    the index of the page whose allocation failed (the pages before it are saved)."""
+    pfn = page.pfn
+    if m.flags_per_page:
+        tagged = [pfn + i for i, t in enumerate(m.frame_flags[pfn:pfn + nr].translate(IS_MTE_TAGGED))
+                  if t] if nr > 1 else ([pfn] if m.frame_flags[pfn] & PG_MTE_TAGGED else [])
+    else:
+        tagged = [p for p in range(pfn, pfn + nr) if page_mte_tagged(m, Page(m, p))]
+    if not tagged:
+        return nr
+    got = tag_allocs_before_failure(m, len(tagged))
+    if got:
+        mte_allocate_tag_storage(m, got)
+        if got == nr:
+            mte_store_saved_tags(m, entry, page, nr)       # every page: one range
+        else:
+            for p in tagged[:got]:
+                mte_store_saved_tags(m, entry + p - pfn, Page(m, p))
+        if m.tracing:
+            for p in tagged[:got]:
+                m.log("mte_save_tags", f"pfn={p} entry={entry + p - pfn:#x} "
+                      f"tags={T.describe(m.frame_tags[p])}", ("pfn", p))
+    if got < len(tagged):
+        mte_allocate_tag_storage(m)                        # the one that fails
+        return tagged[got] - pfn
+    return nr
+
+
+def mte_store_saved_tags(m, entry: int, page: Page, nr: int = 1) -> None:
+    """The `xa_store` into mte_pages at the end of `mte_save_tags()`, for pages page.pfn + i
+    under entry + i, i < nr (a re-save replaces and frees the old buffer). With compressed
+    storage (V7, mtecomp.c, unmerged) the tags are first run through `mte_compress`: a handle
+    that fits is stored inline in the xarray slot (no kmalloc), otherwise the plain 128-byte
+    buffer is. The allocations were already made (and counted for fault injection) by the
+    caller, as in the series."""
+    pfn, store, c = page.pfn, m.mte_pages, m.counters
+    if store.slots[entry:entry + nr].count(ABSENT) != nr:
+        for e in range(entry, entry + nr):
+            _erase_saved(m, e)
+    values = m.frame_tags[pfn:pfn + nr]
     if m.compressed_tags:
-        m.counters["tag_compressions"] += 1
-        handle = mte_compress(tags)
-        if handle is not None:
-            value = -handle                      # negative: an inline handle, never a tag value
-            m.counters["tag_saves_inline"] += 1
-    store[entry] = value                         # xa_store
-    if value >= 0:
-        m.tag_heap_bytes += T.MTE_PAGE_TAG_STORAGE
+        c["tag_compressions"] += nr
+        values = [_compressed(c, tags) for tags in values]
+    store.set_range(entry, values)                # xa_store each
+    m.tag_heap_bytes += T.MTE_PAGE_TAG_STORAGE * (nr - sum(1 for v in values if v < 0)
+                                                  if m.compressed_tags else nr)
+    c["tag_saves"] += nr
     if m.track_origins:
-        m.saved_origin[entry] = page.origin
-    m.counters["tag_saves"] += 1
+        for i in range(nr):
+            m.saved_origin[entry + i] = Page(m, pfn + i).origin
     account_tag_bytes(m)
+
+
+def _compressed(c, tags: int) -> int:
+    """The mte_pages value of `tags` under compressed storage: a negated inline handle (a
+    handle is odd, so never 0) when `mte_compress` gives one, else the tags themselves."""
+    handle = mte_compress(tags)
+    if handle is None:
+        return tags
+    c["tag_saves_inline"] += 1
+    return -handle
 
 
 def _tags_of(value: int | None) -> int | None:
@@ -206,132 +264,66 @@ def _erase_saved(m, entry: int) -> int | None:
     return value
 
 
-def mte_restore_tags(m, entry: int, page: Page) -> bool:
-    """`mte_restore_tags()` (mteswap.c): if a buffer is stored for entry and the page is not yet
-    initialised, copy it into the page's tags and mark it tagged. True if tags were restored."""
-    m.counters["restore_page_iterations"] += 1
-    value = m.mte_pages.slots[entry]
-    if value is ABSENT:
-        return False
-    buf = value if value >= 0 else mte_load_saved_tags(m, entry)   # decompress a handle
-    # Record the read for the oracle: reading a buffer whose slot is not pinned is a
-    # use-after-free race in the kernel (the buffer may be kfree'd at any moment).
-    if not m.swap.swap_map[entry & _OFFSET_MASK]:   # only an unpinned read is a finding
-        m.tag_reads.append((entry, 0))
-    if m.flags_per_page and not m.track_origins:
-        return _restore_frame(m, entry, page.pfn, buf)
-    if not try_page_mte_tagging(m, page):
-        return False
-    page.tags = buf
-    page.origin = (("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
-                    m.saved_origin.get(entry)) if m.track_origins else UNTRACKED_ORIGIN)
-    set_page_mte_tagged(m, page)
-    m.count("tag_restores")
-    if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)}")
-    return True
-
-
-def _restore_frame(m, entry: int, pfn: int, buf: int) -> bool:
-    """The rest of mte_restore_tags on the frame arrays (per-page flags, no origins)."""
-    flags = m.frame_flags
-    f = flags[pfn]
-    if f & PG_MTE_LOCK:                                   # try_page_mte_tagging: taken
-        return False
-    m.frame_tags[pfn] = buf
-    flags[pfn] = f | PG_MTE_LOCK | PG_MTE_TAGGED         # set_page_mte_tagged
-    m.counters["tag_restores"] += 1
-    if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={pfn} tags={T.describe(buf)}")
-    return True
-
-
-def mte_invalidate_tags(m, entry: int) -> None:
-    """`mte_invalidate_tags()` (mteswap.c): erase and free the buffer of one entry, if any."""
-    if m.mte_pages.slots[entry] is ABSENT:             # nothing saved
-        return
-    if m.track_origins:
-        m.saved_origin.pop(entry, None)
-    value = _erase_saved(m, entry)
-    m.count("tag_invalidations")
-    if value < 0:
-        m.counters["tag_invalidations_inline"] += 1
-    account_tag_bytes(m)
-    if m.tracing: m.log("mte_invalidate_tags", f"entry={entry:#x}")
-
-
-# -- the same operations over a run of pages, for the common case at scale -----------------
-# `arch_prepare_to_swap`, `arch_swap_restore` and `swap_range_free` call the per-page
-# functions above once per page of a folio. When nothing in those calls can differ from page
-# to page except the data (per-page flags, plain storage, no injected allocation failure, no
-# trace or origins to record), the run helpers below do what that loop does in one pass over
-# the arrays: same stores, flags, counters and peaks. They return False (nothing done) when a
-# condition does not hold, and the caller runs the per-page loop.
-
-def _runs_allowed(m) -> bool:
-    return (m.flags_per_page and not m.track_origins and not m.tracing
-            and not m.compressed_tags and m.config.tag_alloc_fail_after is None)
-
-
-def mte_save_tags_run(m, pfn: int, entry: int, nr: int) -> bool:
-    """`mte_save_tags` of pages pfn + i under entry + i, i < nr, when no entry holds tags
-    yet (a re-save frees the old buffer first: left to the per-page loop)."""
-    if not _runs_allowed(m) or m.mte_pages.slots[entry:entry + nr].count(ABSENT) != nr:
-        return False
-    slots = m.mte_pages.writable_slots()
-    tagged = m.frame_flags[pfn:pfn + nr].translate(IS_MTE_TAGGED)   # page_mte_tagged each
-    tags = m.frame_tags[pfn:pfn + nr]
-    saved = tagged.count(1)
-    if saved == nr:
-        slots[entry:entry + nr] = tags                 # xa_store of each copied buffer
-    else:
-        for i, t in enumerate(tagged):
-            if t:
-                slots[entry + i] = tags[i]
-    m.mte_pages.n += saved
-    m.mte_pages.noted(entry + i for i, t in enumerate(tagged) if t)
-    m.tag_allocs += saved                              # mte_allocate_tag_storage each
-    m.tag_heap_bytes += saved * T.MTE_PAGE_TAG_STORAGE
-    m.counters["tag_saves"] += saved
-    account_tag_bytes(m)                               # the peak is at the end of the run
-    return True
-
-
-def mte_restore_tags_run(m, entry: int, pfn: int, nr: int) -> bool:
-    """`mte_restore_tags(entry + i, page pfn + i)` for i < nr."""
-    if not _runs_allowed(m):
-        return False
-    slots, swap_map = m.mte_pages.slots, m.swap.swap_map
-    flags, tags = m.frame_flags, m.frame_tags
-    c = m.counters
-    c["restore_page_iterations"] += nr
-    values = slots[entry:entry + nr]
+def note_tag_reads(m, entry: int, values: list) -> None:
+    """Record reads of saved tags whose slot is not pinned, for the oracle: in the kernel the
+    buffer may be kfree'd at any moment (a use-after-free race). Reads of a pinned slot are
+    fine and not recorded."""
     off = entry & _OFFSET_MASK
-    if (values.count(ABSENT) == 0 and swap_map[off:off + nr].count(0) == 0
-            and flags[pfn:pfn + nr].translate(IS_MTE_LOCK).count(1) == 0):
-        # Every page has saved tags, every slot is pinned, no page is initialised yet.
-        tags[pfn:pfn + nr] = values
-        flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_MTE_TAGGED_LOCK)
-        c["tag_restores"] += nr
-        return True
-    for i, value in enumerate(values):
-        if value is ABSENT:
-            continue
-        if not swap_map[(entry + i) & _OFFSET_MASK]:  # an unpinned read, for the oracle
-            m.tag_reads.append((entry + i, 0))
-        _restore_frame(m, entry + i, pfn + i, value)
-    return True
+    swap_map = m.swap.swap_map
+    if swap_map[off:off + len(values)].count(0):
+        m.tag_reads.extend((entry + i, 0) for i, v in enumerate(values)
+                           if v is not ABSENT and not swap_map[off + i])
 
 
-def mte_invalidate_tags_run(m, entry: int, nr: int) -> bool:
-    """`mte_invalidate_tags(entry + i)` for i < nr (what `arch_swap_invalidate_page` does
-    for each slot `swap_range_free` frees)."""
-    if not _runs_allowed(m):
-        return False
-    held = m.mte_pages.clear_range(entry, nr)          # xa_erase + kfree each
-    if held:
-        m.tag_heap_bytes -= held * T.MTE_PAGE_TAG_STORAGE
-        m.counters["tag_invalidations"] += held
-        account_tag_bytes(m)
-    return True
+def mte_restore_tags(m, entry: int, page: Page, nr: int = 1) -> int:
+    """`mte_restore_tags()` (mteswap.c) for entry + i into page.pfn + i, i < nr: if a buffer is
+    stored for the entry and the page is not yet initialised, copy it into the page's tags and
+    mark it tagged. How many pages got tags (0: none)."""
+    m.counters["restore_page_iterations"] += nr
+    values = m.mte_pages.slots[entry:entry + nr]
+    if values.count(ABSENT) == nr:
+        return 0
+    note_tag_reads(m, entry, values)
+    if m.compressed_tags:                              # decompress inline handles (xa_load)
+        values = [v if v is ABSENT or v >= 0 else mte_load_saved_tags(m, entry + i)
+                  for i, v in enumerate(values)]
+    pfn = page.pfn
+    done = initialise_tags(m, pfn, values)
+    m.counters["tag_restores"] += len(done)
+    if done and m.track_origins:
+        for p in done:
+            m.frame_origin[p] = ("restored by mte_restore_tags from slot", m.step,
+                                 swp_offset(entry + p - pfn), m.saved_origin.get(entry + p - pfn))
+    if done and m.tracing:
+        for p in done:
+            m.log("mte_restore_tags", f"entry={entry + p - pfn:#x} -> pfn={p} "
+                  f"tags={T.describe(m.frame_tags[p])}", ("pfn", p))
+    return len(done)
+
+
+def mte_invalidate_tags(m, entry: int, nr: int = 1) -> None:
+    """`mte_invalidate_tags()` (mteswap.c) for entry + i, i < nr: erase and free the buffer of
+    each entry that has one."""
+    store = m.mte_pages
+    values = store.slots[entry:entry + nr]
+    held = nr - values.count(ABSENT)
+    if not held:                                       # nothing saved
+        return
+    if m.compressed_tags or m.tracing or m.track_origins:
+        present = [entry + i for i, v in enumerate(values) if v is not ABSENT]
+    store.clear_range(entry, nr)                       # xa_erase each
+    inline = sum(1 for v in values if v is not ABSENT and v < 0) if m.compressed_tags else 0
+    m.tag_heap_bytes -= (held - inline) * T.MTE_PAGE_TAG_STORAGE
+    m.counters["tag_invalidations"] += held
+    if inline:
+        m.counters["tag_invalidations_inline"] += inline
+    if m.track_origins:
+        for e in present:
+            m.saved_origin.pop(e, None)
+    account_tag_bytes(m)
+    if m.tracing:
+        for e in present:
+            m.log("mte_invalidate_tags", f"entry={e:#x}", ("slot", e & _OFFSET_MASK))
 
 
 def mte_invalidate_tags_area(m, type_: int) -> None:

@@ -8,13 +8,17 @@ of an earlier owner then meet the new one, as on hardware (semantics §1.1, §11
 from __future__ import annotations
 
 from mteswap.model.mte import tag_clear_highpage
-from mteswap.model.state import FOLIO_FREE, FOLIO_SWAPCACHE, Folio
+from array import array
+
+from mteswap.model.state import FOLIO_FREE, FOLIO_SWAPCACHE, Folio, PageRange
 
 
-def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
+def alloc_folio(m, nr: int, zerotags: bool, why: str, k: int = 1) -> Folio | None:
     """`folio_alloc()` / `vma_alloc_folio()`: nr naturally aligned free frames, or None.
     With `zerotags` (__GFP_ZEROTAGS, only for order 0 in a VM_MTE VMA) data and tags are
-    zeroed and the page is marked tagged by `tag_clear_highpage`."""
+    zeroed and the page is marked tagged by `tag_clear_highpage`. k > 1: the k allocations of
+    a batch of faults, which `swapin_batch` made sure find the k blocks after the first one
+    free: the first folio is returned, the others follow it."""
     frame_order = m.frame_order
     nframes = m.config.frames
     # Every frame below m.first_free is allocated, so the search can start there.
@@ -26,21 +30,27 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str) -> Folio | None:
             break
     else:
         return None
-    frame_order[pfn:pfn + nr] = bytes([nr.bit_length() - 1]) * nr
-    m.folio_flags[pfn] = m.folio_swap[pfn] = m.folio_mapcounts[pfn] = m.folio_nr_mapped[pfn] = 0
-    m.folios.n += 1
+    end = pfn + nr * k
+    frame_order[pfn:end] = bytes([nr.bit_length() - 1]) * (nr * k)
+    heads = slice(pfn, end, nr)
+    m.folio_flags[heads] = bytes(k)
+    m.folio_swap[heads] = array("q", bytes(8 * k))
+    m.folio_mapcounts[heads] = m.folio_nr_mapped[heads] = array("i", bytes(4 * k))
+    m.folios.n += k
     folio = Folio(m, pfn, nr)
     if m.track_origins:
         origins = m.frame_origin
-        for p in range(pfn, pfn + nr):
+        for p in range(pfn, end):
             if p in origins:
                 # The frame's hardware tags are whatever the previous owner left.
                 origins[p] = ("left over from an earlier owner of pfn", m.step, p)
     if zerotags:
-        for page in m.folio_pages(folio):
+        for page in PageRange(m, pfn, nr * k):
             tag_clear_highpage(m, page)
     advance_first_free(m)
-    if m.tracing: m.log("folio_alloc", f"folio={pfn} order={folio.order} ({why})")
+    if m.tracing:
+        for p in range(pfn, end, nr):
+            m.log("folio_alloc", f"folio={p} order={folio.order} ({why})", ("pfn", p))
     return folio
 
 

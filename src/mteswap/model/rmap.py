@@ -26,22 +26,31 @@ def folio_add_anon_rmap_pte(m, pfn: int, pid: int, vpn: int, exclusive: bool) ->
         m.frame_flags[pfn] |= PG_ANON_EXCLUSIVE
 
 
-def folio_add_anon_rmap_ptes(m, pfn: int, nr: int, pid: int, vpn: int, exclusive: bool) -> None:
+def folio_add_anon_rmap_ptes(m, pfn: int, nr: int, pid: int, vpn: int, exclusive: bool,
+                             k: int = 1) -> None:
     """`folio_add_anon_rmap_ptes(folio, page, nr, ...)`: nr consecutive pages from pfn are now
-    mapped at vpn, vpn + 1, ... (one call per batch of PTEs, as do_swap_page makes)."""
-    if nr == 1:
+    mapped at vpn, vpn + 1, ... (one call per batch of PTEs, as do_swap_page makes). k > 1:
+    the calls of a batch of faults, on k folios of nr pages one after another, none mapped yet
+    (fresh folios, `swapin_batch`)."""
+    if nr == 1 and k == 1:
         folio_add_anon_rmap_pte(m, pfn, pid, vpn, exclusive)
         return
     head = pfn & -(1 << m.frame_order[pfn])              # the folio (state.py)
     frame_rmap, flags, nr_mapped = m.frame_rmap, m.frame_flags, m.folio_nr_mapped
     key = rmap_key(pid, vpn)
-    m.folio_mapcounts[head] += nr
-    if frame_rmap[pfn:pfn + nr].count(NO_RMAP) == nr:     # none mapped yet: one pass
-        frame_rmap[pfn:pfn + nr] = array("q", [key - pfn]) * nr   # key + i at pfn + i
-        nr_mapped[head] += nr
+    n = nr * k
+    if frame_rmap[pfn:pfn + n].count(NO_RMAP) == n:       # none mapped yet: one pass
+        frame_rmap[pfn:pfn + n] = array("q", [key - pfn]) * n    # key + i at pfn + i
+        heads = slice(head, head + n, nr)
+        if k == 1:
+            m.folio_mapcounts[head] += nr
+            nr_mapped[head] += nr
+        else:                                             # fresh folios: counts were 0
+            m.folio_mapcounts[heads] = nr_mapped[heads] = array("i", [nr]) * k
         if exclusive:
-            flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_ANON_EXCLUSIVE)
+            flags[pfn:pfn + n] = flags[pfn:pfn + n].translate(SET_ANON_EXCLUSIVE)
         return
+    m.folio_mapcounts[head] += nr
     for p in range(pfn, pfn + nr):
         if frame_rmap[p] == NO_RMAP:
             frame_rmap[p] = key - p

@@ -3,6 +3,8 @@ and order-0 swap-in through the cache (`swapin_readahead`)."""
 
 from __future__ import annotations
 
+from array import array
+
 from mteswap.model.page_alloc import alloc_folio
 from mteswap.model.state import FOLIO_SWAPCACHE
 from mteswap.model.swapfile import put_swap_folio, swapcache_prepare
@@ -16,7 +18,7 @@ def folio_alloc_swap(m, folio) -> int | None:
     si = m.swap
     if not si.active:
         return None
-    if folio.nr > 1 and not m.design.thp_swap_supported(m):
+    if folio.nr > 1 and not m.design.arch_thp_swp_supported(m):
         return None
     offset = si.find_slots(folio.nr)
     if offset is None:
@@ -27,11 +29,14 @@ def folio_alloc_swap(m, folio) -> int | None:
     return swp_entry(SWP_TYPE, offset)
 
 
-def add_to_swap_cache(m, folio, entry: int) -> None:
-    """`add_to_swap_cache()`: folio->swap = entry, index entry+i -> folio, PG_swapcache."""
-    m.folio_flags[folio.pfn] |= FOLIO_SWAPCACHE          # folio.swapcache = True
-    m.folio_swap[folio.pfn] = entry                      # folio.swap = entry
-    m.swap.cache.add(swp_offset(entry), folio)
+def add_to_swap_cache(m, folio, entry: int, k: int = 1) -> None:
+    """`add_to_swap_cache()`: folio->swap = entry, index entry+i -> folio, PG_swapcache; for
+    k folios one after another (a batch of faults), folio j at entry + j * nr."""
+    pfn, nr = folio.pfn, folio.nr
+    heads = slice(pfn, pfn + nr * k, nr)
+    m.folio_flags[heads] = bytes(f | FOLIO_SWAPCACHE for f in m.folio_flags[heads])
+    m.folio_swap[heads] = array("q", range(entry, entry + nr * k, nr))     # folio.swap
+    m.swap.cache.add(swp_offset(entry), folio, k)
 
 
 def add_to_swap(m, folio) -> bool:
@@ -47,18 +52,23 @@ def add_to_swap(m, folio) -> bool:
     return True
 
 
-def delete_from_swap_cache(m, folio) -> None:
-    """`delete_from_swap_cache()`: remove the folio from the swap cache, then `put_swap_folio`
-    drops the cache pin on its slots."""
+def delete_from_swap_cache(m, folio, k: int = 1) -> None:
+    """`delete_from_swap_cache()`: remove the folio (k folios one after another, in slots
+    one after another) from the swap cache, then `put_swap_folio` drops the cache pin on
+    their slots."""
     pfn, nr = folio.pfn, folio.nr
     entry = m.folio_swap[pfn]                            # folio.swap
     start = swp_offset(entry)
-    if m.swap.cache.clear_range(start, nr) != nr:
+    if m.swap.cache.clear_range(start, nr * k) != nr * k:
         raise KeyError(f"slot of folio {pfn} not in the swap cache")   # a model bug
-    m.folio_flags[pfn] &= ~FOLIO_SWAPCACHE               # folio.swapcache = False
-    m.folio_swap[pfn] = 0
-    if m.tracing: m.log("delete_from_swap_cache", f"folio={folio.pfn} entry={entry:#x} nr={folio.nr}")
-    put_swap_folio(m, folio, entry)
+    heads = slice(pfn, pfn + nr * k, nr)
+    m.folio_flags[heads] = bytes(f & ~FOLIO_SWAPCACHE for f in m.folio_flags[heads])
+    m.folio_swap[heads] = array("q", bytes(8 * k))
+    if m.tracing:
+        for j in range(k):
+            m.log("delete_from_swap_cache", f"folio={pfn + j * nr} entry={entry + j * nr:#x} "
+                  f"nr={nr}", ("pfn", pfn + j * nr))
+    put_swap_folio(m, folio, entry, k)
 
 
 def swap_cache_get_folio(m, entry: int):
@@ -66,18 +76,21 @@ def swap_cache_get_folio(m, entry: int):
     return m.swap.cache.get(swp_offset(entry))
 
 
-def swap_read_folio(m, folio, entry: int) -> None:
+def swap_read_folio(m, folio, entry: int, k: int = 1) -> None:
     """`swap_read_folio()` (mm/page_io.c): fill the folio's pages from the device (a slot in
-    the zeromap reads as zeros without I/O). Tags are not on the device: they come from
-    arch_swap_restore."""
+    the zeromap reads as zeros without I/O); k folios one after another for a batch of
+    faults. Tags are not on the device: they come from arch_swap_restore."""
     nr = folio.nr
-    m.frame_data[folio.pfn:folio.pfn + nr] = read_slots(m.swap, swp_offset(entry), nr)
+    m.frame_data[folio.pfn:folio.pfn + nr * k] = read_slots(m.swap, swp_offset(entry), nr * k)
     c = m.counters
-    c["swap_ins"] += 1
-    c["pswpin"] += nr
+    c["swap_ins"] += k
+    c["pswpin"] += nr * k
     if nr > 1:
-        c["large_swap_ins"] += 1
-    if m.tracing: m.log("swap_read_folio", f"folio={folio.pfn} order={folio.order} entry={entry:#x}")
+        c["large_swap_ins"] += k
+    if m.tracing:
+        for j in range(k):
+            m.log("swap_read_folio", f"folio={folio.pfn + j * nr} order={folio.order} "
+                  f"entry={entry + j * nr:#x}", ("pfn", folio.pfn + j * nr))
 
 
 def read_slots(si, start: int, nr: int):
@@ -91,14 +104,15 @@ def read_slots(si, start: int, nr: int):
     return data
 
 
-def swapin_readahead(m, entry: int):
+def swapin_readahead(m, entry: int, k: int = 1):
     """`swapin_readahead()` → `__read_swap_cache_async()`: an order-0 folio for the entry,
-    added to the swap cache and read. Readahead of neighbouring slots is not modelled (as with
-    page-cluster 0); it changes which pages are cached, not which tags they get."""
-    folio = alloc_folio(m, 1, zerotags=False, why="swapin_readahead")
+    added to the swap cache and read (k of them for k entries in a batch of faults: the first
+    folio returned, the others after it). Readahead of neighbouring slots is not modelled (as
+    with page-cluster 0); it changes which pages are cached, not which tags they get."""
+    folio = alloc_folio(m, 1, zerotags=False, why="swapin_readahead", k=k)
     if folio is None:
         return None
-    swapcache_prepare(m, entry, 1)
-    add_to_swap_cache(m, folio, entry)
-    swap_read_folio(m, folio, entry)
+    swapcache_prepare(m, entry, k)
+    add_to_swap_cache(m, folio, entry, k)
+    swap_read_folio(m, folio, entry, k)
     return folio

@@ -7,33 +7,33 @@ delayed the free until ~v6.14 is not modelled (the delay only postpones reuse).
 
 from __future__ import annotations
 
-from mteswap.model.mte import mte_invalidate_tags_run
 from mteswap.model.state import FOLIO_DIRTY, FOLIO_SWAPCACHE, FOLIO_WRITEBACK
+from mteswap.model.trace import SlotOrder
 from mteswap.model.swapinfo import (SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SWP_TYPE, any_slot_has,
                                     each_slot, swp_entry, swp_offset)
 
 
 def swap_range_free(m, offset: int, nr: int) -> None:
-    """`swap_range_free()`: slots [offset, offset+nr) are free; the arch drops their tags."""
+    """`swap_range_free()`: slots [offset, offset+nr) are free; the arch drops their tags
+    (`arch_swap_invalidate_page` of each slot, given as one range: the design's
+    `arch_swap_invalidate_range`, whose default calls it slot by slot)."""
     si = m.swap
     si.release_slots(offset, nr)
     si.contents.clear_range(offset, nr)
     if si.zeromap:
         si.zeromap.difference_update(range(offset, offset + nr))
     si.written_tags.clear_range(offset, nr)
-    invalidate = m.design.swap_invalidate_page
-    if not (m.invalidate_is_mte and mte_invalidate_tags_run(m, swp_entry(SWP_TYPE, offset), nr)):
-        _invalidate_each(m, invalidate, offset, nr)
+    if m.tracing:
+        # The kernel loops slot by slot: each slot's line, then what its hook printed.
+        m.begin_trace_region(SlotOrder)
+        for off in range(offset, offset + nr):
+            m.log("swap_range_free", f"entry={swp_entry(SWP_TYPE, off):#x}", ("slot", off))
+    m.design.arch_swap_invalidate_range(m, SWP_TYPE, offset, nr)
+    if m.tracing:
+        m.end_trace_region()
     for off in range(offset, offset + nr, SWAPFILE_CLUSTER):
         si.release_cluster_if_free(off)
     si.release_cluster_if_free(offset + nr - 1)
-
-
-def _invalidate_each(m, invalidate, offset: int, nr: int) -> None:
-    """`arch_swap_invalidate_page` for each slot swap_range_free frees."""
-    for off in range(offset, offset + nr):
-        if m.tracing: m.log("swap_range_free", f"entry={swp_entry(SWP_TYPE, off):#x}")
-        invalidate(m, SWP_TYPE, off)
 
 
 def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
@@ -71,16 +71,19 @@ def swap_free_nr(m, entry: int, nr: int) -> None:
     """`swap_free_nr()` → `__swap_entry_free_locked()`: drop one reference from each of nr
     slots; a slot left with neither references nor cache pin is freed."""
     start = swp_offset(entry)
-    if m.tracing: m.log("swap_free_nr", f"entry={entry:#x} nr={nr}")
+    if m.tracing: m.log_range("swap_free_nr", "slot", start, nr,
+                              lambda s, n: f"entry={swp_entry(SWP_TYPE, s):#x} nr={n}")
     _clear_and_free(m, start, nr, 0, -1)
 
 
-def put_swap_folio(m, folio, entry: int) -> None:
-    """`put_swap_folio()`: the folio left the swap cache; drop SWAP_HAS_CACHE on its slots and
-    free the ones no page table references."""
+def put_swap_folio(m, folio, entry: int, k: int = 1) -> None:
+    """`put_swap_folio()`: the folio (k folios in slots one after another) left the swap
+    cache; drop SWAP_HAS_CACHE on its slots and free the ones no page table references."""
     start = swp_offset(entry)
-    if m.tracing: m.log("put_swap_folio", f"entry={entry:#x} nr={folio.nr}")
-    _clear_and_free(m, start, folio.nr, SWAP_HAS_CACHE, 0)
+    if m.tracing:
+        m.log_range("put_swap_folio", "slot", start, folio.nr * k,
+                    lambda s, n: f"entry={swp_entry(SWP_TYPE, s):#x} nr={n}")
+    _clear_and_free(m, start, folio.nr * k, SWAP_HAS_CACHE, 0)
 
 
 def swapcache_prepare(m, entry: int, nr: int) -> bool:
@@ -92,7 +95,8 @@ def swapcache_prepare(m, entry: int, nr: int) -> bool:
     if any_slot_has(slots, SWAP_HAS_CACHE):
         return False
     si.swap_map[start:start + nr] = each_slot(slots, lambda v: v | SWAP_HAS_CACHE)
-    if m.tracing: m.log("swapcache_prepare", f"entry={entry:#x} nr={nr}")
+    if m.tracing: m.log_range("swapcache_prepare", "slot", start, nr,
+                              lambda s, n: f"entry={swp_entry(SWP_TYPE, s):#x} nr={n}")
     return True
 
 
@@ -100,27 +104,30 @@ def swapcache_clear(m, entry: int, nr: int) -> None:
     """`swapcache_clear()`: end of the skip-swapcache path: drop the pins swapcache_prepare
     took; slots without references are freed now."""
     start = swp_offset(entry)
-    if m.tracing: m.log("swapcache_clear", f"entry={entry:#x} nr={nr}")
+    if m.tracing: m.log_range("swapcache_clear", "slot", start, nr,
+                              lambda s, n: f"entry={swp_entry(SWP_TYPE, s):#x} nr={n}")
     _clear_and_free(m, start, nr, SWAP_HAS_CACHE, 0)
 
 
-def folio_swapped(m, folio) -> bool:
-    """`folio_swapped()`: does any slot of this swap-cache folio still have a reference?"""
-    nr = folio.nr
+def folio_swapped(m, folio, k: int = 1) -> bool:
+    """`folio_swapped()`: does any slot of this swap-cache folio (of k folios in slots one
+    after another) still have a reference?"""
     start = swp_offset(m.folio_swap[folio.pfn])
-    return any_slot_has(m.swap.swap_map[start:start + nr], ~SWAP_HAS_CACHE)
+    return any_slot_has(m.swap.swap_map[start:start + folio.nr * k], ~SWAP_HAS_CACHE)
 
 
-def folio_free_swap(m, folio) -> bool:
+def folio_free_swap(m, folio, k: int = 1) -> bool:
     """`folio_free_swap()`: drop the folio from the swap cache if no slot is referenced any
-    more; the folio is then dirty (its only copy is in memory)."""
+    more; the folio is then dirty (its only copy is in memory). For a batch of faults, k
+    folios alike (do_swap_page's `swapin_batch`), one after another in frames and slots."""
     flags = m.folio_flags
     if flags[folio.pfn] & (FOLIO_SWAPCACHE | FOLIO_WRITEBACK) != FOLIO_SWAPCACHE \
-            or folio_swapped(m, folio):                  # not in the cache, or under writeback
+            or folio_swapped(m, folio, k):               # not in the cache, or under writeback
         return False
     from mteswap.model.swap_state import delete_from_swap_cache
-    delete_from_swap_cache(m, folio)
-    flags[folio.pfn] |= FOLIO_DIRTY
+    delete_from_swap_cache(m, folio, k)
+    heads = slice(folio.pfn, folio.pfn + folio.nr * k, folio.nr)
+    flags[heads] = bytes(f | FOLIO_DIRTY for f in flags[heads])
     return True
 
 

@@ -295,13 +295,17 @@ class SwapCache:
         v = self.index.slots[offset]             # 0 where no folio (pfn + 1 is never 0)
         return Folio(self.m, v - 1, 1 << self.m.frame_order[v - 1]) if v else default
 
-    def add(self, offset: int, folio) -> None:
-        """Every slot of the folio, from offset, now finds it."""
-        self.index.set_range(offset, array("q", [folio.pfn + 1]) * folio.nr)
-
-    def add_order0_run(self, offset: int, pfn: int, n: int) -> None:
-        """n order-0 folios pfn + i at offset + i."""
-        self.index.set_range(offset, array("q", range(pfn + 1, pfn + n + 1)))
+    def add(self, offset: int, folio, k: int = 1) -> None:
+        """Every slot of the folio, from offset, now finds it; for k folios one after another
+        (frames and slots), slot offset + j finds folio j // nr."""
+        pfn, nr = folio.pfn, folio.nr
+        if k == 1:
+            heads = array("q", [pfn + 1]) * nr
+        elif nr == 1:
+            heads = array("q", range(pfn + 1, pfn + k + 1))
+        else:
+            heads = array("q", [pfn + 1 + j - j % nr for j in range(nr * k)])
+        self.index.set_range(offset, heads)
 
     def __setitem__(self, offset: int, folio) -> None:
         self.index[offset] = folio.pfn + 1

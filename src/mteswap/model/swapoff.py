@@ -21,7 +21,7 @@ def unuse_pte(m, mm, vpn: int, folio) -> None:
     folio)` before the PTE is set, I3), map it read-only and old, drop the swap reference."""
     entry, exclusive = mm.ptes[vpn][1], mm.ptes[vpn][2]
     page = m.pages[folio.pfn + swp_offset(entry) % folio.nr]
-    m.design.swap_restore(m, entry, folio, page)
+    m.design.arch_swap_restore(m, entry, folio, page)
     folio_add_anon_rmap_pte(m, page.pfn, mm.pid, vpn, exclusive)
     vma = mm.find_vma(vpn)
     set_ptes(m, mm, vpn, page.pfn, 1, vma.vm_mte, False, f"unuse_pte entry={entry:#x}")
@@ -56,5 +56,5 @@ def swapoff(m) -> None:
         return
     si.active = False
     try_to_unuse(m)
-    m.design.swap_invalidate_area(m, SWP_TYPE)
+    m.design.arch_swap_invalidate_area(m, SWP_TYPE)
     if m.tracing: m.log("swapoff", f"type={SWP_TYPE} done")

@@ -9,20 +9,19 @@ from array import array
 
 from mteswap.model import tags as T
 from mteswap.model.memory import PTRS_PER_PTE, handle_mm_fault
-from mteswap.model.swapin_run import (do_swap_page_large_run, do_swap_page_run,
-                                      large_swapin_run_length, swapin_run_length)
 from mteswap.model.state import (FOLIO_DIRTY, PTE_PRESENT, PTE_SWAP, PTE_TAGGED_BIT, PTE_WRITE_BIT,
                                   ZERO_PFN)
 
 
-def _mapped_pte(m, mm, vpn: int, write: bool) -> int:
+def _mapped_pte(m, mm, vpn: int, write: bool, reach: int) -> int:
     """The PTE (as its int, state.py) through which the access reaches memory. The MMU walks
     the page table; only a PTE that is not present (or read-only, for a write) raises the
-    exception that enters the kernel."""
+    exception that enters the kernel. The access goes on to `reach` (handle_mm_fault may take
+    the faults it will meet on the way together, when they are independent)."""
     ents = mm.ptes.ents
     e = ents[vpn]
     if e & 3 != PTE_PRESENT or (write and not e & PTE_WRITE_BIT):
-        handle_mm_fault(m, mm, vpn, write)
+        handle_mm_fault(m, mm, vpn, write, reach)
         e = ents[vpn]
     return e
 
@@ -37,20 +36,12 @@ def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
     """Fault the page at vpn in if the access would trap (`_mapped_pte`), then return how many
     pages from vpn (below end) the CPU reaches without another exception: present PTEs, and
     writable ones for a store, within vpn's page-table page (PTRS_PER_PTE). At least 1.
-    A run of swap-in faults from vpn is taken in one pass (swapin_run.py): each of those
-    faults touches only its own slots, frames and PTEs, so taking them all before the span's
-    accesses leaves the accesses the same memory as taking them one by one."""
+    A batch of independent swap-in faults from vpn is taken at once (memory.py
+    `swapin_batch`): each of those faults touches only its own slots, frames and PTEs, so
+    taking them all before the span's accesses leaves the accesses the same memory as taking
+    them one by one."""
     end = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE)
-    if mm.ptes.ents[vpn] & 3 == PTE_SWAP:
-        if m.swap.synchronous:
-            n = large_swapin_run_length(m, mm, vpn, end, write)
-            if n:
-                do_swap_page_large_run(m, mm, vpn, n, write)
-        else:
-            n = swapin_run_length(m, mm, vpn, end, write)
-            if n:
-                do_swap_page_run(m, mm, vpn, n, write)
-    e0 = _mapped_pte(m, mm, vpn, write)
+    e0 = _mapped_pte(m, mm, vpn, write, end)
     pfn = (e0 >> 4) - 1 + vpn
     if pfn != ZERO_PFN:
         # Frames mapped in order are one repeated PTE: all reachable if e0 is. The rest of

@@ -100,7 +100,7 @@ def swap_writepage(m, folio) -> bool:
     if folio_free_swap(m, folio):
         return True
     if m.tracing: m.log("arch_prepare_to_swap", f"folio={folio.pfn} nr={folio.nr} entry={folio.swap:#x}")
-    err = m.design.prepare_to_swap(m, folio)
+    err = m.design.arch_prepare_to_swap(m, folio)
     if err:
         folio.dirty = True
         if m.tracing: m.log("swap_writepage", f"folio={folio.pfn}: arch_prepare_to_swap failed ({err}), kept")
