@@ -396,3 +396,55 @@ def test_docs_example_finds_what_merged_finds_on_random_scenarios(doc):
         return
     key = lambda res: [(v.kind, v.step, v.page) for v in res.violations]  # noqa: E731
     assert key(example) == key(merged)
+
+
+# --------------------------------------------------------------------------- overrides are called
+
+BROKEN_RESTORES = '''
+from mteswap.designs.merged import Merged
+
+
+class BrokenRestore(Merged):
+    """merged, whose arch_swap_restore counts the call and restores nothing."""
+    name = "broken-restore"
+    summary = "restores no tags"
+
+    def arch_swap_restore(self, m, entry, folio, page=None, k=1):
+        m.count("restore_calls", k)
+
+
+class OldBrokenRestore(Merged):
+    """The same written against the old interface: arch_swap_restore(m, first_entry, folio)."""
+    name = "old-broken-restore"
+    summary = "restores no tags (old signature)"
+
+    def arch_swap_restore(self, m, first_entry, folio):
+        m.count("restore_calls")
+'''
+
+
+@pytest.mark.parametrize("cls", ["BrokenRestore", "OldBrokenRestore"])
+def test_a_broken_merged_subclass_fails_under_run_and_under_cost(tmp_path, cls):
+    """An override is always called: under `run` (traced, small) and under `cost` (no trace,
+    no origins, batches of faults at scale) the broken restore loses the tags."""
+    import json
+    path = tmp_path / "broken.py"
+    path.write_text(BROKEN_RESTORES)
+    spec = f"{path}:{cls}"
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("version: 1\nname: s\nconfig: {folio_pages: [1, 4]}\nsteps:\n"
+                        "  - mmap: {proc: A, vma: v, pages: 8, mte: true}\n"
+                        "  - write: {proc: A, vma: v, pages: all, tag: distinct}\n"
+                        "  - reclaim: {proc: A, vma: v, pages: all}\n"
+                        "  - read: {proc: A, vma: v, pages: all}\n")
+    run = invoke("run", scenario, "--design", spec, "--json")
+    assert run.exit_code == 1, run.stdout
+    first = json.loads(run.stdout)["violations"][0]
+    assert (first["kind"], first["step"], first["page"]) == ("tag-check-fault", 4, 0)
+    for device in ("ssd", "zram"):
+        cost = invoke("cost", "--workload", "sequential", "--pages", "256", "--swap-device",
+                      device, "--designs", f"merged,{spec}", "--json", "--no-progress")
+        assert cost.exit_code == 0, cost.stderr
+        merged, broken = json.loads(cost.stdout)["results"]
+        assert merged["violations"] == 0
+        assert broken["violations"] > 0 and broken["first_violation"].startswith("tag-check-fault")

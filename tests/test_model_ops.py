@@ -319,63 +319,70 @@ def test_only_designs_with_per_page_flags_skip_the_flag_hook():
     assert per_page == {name: name != "per-folio-flag" for name in BUILTIN}
 
 
-# -- the run fast paths (mte.py *_run, uaccess spans) against the per-page paths -------------
+# -- diagnostics never choose the code: origins and the trace on or off -----------------------
 
-def _fast_and_slow_agree(scenario, design) -> None:
-    """Runner(track_origins=False), as `mteswap cost` runs, takes the one-pass run helpers
-    (mte_save_tags_run, mte_restore_tags_run, mte_invalidate_tags_run, _sync_frames); with
-    origins tracked every page goes through the per-page functions. After every step the two
-    machines must be in the same state, with the same counters and violations."""
+def _whole_state(r) -> tuple:
+    """Everything a later step can read: the canonical snapshot plus what it leaves out
+    (the folios' derived counters, the allocator's cursor, the tag heap) and the counters."""
+    m = r.m
+    return (m.snapshot(), bytes(m.frame_order), bytes(m.folio_flags), m.folio_swap.tobytes(),
+            m.folio_mapcounts.tobytes(), m.folio_nr_mapped.tobytes(), m.first_free,
+            m.tag_heap_bytes, dict(m.counters), kinds(r))
+
+
+def _diagnostics_agree(scenario, design) -> None:
+    """With origins tracked and the trace kept, and with neither (as `mteswap cost` runs), the
+    same code runs: after every step the two machines are in the same state, counters and
+    derived counters included, with the same violations."""
     from mteswap.scenario.runner import Runner
-    slow = Runner(scenario, get_design(design))
-    fast = Runner(scenario, get_design(design), track_origins=False)
+    full = Runner(scenario, get_design(design))
+    bare = Runner(scenario, get_design(design), keep_trace=False, track_origins=False)
     for step in scenario.steps:
-        slow.run_step(step)
-        fast.run_step(step)
+        full.run_step(step)
+        bare.run_step(step)
         where = f"{scenario.name} step {step.index} ({step.op}) under {design}"
-        assert fast.m.snapshot() == slow.m.snapshot(), where
-        assert dict(fast.m.counters) == dict(slow.m.counters), where
-        assert kinds(fast) == kinds(slow), where
+        assert _whole_state(bare) == _whole_state(full), where
 
 
 @pytest.mark.parametrize("design", list(BUILTIN))
-def test_one_pass_runs_leave_the_same_state_as_page_by_page_on_bundled_scenarios(design):
-    _on_bundled(design, _fast_and_slow_agree)
+def test_origins_and_trace_do_not_change_the_state_on_bundled_scenarios(design):
+    _on_bundled(design, _diagnostics_agree)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(doc=valid_scenarios(), design=st.sampled_from(sorted(BUILTIN)))
-def test_one_pass_runs_leave_the_same_state_as_page_by_page_on_generated_scenarios(doc, design):
-    _on_generated(doc, design, _fast_and_slow_agree)
+def test_origins_and_trace_do_not_change_the_state_on_generated_scenarios(doc, design):
+    _on_generated(doc, design, _diagnostics_agree)
 
 
-def test_one_pass_runs_are_taken_at_scale():
-    """The fast paths are what a cost run uses: one 16-page folio saved, restored and its
-    slots invalidated without a per-page call (checked by making the per-page ones fail)."""
-    import mteswap.model.mte as mte
+def test_a_batch_restores_its_pages_with_one_range_call(monkeypatch):
+    """At scale a batch of faults is one arch_swap_restore and, under merged, one
+    mte_restore_tags over every page of it: four 16-page folios on zram, 64 pages."""
+    import mteswap.designs.merged as merged
     from mteswap.scenario.runner import Runner
     from helpers import scenario as make
-    s = make([{"mmap": {"proc": "A", "vma": "v", "pages": 16, "mte": True}},
+    calls = []
+    real = merged.mte_restore_tags
+
+    def counted(m, entry, page, nr=1):
+        calls.append(nr)
+        return real(m, entry, page, nr)
+    monkeypatch.setattr(merged, "mte_restore_tags", counted)
+    s = make([{"mmap": {"proc": "A", "vma": "v", "pages": 64, "mte": True}},
               {"write": {"proc": "A", "vma": "v", "pages": "all", "tag": "distinct"}},
               {"reclaim": {"proc": "A", "vma": "v", "pages": "all"}},
-              {"read": {"proc": "A", "vma": "v", "pages": "all"}}], swap_device="zram")
-    saved = (mte.mte_save_tags, mte.mte_restore_tags, mte.mte_invalidate_tags)
-    import mteswap.designs.common as common
-
-    def boom(*a):
-        raise AssertionError("per-page path taken")
-    try:
-        common.mte_save_tags = common.mte_restore_tags = common.mte_invalidate_tags = boom
-        r = Runner(s, get_design("merged"), check_state=False, track_origins=False)
-        r.run()
-    finally:
-        common.mte_save_tags, common.mte_restore_tags, common.mte_invalidate_tags = saved
+              {"read": {"proc": "A", "vma": "v", "pages": "all"}}],
+             folio_pages=[1, 16], swap_device="zram")
+    r = Runner(s, get_design("merged"), check_state=False, track_origins=False)
+    r.run()
     c = r.m.counters
-    assert (c["tag_saves"], c["tag_restores"], c["tag_invalidations"]) == (16, 16, 16)
+    assert calls == [64]
+    assert (c["tag_saves"], c["tag_restores"], c["tag_invalidations"], c["restore_calls"]) == \
+        (64, 64, 64, 4)
     assert kinds(r) == []
 
 
-# -- runs of swap-in faults (model/swapin_run.py) ----------------------------------------------
+# -- batches of swap-in faults (memory.py swapin_batch) --------------------------------------
 
 def _mte(vma, pages, mte=True):
     return {"mmap": {"proc": "A", "vma": vma, "pages": pages, "mte": mte}}
@@ -409,7 +416,7 @@ SWAPIN_RUNS = {
 }
 
 
-# The same on zram, where 6.12 swaps in whole 16-page folios (do_swap_page_large_run).
+# The same on zram, where 6.12 swaps in whole 16-page folios (batches of nr = 16).
 ZRAM = {"swap_device": "zram"}
 LARGE_SWAPIN_RUNS = {
     # Runs of four folios; a write run leaves them dirty.
@@ -446,47 +453,82 @@ LARGE_SWAPIN_RUNS = {
 }
 
 
-def _runs_taken(monkeypatch) -> dict:
-    """Record the runs uaccess takes: {"order0": [n, ...], "large": [n, ...]}."""
-    import mteswap.model.uaccess as uaccess
-    taken = {"order0": [], "large": []}
-    for kind, name in (("order0", "do_swap_page_run"), ("large", "do_swap_page_large_run")):
-        def record(m, mm, vpn, n, write, run=getattr(uaccess, name), kind=kind):
-            taken[kind].append(n)
-            run(m, mm, vpn, n, write)
-        monkeypatch.setattr(uaccess, name, record)
+# -- one do_swap_page for k faults: taken together equals taken in turn ---------------------
+
+def _batches_taken(monkeypatch) -> list:
+    """Record (k, nr) of every swap-in fault batch handle_mm_fault takes with k > 1."""
+    import mteswap.model.memory as memory
+    taken = []
+    real = memory.swapin_batch
+
+    def record(*args):
+        got = real(*args)
+        if got[0] > 1:
+            taken.append(got)
+        return got
+    monkeypatch.setattr(memory, "swapin_batch", record)
     return taken
+
+
+def _batched_equals_in_turn(scenario, design) -> None:
+    """The stated property of `do_swap_page`'s batches: k independent faults taken together
+    leave what k faults taken one after another leave. The second runner is made to take
+    every fault alone (swapin_batch answers (1, 1)); after every step the whole state
+    (derived counters included), the counters, the violations and the trace are equal."""
+    import mteswap.model.memory as memory
+    from mteswap.scenario.runner import Runner
+    batched = Runner(scenario, get_design(design))
+    in_turn = Runner(scenario, get_design(design))
+    real = memory.swapin_batch
+    for step in scenario.steps:
+        batched.run_step(step)
+        memory.swapin_batch = lambda *a: (1, 1)
+        try:
+            in_turn.run_step(step)
+        finally:
+            memory.swapin_batch = real
+        where = f"{scenario.name} step {step.index} ({step.op}) under {design}"
+        assert _whole_state(batched) == _whole_state(in_turn), where
+        assert batched.m.trace == in_turn.m.trace, where
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=valid_scenarios(), design=st.sampled_from(sorted(BUILTIN)))
+def test_k_faults_taken_together_equal_k_faults_in_turn(doc, design):
+    _on_generated(doc, design, _batched_equals_in_turn)
+
+
+@pytest.mark.parametrize("design", list(BUILTIN))
+def test_k_faults_taken_together_equal_k_faults_in_turn_on_bundled_scenarios(design):
+    _on_bundled(design, _batched_equals_in_turn)
 
 
 @pytest.mark.parametrize("case", sorted(SWAPIN_RUNS))
 @pytest.mark.parametrize("design", list(BUILTIN))
-def test_swapin_runs_leave_the_same_state_as_one_fault_at_a_time(case, design, monkeypatch):
+def test_order0_batches_equal_one_fault_at_a_time(case, design, monkeypatch):
     steps, config = SWAPIN_RUNS[case]
-    taken = _runs_taken(monkeypatch)
-    _fast_and_slow_agree(make_scenario(steps, folio_pages=[1, 16], **config), design)
-    # Designs whose order-0 restore is mte_restore_tags take runs; the others never do.
-    assert bool(taken["order0"]) == (design not in ("restore-all-unmarked", "folio-marker",
-                                                    "per-folio-flag")), taken
-    assert not taken["large"]
+    taken = _batches_taken(monkeypatch)
+    _batched_equals_in_turn(make_scenario(steps, folio_pages=[1, 16], **config), design)
+    # Every design is given the batch (its hook is always called): order-0 batches only.
+    assert taken and all(nr == 1 for _, nr in taken), taken
 
 
 @pytest.mark.parametrize("case", sorted(LARGE_SWAPIN_RUNS))
 @pytest.mark.parametrize("design", list(BUILTIN))
-def test_large_swapin_runs_leave_the_same_state_as_one_fault_at_a_time(case, design,
-                                                                        monkeypatch):
+def test_large_batches_equal_one_fault_at_a_time(case, design, monkeypatch):
     steps, config = LARGE_SWAPIN_RUNS[case]
-    taken = _runs_taken(monkeypatch)
-    _fast_and_slow_agree(make_scenario(steps, folio_pages=[1, 16], **config), design)
-    # Only merged's hook restores a fresh large folio whole from its first entry (marked);
-    # in zram-split no range qualifies.
-    assert bool(taken["large"]) == (design in ("merged", "merged-split-fix")
-                                    and case != "zram-split"), taken
-    assert not taken["order0"] and all(n % 16 == 0 and n >= 32 for n in taken["large"])
+    taken = _batches_taken(monkeypatch)
+    _batched_equals_in_turn(make_scenario(steps, folio_pages=[1, 16], **config), design)
+    # In zram-split no range qualifies (misaligned, mixed zeromap), nor under
+    # split-before-swap, which swaps every page out alone; the others batch whole 16-page
+    # folios, at least two at a time.
+    assert bool(taken) == (case != "zram-split" and design != "split-before-swap"), taken
+    assert all(nr == 16 and k >= 2 for k, nr in taken), taken
 
 
 def test_large_swapin_run_counts_one_fault_per_folio():
     """64 pages on zram read back: 4 write faults, then 4 swap-in faults of 16 pages (taken
-    as one run), 4 arch_swap_restore calls, 64 tags restored, every slot freed."""
+    as one batch), 4 arch_swap_restore calls, 64 tags restored, every slot freed."""
     from mteswap.scenario.runner import Runner
     steps, _ = LARGE_SWAPIN_RUNS["zram-whole"]
     r = Runner(make_scenario(steps[:4], folio_pages=[1, 16], **ZRAM), get_design("merged"),
