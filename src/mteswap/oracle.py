@@ -10,10 +10,11 @@ invariants I1-I11 of kernel-semantics.md §5 that a single state can show.
 from __future__ import annotations
 
 from array import array
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from itertools import compress
 from typing import Callable
 
+from mteswap.model import origin as O
 from mteswap.model import tags as T
 from mteswap.model.mte import mte_flags, page_mte_tagged, saved_tags
 from mteswap.model.state import (PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED, PTE_PRESENT,
@@ -33,9 +34,12 @@ class Violation:
     vma: str | None
     page: int | None
     detail: str
+    # tag-check faults: where the tags met came from (model/origin.py), as data
+    origin: O.TagOrigin | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The violation as the scenario contract prints it (`origin` is read in process)."""
+        return {f: getattr(self, f) for f in ("kind", "step", "op", "proc", "vma", "page", "detail")}
 
     def short(self) -> str:
         """`kind@step`, the form tables use."""
@@ -182,8 +186,9 @@ class Oracle:
             return
         g, exp, found = T.first_difference(want, met)
         where = "" if g == 0 else f" (granule {g})"
+        origin = origin_of(vpn)
         self._add("tag-check-fault", ctx, page,
-                  f"expected tag {exp}, found {found}{where}: {describe_origin(origin_of(vpn))}")
+                  f"expected tag {exp}, found {found}{where}: {describe_origin(origin)}", origin)
 
     def check_tags_span(self, ctx: StepContext, page: int, pid: int, vpn: int, mets: list,
                         origin_of: Callable[[int], tuple]) -> None:
@@ -240,35 +245,47 @@ class Oracle:
             self._reported.add(key)
             self._add(kind, ctx, page, detail)
 
-    def _add(self, kind: str, ctx: StepContext, page: int | None, detail: str) -> None:
-        self.violations.append(Violation(kind, ctx.step, ctx.op, ctx.proc, ctx.vma, page, detail))
+    def _add(self, kind: str, ctx: StepContext, page: int | None, detail: str,
+             origin: O.TagOrigin | None = None) -> None:
+        self.violations.append(Violation(kind, ctx.step, ctx.op, ctx.proc, ctx.vma, page, detail,
+                                         origin))
 
 
-def describe_origin(origin: tuple) -> str:
-    """Human account of where a page's current tags came from (the diagnostic tuple kept in
-    Page.origin: a description, the step, arguments, then notes)."""
-    head, *rest = origin
-    notes = [r for r in rest if isinstance(r, str) and r.startswith("the split")]
-    args = [r for r in rest if not (isinstance(r, str) and r.startswith("the split"))]
-    if head == "zeroed by mte_sync_tags":
-        step, why, note = (args + ["", "", ""])[:3]
-        text = f"tags zeroed by mte_sync_tags at step {step} ({why})"
-        if note:
-            text += f": {note}"
-    elif head == "restored by mte_restore_tags from slot":
-        text = f"tags restored at step {args[0]} from slot {args[1]:#x}"
-        if len(args) > 2 and args[2]:
-            text += f" [saved there from a page whose {describe_origin(args[2])}]"
-    elif head == "left over from an earlier owner of pfn":
-        text = (f"stale tags left in pfn {args[1]} by an earlier owner "
-                f"(page allocated at step {args[0]} without zeroing)")
-    elif head == "copied by copy_highpage from pfn":
-        text = f"tags copied at step {args[0]} from pfn {args[1]} by copy_highpage"
-    elif args:
-        text = f"tags {head} at step {args[0]}"
+_PLAIN = {
+    O.NEVER_WRITTEN: "never written",
+    O.UNTRACKED: "of unknown origin (origins are not tracked in this run; "
+                 "replay it as a scenario with mteswap run to see where they came from)",
+    O.ZERO_PAGE: "the shared zero page (tags always 0)",
+}
+_AT_STEP = {   # causes told as "tags <what> at step N"
+    O.ALLOC_ZEROED: "zeroed at allocation (__GFP_ZEROTAGS)",
+    O.STG: "set by the program (STG)",
+    O.RESTORE_ZEROED: "zeroed by arch_swap_restore",
+}
+
+
+def describe_origin(origin: O.TagOrigin) -> str:
+    """Human account of where a page's current tags came from (model/origin.py), then what
+    happened to the page since (a split's flag copy)."""
+    cause = origin.cause
+    if cause == O.SYNC_ZEROED:
+        text = f"tags zeroed by mte_sync_tags at step {origin.step} ({origin.why})"
+        if origin.note:
+            text += f": {origin.note}"
+    elif cause == O.RESTORED:
+        text = f"tags restored at step {origin.step} from slot {swp_offset(origin.entry):#x}"
+        if origin.earlier is not None:
+            text += f" [saved there from a page whose {describe_origin(origin.earlier)}]"
+    elif cause == O.STALE:
+        text = (f"stale tags left in pfn {origin.pfn} by an earlier owner "
+                f"(page allocated at step {origin.step} without zeroing)")
+    elif cause == O.COPIED:
+        text = f"tags copied at step {origin.step} from pfn {origin.pfn} by copy_highpage"
+    elif cause in _AT_STEP:
+        text = f"tags {_AT_STEP[cause]} at step {origin.step}"
     else:
-        text = head
-    return "; ".join([text] + notes)
+        text = _PLAIN[cause]
+    return "; ".join((text,) + origin.notes)
 
 
 def kernel_invariant_breaks(m):

@@ -7,9 +7,10 @@ from mteswap.model import tags as T
 from mteswap.model.mte import (ENOMEM, mte_invalidate_tags, mte_invalidate_tags_area,
                                mte_load_saved_tags,
                                mte_save_tags_upto, mte_sync_tags, note_tag_reads,
-                               page_itself)
-from mteswap.model.state import UNTRACKED_ORIGIN, Folio
-from mteswap.model.swapinfo import SWP_TYPE_SHIFT, swp_offset
+                               page_itself, restored)
+from mteswap.model.origin import UNTRACKED_ORIGIN
+from mteswap.model.state import Folio
+from mteswap.model.swapinfo import SWP_TYPE_SHIFT
 
 
 def folio_swap(entry: int, folio) -> int:
@@ -88,8 +89,7 @@ def write_saved_tags(m, entry: int, page) -> bool:
         return False
     note_tag_reads(m, entry, [buf])
     page.tags = buf
-    page.origin = (("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
-                    m.saved_origin.get(entry)) if m.track_origins else UNTRACKED_ORIGIN)
+    page.origin = restored(m, entry) if m.track_origins else UNTRACKED_ORIGIN
     m.count("tag_restores")
     if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)} (overwrite)", ("pfn", page.pfn))
     return True

@@ -23,7 +23,8 @@ from __future__ import annotations
 from mteswap.designs.common import (PerPageHooks, each_fault, folio_swap, save_folio_tags,
                                     write_saved_tags)
 from mteswap.model.mte import (mte_clear_page_tags, set_page_mte_tagged, set_ptes_reason,
-                               try_page_mte_tagging)
+                               sync_zeroed, try_page_mte_tagging)
+from mteswap.model.origin import RESTORE_ZEROED, TagOrigin
 
 
 class PerFolioFlag(PerPageHooks):
@@ -43,9 +44,8 @@ class PerFolioFlag(PerPageHooks):
             done.add(folio.pfn)
             if try_page_mte_tagging(m, page):
                 for p in m.folio_pages(folio):
-                    mte_clear_page_tags(p, ("zeroed by mte_sync_tags", m.step,
-                                            set_ptes_reason(why, folio.pfn),
-                                            "the whole folio on its first tagging"))
+                    mte_clear_page_tags(p, sync_zeroed(m, set_ptes_reason(why, folio.pfn), None,
+                                                       "the whole folio on its first tagging"))
                 set_page_mte_tagged(m, page)
                 if m.tracing: m.log("mte_sync_tags", f"folio={folio.pfn} nr={folio.nr}: every page zeroed, folio tagged ({set_ptes_reason(why, folio.pfn)})", ("pfn", folio.pfn))
 
@@ -65,5 +65,6 @@ class PerFolioFlag(PerPageHooks):
         if m.tracing: m.log("arch_swap_restore", f"entry={first:#x} folio={folio.pfn} nr={folio.nr}", ("pfn", folio.pfn))
         for i, p in enumerate(m.folio_pages(folio)):
             if not write_saved_tags(m, first + i, p):
-                mte_clear_page_tags(p, ("zeroed by arch_swap_restore", m.step, "no saved tags"))
+                mte_clear_page_tags(p, TagOrigin(RESTORE_ZEROED, m.step, "arch_swap_restore",
+                                                 note="no saved tags"))
         set_page_mte_tagged(m, head)

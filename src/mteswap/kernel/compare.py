@@ -13,13 +13,12 @@ from mteswap.ranges import format_ranges
 from mteswap.scenario.load import Scenario
 from mteswap.scenario.runner import run_scenario
 
+from mteswap.model.origin import STALE
+
 from . import cgen, guest
 from .setup import Env, compile_c
 
 OBSERVABLE = ("tag-check-fault", "data-corruption")
-# The model's account (oracle.describe_origin) of a page whose tags an earlier owner of its
-# frame left behind: on a kernel that needs the page to land on such a frame.
-STALE_ORIGIN = "stale tags left in pfn"
 DEVICE_CHOICES = ("auto", "zram", "virtio-blk", "all")
 
 
@@ -65,7 +64,10 @@ def model_outcome(sc: Scenario) -> tuple[list[dict], list[dict]]:
     res = run_scenario(sc, get_design("merged"))
     obs, other = [], []
     for v in res.violations:
-        d = {"kind": v.kind, "step": v.step, "proc": v.proc, "vma": v.vma, "page": v.page, "detail": v.detail}
+        d = {"kind": v.kind, "step": v.step, "proc": v.proc, "vma": v.vma, "page": v.page, "detail": v.detail,
+             # tags an earlier owner of the frame left (maybe saved and restored since): on a
+             # kernel the page must land on such a frame (frame_reuse_problem)
+             "stale": v.origin is not None and v.origin.rests_on(STALE)}
         (obs if v.kind in OBSERVABLE else other).append(d)
     return obs, other
 
@@ -160,7 +162,7 @@ def frame_reuse_problem(model_violations: list[dict], res: guest.GuestResult, cs
     what was seen.
     """
     stale = sorted({(v["proc"], v["vma"], v["page"]) for v in model_violations
-                    if STALE_ORIGIN in v.get("detail", "")})
+                    if v.get("stale")})
     if not stale:
         return None
     mte = _mte_pages_per_step(cs)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from mteswap.model.mte import page_mte_tagged
+from mteswap.model.origin import SPLIT_CLEARED
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.pgtable import set_ptes
 from mteswap.model.rmap import folio_add_anon_rmap_pte, folio_rmap_walk, rmap_drop
@@ -42,9 +43,9 @@ def split_folio(m, folio, why: str) -> list:
                   f"pfn={page.pfn} PG_mte_tagged {int(page.mte_tagged)}->{int(tagged)} (copied from head pfn {head.pfn})")
             note = f"the split {'set' if tagged else 'cleared'} its PG_mte_tagged (copied from head pfn {head.pfn})"
             if tagged:
-                page.origin = page.origin + (note,)
+                page.origin = page.origin.noted(note)
             else:
-                m.pending_notes[page.pfn] = note
+                m.pending_notes[page.pfn] = (SPLIT_CLEARED, note)
         page.mte_tagged, page.mte_lock = tagged, lock
     _remap_page(m, migration)
     m.pending_notes = {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap, Mm, Page,
                                   PageArray, PageRange, Vma, rmap_count, rmap_keys, rmap_unkey)
 from mteswap.model.mte import page_itself
+from mteswap.model.origin import STG, ZERO_PAGE_ORIGIN, TagOrigin
 from mteswap.model.swapinfo import SlotMap, SwapInfo
 from mteswap.model.trace import TraceRegion
 
@@ -54,13 +55,13 @@ class Machine:
         self.folio_nr_mapped = array("i", bytes(4 * n))
         self.folio_arch: dict[int, int] = {}          # head pfn -> a design's non-zero state
         self.rmap_extra: dict[int, list[int]] = {}    # pfn -> second and later rmap keys
-        self.frame_origin: dict[int, tuple] = {}      # diagnostic: pfn -> who set the tags
+        self.frame_origin: dict[int, TagOrigin] = {}  # diagnostic: pfn -> who set the tags
         self.pages = PageArray(self, config.frames)    # Page views, as `m.pages[pfn]`
         self.zero_page = Page(self, ZERO_PFN)
         # The zero page's tags are cleared at boot (cpu_enable_mte, arch/arm64/kernel/mte.c); it
         # is not flagged PG_mte_tagged since "arm64: mte: Do not flag the zero page as
         # PG_mte_tagged". Its PTE is special, so mte_sync_tags never touches it.
-        self.frame_origin[ZERO_PFN] = ("the shared zero page (tags always 0)",)
+        self.frame_origin[ZERO_PFN] = ZERO_PAGE_ORIGIN
         self.folios = FolioMap(self)                # head pfn -> folio
         self.first_free = 0                         # lowest pfn that may be free
         self.mms: list[Mm] = []
@@ -70,7 +71,7 @@ class Machine:
         # storage the negated inline handle of mtecomp.py (a handle is odd, so never 0).
         self.mte_pages = SlotMap(config.swap_slots)   # indexed by entry (one device: = offset)
         self.tag_heap_bytes = 0                     # kmalloc'd bytes behind mte_pages
-        self.saved_origin: dict[int, tuple] = {}    # diagnostic: entry -> origin of saved tags
+        self.saved_origin: dict[int, TagOrigin] = {}  # diagnostic: entry -> origin of saved tags
         self.tag_allocs = 0                         # tag buffers allocated so far (fail injection)
         self.counters = Counters()
         self.folio_sizes_desc = sorted(config.folio_pages, reverse=True)   # largest first
@@ -82,7 +83,7 @@ class Machine:
         # Whether kernel steps are recorded in `trace`: call sites test it before formatting
         # their text (`if m.tracing: m.log(...)`), so a run without --trace pays nothing.
         self.tracing = True
-        self.stg_origin: tuple = ("set by the program (STG)", -1)   # diagnostic, shared
+        self.stg_origin = TagOrigin(STG)            # diagnostic, shared by a step's STGs
         # Whether Page.origin / saved_origin record where tags came from (diagnostics only:
         # no kernel operation reads them). Off in `mteswap cost`, for speed and memory.
         self.track_origins = True
@@ -94,7 +95,8 @@ class Machine:
         # use-after-free check (reads of a pinned slot are fine and not recorded).
         self.tag_reads: list[tuple[int, int]] = []
         self.step = 0
-        self.pending_notes: dict[int, str] = {}     # diagnostic: pfn -> why it has no saved tags
+        # diagnostic: pfn -> (NO_SAVED_TAGS | SPLIT_CLEARED, text): why it has no saved tags
+        self.pending_notes: dict[int, tuple[str, str]] = {}
 
     # -- trace -------------------------------------------------------------------------
     def log(self, function: str, text: str = "", key: tuple | None = None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from array import array
 
 from mteswap.model.mte import copy_highpage
+from mteswap.model.origin import NO_SAVED_TAGS
 from mteswap.model.page_alloc import alloc_folio, folio_put
 from mteswap.model.pgtable import pte_present, pte_swap, set_ptes
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
@@ -353,7 +354,7 @@ def _should_try_to_free_swap(m, folio, write: bool) -> bool:
     return m.swap.vm_swap_full() or (write and m.folio_mapcount(folio) == 0)
 
 
-def _no_tag_notes(m, pfn: int, start: int, nr: int, mm) -> dict[int, str]:
+def _no_tag_notes(m, pfn: int, start: int, nr: int, mm) -> dict[int, tuple[str, str]]:
     """Diagnostic only: for pages about to be mapped (frame pfn + i at start + i) whose slot
     has no saved tags, remember why, so that a later tag-check fault can say where the zero
     tags came from."""
@@ -361,7 +362,7 @@ def _no_tag_notes(m, pfn: int, start: int, nr: int, mm) -> dict[int, str]:
     for i in range(nr):
         pte = mm.ptes.get(start + i)
         if pte_swap(pte) and pte[1] not in m.mte_pages:
-            notes[pfn + i] = f"slot {swp_offset(pte[1]):#x} had no saved tags"
+            notes[pfn + i] = (NO_SAVED_TAGS, f"slot {swp_offset(pte[1]):#x} had no saved tags")
     return notes
 
 

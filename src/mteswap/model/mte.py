@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from mteswap.model import tags as T
 from mteswap.model.mtecomp import mte_compress, mte_decompress
+from mteswap.model.origin import (ALLOC_ZEROED, COPIED, RESTORED, SPLIT_CLEARED, SYNC_ZEROED,
+                                   UNTRACKED_ORIGIN, TagOrigin)
 from mteswap.model.state import (IS_MTE_LOCK, IS_MTE_TAGGED, PG_MTE_LOCK, PG_MTE_TAGGED,
-                                  SET_MTE_TAGGED_LOCK, UNTRACKED_ORIGIN, Page, PageRange)
+                                  SET_MTE_TAGGED_LOCK, Page, PageRange)
 from mteswap.ranges import format_ranges
 from mteswap.model.swapinfo import ABSENT, SWP_TYPE_SHIFT, swp_entry, swp_offset
 
@@ -55,7 +57,7 @@ def set_page_mte_tagged(m, page: Page) -> None:
     mte_flags(m, page).mte_tagged = True
 
 
-def mte_clear_page_tags(page: Page, origin: tuple) -> None:
+def mte_clear_page_tags(page: Page, origin: TagOrigin) -> None:
     """`mte_clear_page_tags()` (arch/arm64/lib/mte.S): zero every granule's tag."""
     page.tags = 0
     page.origin = origin
@@ -66,7 +68,7 @@ def tag_clear_highpage(m, page: Page) -> None:
     data and tags together and marks the page tagged."""
     page.data = 0
     if try_page_mte_tagging(m, page):
-        mte_clear_page_tags(page, ("zeroed at allocation (__GFP_ZEROTAGS)", m.step)
+        mte_clear_page_tags(page, TagOrigin(ALLOC_ZEROED, m.step, "tag_clear_highpage")
                             if m.track_origins else UNTRACKED_ORIGIN)
         set_page_mte_tagged(m, page)
 
@@ -110,14 +112,24 @@ def mte_sync_tags(m, pages, why: str) -> None:
     if m.track_origins:
         origins = m.frame_origin
         for pfn in zeroed:
-            origins[pfn] = ("zeroed by mte_sync_tags", m.step, set_ptes_reason(why, pfn),
-                            m.pending_notes.get(pfn, ""))
+            origins[pfn] = sync_zeroed(m, set_ptes_reason(why, pfn), m.pending_notes.get(pfn))
     if m.tracing:
         def fmt(s: int, n: int) -> str | None:
             part = [p for p in zeroed if s <= p < s + n]
             return part and (f"pfn={format_ranges(part)} tags zeroed, PG_mte_tagged set "
                              f"({set_ptes_reason(why, s)})")
         m.log_range("mte_sync_tags", "pfn", zeroed[0], zeroed[-1] + 1 - zeroed[0], fmt)
+
+
+def sync_zeroed(m, why: str, pending: tuple[str, str] | None, note: str = "") -> TagOrigin:
+    """The origin of tags mte_sync_tags zeroed for `why`, with the note left for the page
+    (why it had no saved tags, or that a split cleared its flag)."""
+    if pending is None:
+        return TagOrigin(SYNC_ZEROED, m.step, "mte_sync_tags", why=why, note=note)
+    kind, text = pending
+    if kind == SPLIT_CLEARED:
+        return TagOrigin(SYNC_ZEROED, m.step, "mte_sync_tags", why=why, note=note, notes=(text,))
+    return TagOrigin(SYNC_ZEROED, m.step, "mte_sync_tags", why=why, note=text)
 
 
 def set_ptes_reason(why, pfn: int) -> str:
@@ -132,7 +144,7 @@ def copy_highpage(m, dst: Page, src: Page) -> None:
     if page_mte_tagged(m, src):
         try_page_mte_tagging(m, dst)
         dst.tags = src.tags
-        dst.origin = ("copied by copy_highpage from pfn", m.step, src.pfn)
+        dst.origin = TagOrigin(COPIED, m.step, "copy_highpage", pfn=src.pfn)
         set_page_mte_tagged(m, dst)
 
 
@@ -292,13 +304,18 @@ def mte_restore_tags(m, entry: int, page: Page, nr: int = 1) -> int:
     m.counters["tag_restores"] += len(done)
     if done and m.track_origins:
         for p in done:
-            m.frame_origin[p] = ("restored by mte_restore_tags from slot", m.step,
-                                 swp_offset(entry + p - pfn), m.saved_origin.get(entry + p - pfn))
+            m.frame_origin[p] = restored(m, entry + p - pfn)
     if done and m.tracing:
         for p in done:
             m.log("mte_restore_tags", f"entry={entry + p - pfn:#x} -> pfn={p} "
                   f"tags={T.describe(m.frame_tags[p])}", ("pfn", p))
     return len(done)
+
+
+def restored(m, entry: int) -> TagOrigin:
+    """The origin of tags restored from entry's saved buffer."""
+    return TagOrigin(RESTORED, m.step, "mte_restore_tags", entry=entry,
+                     earlier=m.saved_origin.get(entry))
 
 
 def mte_invalidate_tags(m, entry: int, nr: int = 1) -> None:

@@ -8,6 +8,7 @@ of an earlier owner then meet the new one, as on hardware (semantics §1.1, §11
 from __future__ import annotations
 
 from mteswap.model.mte import tag_clear_highpage
+from mteswap.model.origin import STALE, TagOrigin
 from array import array
 
 from mteswap.model.state import FOLIO_FREE, FOLIO_SWAPCACHE, Folio, PageRange
@@ -43,7 +44,7 @@ def alloc_folio(m, nr: int, zerotags: bool, why: str, k: int = 1) -> Folio | Non
         for p in range(pfn, end):
             if p in origins:
                 # The frame's hardware tags are whatever the previous owner left.
-                origins[p] = ("left over from an earlier owner of pfn", m.step, p)
+                origins[p] = TagOrigin(STALE, m.step, "alloc_folio", pfn=p)
     if zerotags:
         for page in PageRange(m, pfn, nr * k):
             tag_clear_highpage(m, page)

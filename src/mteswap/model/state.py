@@ -10,6 +10,8 @@ from array import array
 from itertools import compress
 from dataclasses import dataclass, field
 
+from mteswap.model.origin import NEVER, UNTRACKED_ORIGIN, TagOrigin
+
 # Page-table entry kinds. A PTE is stored as one int per vpn (`PageTable`) and read back as a
 # small tuple, so that the rest of the model can keep naming its fields:
 #   (PTE_PRESENT, pfn, tagged, writable)   tagged: MT_NORMAL_TAGGED attribute (VM_MTE)
@@ -20,11 +22,6 @@ PTE_SWAP = 2
 
 ZERO_PFN = -1   # the shared zero page (empty_zero_page), never allocated or freed
 
-# Page.origin of tags set while the machine does not track origins (Machine.track_origins
-# False, as `mteswap cost` runs at scale): saves a tuple per page and per saved buffer.
-UNTRACKED_ORIGIN = ("of unknown origin (origins are not tracked in this run; "
-                    "replay it as a scenario with mteswap run to see where they came from)",)
-NEVER_WRITTEN = ("never written",)
 
 # Page flags kept per frame in `Machine.frame_flags` (one byte per frame).
 PG_MTE_TAGGED = 1      # PG_arch_2
@@ -222,12 +219,12 @@ class Page:
 
     # diagnostic only: who last set the tags
     @property
-    def origin(self) -> tuple:
+    def origin(self) -> TagOrigin:
         m = self.m
-        return m.frame_origin.get(self.pfn, NEVER_WRITTEN if m.track_origins else UNTRACKED_ORIGIN)
+        return m.frame_origin.get(self.pfn, NEVER if m.track_origins else UNTRACKED_ORIGIN)
 
     @origin.setter
-    def origin(self, origin: tuple) -> None:
+    def origin(self, origin: TagOrigin) -> None:
         if self.m.track_origins:
             self.m.frame_origin[self.pfn] = origin
 

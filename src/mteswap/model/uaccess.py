@@ -9,6 +9,7 @@ from array import array
 
 from mteswap.model import tags as T
 from mteswap.model.memory import PTRS_PER_PTE, handle_mm_fault
+from mteswap.model.origin import STG, TagOrigin
 from mteswap.model.state import (FOLIO_DIRTY, PTE_PRESENT, PTE_SWAP, PTE_TAGGED_BIT, PTE_WRITE_BIT,
                                   ZERO_PFN)
 
@@ -102,8 +103,8 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
         done.append(True)
     if m.track_origins:
         origin = m.stg_origin
-        if origin[1] != m.step:              # one shared tuple per step, not one per page
-            origin = m.stg_origin = ("set by the program (STG)", m.step)
+        if origin.step != m.step:            # one shared record per step, not one per page
+            origin = m.stg_origin = TagOrigin(STG, m.step, "STG")
         for v, e, did in zip(range(vpn, vpn + n), ents, done):
             if did:
                 m.frame_origin[(e >> 4) - 1 + v] = origin
