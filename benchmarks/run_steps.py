@@ -270,7 +270,7 @@ def build_scenario(steps: int, seed: int, device: str, shape: Shape = DEFAULT_SH
 def page_ops(scenario) -> int:
     total = 0
     for step in scenario.steps:
-        if step.op in PAGE_OPS and isinstance(step.args.get("pages"), tuple):
+        if step.op in PAGE_OPS and isinstance(step.args.get("pages"), (tuple, range)):
             total += len(step.args["pages"])
     return total
 
