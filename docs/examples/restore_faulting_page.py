@@ -22,12 +22,14 @@ class RestoreFaultingPage(Merged):
     name = "restore-faulting-page"
     summary = "merged, but a fault on a swap-cache folio restores only the faulting page"
 
-    def swap_restore(self, m, entry: int, folio, page) -> None:
+    def arch_swap_restore(self, m, entry: int, folio, page=None, k: int = 1) -> None:
         if not folio.swapcache or folio.nr == 1:
-            # Fresh from the device, or a small folio: merged's folio-wide restore.
-            return super().swap_restore(m, entry, folio, page)
-        # `entry` is the faulting PTE's swap entry and `page` the page of `folio` it maps
-        # (when do_swap_page maps the whole folio, the folio's first entry and head page).
+            # Fresh from the device, or small folios: merged's folio-wide restore (a batch of
+            # k such faults included).
+            return super().arch_swap_restore(m, entry, folio, page, k)
+        # A swap-cache folio is met one fault at a time (k == 1). `entry` is the faulting
+        # PTE's swap entry and `page` the page of `folio` it maps (when do_swap_page maps the
+        # whole folio, the folio's first entry and head page).
         m.count("restore_calls")
         m.log("arch_swap_restore", f"entry={entry:#x} pfn={page.pfn} (swap-cache folio: this page only)")
         mte_restore_tags(m, entry, page)

@@ -6,7 +6,7 @@ from mteswap.designs.legacy import LegacyNames
 from mteswap.model import tags as T
 from mteswap.model.mte import (ENOMEM, mte_invalidate_tags, mte_invalidate_tags_area,
                                mte_load_saved_tags,
-                               mte_save_tags_upto, mte_sync_tags, note_tag_reads,
+                               save_tags_upto, mte_sync_tags, note_tag_reads,
                                page_itself, restored)
 from mteswap.model.origin import UNTRACKED_ORIGIN
 from mteswap.model.state import Folio
@@ -62,7 +62,7 @@ def save_folio_tags(m, folio) -> int:
     """`arch_prepare_to_swap()` of the merged code (arch/arm64/mm/mteswap.c): save every
     page of the folio; on failure erase what this call saved (pages before the failing one,
     last first) and return the error."""
-    failed = mte_save_tags_upto(m, m.pages[folio.pfn], folio.swap, folio.nr)
+    failed = save_tags_upto(m, m.pages[folio.pfn], folio.swap, folio.nr)
     if failed == folio.nr:
         return 0
     for j in range(failed - 1, -1, -1):             # roll back pages failed-1 .. 0

@@ -175,11 +175,11 @@ def mte_allocate_tag_storage(m, nr: int = 1) -> bool:
 
 def mte_save_tags(m, page: Page, entry: int, nr: int = 1) -> int:
     """`mte_save_tags()` (mteswap.c) for pages page.pfn + i under entry + i, i < nr: 0, or
-    -ENOMEM when an allocation fails (`mte_save_tags_upto` says where)."""
-    return 0 if mte_save_tags_upto(m, page, entry, nr) == nr else ENOMEM
+    -ENOMEM when an allocation fails (`save_tags_upto` says where)."""
+    return 0 if save_tags_upto(m, page, entry, nr) == nr else ENOMEM
 
 
-def mte_save_tags_upto(m, page: Page, entry: int, nr: int) -> int:
+def save_tags_upto(m, page: Page, entry: int, nr: int) -> int:
     """`mte_save_tags()` of each page in turn, as arch_prepare_to_swap loops: store the tags
     of each PG_mte_tagged page (a re-save replaces and frees the old buffer). Returns nr, or
     the index of the page whose allocation failed (the pages before it are saved)."""
