@@ -87,21 +87,22 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
     frame_tags = m.frame_tags
     e0 = ents[0]
     pfn = (e0 >> 4) - 1 + vpn
-    if e0 & PTE_TAGGED_BIT and ents.count(e0) == n and not m.track_origins:
+    if e0 & PTE_TAGGED_BIT and ents.count(e0) == n:
         # Tagged PTEs of consecutive frames (a folio's): the tags go in as one slice.
         frame_tags[pfn:pfn + n] = T.uniform_each(tags)
         _dirty_folios(m, pfn, pfn + n)
-        return [True] * n
-    done = []
-    for v, e, tag in zip(range(vpn, vpn + n), ents, tags):
-        if not e & PTE_TAGGED_BIT:
-            done.append(False)
-            continue
-        pfn = (e >> 4) - 1 + v
-        frame_tags[pfn] = T.uniform(tag)
-        _dirty_folios(m, pfn, pfn + 1)
-        done.append(True)
-    if m.track_origins:
+        done = [True] * n
+    else:
+        done = []
+        for v, e, tag in zip(range(vpn, vpn + n), ents, tags):
+            if not e & PTE_TAGGED_BIT:
+                done.append(False)
+                continue
+            pfn = (e >> 4) - 1 + v
+            frame_tags[pfn] = T.uniform(tag)
+            _dirty_folios(m, pfn, pfn + 1)
+            done.append(True)
+    if m.track_origins:                          # diagnostic: who set these tags
         origin = m.stg_origin
         if origin.step != m.step:            # one shared record per step, not one per page
             origin = m.stg_origin = TagOrigin(STG, m.step, "STG")
