@@ -27,17 +27,13 @@ from mteswap.model.memory import PMD_NR, swap_pte_batch
 from mteswap.model.mte import _runs_allowed
 from mteswap.model.page_alloc import advance_first_free
 from mteswap.model.pgtable import set_ptes
-from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, FOLIO_SWAPCACHE, PTE_SWAP,
-                                  SET_ANON_EXCLUSIVE, rmap_key)
+from mteswap.model.pte import pte_swp_exclusive, pte_to_swp_entry
+from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, FOLIO_SWAPCACHE, SET_ANON_EXCLUSIVE,
+                                  rmap_key)
 from mteswap.model.swap_state import read_slots
 from mteswap.model.swapfile import _clear_and_free
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 from mteswap.ranges import leading
-
-
-def _first_swap_pte(mm, vpn: int) -> tuple:
-    e = mm.ptes.ents[vpn]
-    return (PTE_SWAP, (e >> 3) + vpn, bool(e & 4))        # pte_decode of a swap PTE
 
 
 def _frees_while_full(si) -> int:
@@ -47,11 +43,11 @@ def _frees_while_full(si) -> int:
     return max(0, (2 * si.inuse - total + 1) // 2)
 
 
-def _independent_pages(m, mm, vpn: int, end: int, first: tuple) -> int:
-    """Pages from vpn (below end and the VMA's end) whose swap PTEs continue `first`
-    (`swap_pte_batch`) and whose slots have one reference and no cache pin."""
-    n = swap_pte_batch(mm, vpn, min(end, mm.find_vma(vpn).end) - vpn, first)
-    off = swp_offset(first[1])
+def _independent_pages(m, mm, vpn: int, end: int, e: int) -> int:
+    """Pages from vpn (below end and the VMA's end) whose swap PTEs continue e, the swap PTE
+    at vpn (`swap_pte_batch`), and whose slots have one reference and no cache pin."""
+    n = swap_pte_batch(mm, vpn, min(end, mm.find_vma(vpn).end) - vpn, e)
+    off = swp_offset(pte_to_swp_entry(e, vpn))
     return leading(m.swap.swap_map[off:off + n], 1)
 
 
@@ -61,17 +57,16 @@ def swapin_run_length(m, mm, vpn: int, end: int, write: bool) -> int:
     """How many pages from vpn (below end) `do_swap_page_run` can fault in: 0 unless at least
     two independent pages with as many consecutive free frames at `first_free`."""
     si = m.swap
-    first = _first_swap_pte(mm, vpn)
-    off = swp_offset(first[1])
+    e = mm.ptes.ents[vpn]
+    off = swp_offset(pte_to_swp_entry(e, vpn))
     # Cheap refusals first (a shared slot, a neighbour not continuing the run): the scan
     # below reads up to a page-table page, and most faults of a forked workload refuse.
     if si.swap_map[off] != 1 or si.synchronous or m.swap_restore_order0 is None \
             or not m.sync_per_page or not _runs_allowed(m):
         return 0
-    e = mm.ptes.ents[vpn]
     if mm.ptes.ents[vpn:min(vpn + 2, end)].count(e) < 2 or si.swap_map[off:off + 2].count(1) < 2:
         return 0
-    n = _independent_pages(m, mm, vpn, end, first)
+    n = _independent_pages(m, mm, vpn, end, e)
     if not write and si.vm_swap_full():
         # Every fault frees its slot (`should_try_to_free_swap`) while swap stays more than
         # half full: the run ends where a free would find it no longer full, so that each
@@ -90,7 +85,8 @@ def do_swap_page_run(m, mm, vpn: int, n: int, write: bool) -> None:
     or swap more than half full), rmap, `set_ptes`."""
     si, c, vma = m.swap, m.counters, mm.find_vma(vpn)
     free = write or si.vm_swap_full()
-    entry, exclusive = _first_swap_pte(mm, vpn)[1:]
+    e = mm.ptes.ents[vpn]
+    entry, exclusive = pte_to_swp_entry(e, vpn), pte_swp_exclusive(e)
     off, pfn = swp_offset(entry), m.first_free
     c["faults"] += n
     # swapin_readahead → __read_swap_cache_async, per entry: alloc_folio(order 0),
@@ -145,13 +141,12 @@ def large_swapin_run_length(m, mm, vpn: int, end: int, write: bool) -> int:
     if not (si.synchronous and m.config.large_swapin and size and vpn % size == 0
             and m.swap_restore_folios is not None and m.sync_per_page and _runs_allowed(m)):
         return 0
-    first = _first_swap_pte(mm, vpn)
-    off = swp_offset(first[1])
     e = mm.ptes.ents[vpn]
+    off = swp_offset(pte_to_swp_entry(e, vpn))
     if off % size or mm.ptes.ents[vpn:min(vpn + size + 1, end):size].count(e) < 2 \
             or si.swap_map[off] != 1:
         return 0        # cheap refusals first (misaligned, a next folio not continuing)
-    n = _independent_pages(m, mm, vpn, end, first)
+    n = _independent_pages(m, mm, vpn, end, e)
     if si.zeromap and not si.zeromap.isdisjoint(range(off, off + n)):
         return 0
     pfn = m.first_free
@@ -171,7 +166,7 @@ def do_swap_page_large_run(m, mm, vpn: int, n: int, write: bool) -> None:
     si, c, vma = m.swap, m.counters, mm.find_vma(vpn)
     size = large_swapin_size(m)
     k = n // size
-    entry = _first_swap_pte(mm, vpn)[1]
+    entry = pte_to_swp_entry(mm.ptes.ents[vpn], vpn)
     off, pfn = swp_offset(entry), m.first_free
     c["faults"] += k
     m.frame_order[pfn:pfn + n] = bytes([size.bit_length() - 1]) * n   # k folios of S
