@@ -414,7 +414,7 @@ class Mm:
     pid: int
     name: str
     vmas: list[Vma] = field(default_factory=list)
-    ptes: PageTable = field(default_factory=PageTable)   # vpn -> PTE
+    ptes: PageTable = field(default_factory=PageTable)   # vpn -> PTE int (model/pte.py)
     alive: bool = True
     next_vpn: int = 0
 
