@@ -112,3 +112,8 @@ def test_page_table_stores_and_returns_ints():
     assert pt.items() == ((3, e), (5, swp_entry_to_pte(0x200, False, 5)))
     assert len(pt) == 2 and 3 in pt and 4 not in pt
     assert pt.pop(3) == e and pt[3] == 0 and len(pt) == 1
+    other = PageTable()
+    other[5] = swp_entry_to_pte(0x200, False, 5)
+    assert pt == other and pt.copy() == pt      # by content, not by room reserved
+    other[6] = swp_entry_to_pte(0x201, False, 6)
+    assert pt != other

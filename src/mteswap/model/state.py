@@ -92,6 +92,11 @@ class PageTable:
     def __iter__(self):
         return iter(self.keys())
 
+    def __eq__(self, other) -> bool:
+        """Same PTEs at the same vpns (room reserved past the last one does not count), so
+        that two `Mm`s compare by content."""
+        return isinstance(other, PageTable) and self.items() == other.items()
+
 
 class Page:
     """One physical 4 KiB frame (`struct page`), as a view of the machine's per-frame arrays
