@@ -1,7 +1,8 @@
 """Unit tests of single kernel operations: concrete state after each."""
 
 from mteswap.model import tags as T
-from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN
+from mteswap.model.pte import is_swap_pte, pte_pfn, pte_present, pte_to_swp_entry
+from mteswap.model.state import ZERO_PFN
 from mteswap.model.swapinfo import SWAP_HAS_CACHE
 
 import pytest
@@ -17,7 +18,7 @@ WRITE16 = {"write": {"proc": "A", "vma": "buf", "pages": "0-15", "tag": "distinc
 
 
 def swap_ptes(mm):
-    return {vpn: pte[1] for vpn, pte in mm.ptes.items() if pte[0] == PTE_SWAP}
+    return {vpn: pte_to_swp_entry(e, vpn) for vpn, e in mm.ptes.items() if is_swap_pte(e)}
 
 
 def test_anonymous_write_fault_allocates_one_aligned_large_folio_with_zeroed_tags():
@@ -32,8 +33,8 @@ def test_read_fault_maps_the_zero_page_and_a_later_write_allocates_order0():
     r = runner([MMAP16, {"read": {"proc": "A", "vma": "buf", "pages": "all"}},
                 {"write": {"proc": "A", "vma": "buf", "pages": 3}}])
     mm = r.m.mms[0]
-    assert [mm.ptes[v][1] for v in range(16) if v != 3] == [ZERO_PFN] * 15
-    folio = r.m.pages[mm.ptes[3][1]].folio
+    assert [pte_pfn(mm.ptes[v], v) for v in range(16) if v != 3] == [ZERO_PFN] * 15
+    folio = r.m.pages[pte_pfn(mm.ptes[3], 3)].folio
     assert folio.nr == 1          # semantics §11: zero-page-mapped neighbours force order 0
     assert kinds(r) == []
 
@@ -44,7 +45,7 @@ def test_large_folio_needs_every_pte_of_the_range_empty():
                 {"read": {"proc": "A", "vma": "buf", "pages": 7}},
                 {"write": {"proc": "A", "vma": "buf", "pages": 0}}])
     mm = r.m.mms[0]
-    assert r.m.pages[mm.ptes[0][1]].folio.nr == 1
+    assert r.m.pages[pte_pfn(mm.ptes[0], 0)].folio.nr == 1
 
 
 def test_swap_map_counts_after_fork_reclaim_and_partial_dontneed():
@@ -110,7 +111,7 @@ def test_cow_copies_tags_with_copy_highpage():
                 {"fork": {"proc": "A", "child": "B"}},
                 {"write": {"proc": "B", "vma": "buf", "pages": 0}},
                 {"read": {"proc": "A", "vma": "buf", "pages": 0}}], folio_pages=[1])
-    a, b = r.m.mms[0].ptes[0][1], r.m.mms[1].ptes[0][1]
+    a, b = pte_pfn(r.m.mms[0].ptes[0], 0), pte_pfn(r.m.mms[1].ptes[0], 0)
     assert a != b and r.m.pages[b].tags == T.uniform(4) and r.m.pages[b].mte_tagged
     assert r.m.counters["cow_copies"] == 1 and kinds(r) == []
 
@@ -121,7 +122,7 @@ def test_zram_large_swapin_restores_whole_folio_in_one_fault_and_frees_slots():
     c = r.m.counters
     assert (c["faults"], c["large_swap_ins"], c["restore_calls"], c["tag_restores"]) == (2, 1, 1, 16)
     mm = r.m.mms[0]
-    assert all(mm.ptes[v][0] == PTE_PRESENT for v in range(16))
+    assert all(pte_present(mm.ptes[v]) for v in range(16))
     assert r.m.mte_pages == {} and r.m.swap.inuse_pages() == 0   # swapcache_clear freed all 16
 
 
@@ -157,7 +158,7 @@ def test_swapoff_leaves_no_saved_tags_and_disables_swap():
     r = runner([MMAP16, WRITE16, {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}}, "swapoff",
                 {"reclaim": {"proc": "A", "vma": "buf", "pages": "all"}}])
     assert r.m.mte_pages == {} and not r.m.swap.active
-    assert all(pte[0] == PTE_PRESENT for pte in r.m.mms[0].ptes.values())
+    assert all(pte_present(e) for _, e in r.m.mms[0].ptes.items())
     assert kinds(r) == []
 
 

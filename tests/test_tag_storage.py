@@ -18,6 +18,7 @@ from mteswap.bundled import bundled_files
 from mteswap.designs import BUILTIN, get_design
 from mteswap.model import tags as T
 from mteswap.model.mte import saved_tags
+from mteswap.model.pte import pte_pfn
 from mteswap.model.state import Counters
 from mteswap.model.swapinfo import SWAP_HAS_CACHE
 from mteswap.scenario.load import load_scenario
@@ -79,7 +80,7 @@ def test_compressed_roundtrip_of_a_distinctly_tagged_16_page_folio(device):
 
     step(r, 4)                                          # read every page back
     mm = m.mms[r.pids["A"]]
-    assert [m.pages[mm.ptes[v][1]].tags for v in range(16)] == [distinct_tag(i) for i in range(16)]
+    assert [m.pages[pte_pfn(mm.ptes[v], v)].tags for v in range(16)] == [distinct_tag(i) for i in range(16)]
     assert c["tag_restores"] == 16
     assert c["tag_decompressions"] == 16                # every restore loaded an inline handle
     assert c["tag_saves"] == c["tag_compressions"] == c["tag_saves_inline"] == 16
@@ -205,7 +206,7 @@ def _swap_out_mixed(granule_tags, device, folio_pages, page=3, storage="compress
     step(r, 2)
     pid = r.pids["A"]
     vpn = r.vmas[(pid, "buf")][0] + page
-    pfn = r.m.mms[pid].ptes[vpn][1]
+    pfn = pte_pfn(r.m.mms[pid].ptes[vpn], vpn)
     mixed = T.from_granules(granule_tags)
     assert not T.is_uniform(mixed)
     r.m.pages[pfn].tags = mixed
@@ -241,7 +242,7 @@ def test_mixed_tags_are_stored_inline_or_plain_and_restored_exactly(case, device
 
     step(r, 4)                                          # read everything back
     mm = m.mms[r.pids["A"]]
-    page = m.pages[mm.ptes[vpn][1]]
+    page = m.pages[pte_pfn(mm.ptes[vpn], vpn)]
     assert page.tags == mixed
     assert T.granules(page.tags) == granule_tags
     assert c["tag_restores"] == 16
@@ -262,7 +263,7 @@ def test_mixed_tags_with_plain_storage_keep_the_value_itself(case):
     assert sorted(m.mte_pages.values(), key=str) == sorted([5] * 15 + [mixed], key=str)
     assert m.tag_heap_bytes == 16 * 128
     step(r, 4)
-    assert m.pages[m.mms[r.pids["A"]].ptes[vpn][1]].tags == mixed
+    assert m.pages[pte_pfn(m.mms[r.pids["A"]].ptes[vpn], vpn)].tags == mixed
     assert kinds(r) == []
 
 

@@ -17,8 +17,8 @@ from typing import Callable
 from mteswap.model import origin as O
 from mteswap.model import tags as T
 from mteswap.model.mte import mte_flags, page_mte_tagged, saved_tags
-from mteswap.model.state import (PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED, PTE_PRESENT,
-                                  PTE_SWAP, PTE_TAGGED_BIT)
+from mteswap.model.pte import is_swap_pte, pte_to_swp_entry, tagged_normal_pfns
+from mteswap.model.state import PG_ANON_EXCLUSIVE, PG_MTE_LOCK, PG_MTE_TAGGED
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
 KINDS = ("tag-check-fault", "data-corruption", "tag-storage-leak",
@@ -313,11 +313,9 @@ def _flags_and_ptes(m):
             if flags.mte_lock and not flags.mte_tagged:
                 yield "I1", f"pfn {page.pfn} left locked for tag initialisation (PG_mte_lock without PG_mte_tagged)"
     for mm in m.mms:
-        for vpn, e in mm.ptes.snapshot():            # (vpn, PTE int), state.py encoding
-            pfn = (e >> 4) - 1 + vpn                  # a present PTE's pfn (state.py encoding)
-            if e & 3 == PTE_PRESENT and e & PTE_TAGGED_BIT and pfn != -1:   # not the zero page
-                if not page_mte_tagged(m, m.pages[pfn]):
-                    yield "I2", f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pfn} without PG_mte_tagged"
+        for vpn, pfn in tagged_normal_pfns(mm.ptes.items()):
+            if not page_mte_tagged(m, m.pages[pfn]):
+                yield "I2", f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pfn} without PG_mte_tagged"
 
 
 def _swap_slots(m):
@@ -325,9 +323,9 @@ def _swap_slots(m):
     swap_map, cache = si.swap_map, si.cache
     refs: dict[int, int] = {}
     for mm in m.mms:
-        for pte in mm.ptes.values():
-            if pte[0] == PTE_SWAP:
-                off = swp_offset(pte[1])
+        for vpn, e in mm.ptes.items():
+            if is_swap_pte(e):
+                off = swp_offset(pte_to_swp_entry(e, vpn))
                 refs[off] = refs.get(off, 0) + 1
     # Only slots in use, named by a PTE or in the cache can break these: not every slot.
     for off in sorted(si.allocated | refs.keys() | set(cache.keys())):

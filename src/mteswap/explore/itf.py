@@ -16,7 +16,8 @@ import yaml
 
 from mteswap.explore.alphabet import Problem, action_text
 from mteswap.model.mte import saved_tags
-from mteswap.model.state import PTE_PRESENT
+from mteswap.model.pte import (pte_pfn, pte_present, pte_swp_exclusive, pte_tagged,
+                               pte_to_swp_entry, pte_write)
 from mteswap.model.swapinfo import swp_offset
 from mteswap.scenario.runner import Runner
 
@@ -42,9 +43,10 @@ def _state(r: Runner, index: int, action: str, violation) -> dict:
         (names[mm.pid], {
             "alive": mm.alive,
             "vmas": [tup(v.name, v.start, v.end, v.vm_mte) for v in mm.vmas],
-            "ptes": imap((vpn, tup("present", pte[1], pte[2], pte[3]) if pte[0] == PTE_PRESENT
-                          else tup("swap", swp_offset(pte[1]), pte[2]))
-                         for vpn, pte in sorted(mm.ptes.items())),
+            "ptes": imap((vpn, tup("present", pte_pfn(e, vpn), pte_tagged(e), pte_write(e))
+                          if pte_present(e) else
+                          tup("swap", swp_offset(pte_to_swp_entry(e, vpn)), pte_swp_exclusive(e)))
+                         for vpn, e in mm.ptes.items()),
         }) for mm in m.mms)
     frames = [{"tags": itf_int(p.tags), "data": itf_int(p.data), "mte_tagged": p.mte_tagged,
                "mte_lock": p.mte_lock, "folio": -1 if p.folio is None else p.folio.pfn}

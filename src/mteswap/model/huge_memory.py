@@ -7,6 +7,7 @@ from mteswap.model.mte import page_mte_tagged
 from mteswap.model.origin import SPLIT_CLEARED
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.pgtable import set_ptes
+from mteswap.model.pte import pte_tagged, pte_write
 from mteswap.model.rmap import folio_add_anon_rmap_pte, folio_rmap_walk, rmap_drop
 from mteswap.model.state import Folio, ZERO_PFN
 from mteswap.model.swapfile import folio_free_swap
@@ -30,9 +31,9 @@ def split_folio(m, folio, why: str) -> list:
     if m.tracing: m.log("split_folio", f"folio={folio.pfn} order={folio.order} ({why})")
     migration = []
     for pid, vpn, pfn in folio_rmap_walk(m, folio):
-        pte = m.mms[pid].ptes.pop(vpn)
+        e = m.mms[pid].ptes.pop(vpn)
         rmap_drop(m, pfn, pid, vpn)             # PG_anon_exclusive stays for the remap
-        migration.append((pid, vpn, pfn, pte[2], pte[3]))
+        migration.append((pid, vpn, pfn, pte_tagged(e), pte_write(e)))
     folio.mapcount = folio.nr_mapped = 0          # every mapping is a migration entry now
     head = m.pages[folio.pfn]
     flags = [m.design.split_page_mte_flags(m, head, p) for p in m.folio_pages(folio)]

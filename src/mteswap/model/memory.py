@@ -8,11 +8,12 @@ from array import array
 from mteswap.model.mte import copy_highpage
 from mteswap.model.origin import NO_SAVED_TAGS
 from mteswap.model.page_alloc import alloc_folio, folio_put
-from mteswap.model.pgtable import pte_present, pte_swap, set_ptes
+from mteswap.model.pgtable import set_ptes
+from mteswap.model.pte import (is_swap_pte, pte_mkwrite, pte_pfn, pte_present, pte_swp_exclusive,
+                               pte_to_swp_entry, pte_write)
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
                                 folio_add_new_anon_rmap, folio_remove_rmap_pte)
-from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, PTE_PRESENT, PTE_SWAP, PTE_WRITE_BIT,
-                                  ZERO_PFN, swap_pte)
+from mteswap.model.state import FOLIO_DIRTY, FOLIO_FREE, ZERO_PFN
 from mteswap.model.trace import FaultBatch
 from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
 from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
@@ -34,15 +35,15 @@ def handle_mm_fault(m, mm, vpn: int, write: bool, reach: int | None = None) -> N
     writable) so that the access can proceed. `reach`: the access goes on to the pages below
     it, faulting on each in turn; swap-in faults that `swapin_batch` proves independent of one
     another are then taken together, as one `do_swap_page` of k faults."""
-    e = mm.ptes.ents[vpn]                 # the PTE int (state.py); vpn lies in a VMA
-    if not e:
+    e = mm.ptes.ents[vpn]                 # the PTE int (pte.py); vpn lies in a VMA
+    if not e:                             # pte_none
         m.counters["faults"] += 1
         do_anonymous_page(m, mm, vpn, write)
-    elif e & 3 == PTE_SWAP:
+    elif is_swap_pte(e):
         k, _ = swapin_batch(m, mm, vpn, reach or vpn + 1, write)
         m.counters["faults"] += k
         do_swap_page(m, mm, vpn, write, k)
-    elif write and not e & PTE_WRITE_BIT:
+    elif write and not pte_write(e):
         m.counters["faults"] += 1
         do_wp_page(m, mm, vpn)
 
@@ -94,13 +95,14 @@ def do_wp_page(m, mm, vpn: int) -> None:
     """`do_wp_page()`: write to a read-only PTE. Reuse the page if it is PG_anon_exclusive or
     `wp_can_reuse_anon_folio` (v6.12: small folio, only reference after dropping its swap
     cache), else copy it (`wp_page_copy`)."""
-    _, pfn, tagged, _ = mm.ptes[vpn]
+    e = mm.ptes[vpn]
+    pfn = pte_pfn(e, vpn)
     if pfn != ZERO_PFN:
         page = m.pages[pfn]
         if page.anon_exclusive or wp_can_reuse_anon_folio(m, page.folio):
             page.anon_exclusive = True
             page.folio.dirty = True
-            mm.ptes[vpn] = (PTE_PRESENT, pfn, tagged, True)
+            mm.ptes[vpn] = pte_mkwrite(e)
             if m.tracing: m.log("wp_page_reuse", f"pid={mm.pid} vpn={vpn} pfn={pfn}")
             return
     wp_page_copy(m, mm, vpn)
@@ -120,7 +122,7 @@ def wp_page_copy(m, mm, vpn: int) -> None:
     """`wp_page_copy()`: a new order-0 page for this PTE. From the zero page it is allocated
     zeroed (with __GFP_ZEROTAGS in a VM_MTE VMA); otherwise `copy_user_highpage` →
     `copy_highpage` copies data and, if the source is tagged, tags."""
-    _, old_pfn, tagged, _ = mm.ptes[vpn]
+    old_pfn = pte_pfn(mm.ptes[vpn], vpn)
     vma = mm.find_vma(vpn)
     from_zero = old_pfn == ZERO_PFN
     folio = alloc_folio(m, 1, zerotags=from_zero and vma.vm_mte, why="wp_page_copy")
@@ -145,22 +147,21 @@ def wp_page_copy(m, mm, vpn: int) -> None:
 
 # -- swap-in --------------------------------------------------------------------------------
 
-def swap_pte_batch(mm, vpn: int, nr: int, first: tuple) -> int:
-    """`swap_pte_batch()`: how many PTEs from vpn are swap PTEs continuing `first` (offsets
-    +1 each, same exclusive bit)."""
-    e = swap_pte(first[1], first[2], vpn)
-    # Entries + 1 at vpn + 1 with one exclusive bit: the same PTE int (state.py encoding).
+def swap_pte_batch(mm, vpn: int, nr: int, e: int) -> int:
+    """`swap_pte_batch()`: how many PTEs from vpn (at most nr) are swap PTEs continuing e, the
+    swap PTE at vpn (offsets +1 each, same exclusive bit)."""
+    # Entries + 1 at vpn + 1 with one exclusive bit: the same PTE int (pte.py encoding).
     return leading(mm.ptes.ents[vpn:vpn + nr], e)
 
 
 def can_swapin_thp(m, mm, start: int, nr: int) -> bool:
     """`can_swapin_thp()` (v6.12): nr swap PTEs with contiguous entries, slots all in the
     zeromap or none of them, and none of them in the swap cache (no SWAP_HAS_CACHE)."""
-    first = mm.ptes.get(start)
-    if not pte_swap(first) or swap_pte_batch(mm, start, nr, first) != nr:
+    e = mm.ptes[start]
+    if not is_swap_pte(e) or swap_pte_batch(mm, start, nr, e) != nr:
         return False
     si = m.swap
-    start = swp_offset(first[1])
+    start = swp_offset(pte_to_swp_entry(e, start))
     if si.zeromap:
         zero = [o in si.zeromap for o in range(start, start + nr)]
         if any(zero) and not all(zero):
@@ -209,8 +210,7 @@ def swapin_batch(m, mm, vpn: int, reach: int, write: bool) -> tuple[int, int]:
       swap and frames, inside the VMA, no slot in the zeromap."""
     si = m.swap
     e = mm.ptes.ents[vpn]
-    first = _swap_pte_at(mm, vpn)
-    off = swp_offset(first[1])
+    off = swp_offset(pte_to_swp_entry(e, vpn))
     # Cheap refusals first: a shared or cached slot, a neighbour not continuing the run.
     if si.swap_map[off] != 1:
         return 1, 1
@@ -221,7 +221,7 @@ def swapin_batch(m, mm, vpn: int, reach: int, write: bool) -> tuple[int, int]:
     if mm.ptes.ents[vpn:min(vpn + nr + 1, reach):nr].count(e) < 2 \
             or si.swap_map[off:off + nr + 1:nr].count(1) < 2:
         return 1, 1
-    n = swap_pte_batch(mm, vpn, min(reach, mm.find_vma(vpn).end) - vpn, first)
+    n = swap_pte_batch(mm, vpn, min(reach, mm.find_vma(vpn).end) - vpn, e)
     n = leading(si.swap_map[off:off + n], 1)
     if not si.synchronous and not write and si.vm_swap_full():
         n = min(n, _frees_while_full(si))
@@ -231,11 +231,6 @@ def swapin_batch(m, mm, vpn: int, reach: int, write: bool) -> tuple[int, int]:
     n = leading(m.frame_order[pfn:min(pfn + n, m.config.frames)], FOLIO_FREE)
     k = n // nr
     return (k, nr) if k > 1 else (1, 1)
-
-
-def _swap_pte_at(mm, vpn: int) -> tuple:
-    e = mm.ptes.ents[vpn]
-    return (PTE_SWAP, (e >> 3) + vpn, bool(e & 4))        # pte_decode of a swap PTE
 
 
 def _frees_while_full(si) -> int:
@@ -261,7 +256,7 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     threads nr_pages through its callees; the trace reads as k faults in turn."""
     vma = mm.find_vma(vpn)
     orig = mm.ptes[vpn]
-    entry = orig[1]
+    entry = orig_entry = pte_to_swp_entry(orig, vpn)
     si = m.swap
     need_clear_cache = False
     if m.tracing:
@@ -287,22 +282,22 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
 
     # page = folio_file_page(folio, swp_offset(entry)); map it alone unless the whole folio fits.
     fpfn, fnr = folio.pfn, folio.nr
-    idx = swp_offset(orig[1]) % fnr
+    idx = swp_offset(orig_entry) % fnr
     page = m.pages[fpfn + idx]
     start, nr = vpn, 1
     if need_clear_cache and fnr > 1:
         start, nr = vpn - idx, fnr          # fresh large folio: map all N (v6.12)
     elif fnr > 1 and folio.swapcache and m.config.map_whole_folio:
         fstart = vpn - idx
-        first = mm.ptes.get(fstart)
-        if (vma.start <= fstart and fstart + fnr <= vma.end and pte_swap(first)
-                and first[1] == folio.swap
+        first = mm.ptes[fstart]
+        if (vma.start <= fstart and fstart + fnr <= vma.end and is_swap_pte(first)
+                and pte_to_swp_entry(first, fstart) == folio.swap
                 and swap_pte_batch(mm, fstart, fnr, first) == fnr):
             start, nr = fstart, fnr         # "entirely map large folios found in swapcache"
     if nr > 1:
         entry, page = folio.swap if folio.swapcache else entry, m.pages[fpfn]
     # A fresh folio (not from the swap cache) is exclusive; otherwise the swap PTE says.
-    exclusive = orig[2] or not folio.swapcache
+    exclusive = pte_swp_exclusive(orig) or not folio.swapcache
 
     notes = _no_tag_notes(m, page.pfn, start, nr * k, mm) if m.track_origins else {}
     m.design.arch_swap_restore(m, entry, folio, page, k)
@@ -360,9 +355,10 @@ def _no_tag_notes(m, pfn: int, start: int, nr: int, mm) -> dict[int, tuple[str, 
     tags came from."""
     notes = {}
     for i in range(nr):
-        pte = mm.ptes.get(start + i)
-        if pte_swap(pte) and pte[1] not in m.mte_pages:
-            notes[pfn + i] = (NO_SAVED_TAGS, f"slot {swp_offset(pte[1]):#x} had no saved tags")
+        e = mm.ptes[start + i]
+        if is_swap_pte(e) and pte_to_swp_entry(e, start + i) not in m.mte_pages:
+            off = swp_offset(pte_to_swp_entry(e, start + i))
+            notes[pfn + i] = (NO_SAVED_TAGS, f"slot {off:#x} had no saved tags")
     return notes
 
 
@@ -374,25 +370,25 @@ def zap_pte_range(m, mm, start: int, end: int) -> None:
     to `free_swap_and_cache_nr` in one batch (`zap_nonpresent_ptes`, v6.10+)."""
     vpn = start
     while vpn < end:
-        pte = mm.ptes.get(vpn)
-        if pte is None:
+        e = mm.ptes[vpn]
+        if not e:                                   # pte_none
             vpn += 1
-        elif pte_present(pte):
+        elif pte_present(e):
             del mm.ptes[vpn]
-            if pte[1] != ZERO_PFN:
-                folio = m.pages[pte[1]].folio
-                folio_remove_rmap_pte(m, pte[1], mm.pid, vpn)
+            pfn = pte_pfn(e, vpn)
+            if pfn != ZERO_PFN:
+                folio = m.pages[pfn].folio
+                folio_remove_rmap_pte(m, pfn, mm.pid, vpn)
                 free_swap_cache(m, folio)
                 folio_put(m, folio)
             vpn += 1
         else:
             # zap_pte_range works one page-table page at a time: a batch ends at its end.
             limit = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE) - vpn
-            nr = swap_pte_batch(mm, vpn, limit, (PTE_SWAP, pte[1], pte[2]))
-            nr = max(nr, 1)
+            nr = max(swap_pte_batch(mm, vpn, limit, e), 1)
             for v in range(vpn, vpn + nr):
                 del mm.ptes[v]
-            free_swap_and_cache_nr(m, pte[1], nr)
+            free_swap_and_cache_nr(m, pte_to_swp_entry(e, vpn), nr)
             vpn += nr
     if m.tracing: m.log("zap_pte_range", f"pid={mm.pid} vpn={start}-{end - 1}")
 

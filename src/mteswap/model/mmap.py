@@ -9,7 +9,9 @@ from mteswap.model.memory import zap_pte_range
 from mteswap.ranges import runs
 from mteswap.model.pgtable import set_ptes
 from mteswap.model.rmap import folio_add_anon_rmap_pte
-from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN, Mm, Vma
+from mteswap.model.pte import (is_swap_pte, pte_pfn, pte_present, pte_swp_clear_exclusive,
+                               pte_tagged, pte_to_swp_entry, pte_wrprotect, pte_write)
+from mteswap.model.state import ZERO_PFN, Mm, Vma
 from mteswap.model.swapfile import swap_duplicate
 
 
@@ -64,9 +66,9 @@ def do_mprotect_mte(m, mm, vpns) -> None:
             if start <= vma.start and vma.end <= end:
                 vma.vm_mte = True
         for vpn in range(start, end):
-            pte = mm.ptes.get(vpn)
-            if pte and pte[0] == PTE_PRESENT and not pte[2]:
-                set_ptes(m, mm, vpn, pte[1], 1, True, pte[3], "change_pte_range (mprotect)")
+            e = mm.ptes[vpn]
+            if pte_present(e) and not pte_tagged(e):
+                set_ptes(m, mm, vpn, pte_pfn(e, vpn), 1, True, pte_write(e), "change_pte_range (mprotect)")
         if m.tracing: m.log("mprotect_fixup", f"pid={mm.pid} vpn={start}-{end - 1} VM_MTE")
 
 
@@ -77,16 +79,16 @@ def copy_page_range(m, parent, child) -> None:
     child.vmas = [replace(v) for v in parent.vmas]
     child.next_vpn = parent.next_vpn
     child.ptes.reserve(child.next_vpn)
-    for vpn, pte in sorted(parent.ptes.items()):
-        if pte[0] == PTE_PRESENT:
-            pfn = pte[1]
+    for vpn, e in parent.ptes.items():
+        if pte_present(e):
+            pfn = pte_pfn(e, vpn)
             if pfn != ZERO_PFN:
                 m.pages[pfn].anon_exclusive = False
                 folio_add_anon_rmap_pte(m, pfn, child.pid, vpn, exclusive=False)
-            parent.ptes[vpn] = child.ptes[vpn] = (PTE_PRESENT, pfn, pte[2], False)
-        elif pte[0] == PTE_SWAP:
-            swap_duplicate(m, pte[1])
-            parent.ptes[vpn] = child.ptes[vpn] = (PTE_SWAP, pte[1], False)
+            parent.ptes[vpn] = child.ptes[vpn] = pte_wrprotect(e)
+        elif is_swap_pte(e):
+            swap_duplicate(m, pte_to_swp_entry(e, vpn))
+            parent.ptes[vpn] = child.ptes[vpn] = pte_swp_clear_exclusive(e)
     if m.tracing: m.log("copy_page_range", f"pid={parent.pid} -> pid={child.pid}")
 
 

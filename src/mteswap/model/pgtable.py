@@ -1,11 +1,12 @@
-"""Installing and clearing PTEs: `set_ptes()` (arch/arm64/include/asm/pgtable.h) with its MTE
-side effect, and the PTE helpers the rest of the model uses."""
+"""Installing PTEs: `set_ptes()` (arch/arm64/include/asm/pgtable.h) with its MTE side effect.
+The PTE encoding and accessors are in model/pte.py."""
 
 from __future__ import annotations
 
 from array import array
 
-from mteswap.model.state import PTE_PRESENT, PTE_SWAP, ZERO_PFN, PageRange, present_pte
+from mteswap.model.pte import mk_pte
+from mteswap.model.state import ZERO_PFN, PageRange
 
 
 def set_ptes(m, mm, vpn: int, pfn: int, nr: int, tagged: bool, writable: bool, why: str) -> None:
@@ -15,16 +16,9 @@ def set_ptes(m, mm, vpn: int, pfn: int, nr: int, tagged: bool, writable: bool, w
     user-accessible and not special (the zero page is)."""
     if tagged and pfn != ZERO_PFN:
         m.design.sync_tags(m, PageRange(m, pfn, nr), why)
-    e = present_pte(pfn, tagged, writable and pfn != ZERO_PFN, vpn)
+    e = mk_pte(pfn, tagged, writable and pfn != ZERO_PFN, vpn)
     if nr == 1:
         mm.ptes.ents[vpn] = e
-    else:   # page i at vpn + i: one repeated int (state.py encoding)
+    else:   # page i at vpn + i: one repeated int (pte.py encoding)
         mm.ptes.ents[vpn:vpn + nr] = array("q", [e]) * nr
 
-
-def pte_present(pte) -> bool:
-    return pte is not None and pte[0] == PTE_PRESENT
-
-
-def pte_swap(pte) -> bool:
-    return pte is not None and pte[0] == PTE_SWAP

@@ -12,14 +12,6 @@ from dataclasses import dataclass, field
 
 from mteswap.model.origin import NEVER, UNTRACKED_ORIGIN, TagOrigin
 
-# Page-table entry kinds. A PTE is stored as one int per vpn (`PageTable`) and read back as a
-# small tuple, so that the rest of the model can keep naming its fields:
-#   (PTE_PRESENT, pfn, tagged, writable)   tagged: MT_NORMAL_TAGGED attribute (VM_MTE)
-#   (PTE_SWAP, entry, exclusive)           exclusive: the swap PTE's SWP_EXCLUSIVE bit
-# pte_none reads as absent (None from `get`).
-PTE_PRESENT = 1
-PTE_SWAP = 2
-
 ZERO_PFN = -1   # the shared zero page (empty_zero_page), never allocated or freed
 
 
@@ -36,48 +28,11 @@ IS_MTE_TAGGED = bytes(1 if f & PG_MTE_TAGGED else 0 for f in range(256))
 IS_MTE_LOCK = bytes(1 if f & PG_MTE_LOCK else 0 for f in range(256))
 IS_ANON_EXCLUSIVE = bytes(1 if f & PG_ANON_EXCLUSIVE else 0 for f in range(256))
 
-# PTE int encoding (`PageTable`): 0 is pte_none; the low two bits give the kind. The pfn or
-# swap entry is stored relative to the PTE's own vpn, so that the PTEs of a folio mapped in
-# order (page i at vpn + i, entry + i) are one repeated int: `set_ptes` writes a run at once
-# and a batch is checked with one `count` (Python's >> floors, so negative values decode too).
-#   present: (pfn - vpn + 1) << 4 | writable << 3 | tagged << 2 | PTE_PRESENT
-#            (the zero page, pfn -1: (e >> 4) + vpn == 0)
-#   swap:    (entry - vpn) << 3 | exclusive << 2 | PTE_SWAP
-PTE_TAGGED_BIT = 4
-PTE_WRITE_BIT = 8
-
-
-def pte_encode(pte: tuple, vpn: int) -> int:
-    if pte[0] == PTE_PRESENT:
-        return present_pte(pte[1], pte[2], pte[3], vpn)
-    return swap_pte(pte[1], pte[2], vpn)
-
-
-def pte_decode(e: int, vpn: int) -> tuple | None:
-    kind = e & 3
-    if kind == PTE_PRESENT:
-        return (PTE_PRESENT, (e >> 4) - 1 + vpn, bool(e & PTE_TAGGED_BIT), bool(e & PTE_WRITE_BIT))
-    if kind == PTE_SWAP:
-        return (PTE_SWAP, (e >> 3) + vpn, bool(e & 4))
-    return None
-
-
-def present_pte(pfn: int, tagged: bool, writable: bool, vpn: int) -> int:
-    """The int of a present PTE at vpn (what `set_ptes` writes)."""
-    return (pfn - vpn + 1) << 4 | (PTE_WRITE_BIT if writable else 0) \
-        | (PTE_TAGGED_BIT if tagged else 0) | PTE_PRESENT
-
-
-def swap_pte(entry: int, exclusive: bool, vpn: int) -> int:
-    """The int of a swap PTE at vpn (`swp_entry_to_pte` + `pte_swp_mkexclusive`)."""
-    return (entry - vpn) << 3 | (4 if exclusive else 0) | PTE_SWAP
-
-
-
 class PageTable:
-    """One process's page table: an int per virtual page number (`ents`, 8 bytes per page, 0 =
-    pte_none), read and written as the PTE tuples above through a dict-like interface. Hot
-    paths read `ents` directly; it grows with the address space (`reserve`)."""
+    """One process's page table: the PTE of each virtual page number as an int (`ents`, 8
+    bytes per page, 0 = pte_none), encoded and read only through model/pte.py. Indexing
+    gives the int (`ptep_get`; 0 past the end); hot paths read and slice `ents` directly. It
+    grows with the address space (`reserve`)."""
 
     __slots__ = ("ents",)
 
@@ -92,61 +47,52 @@ class PageTable:
     def copy(self) -> "PageTable":
         return PageTable(array("q", self.ents))
 
-    def get(self, vpn: int, default=None):
+    def __getitem__(self, vpn: int) -> int:
+        """`ptep_get()`: the PTE at vpn (0, pte_none, if nothing is there)."""
         ents = self.ents
-        if 0 <= vpn < len(ents):
-            e = ents[vpn]
-            if e:
-                return pte_decode(e, vpn)
-        return default
+        return ents[vpn] if 0 <= vpn < len(ents) else 0
 
-    def __getitem__(self, vpn: int) -> tuple:
-        pte = self.get(vpn)
-        if pte is None:
-            raise KeyError(vpn)
-        return pte
-
-    def __setitem__(self, vpn: int, pte: tuple) -> None:
+    def __setitem__(self, vpn: int, e: int) -> None:
+        """`set_pte_at()` of a PTE built by model/pte.py for this vpn."""
         self.reserve(vpn + 1)
-        self.ents[vpn] = pte_encode(pte, vpn)
+        self.ents[vpn] = e
 
     def __contains__(self, vpn: int) -> bool:
         return 0 <= vpn < len(self.ents) and self.ents[vpn] != 0
 
     def __delitem__(self, vpn: int) -> None:
+        """`pte_clear()` of a PTE that is not none."""
         if vpn not in self:
             raise KeyError(vpn)
         self.ents[vpn] = 0
 
-    def pop(self, vpn: int) -> tuple:
-        pte = self[vpn]
-        self.ents[vpn] = 0
-        return pte
+    def pop(self, vpn: int) -> int:
+        """`ptep_get_and_clear()` of a PTE that is not none."""
+        e = self[vpn]
+        del self[vpn]
+        return e
 
     def keys(self):
         return [vpn for vpn, e in enumerate(self.ents) if e]
 
-    def items(self):
-        """(vpn, PTE tuple) in vpn order."""
-        return [(vpn, pte_decode(e, vpn)) for vpn, e in enumerate(self.ents) if e]
-
-    def values(self):
-        return [pte_decode(e, vpn) for vpn, e in enumerate(self.ents) if e]
-
-    def snapshot(self) -> tuple[tuple[int, int], ...]:
+    def items(self) -> tuple[tuple[int, int], ...]:
         """(vpn, PTE int) of every PTE that is not none, in vpn order: canonical, since the
-        encoding is one-to-one given the vpn (for `Machine.snapshot`; no tuple decoded)."""
+        encoding is one-to-one given the vpn (what `Machine.snapshot` stores)."""
         ents = self.ents
         return tuple(compress(enumerate(ents), ents))
 
+    snapshot = items
+
     def __len__(self) -> int:
-        return sum(1 for e in self.ents if e)
+        return len(self.ents) - self.ents.count(0)
 
     def __iter__(self):
         return iter(self.keys())
 
     def __eq__(self, other) -> bool:
-        return dict(self.items()) == (dict(other.items()) if isinstance(other, PageTable) else other)
+        """Same PTEs at the same vpns (room reserved past the last one does not count), so
+        that two `Mm`s compare by content."""
+        return isinstance(other, PageTable) and self.items() == other.items()
 
 
 class Page:
@@ -470,7 +416,7 @@ class Mm:
     pid: int
     name: str
     vmas: list[Vma] = field(default_factory=list)
-    ptes: PageTable = field(default_factory=PageTable)   # vpn -> PTE
+    ptes: PageTable = field(default_factory=PageTable)   # vpn -> PTE int (model/pte.py)
     alive: bool = True
     next_vpn: int = 0
 

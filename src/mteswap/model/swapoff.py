@@ -6,7 +6,7 @@ from __future__ import annotations
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.pgtable import set_ptes
 from mteswap.model.rmap import folio_add_anon_rmap_pte
-from mteswap.model.state import PTE_SWAP
+from mteswap.model.pte import is_swap_pte, pte_swp_exclusive, pte_to_swp_entry
 from mteswap.model.swap_state import swap_cache_get_folio, swapin_readahead
 from mteswap.model.swapfile import folio_free_swap, swap_free_nr
 from mteswap.model.swapinfo import SWP_TYPE, swp_offset
@@ -19,7 +19,8 @@ class SwapoffFailed(Exception):
 def unuse_pte(m, mm, vpn: int, folio) -> None:
     """`unuse_pte()`: restore the page's tags (`arch_swap_restore(folio_swap(entry, folio),
     folio)` before the PTE is set, I3), map it read-only and old, drop the swap reference."""
-    entry, exclusive = mm.ptes[vpn][1], mm.ptes[vpn][2]
+    e = mm.ptes[vpn]
+    entry, exclusive = pte_to_swp_entry(e, vpn), pte_swp_exclusive(e)
     page = m.pages[folio.pfn + swp_offset(entry) % folio.nr]
     m.design.arch_swap_restore(m, entry, folio, page)
     folio_add_anon_rmap_pte(m, page.pfn, mm.pid, vpn, exclusive)
@@ -34,8 +35,8 @@ def try_to_unuse(m) -> None:
     page from the swap cache or read in order-0 (`swapin_readahead`), then drop every
     swap-cache folio whose slots are no longer referenced (`folio_free_swap`)."""
     for mm in m.mms:
-        for vpn in sorted(v for v, pte in mm.ptes.items() if pte[0] == PTE_SWAP):
-            entry = mm.ptes[vpn][1]
+        for vpn in [v for v, e in mm.ptes.items() if is_swap_pte(e)]:
+            entry = pte_to_swp_entry(mm.ptes[vpn], vpn)
             folio = swap_cache_get_folio(m, entry) or swapin_readahead(m, entry)
             if folio is None:
                 raise SwapoffFailed("no free frame to bring a page back")

@@ -10,18 +10,19 @@ from array import array
 from mteswap.model import tags as T
 from mteswap.model.memory import PTRS_PER_PTE, handle_mm_fault
 from mteswap.model.origin import STG, TagOrigin
-from mteswap.model.state import (FOLIO_DIRTY, PTE_PRESENT, PTE_SWAP, PTE_TAGGED_BIT, PTE_WRITE_BIT,
-                                  ZERO_PFN)
+from mteswap.model.pte import (nr_access_permitted, pte_access_permitted, pte_pfn,
+                               pte_tagged, ptes_pfns, ptes_tagged)
+from mteswap.model.state import FOLIO_DIRTY, ZERO_PFN
 
 
 def _mapped_pte(m, mm, vpn: int, write: bool, reach: int) -> int:
-    """The PTE (as its int, state.py) through which the access reaches memory. The MMU walks
+    """The PTE (as its int, pte.py) through which the access reaches memory. The MMU walks
     the page table; only a PTE that is not present (or read-only, for a write) raises the
     exception that enters the kernel. The access goes on to `reach` (handle_mm_fault may take
     the faults it will meet on the way together, when they are independent)."""
     ents = mm.ptes.ents
     e = ents[vpn]
-    if e & 3 != PTE_PRESENT or (write and not e & PTE_WRITE_BIT):
+    if not pte_access_permitted(e, write):
         handle_mm_fault(m, mm, vpn, write, reach)
         e = ents[vpn]
     return e
@@ -30,8 +31,8 @@ def _mapped_pte(m, mm, vpn: int, write: bool, reach: int) -> int:
 # A program touching consecutive pages runs its loads and stores one page after another; only
 # a page whose PTE raises an exception enters the kernel. So between two faults the accesses
 # are plain memory traffic, and the model performs such a span of pages at once (same result
-# as one by one: no kernel code runs inside a span). The pfn of a PTE int e at vpn is
-# (e >> 4) - 1 + vpn (state.py encoding; -1, the zero page, indexes the arrays' last slot).
+# as one by one: no kernel code runs inside a span). Frames mapped in order at consecutive
+# vpns are one repeated PTE int (pte.py); the zero page's pfn, -1, indexes the arrays' last slot.
 
 def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
     """Fault the page at vpn in if the access would trap (`_mapped_pte`), then return how many
@@ -43,7 +44,7 @@ def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
     them one by one."""
     end = min(end, vpn - vpn % PTRS_PER_PTE + PTRS_PER_PTE)
     e0 = _mapped_pte(m, mm, vpn, write, end)
-    pfn = (e0 >> 4) - 1 + vpn
+    pfn = pte_pfn(e0, vpn)
     if pfn != ZERO_PFN:
         # Frames mapped in order are one repeated PTE: all reachable if e0 is. The rest of
         # this folio first; then, if the next frame follows in order too (fresh order-0
@@ -55,12 +56,7 @@ def user_span(m, mm, vpn: int, end: int, write: bool) -> int:
             if stop < end and ents[stop] == e0 and ents[stop:end].count(e0) == end - stop:
                 return end - vpn
             return stop - vpn
-    n = 0
-    for e in mm.ptes.ents[vpn:end]:
-        if e & 3 != PTE_PRESENT or (write and not e & PTE_WRITE_BIT):
-            break
-        n += 1
-    return n
+    return nr_access_permitted(mm.ptes.ents[vpn:end], write)
 
 
 def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
@@ -70,11 +66,11 @@ def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
     tags, data = m.frame_tags, m.frame_data
     e0 = ents[0]
     if n > 1 and ents.count(e0) == n:        # consecutive frames (not the zero page): slices
-        pfn = (e0 >> 4) - 1 + vpn
-        mets = tags[pfn:pfn + n] if e0 & PTE_TAGGED_BIT else [None] * n
+        pfn = pte_pfn(e0, vpn)
+        mets = tags[pfn:pfn + n] if pte_tagged(e0) else [None] * n
         return mets, data[pfn:pfn + n]
-    pfns = [(e >> 4) - 1 + v for v, e in enumerate(ents, vpn)]
-    mets = [tags[p] if e & PTE_TAGGED_BIT else None for p, e in zip(pfns, ents)]
+    pfns = ptes_pfns(ents, vpn)
+    mets = [tags[p] if t else None for p, t in zip(pfns, ptes_tagged(ents))]
     return mets, [data[p] for p in pfns]
 
 
@@ -86,29 +82,27 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
     ents = mm.ptes.ents[vpn:vpn + n]
     frame_tags = m.frame_tags
     e0 = ents[0]
-    pfn = (e0 >> 4) - 1 + vpn
-    if e0 & PTE_TAGGED_BIT and ents.count(e0) == n:
+    pfn = pte_pfn(e0, vpn)
+    if pte_tagged(e0) and ents.count(e0) == n:
         # Tagged PTEs of consecutive frames (a folio's): the tags go in as one slice.
         frame_tags[pfn:pfn + n] = T.uniform_each(tags)
         _dirty_folios(m, pfn, pfn + n)
-        done = [True] * n
+        done, pfns = [True] * n, range(pfn, pfn + n)
     else:
-        done = []
-        for v, e, tag in zip(range(vpn, vpn + n), ents, tags):
-            if not e & PTE_TAGGED_BIT:
-                done.append(False)
+        done = ptes_tagged(ents)
+        pfns = ptes_pfns(ents, vpn)
+        for pfn, did, tag in zip(pfns, done, tags):
+            if not did:
                 continue
-            pfn = (e >> 4) - 1 + v
             frame_tags[pfn] = T.uniform(tag)
             _dirty_folios(m, pfn, pfn + 1)
-            done.append(True)
     if m.track_origins:                          # diagnostic: who set these tags
         origin = m.stg_origin
         if origin.step != m.step:            # one shared record per step, not one per page
             origin = m.stg_origin = TagOrigin(STG, m.step, "STG")
-        for v, e, did in zip(range(vpn, vpn + n), ents, done):
+        for pfn, did in zip(pfns, done):
             if did:
-                m.frame_origin[(e >> 4) - 1 + v] = origin
+                m.frame_origin[pfn] = origin
     return done
 
 
@@ -132,16 +126,15 @@ def user_store_span(m, mm, vpn: int, values: list[int]) -> list:
     frame_tags, frame_data = m.frame_tags, m.frame_data
     e0 = ents[0]
     if n > 1 and ents.count(e0) == n:        # consecutive frames: one slice each
-        pfn = (e0 >> 4) - 1 + vpn
+        pfn = pte_pfn(e0, vpn)
         frame_data[pfn:pfn + n] = values if isinstance(values, array) else array("q", values)
         _dirty_folios(m, pfn, pfn + n)
-        return frame_tags[pfn:pfn + n] if e0 & PTE_TAGGED_BIT else [None] * n
+        return frame_tags[pfn:pfn + n] if pte_tagged(e0) else [None] * n
     mets = []
     order, flags = m.frame_order, m.folio_flags
-    for v, e, value in zip(range(vpn, vpn + len(values)), ents, values):
-        pfn = (e >> 4) - 1 + v
+    for pfn, tagged, value in zip(ptes_pfns(ents, vpn), ptes_tagged(ents), values):
         assert pfn != ZERO_PFN, "a write fault never leaves the zero page mapped"
         frame_data[pfn] = value
         flags[pfn & -(1 << order[pfn])] |= FOLIO_DIRTY     # the folio's PG_dirty
-        mets.append(frame_tags[pfn] if e & PTE_TAGGED_BIT else None)
+        mets.append(frame_tags[pfn] if tagged else None)
     return mets

@@ -9,11 +9,11 @@ from collections import deque
 from mteswap.model.huge_memory import split_folio
 from mteswap.model.mte import page_mte_tagged
 from mteswap.model.page_alloc import folio_put
+from mteswap.model.pte import pte_pfn, pte_present, swp_entry_to_pte, vm_normal_pfn
 from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
 from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, FOLIO_DIRTY, FOLIO_SWAPCACHE,
                                   IS_ANON_EXCLUSIVE, IS_MTE_TAGGED, NO_RMAP, PG_ANON_EXCLUSIVE,
-                                  PG_MTE_TAGGED, PTE_PRESENT, ZERO_PFN, rmap_count, rmap_unkey,
-                                  swap_pte)
+                                  PG_MTE_TAGGED, rmap_count, rmap_unkey)
 from mteswap.model.swap_state import add_to_swap, delete_from_swap_cache
 from mteswap.model.swapfile import folio_free_swap, swap_duplicate
 from mteswap.model.swapinfo import each_slot, swp_offset
@@ -35,7 +35,7 @@ def try_to_unmap(m, folio) -> None:
             exclusive = bool(flags[pfn] & PG_ANON_EXCLUSIVE)
             flags[pfn] &= ~PG_ANON_EXCLUSIVE
             folio_remove_rmap_pte(m, pfn, pid, vpn)
-            mms[pid].ptes.ents[vpn] = swap_pte(entry, exclusive, vpn)   # set_pte_at(swp_pte)
+            mms[pid].ptes.ents[vpn] = swp_entry_to_pte(entry, exclusive, vpn)   # set_pte_at
             done.append((pid, vpn, entry, exclusive))
     if not m.tracing:
         return
@@ -71,8 +71,8 @@ def _unmap_whole(m, folio) -> list:
     m.folio_mapcounts[pfn] -= nr
     m.folio_nr_mapped[pfn] -= nr
     entries = range(swap, swap + nr)
-    # swap_pte(entry + i, exclusive_i, vpn + i): entry - vpn is the same for every page
-    e0, e1 = swap_pte(swap, False, vpn), swap_pte(swap, True, vpn)
+    # swp_entry_to_pte(entry + i, exclusive_i, vpn + i): one int per exclusive bit (pte.py)
+    e0, e1 = swp_entry_to_pte(swap, False, vpn), swp_entry_to_pte(swap, True, vpn)
     m.mms[pid].ptes.ents[vpn:vpn + nr] = array("q", [e1]) * nr if excl.count(1) == nr else \
         array("q", [e1 if x else e0 for x in excl])
     if not m.tracing:
@@ -216,8 +216,8 @@ def _mapped_folios(m, mm, start: int, indices) -> list:
         vpn, end = start + lo, min(start + hi, nents)
         while vpn < end:
             e = ents[vpn]
-            pfn = (e >> 4) - 1 + vpn                  # the PTE's pfn (state.py encoding)
-            if e & 3 != PTE_PRESENT or pfn == ZERO_PFN:
+            pfn = vm_normal_pfn(e, vpn)
+            if pfn is None:
                 vpn += 1
                 continue
             folio = m.folio_at(pfn)
@@ -266,13 +266,13 @@ def _pageout_run(m, mm, start: int, end: int) -> list:
     chosen, seen = [], set()
     vpn = start
     while vpn < end:
-        pte = mm.ptes.get(vpn)
-        if not pte or pte[0] != PTE_PRESENT or pte[1] == ZERO_PFN:
+        pfn = vm_normal_pfn(mm.ptes[vpn], vpn)
+        if pfn is None:
             vpn += 1
             continue
-        folio = m.pages[pte[1]].folio
+        folio = m.pages[pfn].folio
         if folio.nr > 1:
-            nr = _folio_pte_batch(mm, vpn, end, pte[1], folio)
+            nr = _folio_pte_batch(mm, vpn, end, pfn, folio)
             if nr < folio.nr:
                 if folio_likely_mapped_shared(m, folio):
                     vpn += nr
@@ -297,8 +297,8 @@ def _folio_pte_batch(mm, vpn: int, end: int, pfn: int, folio) -> int:
     the same folio; the whole folio only if the batch starts at its first page."""
     n = 0
     while vpn + n < end and pfn + n < folio.pfn + folio.nr:
-        pte = mm.ptes.get(vpn + n)
-        if not pte or pte[0] != PTE_PRESENT or pte[1] != pfn + n:
+        e = mm.ptes[vpn + n]
+        if not pte_present(e) or pte_pfn(e, vpn + n) != pfn + n:
             break
         n += 1
     return n

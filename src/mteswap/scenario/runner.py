@@ -19,7 +19,7 @@ from mteswap.model.uaccess import user_load_span, user_span, user_stg_span, user
 from mteswap.model.vmscan import evict, madvise_pageout, reclaim
 from mteswap.model.huge_memory import split_folio
 from mteswap.model.page_alloc import folio_put
-from mteswap.model.state import PTE_PRESENT, ZERO_PFN
+from mteswap.model.pte import pte_pfn, vm_normal_pfn
 from mteswap.ranges import format_ranges, ordered_runs, runs
 from mteswap.oracle import Oracle, StepContext, Violation
 from mteswap.scenario.load import ALL, Scenario, ScenarioError, Step
@@ -279,8 +279,7 @@ class Runner:
         return [start + i for i in indices]
 
     def _origin(self, mm, vpn) -> tuple:
-        pte = mm.ptes[vpn]
-        return self.m.page(pte[1]).origin
+        return self.m.page(pte_pfn(mm.ptes[vpn], vpn)).origin
 
     def op_fork(self, step, ctx, a):
         parent = self.proc(step)
@@ -324,9 +323,9 @@ class Runner:
         there is split to order 0 (split_huge_pages_pid, mm/huge_memory.c)."""
         mm = self.proc(step)
         for vpn in self.vpns(step, mm):
-            pte = mm.ptes.get(vpn)
-            if pte and pte[0] == PTE_PRESENT and pte[1] != ZERO_PFN:
-                folio = self.m.pages[pte[1]].folio
+            pfn = vm_normal_pfn(mm.ptes[vpn], vpn)
+            if pfn is not None:
+                folio = self.m.pages[pfn].folio
                 if folio.nr > 1:
                     split_folio(self.m, folio, "split_huge_pages")
                     folio_put(self.m, folio)
