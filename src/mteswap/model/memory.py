@@ -13,7 +13,7 @@ from mteswap.model.pte import (is_swap_pte, pte_mkwrite, pte_pfn, pte_present, p
                                pte_to_swp_entry, pte_write)
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
                                 folio_add_new_anon_rmap, folio_remove_rmap_pte)
-from mteswap.model.state import FOLIO_DIRTY, FOLIO_FREE, ZERO_PFN
+from mteswap.model.state import FOLIO_FREE, SET_FOLIO_DIRTY, ZERO_PFN
 from mteswap.model.trace import FaultBatch
 from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
 from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
@@ -311,8 +311,8 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     first_pfn = page.pfn
     folio_add_anon_rmap_ptes(m, first_pfn, nr, mm.pid, start, exclusive, k)
     if write and writable:
-        m.folio_flags[fpfn:fpfn + fnr * k:fnr] = bytes(
-            f | FOLIO_DIRTY for f in m.folio_flags[fpfn:fpfn + fnr * k:fnr])
+        heads = slice(fpfn, fpfn + fnr * k, fnr)
+        m.folio_flags[heads] = m.folio_flags[heads].translate(SET_FOLIO_DIRTY)
     m.pending_notes = notes
     if m.tracing:
         m.log_range("set_ptes", "vpn", start, nr * k, lambda s, n: (

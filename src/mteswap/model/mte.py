@@ -77,24 +77,33 @@ def initialise_tags(m, pfn: int, values: list) -> list[int]:
     """For frames pfn + i, i < len(values), that `values[i]` is not ABSENT for: take
     PG_mte_lock (`try_page_mte_tagging`) and, if this caller got it, write `values[i]` as the
     tags and set PG_mte_tagged (`set_page_mte_tagged`). The pfns initialised, in order. The
-    three steps `mte_sync_tags` and `mte_restore_tags` perform per page; one pass over the
-    arrays when every frame takes them with per-page flags."""
+    three steps `mte_sync_tags` and `mte_restore_tags` perform per page; with per-page flags,
+    one pass over the arrays when every frame takes them, or none does."""
     nr = len(values)
-    flags = m.frame_flags
-    if m.flags_per_page and values.count(ABSENT) == 0 \
-            and flags[pfn:pfn + nr].translate(IS_MTE_LOCK).count(1) == 0:
-        m.frame_tags[pfn:pfn + nr] = values
-        flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_MTE_TAGGED_LOCK)
-        return range(pfn, pfn + nr)
+    flags, tags = m.frame_flags, m.frame_tags
+    if m.flags_per_page:
+        locked = flags[pfn:pfn + nr].translate(IS_MTE_LOCK).count(1)
+        if locked == nr:                                   # every lock already taken
+            return []
+        if not locked and values.count(ABSENT) == 0:
+            tags[pfn:pfn + nr] = values
+            flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_MTE_TAGGED_LOCK)
+            return range(pfn, pfn + nr)
+        flag_pfn = None
+    else:
+        flag_pfn = m.design.mte_flag_page                  # whose flags stand for the page
     done = []
-    for i, value in enumerate(values):
+    for p, value in enumerate(values, pfn):
         if value is ABSENT:
             continue
-        page = Page(m, pfn + i)
-        if try_page_mte_tagging(m, page):
-            m.frame_tags[pfn + i] = value
-            set_page_mte_tagged(m, page)
-            done.append(pfn + i)
+        fp = p if flag_pfn is None else flag_pfn(m, Page(m, p)).pfn
+        f = flags[fp]
+        if f & PG_MTE_LOCK:                                # try_page_mte_tagging: taken
+            continue
+        flags[fp] = f | PG_MTE_LOCK
+        tags[p] = value
+        flags[fp] |= PG_MTE_TAGGED                         # set_page_mte_tagged
+        done.append(p)
     return done
 
 
@@ -185,8 +194,9 @@ def save_tags_upto(m, page: Page, entry: int, nr: int) -> int:
     the index of the page whose allocation failed (the pages before it are saved)."""
     pfn = page.pfn
     if m.flags_per_page:
-        tagged = [pfn + i for i, t in enumerate(m.frame_flags[pfn:pfn + nr].translate(IS_MTE_TAGGED))
-                  if t] if nr > 1 else ([pfn] if m.frame_flags[pfn] & PG_MTE_TAGGED else [])
+        mask = m.frame_flags[pfn:pfn + nr].translate(IS_MTE_TAGGED)     # page_mte_tagged each
+        tagged = (range(pfn, pfn + nr) if mask.count(1) == nr
+                  else [p for p, t in enumerate(mask, pfn) if t])
     else:
         tagged = [p for p in range(pfn, pfn + nr) if page_mte_tagged(m, Page(m, p))]
     if not tagged:

@@ -320,6 +320,10 @@ def rmap_count(m, pfn: int) -> int:
 # No object per folio: a 1 GiB machine swapped in page by page has 262,144 folios.
 FOLIO_FREE = 255
 FOLIO_SWAPCACHE, FOLIO_DIRTY, FOLIO_PARTIALLY_MAPPED, FOLIO_WRITEBACK = 1, 2, 4, 8
+# bytes.translate tables that set or clear a folio flag on the heads of a run of folios.
+SET_FOLIO_SWAPCACHE = bytes(f | FOLIO_SWAPCACHE for f in range(256))
+CLEAR_FOLIO_SWAPCACHE = bytes(f & ~FOLIO_SWAPCACHE for f in range(256))
+SET_FOLIO_DIRTY = bytes(f | FOLIO_DIRTY for f in range(256))
 
 
 def _folio_bit(bit: int) -> property:

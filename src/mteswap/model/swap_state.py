@@ -6,7 +6,7 @@ from __future__ import annotations
 from array import array
 
 from mteswap.model.page_alloc import alloc_folio
-from mteswap.model.state import FOLIO_SWAPCACHE
+from mteswap.model.state import CLEAR_FOLIO_SWAPCACHE, SET_FOLIO_SWAPCACHE
 from mteswap.model.swapfile import put_swap_folio, swapcache_prepare
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
 
@@ -34,7 +34,7 @@ def add_to_swap_cache(m, folio, entry: int, k: int = 1) -> None:
     k folios one after another (a batch of faults), folio j at entry + j * nr."""
     pfn, nr = folio.pfn, folio.nr
     heads = slice(pfn, pfn + nr * k, nr)
-    m.folio_flags[heads] = bytes(f | FOLIO_SWAPCACHE for f in m.folio_flags[heads])
+    m.folio_flags[heads] = m.folio_flags[heads].translate(SET_FOLIO_SWAPCACHE)
     m.folio_swap[heads] = array("q", range(entry, entry + nr * k, nr))     # folio.swap
     m.swap.cache.add(swp_offset(entry), folio, k)
 
@@ -62,7 +62,7 @@ def delete_from_swap_cache(m, folio, k: int = 1) -> None:
     if m.swap.cache.clear_range(start, nr * k) != nr * k:
         raise KeyError(f"slot of folio {pfn} not in the swap cache")   # a model bug
     heads = slice(pfn, pfn + nr * k, nr)
-    m.folio_flags[heads] = bytes(f & ~FOLIO_SWAPCACHE for f in m.folio_flags[heads])
+    m.folio_flags[heads] = m.folio_flags[heads].translate(CLEAR_FOLIO_SWAPCACHE)
     m.folio_swap[heads] = array("q", bytes(8 * k))
     if m.tracing:
         for j in range(k):
