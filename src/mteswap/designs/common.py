@@ -97,6 +97,7 @@ def write_saved_tags(m, entry: int, page) -> bool:
     if not m.swap.swap_map[swp_offset(entry)]:      # an unpinned read: for the UAF check
         m.tag_reads.append((entry, 0))
     page.tags = buf
+    page.tags_init = True        # the oracle's I1 ghost (model/state.py TAGS_INIT)
     page.origin = (("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
                     m.saved_origin.get(entry)) if m.track_origins else UNTRACKED_ORIGIN)
     m.count("tag_restores")

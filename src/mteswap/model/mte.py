@@ -10,7 +10,8 @@ from __future__ import annotations
 from mteswap.model import tags as T
 from mteswap.model.mtecomp import mte_compress, mte_decompress
 from mteswap.model.state import (IS_MTE_LOCK, IS_MTE_TAGGED, PG_MTE_LOCK, PG_MTE_TAGGED,
-                                  SET_MTE_TAGGED_LOCK, UNTRACKED_ORIGIN, Page, PageRange)
+                                  SET_TAGS_INIT_TAGGED_LOCK, TAGS_INIT, UNTRACKED_ORIGIN, Page,
+                                  PageRange)
 from mteswap.ranges import format_ranges
 from mteswap.model.swapinfo import ABSENT, SWP_TYPE_SHIFT, swp_entry, swp_offset
 
@@ -50,6 +51,7 @@ def set_page_mte_tagged(m, page: Page) -> None:
 def mte_clear_page_tags(page: Page, origin: tuple) -> None:
     """`mte_clear_page_tags()` (arch/arm64/lib/mte.S): zero every granule's tag."""
     page.tags = 0
+    page.tags_init = True        # the oracle's I1 ghost (state.py TAGS_INIT)
     page.origin = origin
 
 
@@ -87,13 +89,13 @@ def _sync_frames(m, pfns: list[int]) -> list[int]:
             return []
         if not locked:                                   # none: all three steps, as slices
             tags[a:b] = [0] * (b - a)
-            flags[a:b] = flags[a:b].translate(SET_MTE_TAGGED_LOCK)
+            flags[a:b] = flags[a:b].translate(SET_TAGS_INIT_TAGGED_LOCK)
             return list(pfns)
     for pfn in pfns:
         f = flags[pfn]
         if not f & PG_MTE_LOCK:                          # try_page_mte_tagging
             tags[pfn] = 0                                # mte_clear_page_tags
-            flags[pfn] = f | PG_MTE_LOCK | PG_MTE_TAGGED  # set_page_mte_tagged
+            flags[pfn] = f | PG_MTE_LOCK | PG_MTE_TAGGED | TAGS_INIT   # set_page_mte_tagged
             zeroed.append(pfn)
     return zeroed
 
@@ -119,6 +121,7 @@ def copy_highpage(m, dst: Page, src: Page) -> None:
     if page_mte_tagged(m, src):
         try_page_mte_tagging(m, dst)
         dst.tags = src.tags
+        dst.tags_init = True     # the oracle's I1 ghost
         dst.origin = ("copied by copy_highpage from pfn", m.step, src.pfn)
         set_page_mte_tagged(m, dst)
 
@@ -223,6 +226,7 @@ def mte_restore_tags(m, entry: int, page: Page) -> bool:
     if not try_page_mte_tagging(m, page):
         return False
     page.tags = buf
+    page.tags_init = True        # the oracle's I1 ghost
     page.origin = (("restored by mte_restore_tags from slot", m.step, swp_offset(entry),
                     m.saved_origin.get(entry)) if m.track_origins else UNTRACKED_ORIGIN)
     set_page_mte_tagged(m, page)
@@ -238,7 +242,7 @@ def _restore_frame(m, entry: int, pfn: int, buf: int) -> bool:
     if f & PG_MTE_LOCK:                                   # try_page_mte_tagging: taken
         return False
     m.frame_tags[pfn] = buf
-    flags[pfn] = f | PG_MTE_LOCK | PG_MTE_TAGGED         # set_page_mte_tagged
+    flags[pfn] = f | PG_MTE_LOCK | PG_MTE_TAGGED | TAGS_INIT   # set_page_mte_tagged
     m.counters["tag_restores"] += 1
     if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={pfn} tags={T.describe(buf)}")
     return True
@@ -309,7 +313,7 @@ def mte_restore_tags_run(m, entry: int, pfn: int, nr: int) -> bool:
             and flags[pfn:pfn + nr].translate(IS_MTE_LOCK).count(1) == 0):
         # Every page has saved tags, every slot is pinned, no page is initialised yet.
         tags[pfn:pfn + nr] = values
-        flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_MTE_TAGGED_LOCK)
+        flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_TAGS_INIT_TAGGED_LOCK)
         c["tag_restores"] += nr
         return True
     for i, value in enumerate(values):
