@@ -1,11 +1,15 @@
 """The invariants of kernel-semantics.md §5 that one machine state can show, one function each.
 
 Each function reads the machine between two steps and yields one line of detail per place
-the state breaks its invariant (nothing when it holds). The registry (registry.py) names
-them, runs them after every step, and says why I3, I4, I6 and I11 have no function here.
+the state breaks its invariant (nothing when it holds). `@invariant(name)` lists it in
+INVARIANTS, in the order the registry (registry.py) runs them; the first line of its
+docstring says what is checked, the rest what the kernel guarantees and where. The registry
+also says why I3, I4, I6 and I11 have no function here.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 from mteswap.model import tags as T
 from mteswap.model.mte import mte_flags, page_mte_tagged, saved_tags
@@ -20,6 +24,16 @@ _TAGGED_UNINIT = bytes(1 if f & PG_MTE_TAGGED and not f & TAGS_INIT else 0 for f
 _HALF_LOCKED = bytes(1 if bool(f & PG_MTE_TAGGED) != bool(f & PG_MTE_LOCK) else 0
                      for f in range(256))
 
+INVARIANTS: list[tuple[str, Callable]] = []     # (name, function), in registry order
+
+
+def invariant(name: str):
+    """List the decorated function in INVARIANTS under `name`."""
+    def add(fn: Callable) -> Callable:
+        INVARIANTS.append((name, fn))
+        return fn
+    return add
+
 
 def _marked_frames(m, table: bytes) -> list[int]:
     """pfns whose flag byte `table` maps to 1 (the zero page's slot, last, is never marked:
@@ -30,8 +44,11 @@ def _marked_frames(m, table: bytes) -> list[int]:
     return [pfn for pfn, bad in enumerate(marks) if bad]
 
 
+@invariant("I1")
 def i1_init_before_valid(m):
-    """I1, init-before-valid: `PG_mte_tagged` is set only after the page's tags were zeroed
+    """PG_mte_tagged only on pages whose tags were zeroed, copied or restored.
+
+    I1, init-before-valid: `PG_mte_tagged` is set only after the page's tags were zeroed
     (`mte_sync_tags`, arch/arm64/kernel/mte.c; `tag_clear_highpage`, arch/arm64/mm/fault.c),
     copied (`copy_highpage`, arch/arm64/mm/copypage.c) or restored (`mte_restore_tags`,
     arch/arm64/mm/mteswap.c); `set_page_mte_tagged` (asm/mte.h) orders the flag after the tag
@@ -49,8 +66,11 @@ def i1_init_before_valid(m):
                f"since it was allocated")
 
 
+@invariant("I1-lock")
 def i1_lock_pairs_flag(m):
-    """I1's second half: exactly one initialiser wins, through `try_page_mte_tagging`
+    """PG_mte_tagged and PG_mte_lock both set or both clear.
+
+    I1's second half: exactly one initialiser wins, through `try_page_mte_tagging`
     (asm/mte.h), which takes `PG_mte_lock` before the tags are written and
     `set_page_mte_tagged` after. Between two steps no initialisation is half done, so every
     page's flag page (`mte_flags`) has both flags or neither."""
@@ -67,8 +87,11 @@ def i1_lock_pairs_flag(m):
                    f"(PG_mte_lock without PG_mte_tagged)")
 
 
+@invariant("I2")
 def i2_tagged_pte_maps_tagged_page(m):
-    """I2: before a PTE with `MT_NORMAL_TAGGED` and user access becomes visible, its pages
+    """A present tagged PTE (not the zero page) maps a PG_mte_tagged page.
+
+    I2: before a PTE with `MT_NORMAL_TAGGED` and user access becomes visible, its pages
     are `PG_mte_tagged`: `set_ptes` → `__sync_cache_and_tags` (arch/arm64/include/asm/
     pgtable.h) → `mte_sync_tags` (arch/arm64/kernel/mte.c). The zero page is special and
     exempt (its tags are zero from boot)."""
@@ -80,8 +103,11 @@ def i2_tagged_pte_maps_tagged_page(m):
                     yield f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pfn} without PG_mte_tagged"
 
 
+@invariant("I5")
 def i5_cache_pins_slots(m):
-    """I5: a slot whose buffer may be read is pinned by `SWAP_HAS_CACHE`, which the swap
+    """SWAP_HAS_CACHE set exactly on the slots the swap cache holds.
+
+    I5: a slot whose buffer may be read is pinned by `SWAP_HAS_CACHE`, which the swap
     cache holds for each slot of a folio it holds (`swapcache_prepare` → `add_to_swap_cache`,
     mm/swap_state.c; dropped by `put_swap_folio`/`swapcache_clear`, mm/swapfile.c). Checked
     as: the bit is set exactly on the slots the swap cache holds."""
@@ -94,8 +120,11 @@ def i5_cache_pins_slots(m):
                    f"{'holds' if off in cache else 'lacks'} it")
 
 
+@invariant("I7")
 def i7_count_is_references(m):
-    """I7: a slot's buffer is freed exactly when its `swap_map` byte goes to 0
+    """A slot's swap_map count equals the swap PTEs naming it.
+
+    I7: a slot's buffer is freed exactly when its `swap_map` byte goes to 0
     (`swap_range_free` → `arch_swap_invalidate_page`, mm/swapfile.c), which is sound only if
     the count is the number of swap PTEs naming the slot: `swap_duplicate` at fork
     (`copy_nonpresent_pte`, mm/memory.c), `swap_free_nr` at swap-in and zap."""
@@ -123,8 +152,11 @@ def _settled_writes(m):
         yield off, written, saved_tags(m, off)
 
 
+@invariant("I8")
 def i8_saved_at_write(m):
-    """I8: every page written to slot S while `PG_mte_tagged` has its tags stored at key S
+    """A slot written from a PG_mte_tagged page with non-zero tags has saved tags.
+
+    I8: every page written to slot S while `PG_mte_tagged` has its tags stored at key S
     before the I/O is issued: `swap_writepage` (mm/page_io.c) → `arch_prepare_to_swap` →
     `mte_save_tags` (arch/arm64/mm/mteswap.c). All-zero tags may go unsaved: `mte_sync_tags`
     recreates them on swap-in."""
@@ -133,8 +165,11 @@ def i8_saved_at_write(m):
             yield f"slot {off:#x} holds a page written while PG_mte_tagged, but no saved tags"
 
 
+@invariant("I9")
 def i9_saved_match_written(m):
-    """I9: the buffer at key S describes the data most recently written to S: `mte_save_tags`
+    """Saved tags equal the tags the page had when written.
+
+    I9: the buffer at key S describes the data most recently written to S: `mte_save_tags`
     (arch/arm64/mm/mteswap.c) replaces on a re-save, and a slot is reused only after
     `swap_range_free` erased its buffer (I7)."""
     for off, written, saved in _settled_writes(m):
@@ -143,8 +178,11 @@ def i9_saved_match_written(m):
                    f"written with it ({T.describe(written)})")
 
 
+@invariant("I10")
 def i10_aligned_slots(m):
-    """I10: a large folio in the swap cache occupies slots [S, S + nr) with S % nr == 0
+    """A swap-cache folio's slots are aligned to its size and pinned.
+
+    I10: a large folio in the swap cache occupies slots [S, S + nr) with S % nr == 0
     (one cluster order per cluster, `cluster_alloc_swap_entry`, mm/swapfile.c), each pinned
     by SWAP_HAS_CACHE; `folio_swap()` and `folio_file_page()` (mm/internal.h, mm/swap.h)
     compute entries and pages from it."""

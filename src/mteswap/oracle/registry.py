@@ -44,14 +44,14 @@ class Check:
     run: Callable | None = None
 
 
-def _invariant(name: str, fn: Callable, doc: str) -> Check:
-    """A state check from an invariant function of invariants.py (whose docstring says what
-    the kernel guarantees and where): its details prefixed with the name, each distinct one
+def _invariant(name: str, fn: Callable) -> Check:
+    """A state check from an invariant function of invariants.py (whose docstring's first
+    line says what is checked): its details prefixed with the name, each distinct one
     reported once."""
     def run(m):
         for detail in fn(m):
             yield f"{name}: {detail}", ("invariant", name, detail)
-    return Check(name, "invariant", doc, run)
+    return Check(name, "invariant", fn.__doc__.split("\n")[0].rstrip("."), run)
 
 
 _ALL = (
@@ -65,22 +65,7 @@ _ALL = (
     Check("tag-storage-leak", "tag-storage-leak",
           "saved tags kept for a free slot, after swapoff or after the last process exited",
           tag_storage_leaks),
-    _invariant("I1", inv.i1_init_before_valid,
-               "PG_mte_tagged only on pages whose tags were zeroed, copied or restored"),
-    _invariant("I1-lock", inv.i1_lock_pairs_flag,
-               "PG_mte_tagged and PG_mte_lock both set or both clear"),
-    _invariant("I2", inv.i2_tagged_pte_maps_tagged_page,
-               "a present tagged PTE (not the zero page) maps a PG_mte_tagged page"),
-    _invariant("I5", inv.i5_cache_pins_slots,
-               "SWAP_HAS_CACHE set exactly on the slots the swap cache holds"),
-    _invariant("I7", inv.i7_count_is_references,
-               "a slot's swap_map count equals the swap PTEs naming it"),
-    _invariant("I8", inv.i8_saved_at_write,
-               "a slot written from a PG_mte_tagged page with non-zero tags has saved tags"),
-    _invariant("I9", inv.i9_saved_match_written,
-               "saved tags equal the tags the page had when written"),
-    _invariant("I10", inv.i10_aligned_slots,
-               "a swap-cache folio's slots are aligned to its size and pinned"),
+    *(_invariant(name, fn) for name, fn in inv.INVARIANTS),
 )
 
 CHECKS: dict[str, Check] = {c.name: c for c in _ALL}
