@@ -26,8 +26,8 @@ Variants timed for each device by default (each best of --repeat):
 Attribution variants (not run by default; --variants off,nostate,noslots):
   nostate     trace off, with Oracle.check_state replaced by a no-op *in this process only*
               (the per-step leak/invariant scan; the src tree is not changed)
-  noslots     trace off, with only oracle._swap_slots (invariants I5/I7/I10, a loop over every
-              swap slot) replaced by an empty generator, in this process only
+  noslots     trace off, with only the swap-slot invariants I5/I7/I10 switched off (the
+              oracle registry's DISABLED), in this process only
 --attribute   one run per device with the oracle checks and a few model functions wrapped in
               timers; prints each one's share of the step loop (with --variants nostate: the
               state check stubbed out, so the shares are of the model-only time)
@@ -44,9 +44,8 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 
-from mteswap import oracle as oracle_mod
 from mteswap.designs import get_design
-from mteswap.oracle import Oracle
+from mteswap.oracle import Oracle, registry
 from mteswap.scenario.load import parse_scenario
 from mteswap.scenario.runner import Runner
 
@@ -291,15 +290,15 @@ def time_run(scenario, keep_trace: bool) -> tuple[float, float, Runner]:
 def one_run(scenario, variant: str):
     """One timed run of a variant. The attribution variants patch the oracle in this process
     only, and restore it afterwards."""
-    saved = Oracle.check_state, oracle_mod._swap_slots
+    saved = Oracle.check_state, registry.DISABLED
     if variant == "nostate":
         Oracle.check_state = lambda self, ctx, m: m.tag_reads.clear()
     elif variant == "noslots":
-        oracle_mod._swap_slots = lambda m: iter(())
+        registry.DISABLED = frozenset({"I5", "I7", "I10"})
     try:
         return time_run(scenario, variant == "on")
     finally:
-        Oracle.check_state, oracle_mod._swap_slots = saved
+        Oracle.check_state, registry.DISABLED = saved
 
 
 def best_of(scenario, repeat: int, variants: list[str]) -> dict:
@@ -343,10 +342,6 @@ def attribute(scenario, no_state: bool = False) -> tuple[float, dict]:
     acc: dict = {}
     patches = [
         (Oracle, "check_state", "oracle: Oracle.check_state (all)", False),
-        (oracle_mod, "_swap_slots", "oracle: _swap_slots (I5/I7/I10, every slot)", True),
-        (oracle_mod, "_flags_and_ptes", "oracle: _flags_and_ptes (I1/I2, every frame+PTE)", True),
-        (oracle_mod, "_saved_tags", "oracle: _saved_tags (I8/I9)", True),
-        (Oracle, "_check_leaks", "oracle: _check_leaks", False),
         (memory, "alloc_folio", "model: alloc_folio (first-fit frame search)", False),
         (swap_state, "alloc_folio", "model: alloc_folio (first-fit frame search)", False),
         (SwapInfo, "inuse_pages", "model: SwapInfo.inuse_pages (vm_swap_full)", False),
@@ -356,6 +351,11 @@ def attribute(scenario, no_state: bool = False) -> tuple[float, dict]:
         patches = [p for p in patches if p[2].startswith("model:")]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _, _ in patches]
     saved.append((Oracle, "check_state", Oracle.check_state))
+    saved.append((registry, "STATE_CHECKS", registry.STATE_CHECKS))
+    if not no_state:     # each state check of the registry timed under its name
+        registry.STATE_CHECKS = tuple(
+            replace(c, run=_timed(c.run, acc, f"oracle: {c.name}", True))
+            for c in registry.STATE_CHECKS)
     try:
         if no_state:
             Oracle.check_state = lambda self, ctx, m: m.tag_reads.clear()
@@ -376,8 +376,8 @@ def main(argv=None) -> int:
     ap.add_argument("--devices", default="ssd,zram", help="comma-separated swap devices (default ssd,zram)")
     ap.add_argument("--variants", default="off,on",
                     help="comma-separated: off (trace off), on (trace kept), and for attribution "
-                         "nostate (Oracle.check_state skipped), noslots (its swap-slot scan "
-                         "_swap_slots skipped); default off,on")
+                         "nostate (Oracle.check_state skipped), noslots (its swap-slot "
+                         "invariants I5/I7/I10 skipped); default off,on")
     ap.add_argument("--shape", choices=sorted(SHAPES), default="long",
                     help="long (default: frames 4096, swap_slots 8192, up to 4 processes, 5 VMAs) "
                          "or small (frames 16, swap_slots 64, folio_pages [1, 4], 2 processes, "

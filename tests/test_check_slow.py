@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from mteswap.cli import app as mteswap_app
 from mteswap.explore import checkpoint as ckpt
+from mteswap.explore import engine
+from mteswap.oracle import registry
 
 pytestmark = pytest.mark.slow
 
@@ -57,9 +59,19 @@ def test_random_counterexample_shortest_within_its_ops(tmp_path):
     assert status == 0 and lower["violation"] is None and lower["depth"] == v["step"] - 1
 
 
-def test_merged_small_exhaustive_depth4(tmp_path):
+def test_merged_small_exhaustive_depth4(tmp_path, monkeypatch):
+    """merged breaks I1 in four steps (S5: a split copies the head's PG_mte_tagged onto tails
+    whose tags nobody initialised); with I1 off, the whole depth-4 space is searched and its
+    counts are those from before I1 had its ghost bit (TAGS_INIT adds no state)."""
     summary, status = check(tmp_path, design="merged", depth=4, workers=2)
-    assert status == 0 and summary["depth"] == 4 and summary["distinct_states"] > 30000
+    v = summary["violation"]
+    assert status == 1 and (v["kind"], v["step"], v["op"]) == ("invariant", 4, "pageout")
+    assert v["detail"].startswith("I1: pfn 1 is PG_mte_tagged")
+    monkeypatch.setattr(registry, "DISABLED", frozenset({"I1"}))
+    monkeypatch.setattr(engine, "_CONTEXTS", {})   # a root runner made with I1 off
+    summary, status = check(tmp_path, design="merged", depth=4, workers=1)
+    assert status == 0 and summary["depth"] == 4
+    assert (summary["distinct_states"], summary["transitions"]) == (39990, 140636)
 
 
 def _cmd(tmp_path, *extra):

@@ -89,6 +89,7 @@ def write_saved_tags(m, entry: int, page) -> bool:
         return False
     note_tag_reads(m, entry, [buf])
     page.tags = buf
+    page.tags_init = True        # the oracle's I1 ghost (model/state.py TAGS_INIT)
     page.origin = restored(m, entry) if m.track_origins else UNTRACKED_ORIGIN
     m.count("tag_restores")
     if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)} (overwrite)", ("pfn", page.pfn))

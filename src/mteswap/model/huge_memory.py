@@ -48,6 +48,8 @@ def split_folio(m, folio, why: str) -> list:
             else:
                 m.pending_notes[page.pfn] = (SPLIT_CLEARED, note)
         page.mte_tagged, page.mte_lock = tagged, lock
+        if not tagged:
+            page.tags_init = False    # the I1 ghost: its tags are no longer known valid
     _remap_page(m, migration)
     m.pending_notes = {}
     survivors = []

@@ -12,7 +12,7 @@ from mteswap.model.mtecomp import mte_compress, mte_decompress
 from mteswap.model.origin import (ALLOC_ZEROED, COPIED, RESTORED, SPLIT_CLEARED, SYNC_ZEROED,
                                    UNTRACKED_ORIGIN, TagOrigin)
 from mteswap.model.state import (IS_MTE_LOCK, IS_MTE_TAGGED, PG_MTE_LOCK, PG_MTE_TAGGED,
-                                  SET_MTE_TAGGED_LOCK, Page, PageRange)
+                                  SET_TAGS_INIT_TAGGED_LOCK, TAGS_INIT, Page, PageRange)
 from mteswap.ranges import format_ranges
 from mteswap.model.swapinfo import ABSENT, SWP_TYPE_SHIFT, swp_entry, swp_offset
 
@@ -60,6 +60,7 @@ def set_page_mte_tagged(m, page: Page) -> None:
 def mte_clear_page_tags(page: Page, origin: TagOrigin) -> None:
     """`mte_clear_page_tags()` (arch/arm64/lib/mte.S): zero every granule's tag."""
     page.tags = 0
+    page.tags_init = True        # the oracle's I1 ghost (state.py TAGS_INIT)
     page.origin = origin
 
 
@@ -87,7 +88,7 @@ def initialise_tags(m, pfn: int, values: list) -> list[int]:
             return []
         if not locked and values.count(ABSENT) == 0:
             tags[pfn:pfn + nr] = values
-            flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_MTE_TAGGED_LOCK)
+            flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_TAGS_INIT_TAGGED_LOCK)
             return range(pfn, pfn + nr)
         flag_pfn = None
     else:
@@ -102,6 +103,7 @@ def initialise_tags(m, pfn: int, values: list) -> list[int]:
             continue
         flags[fp] = f | PG_MTE_LOCK
         tags[p] = value
+        flags[p] |= TAGS_INIT                              # the oracle's I1 ghost (state.py)
         flags[fp] |= PG_MTE_TAGGED                         # set_page_mte_tagged
         done.append(p)
     return done
@@ -153,6 +155,7 @@ def copy_highpage(m, dst: Page, src: Page) -> None:
     if page_mte_tagged(m, src):
         try_page_mte_tagging(m, dst)
         dst.tags = src.tags
+        dst.tags_init = True     # the oracle's I1 ghost
         dst.origin = TagOrigin(COPIED, m.step, "copy_highpage", pfn=src.pfn)
         set_page_mte_tagged(m, dst)
 

@@ -19,10 +19,17 @@ ZERO_PFN = -1   # the shared zero page (empty_zero_page), never allocated or fre
 PG_MTE_TAGGED = 1      # PG_arch_2
 PG_MTE_LOCK = 2        # PG_arch_3
 PG_ANON_EXCLUSIVE = 4  # PG_anon_exclusive
+# Not a kernel flag: a ghost bit for the oracle's I1 (kernel-semantics.md §5), "this frame's
+# tags were zeroed, copied or restored since it was allocated or last lost PG_mte_tagged".
+# Set where the tags are written (model/mte.py, designs/common.py write_saved_tags), cleared
+# with the other flags at free and by a split that clears PG_mte_tagged; no kernel step reads
+# it. In a state that keeps I1 it equals page_mte_tagged() of the frame, so it adds no state.
+TAGS_INIT = 8
 # bytes.translate tables that set or clear a flag on a run of frames in one C call.
 SET_ANON_EXCLUSIVE = bytes(f | PG_ANON_EXCLUSIVE for f in range(256))
 CLEAR_ANON_EXCLUSIVE = bytes(f & ~PG_ANON_EXCLUSIVE for f in range(256))
-SET_MTE_TAGGED_LOCK = bytes(f | PG_MTE_TAGGED | PG_MTE_LOCK for f in range(256))
+# ... both flags and the ghost, for a run of frames whose tags were just written.
+SET_TAGS_INIT_TAGGED_LOCK = bytes(f | TAGS_INIT | PG_MTE_TAGGED | PG_MTE_LOCK for f in range(256))
 # ... and that reduce a run of flag bytes to 1/0 per frame for one flag (then `count(1)`).
 IS_MTE_TAGGED = bytes(1 if f & PG_MTE_TAGGED else 0 for f in range(256))
 IS_MTE_LOCK = bytes(1 if f & PG_MTE_LOCK else 0 for f in range(256))
@@ -149,6 +156,9 @@ class Page:
                         lambda p, v: p._set_flag(PG_MTE_LOCK, v))
     anon_exclusive = property(lambda p: p._flag(PG_ANON_EXCLUSIVE),
                               lambda p, v: p._set_flag(PG_ANON_EXCLUSIVE, v))
+    # the oracle's ghost (TAGS_INIT above), not a kernel flag
+    tags_init = property(lambda p: p._flag(TAGS_INIT),
+                         lambda p, v: p._set_flag(TAGS_INIT, v))
 
     @property
     def folio(self) -> "Folio | None":

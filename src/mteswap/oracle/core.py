@@ -1,0 +1,103 @@
+"""The oracle: compares what the program observes with what it expects (program.py), and
+runs the registry's state checks on the machine after every step (registry.py)."""
+
+from __future__ import annotations
+
+from array import array
+from typing import Callable, Iterable
+
+from mteswap.model import tags as T
+from mteswap.oracle import registry
+from mteswap.oracle.origin import describe_origin
+from mteswap.oracle.program import Expectation, ProgramView
+from mteswap.oracle.violation import StepContext, Violation
+
+
+class Oracle:
+    """Collects violations. Each distinct state-level problem is reported once. `disabled`
+    names checks of the registry to skip (default: `registry.DISABLED`, normally none)."""
+
+    def __init__(self, disabled: Iterable[str] | None = None):
+        self.expect = Expectation()
+        self.violations: list[Violation] = []
+        self._reported: set = set()
+        self._set_disabled(registry.resolve_disabled(disabled))
+
+    def _set_disabled(self, disabled: frozenset[str]) -> None:
+        self.disabled = disabled
+        self._tags_on = "tag-check-fault" not in disabled
+        self._values_on = "data-corruption" not in disabled
+        self._state_checks = tuple(c for c in registry.STATE_CHECKS if c.name not in disabled)
+
+    def clone(self) -> "Oracle":
+        """An independent copy (for `Runner.clone`): the program's view, violations so far,
+        the problems already reported and the checks skipped."""
+        new = Oracle.__new__(Oracle)
+        new.expect = Expectation.__new__(Expectation)
+        new.expect.view = {pid: ProgramView(v) for pid, v in self.expect.view.items()}
+        new.violations = list(self.violations)
+        new._reported = set(self._reported)
+        new._set_disabled(self.disabled)
+        return new
+
+    # -- what the program observes --------------------------------------------------------
+    def check_tags(self, ctx: StepContext, page: int, pid: int, vpn: int, met: int | None,
+                   origin_of: Callable[[int], object]) -> None:
+        """`met`: the allocation tags the access met (None through an untagged mapping).
+        `origin_of(vpn)` gives the page's tag origin; it is called only for a violation (a
+        hot path at scale: most accesses match)."""
+        if met is None or not self._tags_on:
+            return
+        view = self.expect.view[pid]
+        want = view.tags[vpn] if vpn < len(view.present) else 0   # absent pages hold 0
+        if want == met:
+            return
+        g, exp, found = T.first_difference(want, met)
+        where = "" if g == 0 else f" (granule {g})"
+        origin = origin_of(vpn)
+        self._add("tag-check-fault", "tag-check-fault", ctx, page,
+                  f"expected tag {exp}, found {found}{where}: {describe_origin(origin)}", origin)
+
+    def check_tags_span(self, ctx: StepContext, page: int, pid: int, vpn: int, mets: list,
+                        origin_of: Callable[[int], object]) -> None:
+        """check_tags for pages page, page + 1, ... at vpn, vpn + 1, ...: one comparison of
+        the lists when every tag matches, else page by page."""
+        if mets == self.expect.view[pid].tags[vpn:vpn + len(mets)]:
+            return
+        for k, met in enumerate(mets):
+            self.check_tags(ctx, page + k, pid, vpn + k, met, origin_of)
+
+    def check_values_span(self, ctx: StepContext, page: int, pid: int, vpn: int,
+                          data) -> None:
+        """check_value for a span of pages, as check_tags_span (`data` a list or an array)."""
+        want = self.expect.view[pid].values[vpn:vpn + len(data)]
+        if (data if isinstance(data, array) else array("q", data)) == want:
+            return
+        for k, value in enumerate(data):
+            self.check_value(ctx, page + k, pid, vpn + k, value)
+
+    def check_value(self, ctx: StepContext, page: int, pid: int, vpn: int, data: int) -> None:
+        if not self._values_on:
+            return
+        view = self.expect.view[pid]
+        want = view.values[vpn] if vpn < len(view.present) else 0   # absent pages hold 0
+        if data != want:
+            self._add("data-corruption", "data-corruption", ctx, page,
+                      f"expected value {want:#x}, found {data:#x}")
+
+    # -- what the kernel state shows --------------------------------------------------------
+    def check_state(self, ctx: StepContext, m) -> None:
+        """Every state check of the registry not disabled, in registry order."""
+        for check in self._state_checks:
+            for detail, key in check.run(m):
+                if key is None or key not in self._reported:
+                    if key is not None:
+                        self._reported.add(key)
+                    self._add(check.kind, check.name, ctx, None, detail)
+        m.tag_reads.clear()      # read by the use-after-free check: each step's reads once
+
+    def _add(self, kind: str, check: str, ctx: StepContext, page: int | None,
+             detail: str, origin=None) -> None:
+        self.violations.append(Violation(kind, ctx.step, ctx.op, ctx.proc, ctx.vma, page,
+                                         detail, check, origin))
+
