@@ -6,13 +6,16 @@ Each function yields (detail, key): the key names the problem for the oracle to 
 
 from __future__ import annotations
 
-from mteswap.model.swapinfo import swp_offset
+from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
 
 def tag_storage_leaks(m):
     """`tag-storage-leak`: saved tags kept for a free slot (`swap_range_free` did not call
     `arch_swap_invalidate_page`, mm/swapfile.c), after swapoff (`arch_swap_invalidate_area`)
-    or after the last process exited."""
+    or after the last process exited. A slot that only the swap cache still holds is not
+    leaked then: its folio is reclaimable, and reclaim frees the slot and its tags
+    (`__remove_mapping` → `put_swap_folio`, mm/vmscan.c), as after a split leaves an unmapped
+    swap-cache folio behind (`__split_huge_page` keeps the head in the swap cache)."""
     si = m.swap
     everyone_gone = bool(m.mms) and not any(mm.alive for mm in m.mms)
     for entry in sorted(m.mte_pages):
@@ -21,7 +24,7 @@ def tag_storage_leaks(m):
             why = f"saved tags kept for free slot {off:#x}"
         elif not si.active:
             why = f"saved tags of slot {off:#x} left after swapoff"
-        elif everyone_gone:
+        elif everyone_gone and not (si.swap_map[off] == SWAP_HAS_CACHE and off in si.cache):
             why = f"saved tags of slot {off:#x} left after the last process exited"
         else:
             continue
