@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap, Mm, Page,
                                   PageArray, PageRange, Vma, rmap_count, rmap_keys, rmap_unkey)
+from mteswap.model.snapshot import MachineSnapshot
 from mteswap.model.swapinfo import SlotMap, SwapInfo
 
 
@@ -134,8 +135,9 @@ class Machine:
     def mm(self, pid: int) -> Mm:
         return self.mms[pid]
 
-    def snapshot(self) -> tuple:
-        """The whole machine as a canonical tuple of ints, for hashing by the explorer.
+    def snapshot(self) -> MachineSnapshot:
+        """The whole machine as a canonical tuple of ints, for hashing by the explorer (named
+        fields: model/snapshot.py).
 
         Diagnostic fields (trace, tag origins, names) are left out: they do not change what
         any later operation does.
@@ -152,8 +154,8 @@ class Machine:
                               for f in self.folios.values()))
         mms = tuple((mm.alive, tuple((v.start, v.end, v.orig_start, v.vm_mte) for v in mm.vmas),
                      mm.ptes.snapshot()) for mm in self.mms)
-        return (pages, folios, mms, self.swap.snapshot(),
-                tuple(self.mte_pages.items()), self.tag_allocs)
+        return MachineSnapshot(pages, folios, mms, self.swap.snapshot(),
+                               tuple(self.mte_pages.items()), self.tag_allocs)
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",
