@@ -19,6 +19,7 @@ from mteswap.explore.model import get_model
 from mteswap.explore.shrink import first_violation, shrink
 from mteswap.model.machine import Machine
 from mteswap.model.swapinfo import SwapInfo
+from mteswap.scenario.load import Expected
 from mteswap.scenario.runner import Runner
 
 check_app = typer.Typer(add_completion=False)
@@ -94,7 +95,7 @@ def test_rfc_v1_counterexample_replays(tmp_path):
     # the YAML names the design and the expected verdict
     from mteswap.scenario.load import load_scenario
     sc = load_scenario(v["files"]["yaml"])
-    assert sc.design == "rfc-v1" and sc.expect == {"rfc-v1": "invariant"}
+    assert sc.design == "rfc-v1" and sc.expect == {"rfc-v1": Expected("invariant", 3, None)}
     assert len(sc.steps) == 3
     # ITF: one state per step plus the initial one, in order
     itf = json.loads(open(v["files"]["itf"]).read())

@@ -49,13 +49,10 @@ class RunResult:
         return self.violations[0] if self.violations else None
 
     def matches_expect(self) -> bool | None:
-        """Does the outcome match `expect` for this design? None when no expectation."""
+        """Does the outcome match `expect` for this design (the first violation's kind, and its
+        step and page when `expect` gives them)? None when no expectation."""
         want = self.expect.get(self.design)
-        if want is None:
-            return None
-        if want in ("pass", "fail"):
-            return want == self.verdict
-        return self.first() is not None and self.first().kind == want
+        return None if want is None else want.matches(self.first())
 
     def to_json(self) -> dict:
         return {"scenario": self.scenario, "design": self.design, "verdict": self.verdict,
