@@ -146,7 +146,14 @@ class Model:
 
     def reached(self, state: Runner, names) -> list[str]:
         """Which of the sometimes properties `names` are reached in `state`."""
-        return [n for n in names if self._sometimes[n].condition(state)]
+        out = []
+        counters = state.counters
+        for n in names:
+            cond = self._sometimes[n].condition
+            # the counter test inlined: this runs on every transition of a search
+            if counters[cond.counter] > 0 if type(cond) is CounterAbove0 else cond(state):
+                out.append(n)
+        return out
 
     def steps_of(self, trace) -> list[Step]:
         """The steps a trace of action indices runs, positioned 1, 2, ..."""

@@ -50,14 +50,14 @@ def state_key(r, vma_ids: dict, reduce: bool = True, fail_after: int | None = No
     """The canonical state of runner `r` (see the module docstring); `fail_after`: the
     config's `tag_alloc_fail_after`."""
     snap = r.snapshot()
-    names = tuple(sorted((pid, vma_ids.get(name, -1), start, n)
-                         for pid, name, start, n in snap.names))
+    # snap.names is sorted by (pid, name) and the ids number names in sorted order: no re-sort
+    names = tuple([(pid, vma_ids.get(name, -1), start, n) for pid, name, start, n in snap.names])
     if not reduce:
         return (snap.machine, snap.view, names)
     snap = snap.map_values(_renamer())
-    machine, view = snap.machine, snap.view
-    tag_allocs = 0 if fail_after is None else min(machine.tag_allocs, fail_after + 1)
-    return (machine._replace(tag_allocs=tag_allocs), view, names)
+    m = snap.machine
+    tag_allocs = 0 if fail_after is None else min(m.tag_allocs, fail_after + 1)
+    return ((m.frames, m.folios, m.mms, m.swap, m.mte_pages, tag_allocs), snap.view, names)
 
 
 def fingerprint(r, vma_ids: dict, reduce: bool = True, fail_after: int | None = None) -> int:

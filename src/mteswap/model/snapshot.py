@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+_new = tuple.__new__
+
 
 FRAME_FIELDS = ("tags", "data", "flags", "rmap")   # of each entry of MachineSnapshot.frames:
 # its allocation tags, data value, flag byte (PG_mte_tagged, PG_mte_lock, PG_anon_exclusive
@@ -40,6 +42,12 @@ class MachineSnapshot(NamedTuple):
     def map_data(self, fn) -> "MachineSnapshot":
         """The same state with every data value v replaced by fn(v); fn sees the values in a
         canonical order (frames by pfn, then swap-slot contents by offset)."""
+        # tuple.__new__ rather than _replace or the class call (both Python-level): the
+        # explorer calls this once per transition.
         frames = tuple([(tags, fn(data), flags, rmap) for tags, data, flags, rmap in self.frames])
-        swap = self.swap._replace(contents=tuple([(off, fn(v)) for off, v in self.swap.contents]))
-        return self._replace(frames=frames, swap=swap)
+        sw = self.swap
+        swap = _new(SwapSnapshot, (sw.active, sw.used, sw.cluster_order,
+                                   tuple([(off, fn(v)) for off, v in sw.contents]), sw.zeromap,
+                                   sw.written_tags))
+        return _new(MachineSnapshot, (frames, self.folios, self.mms, swap, self.mte_pages,
+                                      self.tag_allocs))

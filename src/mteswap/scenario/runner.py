@@ -73,7 +73,7 @@ class RunnerSnapshot(NamedTuple):
         machine = self.machine.map_data(fn)
         view = tuple((pid, tuple([(vpn, (tags, fn(value))) for vpn, (tags, value) in pages]))
                      for pid, pages in self.view)
-        return self._replace(machine=machine, view=view)
+        return tuple.__new__(RunnerSnapshot, (machine, view, self.names))   # hot: no Python __new__
 
 
 def machine_config(scenario: Scenario) -> MachineConfig:
