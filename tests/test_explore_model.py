@@ -169,3 +169,27 @@ def test_step_action_round_trips():
     assert again == steps
     assert step_action(steps[1]) == {"write": {"proc": "A", "vma": "buf", "pages": "0-3",
                                                "tag": "distinct"}}
+
+
+def test_searches_use_only_the_runners_public_methods():
+    """No search module reaches into a runner's fields (machine, oracle, name tables): the
+    seam is explore/model.py over Runner.run_step/clone/snapshot/can_apply/violations/counters."""
+    import re
+    from pathlib import Path
+
+    import mteswap.explore as explore
+    root = Path(explore.__file__).parent
+    for name in ("bfs", "random_walk", "shrink", "model", "symmetry", "parallel", "distributed",
+                 "checkpoint", "check", "alphabet"):
+        text = (root / f"{name}.py").read_text()
+        assert not re.search(r"\.(m|oracle|pids|vmas|unmapped_at)\b", text), name
+
+
+def test_check_help_says_what_each_preset_reaches():
+    from typer.testing import CliRunner
+
+    from mteswap.cli import app
+    out = CliRunner().invoke(app, ["check", "--help"], env={"COLUMNS": "300"}).stdout
+    assert "zram" in out and "large swap-in" in out
+    bad = CliRunner().invoke(app, ["check", "--model", "huge", "--workers", "1"])
+    assert bad.exit_code == 2 and "known: small, zram, thread" in bad.stderr
