@@ -151,7 +151,7 @@ class Model:
         for n in names:
             cond = self._sometimes[n].condition
             # the counter test inlined: this runs on every transition of a search
-            if counters[cond.counter] > 0 if type(cond) is CounterAbove0 else cond(state):
+            if counters.get(cond.counter, 0) > 0 if type(cond) is CounterAbove0 else cond(state):
                 out.append(n)
         return out
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap, Mm, Page,
                                   PageArray, PageRange, Vma, rmap_count, rmap_keys, rmap_unkey)
-from mteswap.model.snapshot import MachineSnapshot
+from mteswap.model.snapshot import MachineSnapshot, machine_snapshot
 from mteswap.model.swapinfo import SlotMap, SwapInfo
 
 
@@ -154,8 +154,8 @@ class Machine:
                               for f in self.folios.values()))
         mms = tuple((mm.alive, tuple((v.start, v.end, v.orig_start, v.vm_mte) for v in mm.vmas),
                      mm.ptes.snapshot()) for mm in self.mms)
-        return MachineSnapshot(pages, folios, mms, self.swap.snapshot(),
-                               tuple(self.mte_pages.items()), self.tag_allocs)
+        return machine_snapshot((pages, folios, mms, self.swap.snapshot(),
+                                 tuple(self.mte_pages.items()), self.tag_allocs))
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",

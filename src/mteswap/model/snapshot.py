@@ -8,6 +8,7 @@ position, and `map_data` renames data values for the explorer's reductions
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 _new = tuple.__new__
@@ -46,8 +47,14 @@ class MachineSnapshot(NamedTuple):
         # explorer calls this once per transition.
         frames = tuple([(tags, fn(data), flags, rmap) for tags, data, flags, rmap in self.frames])
         sw = self.swap
-        swap = _new(SwapSnapshot, (sw.active, sw.used, sw.cluster_order,
+        swap = swap_snapshot((sw.active, sw.used, sw.cluster_order,
                                    tuple([(off, fn(v)) for off, v in sw.contents]), sw.zeromap,
                                    sw.written_tags))
-        return _new(MachineSnapshot, (frames, self.folios, self.mms, swap, self.mte_pages,
+        return machine_snapshot((frames, self.folios, self.mms, swap, self.mte_pages,
                                       self.tag_allocs))
+
+
+# Builders taking one tuple of the fields in order, for the hot paths (every explored state):
+# C-level calls, where the class call and _make run Python code.
+machine_snapshot = partial(_new, MachineSnapshot)
+swap_snapshot = partial(_new, SwapSnapshot)

@@ -73,7 +73,10 @@ class RunnerSnapshot(NamedTuple):
         machine = self.machine.map_data(fn)
         view = tuple((pid, tuple([(vpn, (tags, fn(value))) for vpn, (tags, value) in pages]))
                      for pid, pages in self.view)
-        return tuple.__new__(RunnerSnapshot, (machine, view, self.names))   # hot: no Python __new__
+        return _runner_snapshot((machine, view, self.names))
+
+
+_runner_snapshot = partial(tuple.__new__, RunnerSnapshot)   # C-level: once per explored state
 
 
 def machine_config(scenario: Scenario) -> MachineConfig:
@@ -194,17 +197,21 @@ class Runner:
         strings: the explorer numbers them, so that fingerprints do not depend on the string
         hash seed)."""
         names = tuple(sorted((pid, name, start, n) for (pid, name), (start, n) in self.vmas.items()))
-        return RunnerSnapshot(self.m.snapshot(), self.oracle.expect.snapshot(), names)
+        return _runner_snapshot((self.m.snapshot(), self.oracle.expect.snapshot(), names))
 
     def can_apply(self, step: Step) -> bool:
         """False when `step` surely cannot apply here (run_step would raise ScenarioError);
         True means try it (it may still fail, e.g. out of frames). A cheap test for a search
         that offers every action in every state."""
         a = step.args
-        if "proc" not in a:                       # evict, swapoff
+        proc = a.get("proc")
+        if proc is None:                          # evict, swapoff
             return True
-        pid = self.pids.get(a["proc"])
-        if pid is None or not self.m.mms[pid].alive:
+        pid = self.pids.get(proc)
+        if pid is None:
+            return False
+        mm = self.m.mms[pid]
+        if not mm.alive:
             return False
         op = step.op
         if op == "fork":
@@ -216,12 +223,14 @@ class Runner:
             return info is None
         if info is None:
             return False
-        mm = self.m.mms[pid]
         start, n = info
         pages = a["pages"]
         if pages == ALL:
             return any(mm.find_vma(start + i) for i in range(n))
-        return all(i < n and mm.find_vma(start + i) is not None for i in pages)
+        for i in pages:                           # a loop, not all(): this runs ~100x a state
+            if i >= n or mm.find_vma(start + i) is None:
+                return False
+        return True
 
     def error(self, step: Step, field_: str | None, message: str) -> ScenarioError:
         return ScenarioError(self.scenario.file, message, step=step.index, field=field_, op=step.op)
