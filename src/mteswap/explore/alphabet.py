@@ -29,28 +29,30 @@ class Preset:
     vma_pages: int
     page_sets: tuple               # pages fields: int, "a-b" or "all"
     description: str
-    reaches: str = ""              # which sometimes properties (explore/model.py) it can reach
+    reaches: str = ""              # which sometimes properties (explore/model.py) it can reach (--help)
 
+
+_SMALL = Preset(
+    "small", {"folio_pages": [1, 4], "swap_slots": 1024, "frames": 16, "swap_device": "ssd"},
+    ("A", "B"), "buf", 4, (0, 1, 2, 3, "0-3"),
+    "processes A and B (B by fork), one VMA of 4 pages, folio_pages [1, 4], 16 frames, "
+    "1024 swap slots (slot 0 is the header: whole-folio swap-out needs the second cluster)",
+    "every one but a large swap-in (ssd: swap-in is order 0), all by depth 4")
 
 PRESETS = {
-    "small": Preset(
-        "small", {"folio_pages": [1, 4], "swap_slots": 1024, "frames": 16, "swap_device": "ssd"},
-        ("A", "B"), "buf", 4, (0, 1, 2, 3, "0-3"),
-        "processes A and B (B by fork), one VMA of 4 pages, folio_pages [1, 4], 16 frames, "
-        "1024 swap slots (slot 0 is the header: whole-folio swap-out needs the second cluster)",
-        "ssd: every sometimes property but a large swap-in (swap-in is order 0 on ssd)"),
-    "zram": Preset(
-        "zram", {"folio_pages": [1, 4], "swap_slots": 1024, "frames": 16, "swap_device": "zram"},
-        ("A", "B"), "buf", 4, (0, 1, 2, 3, "0-3"),
-        "small on a zram device (synchronous I/O): v6.12's large swap-in (do_swap_page of a whole "
-        "4-page folio) becomes reachable, and with it rfc-v2's and rfc-v3's failures",
-        "every sometimes property, a large swap-in included"),
+    "small": _SMALL,
+    "zram": dataclasses.replace(
+        _SMALL, name="zram", config=dict(_SMALL.config, swap_device="zram"),
+        description="small on a zram device (synchronous I/O): v6.12's large swap-in "
+        "(do_swap_page of a whole 4-page folio) becomes reachable, and with it rfc-v2's and "
+        "rfc-v3's failures",
+        reaches="every one, a large swap-in included (from depth 4): rfc-v2 and rfc-v3 fail"),
     "thread": Preset(
         "thread", {"folio_pages": [1, 16], "swap_slots": 1024, "frames": 48, "swap_device": "ssd"},
         ("A", "B"), "buf", 16, (0, 1, 15, "0-3", "4-7", "0-15"),
         "processes A and B (B by fork), one VMA of 16 pages, folio_pages [1, 16] (the discussion's 64 KiB case), "
         "48 frames, 1024 swap slots",
-        "ssd: no large swap-in"),
+        "no large swap-in (ssd)"),
 }
 
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Config))

@@ -12,12 +12,15 @@ from typing import List, Optional
 
 import typer
 
-from mteswap.explore.alphabet import BadInput
+from mteswap.explore.alphabet import PRESETS, BadInput
+
+MODEL_HELP = ("alphabet preset (docs/checking.md), and which sometimes properties it can reach: "
+              + "; ".join(f"{name}: {p.reaches}" for name, p in PRESETS.items()))
 
 
 def check_command(
     design: str = typer.Option("merged", "--design", help="design: a name, or path/to/file.py:ClassName"),
-    model: str = typer.Option("small", "--model", help="alphabet preset: small (ssd: never a large swap-in) | zram (small on zram: reaches v6.12's large swap-in, where rfc-v2 and rfc-v3 fail) | thread (16-page folios, ssd); docs/checking.md"),
+    model: str = typer.Option("small", "--model", help=MODEL_HELP),
     depth: int = typer.Option(6, "--depth", help="exhaustive: the deepest trace length explored"),
     random_: bool = typer.Option(False, "--random", help="random walks (swarm) instead of exhaustive search"),
     steps: int = typer.Option(40, "--steps", help="random: steps per walk"),
