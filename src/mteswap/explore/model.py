@@ -127,7 +127,11 @@ class Model:
         """`step` without the copy, for a state the caller no longer needs: False if the action
         cannot apply (bad input there, including running out of frames: the model has no OOM
         killer, so such a transition is disabled; the state is then unusable)."""
-        return run_step(state, self.alpha.steps_at(state.steps_run + 1)[action])
+        try:
+            state.run_step(self.alpha.steps_at(state.steps_run + 1)[action])
+        except ScenarioError:
+            return False
+        return True
 
     def fingerprint(self, state: Runner) -> int:
         return fingerprint(state, self.alpha.vma_ids, self.problem.reduce,

@@ -131,10 +131,11 @@ class Runner:
         self.vmas: dict[tuple[int, str], tuple[int, int]] = {}   # (pid, name) -> (start, pages)
         self.unmapped_at: dict[tuple[int, int], int] = {}        # (pid, vpn) -> munmap step
         self.steps_run = 0                                       # steps completed
+        self._names = (0, ())        # (len(vmas), snapshot's name table) when last built
         self._spawn("A", None)
 
     _CLONED = frozenset(("scenario", "design", "m", "oracle", "keep_trace", "check_state", "trace",
-                         "pids", "vmas", "unmapped_at", "steps_run"))
+                         "pids", "vmas", "unmapped_at", "steps_run", "_names"))
 
     def clone(self) -> "Runner":
         """An independent copy of this runner between two steps (machine, oracle and the name
@@ -196,7 +197,13 @@ class Runner:
         canonical tuples: the machine, the program's view and the name table (names stay
         strings: the explorer numbers them, so that fingerprints do not depend on the string
         hash seed)."""
-        names = tuple(sorted((pid, name, start, n) for (pid, name), (start, n) in self.vmas.items()))
+        # `vmas` only gains entries (mmap, fork) and never changes one: its size tells whether
+        # the name table built last is still right.
+        size, names = self._names
+        if size != len(self.vmas):
+            names = tuple(sorted((pid, name, start, n)
+                                 for (pid, name), (start, n) in self.vmas.items()))
+            self._names = (len(self.vmas), names)
         return _runner_snapshot((self.m.snapshot(), self.oracle.expect.snapshot(), names))
 
     def can_apply(self, step: Step) -> bool:
