@@ -1,5 +1,6 @@
-"""Every bundled scenario under every built-in design: the exact first violation
-(kind, step, page) where a design fails, and a pass everywhere else."""
+"""Every bundled scenario under every built-in design: the exact first violation (kind, step,
+page) where a design fails, and a pass everywhere else, as each file's `expect` says (the only
+table of expectations: a test reads it, none restates it)."""
 
 import pytest
 
@@ -8,106 +9,56 @@ from mteswap.designs import BUILTIN, get_design
 from mteswap.scenario.load import load_scenario
 from mteswap.scenario.runner import run_scenario
 
-SCENARIOS = {load_scenario(p).name: p for p in bundled_files()}
-
-# design -> scenario -> first violation; scenarios not listed pass.
-FIRST_VIOLATION = {
-    'split-before-swap': {
-        's2-partial-mprotect-pageout': ('tag-check-fault', 6, 4),
-        's2-partial-mprotect-reclaim': ('tag-check-fault', 6, 4),
-        's5-split-tagged-head-stale': ('invariant', 7, None),
-        's5-split-untagged-head': ('tag-check-fault', 6, 4),
-        's5-split-zero-filled-tail': ('tag-check-fault', 7, 4),
-    },
-    'rfc-v1': {
-        'fork-cow-swap': ('invariant', 5, None),
-        'roundtrip-large-ssd': ('invariant', 3, None),
-        'roundtrip-large-zram': ('invariant', 3, None),
-        's1-shared-partial-dontneed': ('invariant', 4, None),
-        's1p-shared-partial-dontneed-swapcache': ('invariant', 4, None),
-        's2-partial-mprotect-pageout': ('tag-check-fault', 6, 4),
-        's2-partial-mprotect-reclaim': ('invariant', 5, None),
-        's3-refault-swapcache': ('invariant', 3, None),
-        's3-retag-between-refaults': ('invariant', 3, None),
-        's3z-fresh-large-swapin-zram': ('invariant', 3, None),
-        's5-split-tagged-head-stale': ('invariant', 7, None),
-        's5-split-untagged-head': ('tag-check-fault', 6, 4),
-        's5-split-zero-filled-tail': ('tag-check-fault', 7, 4),
-        'swapoff-shared': ('invariant', 4, None),
-        'tag-alloc-failure-rollback': ('invariant', 3, None),
-    },
-    'rfc-v2': {
-        'roundtrip-large-zram': ('tag-check-fault', 4, 3),
-        's2-partial-mprotect-pageout': ('tag-check-fault', 6, 4),
-        's3z-fresh-large-swapin-zram': ('tag-check-fault', 4, 5),
-        's5-split-tagged-head-stale': ('invariant', 7, None),
-        's5-split-untagged-head': ('tag-check-fault', 6, 4),
-        's5-split-zero-filled-tail': ('tag-check-fault', 7, 4),
-        'tag-alloc-failure-rollback': ('invariant', 3, None),
-    },
-    'rfc-v3': {
-        'roundtrip-large-zram': ('tag-check-fault', 4, 3),
-        's2-partial-mprotect-pageout': ('tag-check-fault', 6, 4),
-        's3z-fresh-large-swapin-zram': ('tag-check-fault', 4, 5),
-        's5-split-tagged-head-stale': ('invariant', 7, None),
-        's5-split-untagged-head': ('tag-check-fault', 6, 4),
-        's5-split-zero-filled-tail': ('tag-check-fault', 7, 4),
-    },
-    'restore-all-unmarked': {
-        's2-partial-mprotect-pageout': ('tag-check-fault', 6, 4),
-        's3-retag-between-refaults': ('tag-check-fault', 8, 5),
-        's5-split-tagged-head-stale': ('invariant', 7, None),
-        's5-split-untagged-head': ('tag-check-fault', 6, 4),
-        's5-split-zero-filled-tail': ('tag-check-fault', 7, 4),
-    },
-    'folio-marker': {
-        's2-partial-mprotect-pageout': ('tag-check-fault', 6, 4),
-        's5-split-tagged-head-stale': ('invariant', 7, None),
-        's5-split-untagged-head': ('tag-check-fault', 6, 4),
-        's5-split-zero-filled-tail': ('tag-check-fault', 7, 4),
-        'slot-reuse-untagged': ('tag-check-fault', 10, 0),
-    },
-    'per-folio-flag': {
-    },
-    'merged': {
-        's2-partial-mprotect-pageout': ('tag-check-fault', 6, 4),
-        's5-split-tagged-head-stale': ('invariant', 7, None),
-        's5-split-untagged-head': ('tag-check-fault', 6, 4),
-        's5-split-zero-filled-tail': ('tag-check-fault', 7, 4),
-    },
-    'merged-split-fix': {
-    },
-}
+LOADED = {sc.name: sc for sc in map(load_scenario, bundled_files())}
+SCENARIOS = {p.stem: p for p in bundled_files()}
 
 
 def _run(scenario: str, design: str):
-    return run_scenario(load_scenario(SCENARIOS[scenario]), get_design(design))
+    return run_scenario(LOADED[scenario], get_design(design))
 
 
-def test_the_table_names_real_scenarios_and_every_design():
-    assert set(FIRST_VIOLATION) == set(BUILTIN)
-    for failing in FIRST_VIOLATION.values():
-        assert set(failing) <= set(SCENARIOS)
+def failing(design: str) -> set[str]:
+    """The bundled scenarios whose `expect` says `design` fails."""
+    return {name for name, sc in LOADED.items() if sc.expect[design].kind != "pass"}
+
+
+def test_every_expect_names_every_design_with_the_first_violation():
+    """The files' `expect` is the one table: every built-in design, and where one fails, the
+    full form (kind, step, page)."""
+    assert set(LOADED) == set(SCENARIOS)
+    for name, sc in LOADED.items():
+        assert set(BUILTIN) <= set(sc.expect), name
+        for design, want in sc.expect.items():
+            assert want.kind == "pass" or want.step is not None, (name, design, want)
 
 
 @pytest.mark.parametrize("design", list(BUILTIN))
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("scenario", sorted(LOADED))
 def test_first_violation(scenario, design):
     res = _run(scenario, design)
     first = res.first()
-    got = None if first is None else (first.kind, first.step, first.page)
-    assert got == FIRST_VIOLATION[design].get(scenario)
-    # Each file's `expect` records the same verdict for every design.
+    got = "pass" if first is None else (first.kind, first.step, first.page)
+    want = LOADED[scenario].expect[design]
+    assert got == ("pass" if want.kind == "pass" else (want.kind, want.step, want.page))
     assert res.matches_expect() is True
 
 
 def test_merged_fails_only_through_a_split_and_merged_split_fix_never():
-    assert set(FIRST_VIOLATION["merged"]) == {
+    assert failing("merged") == {
         "s2-partial-mprotect-pageout", "s5-split-tagged-head-stale",
         "s5-split-untagged-head", "s5-split-zero-filled-tail"}
-    assert FIRST_VIOLATION["merged-split-fix"] == {}
-    for name in FIRST_VIOLATION["merged"]:
+    assert failing("merged-split-fix") == failing("per-folio-flag") == set()
+    for name in failing("merged"):
         assert _run(name, "merged").counters["splits"] >= 1
+
+
+def test_only_zram_scenarios_separate_rfc_v2_and_v3_from_merged():
+    """rfc-v2 and rfc-v3 fail where merged passes only on zram (v6.12's large swap-in)."""
+    for design in ("rfc-v2", "rfc-v3"):
+        extra = {n for n in failing(design) - failing("merged")
+                 if LOADED[n].expect[design].kind == "tag-check-fault"}
+        assert extra == {"roundtrip-large-zram", "s3z-fresh-large-swapin-zram"}
+        assert all(LOADED[n].config.swap_device == "zram" for n in extra)
 
 
 def test_rfc_v1_loses_the_tags_of_every_page_but_the_first():

@@ -12,13 +12,14 @@ from typer.testing import CliRunner
 
 from helpers import check, runner as run_steps
 from mteswap.cli import app as mteswap_app
-from mteswap.explore.alphabet import Alphabet, Problem
+from mteswap.explore.alphabet import Alphabet, Problem, parse_actions
 from mteswap.explore.bfs import new_bfs, run_bfs, serial_mapper
 from mteswap.explore.cli import check_command
-from mteswap.explore.engine import get_context
+from mteswap.explore.model import get_model
 from mteswap.explore.shrink import first_violation, shrink
 from mteswap.model.machine import Machine
 from mteswap.model.swapinfo import SwapInfo
+from mteswap.scenario.load import Expected
 from mteswap.scenario.runner import Runner
 
 check_app = typer.Typer(add_completion=False)
@@ -44,24 +45,18 @@ def test_clone_knows_every_attribute():
 def test_clone_behaves_like_original(seed):
     """Random walks: the clone taken mid-way runs the rest exactly as the original does, and
     running steps on the clone leaves the original untouched."""
-    ctx = get_context(Problem(design="merged"))
+    model = get_model(Problem(design="merged"))
     rng = random.Random(seed)
-    r = ctx.root.clone()
+    r = model.init()
     trace = []
     for i in range(1, 25):
-        steps = ctx.alpha.steps_at(i)
-        cand = [a for a in range(ctx.nactions) if ctx.alpha.enabled(r, steps[a])]
-        a = rng.choice(cand)
-        probe = r.clone()
-        try:
-            probe.run_step(steps[a])
-        except Exception:
+        a = rng.choice(model.actions(r))
+        if model.step(r, a) is None:
             continue
         before = (r.m.snapshot(), r.oracle.expect.snapshot())
-        c = r.clone()
-        c.run_step(steps[a])
+        c = model.step(r, a)
         assert (r.m.snapshot(), r.oracle.expect.snapshot()) == before    # original untouched
-        r.run_step(steps[a])
+        assert model.step_in_place(r, a)
         trace.append(a)
         assert c.m.snapshot() == r.m.snapshot()
         assert c.oracle.expect.snapshot() == r.oracle.expect.snapshot()
@@ -72,7 +67,7 @@ def test_clone_behaves_like_original(seed):
             assert f.m is c.m and c.m.folios[f.pfn] == f and f.swapcache
         for p in c.m.pages:
             assert p.folio is None or (p.folio.m is c.m and c.m.folios[p.folio.pfn] == p.folio)
-    assert ctx.replay(trace).m.snapshot() == r.m.snapshot()
+    assert model.replay(trace).m.snapshot() == r.m.snapshot()
 
 
 # -- alphabet ------------------------------------------------------------------------------------
@@ -100,7 +95,7 @@ def test_rfc_v1_counterexample_replays(tmp_path):
     # the YAML names the design and the expected verdict
     from mteswap.scenario.load import load_scenario
     sc = load_scenario(v["files"]["yaml"])
-    assert sc.design == "rfc-v1" and sc.expect == {"rfc-v1": "invariant"}
+    assert sc.design == "rfc-v1" and sc.expect == {"rfc-v1": Expected("invariant", 3, None)}
     assert len(sc.steps) == 3
     # ITF: one state per step plus the initial one, in order
     itf = json.loads(open(v["files"]["itf"]).read())
@@ -191,8 +186,7 @@ def test_random_finds_and_shrinks(tmp_path):
 
 def test_shrink_keeps_kind_and_never_grows():
     pr = Problem(design="merged")
-    ctx = get_context(pr)
-    noisy = [
+    noisy = parse_actions(pr, [
         {"fork": {"proc": "A", "child": "B"}},
         {"exit": {"proc": "B"}},
         {"mmap": {"proc": "A", "vma": "buf", "pages": 4, "mte": False}},
@@ -205,10 +199,11 @@ def test_shrink_keeps_kind_and_never_grows():
         {"pageout": {"proc": "A", "vma": "buf", "pages": 2, "keep_cached": True}},
         {"read": {"proc": "A", "vma": "buf", "pages": "0-3"}},
         {"read": {"proc": "A", "vma": "buf", "pages": 0}},
-    ]
-    v = first_violation(pr, ctx.make_design, noisy)
+    ])
+    v = first_violation(pr, noisy)
     assert v is not None and v.kind == "tag-check-fault"
-    small, tried = shrink(pr, ctx.make_design, noisy, v.kind)
+    small, tried = shrink(pr, noisy, v.kind)
     assert len(small) < len(noisy) and tried > 0
-    assert first_violation(pr, ctx.make_design, small).kind == v.kind
-    assert not any(isinstance(a, dict) and "fork" in a for a in small)
+    assert first_violation(pr, small).kind == v.kind
+    assert not any(s.op == "fork" for s in small)
+    assert [s.index for s in small] == list(range(1, len(small) + 1))

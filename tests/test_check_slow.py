@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from mteswap.cli import app as mteswap_app
 from mteswap.explore import checkpoint as ckpt
-from mteswap.explore import engine
+from mteswap.explore import model as explore_model
 from mteswap.oracle import registry
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def test_merged_small_exhaustive_depth4(tmp_path, monkeypatch):
     assert status == 1 and (v["kind"], v["step"], v["op"]) == ("invariant", 4, "pageout")
     assert v["detail"].startswith("I1: pfn 1 is PG_mte_tagged")
     monkeypatch.setattr(registry, "DISABLED", frozenset({"I1"}))
-    monkeypatch.setattr(engine, "_CONTEXTS", {})   # a root runner made with I1 off
+    monkeypatch.setattr(explore_model, "_MODELS", {})   # a root runner made with I1 off
     summary, status = check(tmp_path, design="merged", depth=4, workers=1)
     assert status == 0 and summary["depth"] == 4
     assert (summary["distinct_states"], summary["transitions"]) == (39990, 140636)

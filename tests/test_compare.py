@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from mteswap.bundled import BUNDLED_DIR, bundled_files
 from mteswap.cli import app
 from mteswap.designs import BUILTIN
+from mteswap.scenario.load import load_scenario
 from helpers import WIDE, invoke
 
 S5 = BUNDLED_DIR / "s5-split-untagged-head.yaml"
@@ -108,14 +109,43 @@ def test_expect_for_a_design_not_compared_does_not_count(tmp_path):
     assert doc["cells"][0]["expect"] is None
 
 
+def s5_expecting(tmp_path, name: str, merged: str) -> Path:
+    """S5 with its `expect` for merged replaced by `merged` (YAML text)."""
+    doc = yaml.safe_load(S5.read_text())
+    doc["name"] = name
+    doc["expect"] = {"merged": yaml.safe_load(merged)}
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return f
+
+
 def test_violation_kind_expect_compares_with_the_first_violation(tmp_path):
-    f = tmp_path / "s5-other-kind.yaml"
-    f.write_text(S5.read_text().replace("name: s5-split-untagged-head", "name: s5-other-kind")
-                 .replace("merged: tag-check-fault", "merged: data-corruption"))
+    f = s5_expecting(tmp_path, "s5-other-kind", "data-corruption")
     code, doc = compare_json("--designs", "merged", f)
     assert code == 1
     c = doc["cells"][0]
     assert c["verdict"] == "fail" and c["expect"] == "data-corruption" and c["matches"] is False
+    # the plain form compares the kind only
+    code, doc = compare_json("--designs", "merged", s5_expecting(tmp_path, "s5-kind", "tag-check-fault"))
+    assert code == 0 and doc["cells"][0]["matches"] is True
+
+
+@pytest.mark.parametrize("merged,ok", [
+    ("{kind: tag-check-fault, step: 6, page: 4}", True),
+    ("{kind: tag-check-fault, step: 5, page: 4}", False),       # another step
+    ("{kind: tag-check-fault, step: 6, page: 3}", False),       # another page
+    ("{kind: tag-check-fault, step: 6}", False),                # no page: the fault names page 4
+    ("{kind: invariant, step: 6, page: 4}", False),             # another kind
+])
+def test_full_expect_compares_kind_step_and_page(tmp_path, merged, ok):
+    f = s5_expecting(tmp_path, "s5-full", merged)
+    code, doc = compare_json("--designs", "merged", f)
+    assert (code, doc["cells"][0]["matches"]) == ((0, True) if ok else (1, False))
+    if not ok:
+        result = invoke("compare", "--designs", "merged", f)
+        want = str(load_scenario(f).expect["merged"])
+        assert f"s5-full \u00d7 merged: got tag-check-fault@6 page 4, expect {want}" in result.stdout
+        assert invoke("demo", "--design", "merged").exit_code == 0     # the bundled files still hold
 
 
 # --------------------------------------------------------------------------- bad input: 2
@@ -193,7 +223,7 @@ def test_json_shape_and_a_concrete_cell():
     assert s5["first"]["page"] == 4
     assert s5["first"]["detail"].startswith("expected tag 5, found 0")
     assert set(s5["first"]) == {"kind", "step", "page", "detail"}
-    assert s5["expect"] == "tag-check-fault"
+    assert s5["expect"] == {"kind": "tag-check-fault", "step": 6, "page": 4}   # as the file writes it
     assert s5["matches"] is True
     assert s5["counters"]["splits"] >= 1
     s1 = cell(doc, "s1-shared-partial-dontneed", "merged")

@@ -15,6 +15,7 @@ from mteswap.scenario import (
     OPS,
     VIOLATION_KINDS,
     Config,
+    Expected,
     Scenario,
     ScenarioError,
     Step,
@@ -70,6 +71,31 @@ def parse_error(text: str | bytes, file: str = "bad.yaml") -> ScenarioError:
 # ---------------------------------------------------------------- valid input
 
 
+def test_expect_full_form():
+    """`expect` per design: the plain verdict, or the first violation's kind, step and page
+    (page absent or null: a violation that names no page)."""
+    text = doc("  - evict\n  - evict\n", extra="expect:\n  merged: pass\n"
+               "  rfc-v1: {kind: tag-check-fault, step: 2, page: 4}\n"
+               "  rfc-v2: {kind: invariant, step: 1}\n  rfc-v3: {kind: invariant, step: 1, page: null}\n")
+    e = parse_scenario(text).expect
+    assert e == {"merged": Expected("pass"), "rfc-v1": Expected("tag-check-fault", 2, 4),
+                 "rfc-v2": Expected("invariant", 1, None), "rfc-v3": Expected("invariant", 1, None)}
+    assert str(e["rfc-v1"]) == "tag-check-fault@2 page 4" and str(e["rfc-v2"]) == "invariant@1"
+    assert e["rfc-v1"].written() == {"kind": "tag-check-fault", "step": 2, "page": 4}
+    assert e["merged"].written() == "pass"
+
+
+def test_bad_expect_exits_2_with_one_line(tmp_path):
+    from helpers import invoke
+    f = tmp_path / "bad.yaml"
+    f.write_text(doc(extra="expect: {merged: {kind: invariant, step: 9}}\n"))
+    for command in (["run"], ["compare", "--designs", "merged"]):
+        result = invoke(*command, f)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert result.stderr == (f"mteswap: error: {f}: field 'expect.merged.step': expected a step "
+                                 "number of this scenario, 1-1, got 9\n"), result.stderr
+
+
 def test_contract_example():
     scenario = parse_scenario(CONTRACT_EXAMPLE, "example.yaml")
     assert scenario.file == "example.yaml"
@@ -77,7 +103,7 @@ def test_contract_example():
     assert scenario.description.startswith("Process A forks B;")
     assert scenario.design == "merged"
     assert scenario.config == Config()  # the example spells out the defaults
-    assert scenario.expect == {"merged": "pass", "rfc-v1": "tag-check-fault"}
+    assert scenario.expect == {"merged": Expected("pass"), "rfc-v1": Expected("tag-check-fault")}
     every_page = range(16)                # an 'a-b' range stays a range
     assert scenario.steps == (
         Step(1, "mmap", {"proc": "A", "vma": "buf", "pages": 16, "mte": True}),
@@ -242,6 +268,22 @@ BAD_INPUTS = [
     ("expect-verdict", doc(extra="expect: {merged: boom}\n"), None, "expect.merged",
      "expected pass, fail or one of tag-check-fault"),
     ("expect-list", doc(extra="expect: [merged]\n"), None, "expect", "expected a mapping"),
+    ("expect-full-no-step", doc(extra="expect: {merged: {kind: invariant}}\n"), None,
+     "expect.merged.step", "missing, expected a step number of this scenario, 1-1"),
+    ("expect-full-no-kind", doc(extra="expect: {merged: {step: 1}}\n"), None,
+     "expect.merged.kind", "missing, expected one of tag-check-fault"),
+    ("expect-full-pass", doc(extra="expect: {merged: {kind: pass, step: 1}}\n"), None,
+     "expect.merged.kind", "expected one of tag-check-fault, data-corruption"),
+    ("expect-full-step-past-end", doc(extra="expect: {merged: {kind: invariant, step: 2}}\n"), None,
+     "expect.merged.step", "expected a step number of this scenario, 1-1, got 2"),
+    ("expect-full-step-zero", doc(extra="expect: {merged: {kind: invariant, step: 0}}\n"), None,
+     "expect.merged.step", "got 0"),
+    ("expect-full-page", doc(extra="expect: {merged: {kind: invariant, step: 1, page: -1}}\n"),
+     None, "expect.merged.page", "expected a page index 0-262143 or null, got -1"),
+    ("expect-full-page-bool", doc(extra="expect: {merged: {kind: invariant, step: 1, page: true}}\n"),
+     None, "expect.merged.page", "got true"),
+    ("expect-full-unknown-key", doc(extra="expect: {merged: {kind: invariant, step: 1, pid: 1}}\n"),
+     None, "expect.merged.pid", "unknown key, expected one of kind, step, page"),
     ("unknown-op", doc("  - evict\n  - frob: {proc: A}\n"), 2, None,
      "unknown op 'frob', expected one of mmap, munmap"),
     ("unknown-field", one_step("write: {proc: A, vma: b, page: 1}"), 1, "page",

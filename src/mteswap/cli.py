@@ -153,9 +153,9 @@ def demo(design: str = typer.Option(DEFAULT, "--design", help="design to run the
 # --------------------------------------------------------------------------------- compare
 
 MARK_OK, MARK_BAD, TIMES = "\u2713", "\u2717", "\u00d7"          # ✓ ✗ ×
-_COMPARE_LEGEND = ("{ok} as the scenario's `expect` says for this design, {bad} not as it says, "
-                   "unmarked: no `expect` for this design; a cell is `pass` or the first "
-                   "violation as kind@step")
+_COMPARE_LEGEND = ("{ok} as the scenario's `expect` says for this design (kind, and step and page "
+                   "when it gives them), {bad} not as it says, unmarked: no `expect` for this "
+                   "design; a cell is `pass` or the first violation as kind@step")
 
 
 def _split_designs(text: str) -> list[str]:
@@ -191,6 +191,19 @@ def _cell_text(res: RunResult) -> str:
     return "pass" if first is None else f"{first.kind}@{first.step}"
 
 
+def _outcome_text(res: RunResult) -> str:
+    """`pass`, or the first violation as kind@step and its page (what a full `expect` gives)."""
+    first = res.first()
+    if first is None:
+        return "pass"
+    return f"{first.kind}@{first.step}" + ("" if first.page is None else f" page {first.page}")
+
+
+def _expect_written(res: RunResult):
+    want = res.expect.get(res.design)
+    return None if want is None else want.written()
+
+
 def _glyphs() -> tuple[str, str, str]:
     """(match, mismatch, times): ✓ ✗ ×, or ASCII stand-ins when stdout cannot encode them."""
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
@@ -206,7 +219,7 @@ def compare_cell_json(res: RunResult) -> dict:
     return {"scenario": res.scenario, "design": res.design, "verdict": res.verdict,
             "first": None if first is None else {"kind": first.kind, "step": first.step,
                                                  "page": first.page, "detail": first.detail},
-            "expect": res.expect.get(res.design), "matches": res.matches_expect(),
+            "expect": _expect_written(res), "matches": res.matches_expect(),
             "counters": dict(res.counters)}
 
 
@@ -264,7 +277,7 @@ def _marked(res: RunResult, ok: str, bad: str) -> tuple[str, Optional[bool]]:
 
 
 def _mismatch_lines(mismatched: list[RunResult], times: str) -> list[str]:
-    return [f"{res.scenario} {times} {res.design}: got {_cell_text(res)}, expect {res.expect[res.design]}"
+    return [f"{res.scenario} {times} {res.design}: got {_outcome_text(res)}, expect {res.expect[res.design]}"
             for res in mismatched]
 
 

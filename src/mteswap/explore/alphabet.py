@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from mteswap.scenario.load import ALL, OPS, Config, Scenario, ScenarioError, Step, parse_scenario
+from mteswap.scenario.load import OPS, Config, Scenario, ScenarioError, Step, parse_scenario
 
 FIXED_TAG = 5                      # the one fixed tag of the alphabet (besides `distinct`)
 
@@ -29,19 +29,30 @@ class Preset:
     vma_pages: int
     page_sets: tuple               # pages fields: int, "a-b" or "all"
     description: str
+    reaches: str = ""              # which sometimes properties (explore/model.py) it can reach (--help)
 
+
+_SMALL = Preset(
+    "small", {"folio_pages": [1, 4], "swap_slots": 1024, "frames": 16, "swap_device": "ssd"},
+    ("A", "B"), "buf", 4, (0, 1, 2, 3, "0-3"),
+    "processes A and B (B by fork), one VMA of 4 pages, folio_pages [1, 4], 16 frames, "
+    "1024 swap slots (slot 0 is the header: whole-folio swap-out needs the second cluster)",
+    "every one but a large swap-in (ssd: swap-in is order 0), all by depth 4")
 
 PRESETS = {
-    "small": Preset(
-        "small", {"folio_pages": [1, 4], "swap_slots": 1024, "frames": 16, "swap_device": "ssd"},
-        ("A", "B"), "buf", 4, (0, 1, 2, 3, "0-3"),
-        "processes A and B (B by fork), one VMA of 4 pages, folio_pages [1, 4], 16 frames, "
-        "1024 swap slots (slot 0 is the header: whole-folio swap-out needs the second cluster)"),
+    "small": _SMALL,
+    "zram": dataclasses.replace(
+        _SMALL, name="zram", config=dict(_SMALL.config, swap_device="zram"),
+        description="small on a zram device (synchronous I/O): v6.12's large swap-in "
+        "(do_swap_page of a whole 4-page folio) becomes reachable, and with it rfc-v2's and "
+        "rfc-v3's failures",
+        reaches="every one, a large swap-in included (from depth 4): rfc-v2 and rfc-v3 fail"),
     "thread": Preset(
         "thread", {"folio_pages": [1, 16], "swap_slots": 1024, "frames": 48, "swap_device": "ssd"},
         ("A", "B"), "buf", 16, (0, 1, 15, "0-3", "4-7", "0-15"),
         "processes A and B (B by fork), one VMA of 16 pages, folio_pages [1, 16] (the discussion's 64 KiB case), "
-        "48 frames, 1024 swap slots"),
+        "48 frames, 1024 swap slots",
+        "no large swap-in (ssd)"),
 }
 
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Config))
@@ -172,8 +183,8 @@ def scenario_doc(pr: Problem, actions: list, name: str = "explore", design: str 
 
 
 class Alphabet:
-    """Parsed actions plus the helpers the search needs: the root runner, Step objects for a
-    given step index, and a cheap test of whether an action can apply in a state."""
+    """Parsed actions plus the helpers the search needs: the scenario a runner starts from and
+    the Step objects for a given step index."""
 
     def __init__(self, pr: Problem):
         self.problem = pr
@@ -193,35 +204,23 @@ class Alphabet:
             self._steps[index] = got
         return got
 
-    def enabled(self, r, step: Step) -> bool:
-        """False when the step surely cannot apply (the runner would raise ScenarioError). True
-        means: try it (it may still be bad input, e.g. out of memory, which disables it too)."""
-        a = step.args
-        proc = a.get("proc")
-        if proc is None:
-            return True
-        pid = r.pids.get(proc)
-        if pid is None:
-            return False
-        mm = r.m.mms[pid]
-        if not mm.alive:
-            return False
-        op = step.op
-        if op == "fork":
-            return a["child"] not in r.pids
-        if op == "exit":
-            return True
-        key = (pid, a["vma"])
-        if op == "mmap":
-            return key not in r.vmas
-        info = r.vmas.get(key)
-        if info is None:
-            return False
-        start, n = info
-        pages = a["pages"]
-        if pages == ALL:
-            return any(mm.find_vma(start + i) for i in range(n))
-        for i in pages:
-            if i >= n or mm.find_vma(start + i) is None:
-                return False
-        return True
+
+def step_action(step: Step):
+    """The scenario-file mapping of a parsed step (the inverse of the loader, defaults left
+    out), for writing a counterexample: `{"write": {"proc": "A", ..., "pages": "0-3"}}`."""
+    defaults = {spec.name: spec.default for spec in OPS[step.op] if not spec.required}
+    args = {}
+    for key, value in step.args.items():
+        if key in defaults and value == defaults[key] and key != "mte":
+            continue
+        if isinstance(value, range):
+            value = f"{value.start}-{value.stop - 1}" if len(value) > 1 else value.start
+        elif isinstance(value, tuple):
+            value = value[0] if len(value) == 1 else list(value)
+        args[key] = value
+    return {step.op: args} if args or OPS[step.op] else step.op
+
+
+def parse_actions(pr: Problem, actions: list) -> list[Step]:
+    """Scenario-file mappings -> Steps positioned 1, 2, ... (ScenarioError if bad)."""
+    return list(scenario_doc(pr, actions).steps) if actions else []

@@ -1,11 +1,14 @@
 """Exhaustive breadth-first search over canonical states, level by level.
 
-A level's frontier is a list of traces (tuples of action indices), kept in lexicographic order
-(parents in order, then actions in order). It is cut into chunks; `expand_chunk` rebuilds each
-parent by replaying its trace along a stack of cloned prefix states (siblings share their
-prefix), runs every enabled action on a clone, and returns the children's fingerprints in
-order. The coordinator merges chunks in order against one global `seen` set, so the result
-(the first violation in that order, state and transition counts) does not depend on how many
+The search sees the system only through `explore.model.Model` (init, actions, step,
+properties, fingerprint). A level's frontier is a list of traces (tuples of action indices),
+kept in lexicographic order (parents in order, then actions in order). It is cut into chunks;
+`expand_chunk` rebuilds each parent by replaying its trace along a stack of prefix states
+(siblings share their prefix), takes every action the model offers there, and returns the
+children's fingerprints in order, with the first failing `always` property and the first
+transition reaching each `sometimes` property. The coordinator merges chunks in order against
+one global `seen` set, so the result (the first violation in that order, the first trace
+reaching each sometimes property, state and transition counts) does not depend on how many
 workers ran the chunks, nor on the chunk size.
 """
 
@@ -15,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from mteswap.explore.alphabet import Problem
-from mteswap.explore.engine import get_context, try_step
+from mteswap.explore.model import get_model
 
 CHUNK = 48          # parents per chunk
 
@@ -24,17 +27,19 @@ CHUNK = 48          # parents per chunk
 class ChunkResult:
     children: list            # [(parent position in chunk, action, fingerprint)], locally deduped
     transitions: int          # enabled transitions run (up to and including a violating one)
-    violation: tuple | None   # (parent position, action, Violation.to_dict()) or None
+    violation: tuple | None   # (parent position, action, property name, Violation.to_dict())
+    reached: dict = field(default_factory=dict)   # sometimes property -> (parent position, action)
 
 
 def expand_chunk(problem: Problem, traces: list) -> ChunkResult:
-    ctx = get_context(problem)
-    alpha, n = ctx.alpha, ctx.nactions
-    stack = [ctx.root]
+    model = get_model(problem)
+    stack = [model.init()]
     current: tuple = ()
     children: list = []
     local: set = set()
     transitions = 0
+    reached: dict = {}
+    unreached = [p.name for p in model.sometimes()]
     for pos, trace in enumerate(traces):
         c = 0
         limit = min(len(current), len(trace), len(stack) - 1)
@@ -42,31 +47,32 @@ def expand_chunk(problem: Problem, traces: list) -> ChunkResult:
             c += 1
         del stack[c + 1:]
         for j in range(c, len(trace)):
-            r = stack[-1].clone()
-            r.run_step(alpha.steps_at(j + 1)[trace[j]])
-            stack.append(r)
+            stack.append(model.step(stack[-1], trace[j]))
         current = trace
         parent = stack[-1]
-        steps = alpha.steps_at(len(trace) + 1)
-        enabled = [a for a in range(n) if alpha.enabled(parent, steps[a])]
+        enabled = model.actions(parent)
         last = len(enabled) - 1
         for k, a in enumerate(enabled):
             # The parent itself serves its last child: no later trace has it as a prefix.
             child = parent if (k == last and len(stack) > 1) else parent.clone()
-            if not try_step(child, steps[a]):
+            if not model.step_in_place(child, a):
                 continue
             transitions += 1
-            if child.oracle.violations:
-                return ChunkResult(children, transitions,
-                                   (pos, a, child.oracle.violations[0].to_dict()))
-            fp = ctx.fp(child)
+            if unreached:
+                for name in model.reached(child, unreached):
+                    reached[name] = (pos, a)
+                    unreached.remove(name)
+            failed = model.failed_property(child)
+            if failed is not None:
+                return ChunkResult(children, transitions, (pos, a) + failed, reached)
+            fp = model.fingerprint(child)
             if fp not in local:
                 local.add(fp)
                 children.append((pos, a, fp))
         if len(stack) > 1 and enabled:
             stack.pop()
             current = trace[:-1]
-    return ChunkResult(children, transitions, None)
+    return ChunkResult(children, transitions, None, reached)
 
 
 @dataclass
@@ -81,7 +87,8 @@ class BfsState:
     seen: set = field(default_factory=set)
     distinct: int = 1                    # the root
     transitions: int = 0
-    violation: dict | None = None        # {"trace": [...], "violation": {...}}
+    violation: dict | None = None        # {"trace": [...], "property": name, "violation": {...}}
+    reached: dict = field(default_factory=dict)   # sometimes property -> first trace reaching it
     done: bool = False
     depth_reached: int = 0               # deepest level whose states were all generated
     elapsed: float = 0.0                 # seconds spent before the last resume
@@ -89,9 +96,9 @@ class BfsState:
 
 
 def new_bfs(problem: Problem, max_depth: int) -> BfsState:
-    ctx = get_context(problem)
+    model = get_model(problem)
     st = BfsState(problem, max_depth)
-    st.seen.add(ctx.fp(ctx.root))
+    st.seen.add(model.fingerprint(model.init()))
     if max_depth <= 0:
         st.done = True
     return st
@@ -107,10 +114,12 @@ def merge(st: BfsState, chunk_traces: list, res: ChunkResult) -> None:
             if st.level + 1 < st.max_depth:
                 nxt.append(chunk_traces[pos] + (a,))
     st.transitions += res.transitions
+    for name, (pos, a) in res.reached.items():
+        st.reached.setdefault(name, list(chunk_traces[pos] + (a,)))
     if res.violation is not None:
-        pos, a, v = res.violation
+        pos, a, prop, v = res.violation
         st.distinct += 1
-        st.violation = {"trace": list(chunk_traces[pos] + (a,)), "violation": v}
+        st.violation = {"trace": list(chunk_traces[pos] + (a,)), "property": prop, "violation": v}
         st.depth_reached = st.level + 1
         st.done = True
 

@@ -7,13 +7,14 @@ import time
 from dataclasses import dataclass, field
 
 from mteswap.explore import checkpoint as ckpt
-from mteswap.explore.alphabet import BadInput, Problem, action_text, parse_set, validate_problem
+from mteswap.explore.alphabet import (BadInput, Problem, action_text, parse_set, step_action,
+                                      validate_problem)
 from mteswap.explore.bfs import new_bfs, run_bfs
-from mteswap.explore.engine import design_maker, get_context
 from mteswap.explore.itf import write_counterexample
+from mteswap.explore.model import design_maker, get_model
 from mteswap.explore.parallel import PoolMapper, SerialMapper, default_workers
 from mteswap.explore.progress import Progress, bfs_line
-from mteswap.explore.shrink import shrink
+from mteswap.explore.shrink import first_violation, shrink
 
 
 @dataclass
@@ -79,7 +80,7 @@ def run_check(o: Options) -> tuple[dict, int]:
     if o.random and o.steps < 1:
         raise BadInput(f"--steps: expected at least 1, got {o.steps}")
     problem = make_problem(o)
-    ctx = get_context(problem)
+    ctx = get_model(problem)
     saved_opts = {k: getattr(o, k) for k in ("design", "model", "depth", "random", "steps",
                                              "walks", "seed", "set", "ops", "reduce", "time")}
     mapper = _mapper(o, problem)
@@ -114,15 +115,28 @@ def _exhaustive(o, problem, ctx, mapper, progress, resumed, saved_opts) -> dict:
                "distinct_states": st.distinct, "transitions": st.transitions,
                "seconds": round(st.elapsed, 3),
                "states_per_second": round(st.distinct / st.elapsed, 1) if st.elapsed else None,
-               "violation": None}
+               "violation": None,
+               "sometimes": sometimes_summary(ctx, st.reached)}
     if st.violation:
         actions = [ctx.alpha.actions[a] for a in st.violation["trace"]]
         files = write_counterexample(o.out, problem, ctx.make_design, ctx.design_name, actions,
                                      st.violation["violation"],
                                      f"exhaustive search, depth {st.depth_reached}: a shortest trace")
-        summary["violation"] = dict(st.violation["violation"],
+        summary["violation"] = dict(st.violation["violation"], property=st.violation["property"],
                                     trace=[action_text(a) for a in actions], files=files)
     return summary
+
+
+def sometimes_summary(model, reached: dict) -> dict:
+    """Each sometimes property, in the model's order: {"reached": bool, "trace": [...] | None}
+    (the first trace found reaching it, as one-line actions)."""
+    out = {}
+    for p in model.sometimes():
+        trace = reached.get(p.name)
+        out[p.name] = {"reached": trace is not None,
+                       "trace": None if trace is None
+                       else [action_text(model.alpha.actions[a]) for a in trace]}
+    return out
 
 
 @dataclass
@@ -130,8 +144,9 @@ class RandomState:
     next_walk: int = 0
     walks: int = 0
     steps: int = 0
-    found: dict | None = None          # {"walk", "trace", "violation"}
+    found: dict | None = None          # {"walk", "trace", "property", "violation"}
     elapsed: float = 0.0
+    reached: dict = field(default_factory=dict)   # sometimes property -> trace (lowest walk)
 
 
 def _random(o, problem, ctx, mapper, progress, resumed, saved_opts) -> dict:
@@ -156,8 +171,11 @@ def _random(o, problem, ctx, mapper, progress, resumed, saved_opts) -> dict:
                 for wr in res:
                     rs.walks += 1
                     rs.steps += wr.steps
+                    for name, trace in wr.reached.items():
+                        rs.reached.setdefault(name, trace)
                     if wr.violation and rs.found is None:
-                        rs.found = {"walk": wr.walk, "trace": wr.trace, "violation": wr.violation}
+                        rs.found = {"walk": wr.walk, "trace": wr.trace, "property": wr.prop,
+                                    "violation": wr.violation}
                 rs.next_walk = b[-1] + 1
                 rs.elapsed = time.perf_counter() - t0
                 progress.update(f"random: walks {rs.walks:,}  steps {rs.steps:,}  "
@@ -182,20 +200,21 @@ def _random(o, problem, ctx, mapper, progress, resumed, saved_opts) -> dict:
                "distinct_states": None, "transitions": rs.steps,
                "seconds": round(rs.elapsed, 3),
                "states_per_second": round(rs.steps / rs.elapsed, 1) if rs.elapsed else None,
-               "violation": None}
+               "violation": None,
+               "sometimes": sometimes_summary(ctx, rs.reached)}
     if rs.found:
         v = rs.found["violation"]
-        original = [ctx.alpha.actions[a] for a in rs.found["trace"]]
+        original = ctx.steps_of(rs.found["trace"])
         progress.update(f"shrinking a {len(original)}-step counterexample (walk {rs.found['walk']})",
                         force=True)
-        shrunk, tried = shrink(problem, ctx.make_design, original, v["kind"],
-                               deadline=time.monotonic() + 120)
-        from mteswap.explore.shrink import first_violation
-        sv = first_violation(problem, ctx.make_design, shrunk).to_dict()
-        files = write_counterexample(o.out, problem, ctx.make_design, ctx.design_name, shrunk, sv,
+        shrunk, tried = shrink(problem, original, v["kind"], deadline=time.monotonic() + 120)
+        sv = first_violation(problem, shrunk).to_dict()
+        actions = [step_action(s) for s in shrunk]
+        files = write_counterexample(o.out, problem, ctx.make_design, ctx.design_name, actions, sv,
                                      f"random walk {rs.found['walk']} of seed {o.seed}, "
                                      f"shrunk from {len(original)} to {len(shrunk)} steps")
-        summary["violation"] = dict(sv, trace=[action_text(a) for a in shrunk], files=files,
+        summary["violation"] = dict(sv, property=rs.found["property"],
+                                    trace=[action_text(a) for a in actions], files=files,
                                     walk=rs.found["walk"], original_length=len(original),
                                     shrink_candidates=tried)
     return summary

@@ -11,7 +11,7 @@ import pickle
 import tempfile
 
 FILE = "state.pkl"
-VERSION = 1
+VERSION = 2                    # 2: the search state records sometimes properties reached
 
 
 def save(directory: str, kind: str, state, options: dict) -> None:

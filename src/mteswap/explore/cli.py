@@ -12,12 +12,15 @@ from typing import List, Optional
 
 import typer
 
-from mteswap.explore.alphabet import BadInput
+from mteswap.explore.alphabet import PRESETS, BadInput
+
+MODEL_HELP = ("alphabet preset (docs/checking.md), and which sometimes properties it can reach: "
+              + "; ".join(f"{name}: {p.reaches}" for name, p in PRESETS.items()))
 
 
 def check_command(
     design: str = typer.Option("merged", "--design", help="design: a name, or path/to/file.py:ClassName"),
-    model: str = typer.Option("small", "--model", help="alphabet preset: small | thread"),
+    model: str = typer.Option("small", "--model", help=MODEL_HELP),
     depth: int = typer.Option(6, "--depth", help="exhaustive: the deepest trace length explored"),
     random_: bool = typer.Option(False, "--random", help="random walks (swarm) instead of exhaustive search"),
     steps: int = typer.Option(40, "--steps", help="random: steps per walk"),
@@ -61,14 +64,24 @@ def print_summary(s: dict) -> None:
     print(f"{s['design']} on {s['model']} ({s['mode']}): {what}, {states}"
           f"{s['transitions']:,} transitions, {s['seconds']}s")
     v = s["violation"]
+    print_sometimes(s.get("sometimes", {}))
     if not v:
         print("no violation")
         return
-    print(f"VIOLATION {v['kind']} at step {v['step']} ({v['op']}): {v['detail']}")
+    print(f"VIOLATION of '{v['property']}': {v['kind']} at step {v['step']} ({v['op']}): {v['detail']}")
     for i, t in enumerate(v["trace"], start=1):
         print(f"  {i:>3}. {t}")
     print(f"counterexample: {v['files']['yaml']}  (replay: mteswap run {v['files']['yaml']})")
     print(f"trace (ITF): {v['files']['itf']}")
+
+
+def print_sometimes(props: dict) -> None:
+    """One line per sometimes property: reached (at which depth) or not reached."""
+    for name, got in props.items():
+        if got["reached"]:
+            print(f"  sometimes '{name}': reached at depth {len(got['trace'])}")
+        else:
+            print(f"  sometimes '{name}': NOT reached")
 
 
 def main(argv=None) -> None:

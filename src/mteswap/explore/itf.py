@@ -104,13 +104,17 @@ def atomic_write(path: str, text: str) -> None:
 
 def counterexample_yaml(problem: Problem, design_name: str, actions: list, kind: str,
                         how: str, violation: dict) -> str:
-    """Readable scenario-format-1 text for `actions` failing with `kind`."""
+    """Readable scenario-format-1 text for `actions` failing with `kind`; its `expect` is the
+    first violation's kind, step and page."""
     lines = [f"found by `mteswap check` ({how}) on model {problem.model}: "
              f"{kind} at step {violation['step']} ({violation['op']})",
              f"detail: {violation['detail']}"]
     text = f"version: 1\nname: check-{_slug(design_name)}-{kind}\ndescription: |\n"
     text += "".join(f"  {line}\n" for line in lines)
-    rest = {"design": design_name, "config": problem.config_doc(), "expect": {design_name: kind}}
+    first = {"kind": kind, "step": violation["step"]}
+    if violation.get("page") is not None:
+        first["page"] = violation["page"]
+    rest = {"design": design_name, "config": problem.config_doc(), "expect": {design_name: first}}
     text += yaml.safe_dump(rest, sort_keys=False, default_flow_style=None, width=100)
     text += "steps:\n"
     for a in actions:
@@ -145,7 +149,7 @@ def _slug(name: str) -> str:
 def write_counterexample(out_dir: str, problem: Problem, make_design, design_name: str,
                          actions: list, violation: dict, how: str) -> dict:
     """Write both files; return {"yaml": path, "itf": path}. The YAML is re-parsed and replayed
-    here: it must reach the same violation kind at the same step (AssertionError otherwise)."""
+    here: it must give the outcome its `expect` says (AssertionError otherwise)."""
     from mteswap.scenario.load import parse_scenario
     from mteswap.scenario.runner import run_scenario
     kind = violation["kind"]
@@ -153,9 +157,7 @@ def write_counterexample(out_dir: str, problem: Problem, make_design, design_nam
     ypath = os.path.join(out_dir, "counterexample.yaml")
     sc = parse_scenario(text, file=ypath)
     res = run_scenario(sc, make_design())
-    first = res.first()
-    assert first is not None and (first.kind, first.step) == (kind, violation["step"]), \
-        f"counterexample does not replay: {first} vs {violation}"
+    assert res.matches_expect(), f"counterexample does not replay: {res.first()} vs {violation}"
     atomic_write(ypath, text)
     ipath = os.path.join(out_dir, "counterexample.itf.json")
     atomic_write(ipath, json.dumps(itf_trace(sc, make_design, how), indent=1) + "\n")

@@ -10,7 +10,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
 from mteswap.explore.bfs import expand_chunk
-from mteswap.explore.engine import get_context
+from mteswap.explore.model import get_model
 from mteswap.explore.random_walk import walk_batch
 
 
@@ -22,7 +22,7 @@ def default_workers() -> int:
 
 
 def _init(problem):
-    get_context(problem)
+    get_model(problem)
 
 
 class OrderedMapper:

@@ -9,10 +9,10 @@ result does not depend on how the walks were spread (with `--time`, on how many 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mteswap.explore.alphabet import Problem, action_op
-from mteswap.explore.engine import get_context, try_step
+from mteswap.explore.model import get_model
 
 
 @dataclass
@@ -21,6 +21,8 @@ class WalkResult:
     steps: int                 # steps run
     trace: list | None         # action indices up to the violation, or None
     violation: dict | None
+    prop: str | None = None    # the always property that failed
+    reached: dict = field(default_factory=dict)   # sometimes property -> trace reaching it
 
 
 def walk_rng(seed: int, walk: int) -> random.Random:
@@ -28,8 +30,8 @@ def walk_rng(seed: int, walk: int) -> random.Random:
 
 
 def one_walk(problem: Problem, seed: int, walk: int, length: int) -> WalkResult:
-    ctx = get_context(problem)
-    alpha = ctx.alpha
+    model = get_model(problem)
+    alpha = model.alpha
     rng = walk_rng(seed, walk)
     by_op: dict[str, list[int]] = {}
     for i, a in enumerate(alpha.actions):
@@ -40,25 +42,31 @@ def one_walk(problem: Problem, seed: int, walk: int, length: int) -> WalkResult:
         if must in by_op and must not in chosen:
             chosen.append(must)
     weights = [rng.randint(1, 10) for _ in chosen]
-    r = ctx.root.clone()
+    r = model.init()
     trace: list[int] = []
-    for depth in range(1, length + 1):
-        steps = alpha.steps_at(depth)
+    reached: dict = {}
+    unreached = [p.name for p in model.sometimes()]
+    for _depth in range(length):
         for _ in range(30):
             op = rng.choices(chosen, weights)[0]
             a = rng.choice(by_op[op])
-            if alpha.enabled(r, steps[a]):
+            if model.offers(r, a):
                 break
         else:
             break
         # No clone per step: a step that turns out not to apply (out of frames) ends the walk,
         # and the trace so far stays valid.
-        if not try_step(r, steps[a]):
+        if not model.step_in_place(r, a):
             break
         trace.append(a)
-        if r.oracle.violations:
-            return WalkResult(walk, len(trace), trace, r.oracle.violations[0].to_dict())
-    return WalkResult(walk, len(trace), None, None)
+        if unreached:
+            for name in model.reached(r, unreached):
+                reached[name] = list(trace)
+                unreached.remove(name)
+        failed = model.failed_property(r)
+        if failed is not None:
+            return WalkResult(walk, len(trace), trace, failed[1], failed[0], reached)
+    return WalkResult(walk, len(trace), None, None, None, reached)
 
 
 def walk_batch(problem: Problem, seed: int, walks: list, length: int) -> list[WalkResult]:

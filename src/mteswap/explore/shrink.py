@@ -1,97 +1,95 @@
-"""Shrinking a failing scenario: drop steps, then simplify each step's arguments (fewer pages,
+"""Shrinking a failing trace: drop steps, then simplify each step's arguments (fewer pages,
 smaller tags, keep_cached off, fewer processes), keeping the same violation kind, until nothing
-more helps. Every candidate is a scenario-format-1 step list, replayed from scratch."""
+more helps. Candidates are lists of `Step` objects (scenario/load.py), replayed from the
+model's initial state: no scenario text is written or parsed while shrinking."""
 
 from __future__ import annotations
 
-import copy
 import time
+from dataclasses import replace
 
-from mteswap.explore.alphabet import Problem, scenario_doc
-from mteswap.scenario.load import ScenarioError
-from mteswap.scenario.runner import Runner
+from mteswap.explore.alphabet import Problem
+from mteswap.explore.model import get_model, run_step
+from mteswap.scenario.load import ALL, Step
 
 
-def first_violation(problem: Problem, make_design, actions: list):
-    """The first Violation replaying `actions`, or None (also None if a step cannot apply)."""
-    if not actions:
-        return None
-    try:
-        sc = scenario_doc(problem, actions)
-        r = Runner(sc, make_design())
-        for step in sc.steps:
-            r.run_step(step)
-            if r.oracle.violations:
-                return r.oracle.violations[0]
-    except ScenarioError:
-        return None
+def positioned(steps: list[Step]) -> list[Step]:
+    """The same steps numbered 1, 2, ... (a write's values depend on its position)."""
+    return [s if s.index == i else replace(s, index=i) for i, s in enumerate(steps, start=1)]
+
+
+def first_violation(problem: Problem, steps: list[Step]):
+    """The first Violation replaying `steps` from the initial state, or None (also None if a
+    step cannot apply)."""
+    model = get_model(problem)
+    r = model.init()
+    for step in positioned(steps):
+        if not run_step(r, step):
+            return None
+        if r.violations:
+            return r.violations[0]
     return None
 
 
 def _pages_candidates(pages):
-    if isinstance(pages, int):
+    """Fewer pages: the two halves of a range, then each single page."""
+    if pages == ALL or len(pages) < 2:
         return []
-    if pages == "all":
-        return []
-    a, _, b = str(pages).partition("-")
-    if not b:
-        return []
-    a, b = int(a), int(b)
-    out = [a, b] + list(range(a + 1, b))
-    half = (b - a + 1) // 2
-    if half > 1:
-        out = [f"{a}-{a + half - 1}", f"{a + half}-{b}"] + out
+    out = []
+    if isinstance(pages, range) and len(pages) > 2:
+        half = len(pages) // 2
+        out += [pages[:half], pages[half:]]
+    out += [(p,) for p in (pages[0], pages[-1], *pages[1:-1])]
     return out
 
 
-def _simplifications(action):
-    if isinstance(action, str):
-        return
-    (op, args), = action.items()
-    for p in _pages_candidates(args.get("pages")):
-        yield {op: dict(args, pages=p)}
+def _with(step: Step, **changes) -> Step:
+    return replace(step, args=dict(step.args, **changes))
+
+
+def _simplifications(step: Step):
+    args = step.args
+    if "pages" in args and step.op != "mmap":
+        for p in _pages_candidates(args["pages"]):
+            yield _with(step, pages=p)
     tag = args.get("tag")
     if tag is not None and tag != 1:
-        yield {op: dict(args, tag=1)}
-        if op == "write":
-            yield {op: {k: v for k, v in args.items() if k != "tag"}}
+        yield _with(step, tag=1)
+        if step.op == "write":
+            yield _with(step, tag=None)
     if args.get("keep_cached"):
-        yield {op: dict(args, keep_cached=False)}
+        yield _with(step, keep_cached=False)
 
 
-def _one_process(actions):
+def _one_process(steps: list[Step]) -> list[Step]:
     """Every step of a process other than A done by A instead, forks dropped."""
     out = []
-    for a in actions:
-        if isinstance(a, str):
-            out.append(a)
+    for s in steps:
+        if s.op == "fork":
             continue
-        (op, args), = a.items()
-        if op == "fork":
-            continue
-        if args.get("proc", "A") != "A":
-            args = dict(args, proc="A")
-        out.append({op: args})
+        if s.args.get("proc", "A") != "A":
+            s = _with(s, proc="A")
+        out.append(s)
     return out
 
 
-def shrink(problem: Problem, make_design, actions: list, kind: str,
-           deadline: float | None = None) -> tuple[list, int]:
-    """(shrunk actions, candidates tried). The result fails with `kind` and is no longer
-    than `actions`; steps after the first violation are dropped first."""
+def shrink(problem: Problem, steps: list[Step], kind: str,
+           deadline: float | None = None) -> tuple[list[Step], int]:
+    """(shrunk steps, candidates tried). The result fails with `kind` and is no longer than
+    `steps`; steps after the first violation are dropped first."""
     tried = 0
 
     def fails(cand) -> bool:
         nonlocal tried
         tried += 1
-        v = first_violation(problem, make_design, cand)
+        v = first_violation(problem, cand)
         return v is not None and v.kind == kind
 
     def late() -> bool:
         return deadline is not None and time.monotonic() > deadline
 
-    cur = copy.deepcopy(actions)
-    v = first_violation(problem, make_design, cur)
+    cur = positioned(steps)
+    v = first_violation(problem, cur)
     assert v is not None and v.kind == kind, "shrink: the input does not fail with that kind"
     cur = cur[:v.step]
     changed = True
@@ -102,14 +100,14 @@ def shrink(problem: Problem, make_design, actions: list, kind: str,
         while size >= 1 and not late():
             i = 0
             while i < len(cur):
-                cand = cur[:i] + cur[i + size:]
+                cand = positioned(cur[:i] + cur[i + size:])
                 if fails(cand):
                     cur, changed = cand, True
                 else:
                     i += size
             size //= 2
         # 2. fewer processes
-        cand = _one_process(cur)
+        cand = positioned(_one_process(cur))
         if cand != cur and fails(cand):
             cur, changed = cand, True
         # 3. simpler arguments, step by step
@@ -119,5 +117,5 @@ def shrink(problem: Problem, make_design, actions: list, kind: str,
                 if fails(cand):
                     cur, changed = cand, True
                     break
-    v = first_violation(problem, make_design, cur)
+    v = first_violation(problem, cur)
     return cur[:v.step], tried

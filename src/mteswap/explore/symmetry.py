@@ -2,14 +2,16 @@
 why it cannot hide a bug).
 
 A state is everything that decides what later steps do and what the oracle reports:
+`Runner.snapshot()`, named fields only (a `RunnerSnapshot`):
 
-* `Machine.snapshot()` — frames (tags, data, the flag byte, reverse map), folios, address spaces (VMAs
-  and page tables), the swap device (swap_map, cluster orders, contents, zeromap, the written-tag
-  ghost), the saved tags and the tag-allocation count;
-* `Expectation.snapshot()` — per process and page, the pointer tags and value the program holds;
-* the runner's name table: which (process, VMA name) pairs were ever mapped and where (this
-  decides whether `mmap` may run again and where page indices point), with names as small ints
-  so that the fingerprint hashes the same in every process.
+* `machine` (`Machine.snapshot()`, model/snapshot.py) — frames (tags, data, the flag byte,
+  reverse map), folios, address spaces (VMAs and page tables), the swap device (swap_map,
+  cluster orders, contents, zeromap, the written-tag ghost), the saved tags and the
+  tag-allocation count;
+* `view` — per process and page, the pointer tags and value the program holds;
+* `names` — which (process, VMA name) pairs were ever mapped and where (this decides whether
+  `mmap` may run again and where page indices point), with names replaced by small ints so that
+  the fingerprint hashes the same in every process.
 
 Reductions (`reduce=True`):
 
@@ -32,7 +34,8 @@ states with probability about n^2 / 2^65 for n states (3e-8 at a million states)
 from __future__ import annotations
 
 
-def _rename_values(pages, contents, view):
+def _renamer():
+    """A function numbering the values it is given 1, 2, 3... in order of first sight (0 stays)."""
     names: dict[int, int] = {0: 0}
 
     def nm(v: int) -> int:
@@ -40,29 +43,22 @@ def _rename_values(pages, contents, view):
         if got is None:
             got = names[v] = len(names)
         return got
-
-    pages = tuple((p[0], nm(p[1]), p[2], p[3]) for p in pages)
-    contents = tuple((off, nm(v)) for off, v in contents)
-    view = tuple((pid, tuple((vpn, (tv[0], nm(tv[1]))) for vpn, tv in pv)) for pid, pv in view)
-    return pages, contents, view
+    return nm
 
 
-def state_key(r, vma_ids: dict, reduce: bool = True) -> tuple:
-    """The canonical state of runner `r` (see the module docstring)."""
-    snap = r.m.snapshot()
-    view = r.oracle.expect.snapshot()
-    names = tuple(sorted((pid, vma_ids.get(name, -1), start, n)
-                         for (pid, name), (start, n) in r.vmas.items()))
+def state_key(r, vma_ids: dict, reduce: bool = True, fail_after: int | None = None) -> tuple:
+    """The canonical state of runner `r` (see the module docstring); `fail_after`: the
+    config's `tag_alloc_fail_after`."""
+    snap = r.snapshot()
+    # snap.names is sorted by (pid, name) and the ids number names in sorted order: no re-sort
+    names = tuple([(pid, vma_ids.get(name, -1), start, n) for pid, name, start, n in snap.names])
     if not reduce:
-        return (snap, view, names)
-    pages, folios, mms, swap, mte_pages, tag_allocs = snap
-    active, used, corder, contents, zeromap, written = swap
-    pages, contents, view = _rename_values(pages, contents, view)
-    fail_after = r.m.config.tag_alloc_fail_after
-    tag_allocs = 0 if fail_after is None else min(tag_allocs, fail_after + 1)
-    return ((pages, folios, mms, (active, used, corder, contents, zeromap, written), mte_pages,
-             tag_allocs), view, names)
+        return (snap.machine, snap.view, names)
+    snap = snap.map_values(_renamer())
+    m = snap.machine
+    tag_allocs = 0 if fail_after is None else min(m.tag_allocs, fail_after + 1)
+    return ((m.frames, m.folios, m.mms, m.swap, m.mte_pages, tag_allocs), snap.view, names)
 
 
-def fingerprint(r, vma_ids: dict, reduce: bool = True) -> int:
-    return hash(state_key(r, vma_ids, reduce))
+def fingerprint(r, vma_ids: dict, reduce: bool = True, fail_after: int | None = None) -> int:
+    return hash(state_key(r, vma_ids, reduce, fail_after))

@@ -36,7 +36,12 @@ def split_folio(m, folio, why: str) -> list:
         migration.append((pid, vpn, pfn, pte_tagged(e), pte_write(e)))
     folio.mapcount = folio.nr_mapped = 0          # every mapping is a migration entry now
     head = m.pages[folio.pfn]
-    flags = [m.design.split_page_mte_flags(m, head, p) for p in m.folio_pages(folio)]
+    pages = m.folio_pages(folio)
+    if len({p.mte_tagged for p in pages}) > 1:
+        # Not a kernel counter: tells the explorer its "split of a mixed-tagged folio"
+        # property was reached (the case where copying the head's flag can be wrong).
+        m.count("mixed_tag_splits")
+    flags = [m.design.split_page_mte_flags(m, head, p) for p in pages]
     new_folios = _split_to_order0(m, folio)
     for page, (tagged, lock) in zip([m.pages[f.pfn] for f in new_folios], flags):
         if page.mte_tagged != tagged:

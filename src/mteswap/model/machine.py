@@ -14,6 +14,7 @@ from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio,
                                   PageArray, PageRange, Vma, rmap_count, rmap_keys, rmap_unkey)
 from mteswap.model.mte import page_itself
 from mteswap.model.origin import STG, ZERO_PAGE_ORIGIN, TagOrigin
+from mteswap.model.snapshot import MachineSnapshot, machine_snapshot
 from mteswap.model.swapinfo import SlotMap, SwapInfo
 from mteswap.model.trace import TraceRegion
 
@@ -153,8 +154,9 @@ class Machine:
     def mm(self, pid: int) -> Mm:
         return self.mms[pid]
 
-    def snapshot(self) -> tuple:
-        """The whole machine as a canonical tuple of ints, for hashing by the explorer.
+    def snapshot(self) -> MachineSnapshot:
+        """The whole machine as a canonical tuple of ints, for hashing by the explorer (named
+        fields: model/snapshot.py).
 
         Diagnostic fields (trace, tag origins, names) are left out: they do not change what
         any later operation does.
@@ -171,8 +173,8 @@ class Machine:
                               for f in self.folios.values()))
         mms = tuple((mm.alive, tuple((v.start, v.end, v.orig_start, v.vm_mte) for v in mm.vmas),
                      mm.ptes.snapshot()) for mm in self.mms)
-        return (pages, folios, mms, self.swap.snapshot(),
-                tuple(self.mte_pages.items()), self.tag_allocs)
+        return machine_snapshot((pages, folios, mms, self.swap.snapshot(),
+                                 tuple(self.mte_pages.items()), self.tag_allocs))
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",

@@ -10,6 +10,7 @@ import heapq
 from array import array
 from itertools import compress
 
+from mteswap.model.snapshot import SwapSnapshot, swap_snapshot
 from mteswap.model.state import Folio
 
 # swap_map bit: a folio for this slot is in (or entering) the swap cache. The kernel's byte uses
@@ -553,8 +554,8 @@ class SwapInfo:
         new.written_tags = self.written_tags.copy()
         return new
 
-    def snapshot(self) -> tuple:
+    def snapshot(self) -> SwapSnapshot:
         used = tuple((o, self.swap_map[o]) for o in sorted(self.allocated))   # in offset order
-        return (self.active, used, tuple(o if o is not None else -1 for o in self.cluster_order),
-                tuple(self.contents.items()), tuple(sorted(self.zeromap)),
-                tuple((o, -1 if t is None else t) for o, t in self.written_tags.items()))
+        return swap_snapshot((self.active, used, tuple(o if o is not None else -1 for o in self.cluster_order),
+                              tuple(self.contents.items()), tuple(sorted(self.zeromap)),
+                              tuple((o, -1 if t is None else t) for o, t in self.written_tags.items())))

@@ -25,6 +25,7 @@ __all__ = [
     "VERDICTS",
     "VIOLATION_KINDS",
     "Config",
+    "Expected",
     "FieldSpec",
     "Scenario",
     "ScenarioError",
@@ -181,13 +182,45 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Expected:
+    """What a scenario's `expect` says one design gives: a verdict (`pass`, `fail` or the first
+    violation's kind), and in the full form `{kind, step, page}` also the first violation's
+    step and page (page None: the violation names no page, e.g. an invariant)."""
+
+    kind: str  # one of VERDICTS
+    step: int | None = None  # None: the plain form, the kind alone is compared
+    page: int | None = None
+
+    def matches(self, first: Any) -> bool:
+        """Does `first` (the first Violation, or None for a pass) give this outcome?"""
+        if self.kind == "pass" or first is None:
+            return self.kind == "pass" and first is None
+        if self.kind == "fail":
+            return True
+        if first.kind != self.kind:
+            return False
+        return self.step is None or (first.step, first.page) == (self.step, self.page)
+
+    def __str__(self) -> str:
+        if self.step is None:
+            return self.kind
+        return f"{self.kind}@{self.step}" + ("" if self.page is None else f" page {self.page}")
+
+    def written(self) -> str | dict:
+        """As a scenario file writes it (JSON output): the plain string or the mapping."""
+        if self.step is None:
+            return self.kind
+        return {"kind": self.kind, "step": self.step, "page": self.page}
+
+
+@dataclass(frozen=True)
 class Scenario:
     file: str
     name: str
     description: str
     design: str | None
     config: Config
-    expect: dict[str, str]
+    expect: dict[str, Expected]
     steps: tuple[Step, ...]
 
 
@@ -564,7 +597,7 @@ def _config(where: _Where, doc: dict) -> Config:
     return Config(**values)
 
 
-def _expect(where: _Where, doc: dict) -> dict[str, str]:
+def _expect(where: _Where, doc: dict, nsteps: int) -> dict[str, Expected]:
     raw = doc.get("expect")
     if raw is None:
         return {}
@@ -578,14 +611,48 @@ def _expect(where: _Where, doc: dict) -> dict[str, str]:
             raise where.error(
                 f"expected design names as keys, got {_describe(design)}", field="expect"
             )
-        if not isinstance(verdict, str) or verdict not in VERDICTS:
+        field = f"expect.{_clip(design)}"
+        if isinstance(verdict, dict):
+            expect[design] = _expected_first(where, verdict, field, nsteps)
+        elif isinstance(verdict, str) and verdict in VERDICTS:
+            expect[design] = Expected(verdict)
+        else:
             raise where.error(
-                f"expected pass, fail or one of {_names(VIOLATION_KINDS)}, "
-                f"got {_describe(verdict)}",
-                field=f"expect.{_clip(design)}",
+                f"expected pass, fail or one of {_names(VIOLATION_KINDS)} "
+                f"(or a mapping {{kind, step, page}}), got {_describe(verdict)}",
+                field=field,
             )
-        expect[design] = verdict
     return expect
+
+
+_EXPECT_KEYS = ("kind", "step", "page")
+
+
+def _expected_first(where: _Where, raw: dict, field: str, nsteps: int) -> Expected:
+    """The full form: the first violation's kind and step (required) and page (absent or
+    null: the violation names no page)."""
+    _reject_unknown(where, raw, _EXPECT_KEYS, "key", prefix=field + ".")
+    for key in ("kind", "step"):
+        if key not in raw:
+            raise where.error(f"missing, expected {_EXPECT_WANT[key](nsteps)}", field=f"{field}.{key}")
+    kind, step, page = raw["kind"], raw["step"], raw.get("page")
+    if not (isinstance(kind, str) and kind in VIOLATION_KINDS):
+        raise where.error(f"expected {_EXPECT_WANT['kind'](nsteps)}, got {_describe(kind)}",
+                          field=f"{field}.kind")
+    if not (_is_int(step) and 1 <= step <= nsteps):
+        raise where.error(f"expected {_EXPECT_WANT['step'](nsteps)}, got {_describe(step)}",
+                          field=f"{field}.step")
+    if not (page is None or (_is_int(page) and 0 <= page < MAX_VMA_PAGES)):
+        raise where.error(f"expected {_EXPECT_WANT['page'](nsteps)}, got {_describe(page)}",
+                          field=f"{field}.page")
+    return Expected(kind, step, page)
+
+
+_EXPECT_WANT = {
+    "kind": lambda n: f"one of {_names(VIOLATION_KINDS)}",
+    "step": lambda n: f"a step number of this scenario, 1-{n}",
+    "page": lambda n: f"a page index 0-{MAX_VMA_PAGES - 1} or null",
+}
 
 
 def _steps(where: _Where, doc: dict) -> tuple[Step, ...]:
@@ -672,14 +739,17 @@ def _scenario(doc: Any, file: str) -> Scenario:
         )
     _reject_unknown(where, doc, _TOP_KEYS, "key")
     _version(where, doc)  # first: with another version, the other checks mean nothing
+    name, description = _name(where, doc), _description(where, doc)
+    design, config = _design(where, doc), _config(where, doc)
+    steps = _steps(where, doc)
     return Scenario(
         file=file,
-        name=_name(where, doc),
-        description=_description(where, doc),
-        design=_design(where, doc),
-        config=_config(where, doc),
-        expect=_expect(where, doc),
-        steps=_steps(where, doc),
+        name=name,
+        description=description,
+        design=design,
+        config=config,
+        expect=_expect(where, doc, len(steps)),
+        steps=steps,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 from mteswap.model import Machine, MachineConfig
 from mteswap.model import mmap as mm_ops
@@ -20,6 +21,8 @@ from mteswap.model.vmscan import evict, madvise_pageout, reclaim
 from mteswap.model.huge_memory import split_folio
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.pte import pte_pfn, vm_normal_pfn
+from mteswap.model.snapshot import MachineSnapshot
+from mteswap.model.state import ZERO_PFN
 from mteswap.ranges import format_ranges, ordered_runs, runs
 from mteswap.oracle import Oracle, StepContext, Violation
 from mteswap.scenario.load import ALL, Scenario, ScenarioError, Step
@@ -47,18 +50,34 @@ class RunResult:
         return self.violations[0] if self.violations else None
 
     def matches_expect(self) -> bool | None:
-        """Does the outcome match `expect` for this design? None when no expectation."""
+        """Does the outcome match `expect` for this design (the first violation's kind, and its
+        step and page when `expect` gives them)? None when no expectation."""
         want = self.expect.get(self.design)
-        if want is None:
-            return None
-        if want in ("pass", "fail"):
-            return want == self.verdict
-        return self.first() is not None and self.first().kind == want
+        return None if want is None else want.matches(self.first())
 
     def to_json(self) -> dict:
         return {"scenario": self.scenario, "design": self.design, "verdict": self.verdict,
                 "violations": [v.to_dict() for v in self.violations],
                 "counters": dict(self.counters)}
+
+
+class RunnerSnapshot(NamedTuple):
+    """`Runner.snapshot()`: a canonical, hashable state."""
+    machine: MachineSnapshot
+    view: tuple            # (pid, ((vpn, (pointer tags, value)), ...)) by pid and vpn
+    names: tuple           # (pid, VMA name, first vpn, pages) of every VMA ever mapped
+
+    def map_values(self, fn) -> "RunnerSnapshot":
+        """The same state with every data value v (in memory, in swap, in the program's view)
+        replaced by fn(v), which sees them in a canonical order: the machine's
+        (`MachineSnapshot.map_data`), then the view by pid and page."""
+        machine = self.machine.map_data(fn)
+        view = tuple((pid, tuple([(vpn, (tags, fn(value))) for vpn, (tags, value) in pages]))
+                     for pid, pages in self.view)
+        return _runner_snapshot((machine, view, self.names))
+
+
+_runner_snapshot = partial(tuple.__new__, RunnerSnapshot)   # C-level: once per explored state
 
 
 def machine_config(scenario: Scenario) -> MachineConfig:
@@ -112,10 +131,12 @@ class Runner:
         self.pids: dict[str, int] = {}
         self.vmas: dict[tuple[int, str], tuple[int, int]] = {}   # (pid, name) -> (start, pages)
         self.unmapped_at: dict[tuple[int, int], int] = {}        # (pid, vpn) -> munmap step
+        self.steps_run = 0                                       # steps completed
+        self._names = (0, ())        # (len(vmas), snapshot's name table) when last built
         self._spawn("A", None)
 
     _CLONED = frozenset(("scenario", "design", "m", "oracle", "keep_trace", "check_state", "trace",
-                         "pids", "vmas", "unmapped_at"))
+                         "pids", "vmas", "unmapped_at", "steps_run", "_names"))
 
     def clone(self) -> "Runner":
         """An independent copy of this runner between two steps (machine, oracle and the name
@@ -159,6 +180,65 @@ class Runner:
             m.tag_reads.clear()      # only the state check reads them; do not let them pile up
         if self.keep_trace:
             self.trace.append((step.index, describe_step(step), list(m.trace)))
+        self.steps_run += 1
+
+    # -- what the explorer sees (explore/model.py reads nothing else of a runner) -----------
+    @property
+    def violations(self) -> list[Violation]:
+        """The oracle's violations so far, in the order found."""
+        return self.oracle.violations
+
+    @property
+    def counters(self) -> dict:
+        """The machine's event counters (read-only use: missing names read as 0)."""
+        return self.m.counters
+
+    def snapshot(self) -> "RunnerSnapshot":
+        """Everything that decides what later steps do and what the oracle reports, as named
+        canonical tuples: the machine, the program's view and the name table (names stay
+        strings: the explorer numbers them, so that fingerprints do not depend on the string
+        hash seed)."""
+        # `vmas` only gains entries (mmap, fork) and never changes one: its size tells whether
+        # the name table built last is still right.
+        size, names = self._names
+        if size != len(self.vmas):
+            names = tuple(sorted((pid, name, start, n)
+                                 for (pid, name), (start, n) in self.vmas.items()))
+            self._names = (len(self.vmas), names)
+        return _runner_snapshot((self.m.snapshot(), self.oracle.expect.snapshot(), names))
+
+    def can_apply(self, step: Step) -> bool:
+        """False when `step` surely cannot apply here (run_step would raise ScenarioError);
+        True means try it (it may still fail, e.g. out of frames). A cheap test for a search
+        that offers every action in every state."""
+        a = step.args
+        proc = a.get("proc")
+        if proc is None:                          # evict, swapoff
+            return True
+        pid = self.pids.get(proc)
+        if pid is None:
+            return False
+        mm = self.m.mms[pid]
+        if not mm.alive:
+            return False
+        op = step.op
+        if op == "fork":
+            return a["child"] not in self.pids
+        if op == "exit":
+            return True
+        info = self.vmas.get((pid, a["vma"]))
+        if op == "mmap":
+            return info is None
+        if info is None:
+            return False
+        start, n = info
+        pages = a["pages"]
+        if pages == ALL:
+            return any(mm.find_vma(start + i) for i in range(n))
+        for i in pages:                           # a loop, not all(): this runs ~100x a state
+            if i >= n or mm.find_vma(start + i) is None:
+                return False
+        return True
 
     def error(self, step: Step, field_: str | None, message: str) -> ScenarioError:
         return ScenarioError(self.scenario.file, message, step=step.index, field=field_, op=step.op)

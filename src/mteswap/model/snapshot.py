@@ -1,0 +1,60 @@
+"""Named views of `Machine.snapshot()`: the canonical state the explorer hashes.
+
+Named tuples, so a snapshot is still ints and tuples only (it compares and hashes exactly as
+the plain tuple would), while a reader names the fields it needs instead of unpacking by
+position, and `map_data` renames data values for the explorer's reductions
+(explore/symmetry.py) without the explorer knowing where they are stored.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+_new = tuple.__new__
+
+
+FRAME_FIELDS = ("tags", "data", "flags", "rmap")   # of each entry of MachineSnapshot.frames:
+# its allocation tags, data value, flag byte (PG_mte_tagged, PG_mte_lock, PG_anon_exclusive
+# bits, state.py) and reverse map. Plain tuples: a named tuple per frame costs the explorer
+# a tenth of its time; `MachineSnapshot.map_data` is the accessor for what it needs.
+
+
+class SwapSnapshot(NamedTuple):
+    """The swap device: whether it is on, (offset, swap_map count) of every used slot, each
+    cluster's order, the slots' contents, the zeromap and the tags written with each slot."""
+    active: bool
+    used: tuple
+    cluster_order: tuple
+    contents: tuple
+    zeromap: tuple
+    written_tags: tuple
+
+
+class MachineSnapshot(NamedTuple):
+    """The whole machine (`Machine.snapshot()`); diagnostics are left out."""
+    frames: tuple          # by pfn, each a tuple of FRAME_FIELDS
+    folios: tuple
+    mms: tuple
+    swap: SwapSnapshot
+    mte_pages: tuple       # (swap entry, saved tags)
+    tag_allocs: int
+
+    def map_data(self, fn) -> "MachineSnapshot":
+        """The same state with every data value v replaced by fn(v); fn sees the values in a
+        canonical order (frames by pfn, then swap-slot contents by offset)."""
+        # tuple.__new__ rather than _replace or the class call (both Python-level): the
+        # explorer calls this once per transition.
+        frames = tuple([(tags, fn(data), flags, rmap) for tags, data, flags, rmap in self.frames])
+        sw = self.swap
+        swap = swap_snapshot((sw.active, sw.used, sw.cluster_order,
+                                   tuple([(off, fn(v)) for off, v in sw.contents]), sw.zeromap,
+                                   sw.written_tags))
+        return machine_snapshot((frames, self.folios, self.mms, swap, self.mte_pages,
+                                      self.tag_allocs))
+
+
+# Builders taking one tuple of the fields in order, for the hot paths (every explored state):
+# C-level calls, where the class call and _make run Python code.
+machine_snapshot = partial(_new, MachineSnapshot)
+swap_snapshot = partial(_new, SwapSnapshot)
