@@ -20,7 +20,7 @@ from mteswap.designs import BUILTIN
 # apart: rfc-v2 and rfc-v3 fail through a large swap-in, merged passes (about 25 s of one
 # core in all).
 RUNS = ([("small", d, 3) for d in BUILTIN] + [("zram", d, 3) for d in BUILTIN]
-        + [("zram", d, 4) for d in ("rfc-v2", "rfc-v3", "merged")])
+        + [("zram", d, 4) for d in ("rfc-v2", "rfc-v3", "merged", "merged-split-fix")])
 
 HEADER = """\
 # The manifest of check presets: preset x design x depth -> verdict (pass, or the first
