@@ -37,7 +37,8 @@ class Oracle:
         new.expect.view = {pid: ProgramView(v) for pid, v in self.expect.view.items()}
         new.violations = list(self.violations)
         new._reported = set(self._reported)
-        new._set_disabled(self.disabled)
+        new.disabled, new._tags_on, new._values_on, new._state_checks = \
+            self.disabled, self._tags_on, self._values_on, self._state_checks   # immutable
         return new
 
     # -- what the program observes --------------------------------------------------------
@@ -89,7 +90,8 @@ class Oracle:
     def check_state(self, ctx: StepContext, m) -> None:
         """Every state check of the registry not disabled, in registry order."""
         for check in self._state_checks:
-            for detail, key in check.run(m):
+            for item in check.run(m):
+                detail, key = check.reported(item)
                 if key is None or key not in self._reported:
                     if key is not None:
                         self._reported.add(key)

@@ -39,19 +39,25 @@ class Check:
     name: str        # what `Violation.check` says, and what `disabled` takes
     kind: str        # `Violation.kind` of what it reports
     doc: str         # one line: what is checked
-    # A state check: run(m) yields (detail, key) per problem; the oracle reports a problem
-    # with a key once (None: every time). None for an access check.
+    # A state check: run(m) yields a detail per problem (an invariant) or (detail, key) (the
+    # tag-storage checks); `reported` makes what the oracle records of it. None for an access
+    # check. The invariants' generators are run as they are: no wrapper per check and state.
     run: Callable | None = None
+
+    def reported(self, item) -> tuple[str, tuple | None]:
+        """(detail, key) of one problem run(m) yielded: an invariant's detail prefixed with
+        its name and reported once (by that key); the others as they come (key None: every
+        time it is seen)."""
+        if self.kind == "invariant":
+            return f"{self.name}: {item}", ("invariant", self.name, item)
+        return item
 
 
 def _invariant(name: str, fn: Callable) -> Check:
     """A state check from an invariant function of invariants.py (whose docstring's first
-    line says what is checked): its details prefixed with the name, each distinct one
-    reported once."""
-    def run(m):
-        for detail in fn(m):
-            yield f"{name}: {detail}", ("invariant", name, detail)
-    return Check(name, "invariant", fn.__doc__.split("\n")[0].rstrip("."), run)
+    line says what is checked): it yields details, which the oracle prefixes with the name
+    and reports once each (`Check.reported`)."""
+    return Check(name, "invariant", fn.__doc__.split("\n")[0].rstrip("."), fn)
 
 
 _ALL = (
