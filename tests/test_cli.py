@@ -464,3 +464,62 @@ def test_error_message_is_one_line_at_80_columns(tmp_path):
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.endswith("\n"), repr(result.stderr)
     assert str(bad) in result.stderr
+
+
+# --------------------------------------------------------------------------- --states
+
+STATES_SCENARIO = """\
+version: 1
+name: st
+config: {folio_pages: [1, 4]}
+steps:
+  - mmap: {proc: A, vma: buf, pages: 8, mte: true}
+  - write: {proc: A, vma: buf, pages: 0-3, tag: distinct}
+  - read: {proc: A, vma: buf, pages: 4}
+  - write: {proc: A, vma: buf, pages: 6}
+  - reclaim: {proc: A, vma: buf, pages: 0-3, keep_cached: true}
+  - munmap: {proc: A, vma: buf, pages: 7}
+  - fork: {proc: A, child: B}
+  - pageout: {proc: B, vma: buf, pages: 6}
+"""
+
+
+def test_states_give_every_page_of_the_named_vma_after_each_step(tmp_path):
+    """One letter per page from the VMA's original start: a 16 KiB folio (H t t t), the zero
+    page after a read fault (z), a small folio (p), swap PTEs of a folio kept in the swap cache
+    (C), no PTE (-), an unmapped page (x); PG_mte_tagged (M) of present pages, '.' for the
+    zero page, a space where nothing is present. fork names no VMA: no entry for step 7."""
+    f = tmp_path / "st.yaml"
+    f.write_text(STATES_SCENARIO)
+    res = invoke("run", f, "--json", "--states")
+    assert res.exit_code == 0, res.stdout
+    got = [(s["step"], s["proc"], s["vma"], s["pages"], s["mte"])
+           for s in json.loads(res.stdout)["states"]]
+    assert got == [(1, "A", "buf", "--------", "        "),
+                   (2, "A", "buf", "Httt----", "MMMM    "),
+                   (3, "A", "buf", "Htttz---", "MMMM.   "),
+                   (4, "A", "buf", "Htttz-p-", "MMMM. M "),
+                   (5, "A", "buf", "CCCCz-p-", "    . M "),
+                   (6, "A", "buf", "CCCCz-px", "    . M "),
+                   (8, "B", "buf", "CCCCz-px", "    . M ")]
+    text = invoke("run", f, "--states").stdout
+    assert "step   5  A buf\n      pages |CCCCz-p-|\n      mte   |    . M |\n" in text
+    traced = invoke("run", f, "--states", "--trace").stdout
+    assert "      pages |Htttz-p-|\n" in traced and "do_anonymous_page" in traced
+    assert "states" not in json.loads(invoke("run", f, "--json").stdout)
+
+
+def test_states_of_a_split_show_the_head_flag_copied_to_small_folios():
+    from mteswap.bundled import BUNDLED_DIR
+    res = invoke("run", BUNDLED_DIR / "s5-split-untagged-head.yaml", "--json", "--states")
+    states = {s["step"]: (s["pages"], s["mte"]) for s in json.loads(res.stdout)["states"]}
+    assert states[4] == ("H" + "t" * 15, "." * 16)          # tagged tails under an untagged head
+    assert states[5] == ("p" * 16, "....MMMM........")      # the split: each page its own folio
+
+
+def test_states_show_swap_ptes_of_folios_not_in_the_swap_cache():
+    from mteswap.bundled import BUNDLED_DIR
+    res = invoke("run", BUNDLED_DIR / "roundtrip-large-zram.yaml", "--json", "--states")
+    states = {s["step"]: (s["pages"], s["mte"]) for s in json.loads(res.stdout)["states"]}
+    assert states[3] == ("S" * 32, " " * 32)                # reclaimed whole, slots freed of cache
+    assert states[4] == ("H" + "t" * 15 + "S" * 16, "M" * 16 + " " * 16)   # one large swap-in

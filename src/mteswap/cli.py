@@ -42,7 +42,7 @@ def _design_option(spec: str, option: str = "--design"):
         _fail_input(f"{option}: {err}")
 
 
-def run_files(files: list[str], design, keep_trace: bool) -> list[RunResult]:
+def run_files(files: list[str], design, keep_trace: bool, keep_states: bool = False) -> list[RunResult]:
     """Load every file first, then run each; any bad input raises before output is printed.
 
     `design` is None (each file's `design:`, else merged), a spec for `load_design`, or a
@@ -65,7 +65,7 @@ def run_files(files: list[str], design, keep_trace: bool) -> list[RunResult]:
     results = []
     for sc in scenarios:
         make = design if design is not None else makers[sc.design or DEFAULT]
-        results.append(run_scenario(sc, make(), keep_trace=keep_trace))
+        results.append(run_scenario(sc, make(), keep_trace=keep_trace, keep_states=keep_states))
     return results
 
 
@@ -73,11 +73,12 @@ def run_files(files: list[str], design, keep_trace: bool) -> list[RunResult]:
 def run(files: List[str] = typer.Argument(..., help="scenario files (YAML, format 1)"),
         design: Optional[str] = typer.Option(None, "--design", help="design: a name, or path/to/file.py:ClassName (default: the file's, else merged)"),
         as_json: bool = typer.Option(False, "--json", help="one JSON object per file"),
-        trace: bool = typer.Option(False, "--trace", help="print the kernel functions each step went through")):
+        trace: bool = typer.Option(False, "--trace", help="print the kernel functions each step went through"),
+        states: bool = typer.Option(False, "--states", help="after each step that names a process and a VMA, that VMA one letter per page (H/t large folio head/tail, p small folio, z zero page, S swap PTE, C swap PTE in the swap cache, - no PTE, x unmapped) and PG_mte_tagged (M, . or space); in --json as \"states\"")):
     """Run scenario files; exit 0 if no violation, 1 if any, 2 on bad input."""
     make = None if design is None else _design_option(design)
     try:
-        results = run_files(files, make, keep_trace=trace)
+        results = run_files(files, make, keep_trace=trace, keep_states=states)
     except ScenarioError as err:
         _fail_input(str(err))
     out = Console(highlight=False, soft_wrap=True)
@@ -87,16 +88,34 @@ def run(files: List[str] = typer.Argument(..., help="scenario files (YAML, forma
             continue
         if trace:
             print_trace(out, res)
+        elif states:
+            print_states(out, res)
         print_result(out, res)
     raise typer.Exit(1 if any(r.violations for r in results) else 0)
 
 
 def print_trace(out: Console, res: RunResult) -> None:
     out.print(f"# {res.scenario} ({res.file}) design={res.design}", markup=False)
+    states = {s["step"]: s for s in res.states or ()}
     for index, text, lines in res.trace:
         out.print(f"step {index:>3}  {text}", markup=False)
         for function, detail in lines:
             out.print(f"      {function:<28} {detail}", markup=False)
+        if index in states:
+            _print_state(out, states[index])
+
+
+def print_states(out: Console, res: RunResult) -> None:
+    """`--states` without `--trace`: the state strings under each step that has them."""
+    out.print(f"# {res.scenario} ({res.file}) design={res.design}", markup=False)
+    for s in res.states or ():
+        out.print(f"step {s['step']:>3}  {s['proc']} {s['vma']}", markup=False)
+        _print_state(out, s)
+
+
+def _print_state(out: Console, s: dict) -> None:
+    out.print(f"      pages |{s['pages']}|", markup=False)
+    out.print(f"      mte   |{s['mte']}|", markup=False)
 
 
 def print_result(out: Console, res: RunResult) -> None:

@@ -26,6 +26,7 @@ from mteswap.model.state import ZERO_PFN
 from mteswap.ranges import format_ranges, ordered_runs, runs
 from mteswap.oracle import Oracle, StepContext, Violation
 from mteswap.scenario.load import ALL, Scenario, ScenarioError, Step
+from mteswap.scenario.states import vma_states
 
 REPORTED_COUNTERS = ("tag_saves", "tag_restores", "restore_calls", "restore_page_iterations",
                      "faults", "swap_ins", "swap_outs", "large_swap_outs", "splits",
@@ -41,6 +42,7 @@ class RunResult:
     counters: dict
     trace: list[tuple[int, str, list[tuple[str, str]]]] = field(default_factory=list)
     expect: dict = field(default_factory=dict)
+    states: list[dict] | None = None     # with keep_states: `Runner.step_states` of each step
 
     @property
     def verdict(self) -> str:
@@ -56,9 +58,12 @@ class RunResult:
         return None if want is None else want.matches(self.first())
 
     def to_json(self) -> dict:
-        return {"scenario": self.scenario, "design": self.design, "verdict": self.verdict,
-                "violations": [v.to_dict() for v in self.violations],
-                "counters": dict(self.counters)}
+        out = {"scenario": self.scenario, "design": self.design, "verdict": self.verdict,
+               "violations": [v.to_dict() for v in self.violations],
+               "counters": dict(self.counters)}
+        if self.states is not None:
+            out["states"] = self.states
+        return out
 
 
 class RunnerSnapshot(NamedTuple):
@@ -112,6 +117,7 @@ def _mapped_pages(mm, start: int, end: int) -> int:
 
 class Runner:
     def __init__(self, scenario: Scenario, design, keep_trace: bool = False,
+                 keep_states: bool = False,
                  check_state: bool = True, track_origins: bool = True):
         """`check_state=False` skips the oracle's after-every-step state check (leaks,
         use-after-free, invariants; see docs/model.md) for cost measurement at scale
@@ -132,11 +138,14 @@ class Runner:
         self.vmas: dict[tuple[int, str], tuple[int, int]] = {}   # (pid, name) -> (start, pages)
         self.unmapped_at: dict[tuple[int, int], int] = {}        # (pid, vpn) -> munmap step
         self.steps_run = 0                                       # steps completed
+        self.keep_states = keep_states
+        self.states: list[dict] = []     # with keep_states: step_states after each step
         self._names = (0, ())        # (len(vmas), snapshot's name table) when last built
         self._spawn("A", None)
 
     _CLONED = frozenset(("scenario", "design", "m", "oracle", "keep_trace", "check_state", "trace",
-                         "pids", "vmas", "unmapped_at", "steps_run", "_names"))
+                         "pids", "vmas", "unmapped_at", "steps_run", "_names", "keep_states",
+                         "states"))
 
     def clone(self) -> "Runner":
         """An independent copy of this runner between two steps (machine, oracle and the name
@@ -148,6 +157,7 @@ class Runner:
         new.m = self.m.clone()
         new.oracle = self.oracle.clone()
         new.trace = list(self.trace)
+        new.states = list(self.states)
         new.pids = dict(self.pids)
         new.vmas = dict(self.vmas)
         new.unmapped_at = dict(self.unmapped_at)
@@ -160,7 +170,8 @@ class Runner:
         counters = dict(self.m.counters)
         return RunResult(self.scenario.name, self.scenario.file, self.design.name,
                          list(self.oracle.violations), counters, self.trace,
-                         dict(self.scenario.expect))
+                         dict(self.scenario.expect),
+                         self.states if self.keep_states else None)
 
     def run_step(self, step: Step) -> None:
         m = self.m
@@ -180,7 +191,23 @@ class Runner:
             m.tag_reads.clear()      # only the state check reads them; do not let them pile up
         if self.keep_trace:
             self.trace.append((step.index, describe_step(step), list(m.trace)))
+        if self.keep_states:
+            state = self.step_states(step)
+            if state is not None:
+                self.states.append(state)
         self.steps_run += 1
+
+    def step_states(self, step: Step) -> dict | None:
+        """For a step that names a process and a VMA: that VMA in that process now, one
+        letter per page from its original start (scenario/states.py; the `--states` output of
+        the scenario contract), as {"step", "proc", "vma", "pages", "mte"}. None otherwise."""
+        proc, name = step.args.get("proc"), step.args.get("vma")
+        if proc is None or name is None:
+            return None
+        pid = self.pids[proc]
+        start, pages = self.vmas[(pid, name)]
+        where, mte = vma_states(self.m, self.m.mms[pid], name, start, pages)
+        return {"step": step.index, "proc": proc, "vma": name, "pages": where, "mte": mte}
 
     # -- what the explorer sees (explore/model.py reads nothing else of a runner) -----------
     @property
@@ -425,5 +452,6 @@ def describe_step(step: Step) -> str:
     return " ".join(parts)
 
 
-def run_scenario(scenario: Scenario, design, keep_trace: bool = False) -> RunResult:
-    return Runner(scenario, design, keep_trace).run()
+def run_scenario(scenario: Scenario, design, keep_trace: bool = False,
+                 keep_states: bool = False) -> RunResult:
+    return Runner(scenario, design, keep_trace, keep_states=keep_states).run()
