@@ -117,3 +117,10 @@ def test_page_table_stores_and_returns_ints():
     assert pt == other and pt.copy() == pt      # by content, not by room reserved
     other[6] = swp_entry_to_pte(0x201, False, 6)
     assert pt != other
+
+
+def test_swap_entries_of_a_table_are_its_swap_ptes_entries():
+    from mteswap.model.pte import swap_entries, swp_entry_to_pte
+    items = [(0, swp_entry_to_pte(0x200, True, 0)), (1, mk_pte(5, True, True, 1)),
+             (3, swp_entry_to_pte(0x7, False, 3))]
+    assert list(swap_entries(items)) == [0x200, 0x7]

@@ -155,3 +155,11 @@ def tagged_normal_pfns(ptes):
             pfn = (e >> _PFN_SHIFT) - 1 + vpn
             if pfn != ZERO_PFN:
                 yield vpn, pfn
+
+
+def swap_entries(ptes):
+    """The swap entry of each (vpn, PTE) pair that is a swap PTE (one loop for a whole table:
+    the oracle's I7 reads every PTE of every process after every step)."""
+    for vpn, e in ptes:
+        if e & _KIND == _SWAP:
+            yield (e >> _SWP_SHIFT) + vpn

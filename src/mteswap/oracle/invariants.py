@@ -13,7 +13,7 @@ from typing import Callable
 
 from mteswap.model import tags as T
 from mteswap.model.mte import mte_flags, page_mte_tagged, saved_tags
-from mteswap.model.pte import is_swap_pte, pte_to_swp_entry, tagged_normal_pfns
+from mteswap.model.pte import swap_entries, tagged_normal_pfns
 from mteswap.model.state import PG_MTE_LOCK, PG_MTE_TAGGED, TAGS_INIT
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, swp_offset
 
@@ -129,10 +129,9 @@ def i7_count_is_references(m):
     si = m.swap
     refs: dict[int, int] = {}
     for mm in m.mms:
-        for vpn, e in mm.ptes.items():
-            if is_swap_pte(e):
-                off = swp_offset(pte_to_swp_entry(e, vpn))
-                refs[off] = refs.get(off, 0) + 1
+        for entry in swap_entries(mm.ptes.items()):
+            off = swp_offset(entry)
+            refs[off] = refs.get(off, 0) + 1
     for off in sorted(si.allocated | refs.keys()):   # other slots hold 0, unnamed
         count = si.swap_map[off] & ~SWAP_HAS_CACHE
         if count != refs.get(off, 0):
