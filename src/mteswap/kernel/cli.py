@@ -94,9 +94,12 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="one JSON object per scenario, kernel and device"),
     skip_unsupported: bool = typer.Option(False, "--skip-unsupported", help="report unsupported scenarios and run the rest"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="cache folder of `mteswap kernel setup`"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="print per-step evidence"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="print per-step evidence and every step's states"),
+    strict_states: bool = typer.Option(
+        False, "--strict-states", help="exit 1 also when a step's page states differ (not only a verdict)"),
 ) -> None:
-    """Run scenarios on the real kernel(s) and compare with the model under `merged`."""
+    """Run scenarios on the real kernel(s) and compare with the model under `merged`: verdicts,
+    and after every step that names a process and a VMA, that VMA's page states."""
     from . import compare, setup as setup_mod
 
     kernels = _kernels(kernel)
@@ -131,15 +134,19 @@ def run(
             typer.echo(f"  model:  {v['kind']} at step {v['step']} ({v['proc']} {v['vma']} page {v['page']})")
         for v in row.model_unobservable:
             typer.echo(f"  model (not observable on a kernel): {v['kind']} at step {v['step']}")
+        for line in compare.state_lines(row, verbose):
+            typer.echo(line)
         if verbose or row.agree is False or row.kernel_verdict != "pass":
             for line in compare.summarize_evidence(row):
                 typer.echo(line)
     if not as_json:
         boots = ", ".join(f"{b['kernel']}/{b['device']} {b['seconds']} s" for b in timings["boots"])
+        typer.echo(compare.totals_line(rows))
         typer.echo(f"# boots: {boots}; total {timings['total_s']} s")
     if any(r.kernel_verdict == "error" for r in rows):
         raise typer.Exit(2)
-    raise typer.Exit(1 if any(r.agree is False for r in rows) else 0)
+    states_differ = strict_states and any(r.states_agree is False for r in rows)
+    raise typer.Exit(1 if states_differ or any(r.agree is False for r in rows) else 0)
 
 
 @kernel_app.command()
