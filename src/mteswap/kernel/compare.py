@@ -445,9 +445,10 @@ def state_lines(row: Row, every_step: bool = False) -> list[str]:
 def totals_line(rows: list[Row]) -> str:
     """One line: verdict agreement, step-state agreement and the rows set aside per class."""
     compared = [r for r in rows if r.agree is not None]
-    steps = sum(r.state_steps for r in rows)
-    pages = sum(r.state_pages_agree for r in rows)
-    mte = sum(r.state_mte_agree for r in rows)
+    # states only of rows compared: after an unmet precondition they describe another scenario
+    steps = sum(r.state_steps for r in compared)
+    pages = sum(r.state_pages_agree for r in compared)
+    mte = sum(r.state_mte_agree for r in compared)
     classes: dict[str, int] = {}
     for r in rows:
         if r.precondition:
