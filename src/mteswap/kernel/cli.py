@@ -141,12 +141,60 @@ def run(
                 typer.echo(line)
     if not as_json:
         boots = ", ".join(f"{b['kernel']}/{b['device']} {b['seconds']} s" for b in timings["boots"])
-        typer.echo(compare.totals_line(rows))
+        typer.echo("# " + compare.totals_line(rows))
         typer.echo(f"# boots: {boots}; total {timings['total_s']} s")
     if any(r.kernel_verdict == "error" for r in rows):
         raise typer.Exit(2)
     states_differ = strict_states and any(r.states_agree is False for r in rows)
     raise typer.Exit(1 if states_differ or any(r.agree is False for r in rows) else 0)
+
+
+@kernel_app.command()
+def fuzz(
+    kernel: str = typer.Option("6.12", "--kernel", help="6.12, 7.2 or all"),
+    count: int = typer.Option(20, "--count", min=1, help="how many scenarios to generate"),
+    seed: int = typer.Option(..., "--seed", help="seed of the generator (the same seed gives the same scenarios)"),
+    device: str = typer.Option("all", "--device", help="swap devices to generate for: zram, virtio-blk or all"),
+    out: Path = typer.Option(Path("fuzz-out"), "--out", help="folder for the scenarios (disagreements under disagree/)"),
+    batch: int = typer.Option(20, "--batch", min=1, help="scenarios per boot"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per scenario, kernel and device"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="cache folder of `mteswap kernel setup`"),
+) -> None:
+    """Generate random valid scenarios, run them on the real kernel(s) and on the model, and
+    report every disagreement on verdicts or page states with the scenario written to a file.
+    Exit 0 when all agree, 1 on any disagreement, 2 on bad input, missing set-up or a guest error."""
+    from . import fuzz as fuzz_mod, setup as setup_mod
+
+    kernels = _kernels(kernel)
+    if device not in fuzz_mod.DEVICE_KINDS:
+        _err(f"--device: expected one of {', '.join(fuzz_mod.DEVICE_KINDS)}, found {device!r}")
+    try:
+        env = setup_mod.load_env(cache, kernels)
+        rep = fuzz_mod.fuzz(env, kernels, device, count, seed, out, batch=batch, log=_log)
+    except SetupError as e:
+        _err(str(e))
+    if as_json:
+        for row in rep.rows:
+            typer.echo(json.dumps(row.to_json()))
+    else:
+        for row, path in rep.disagreements:
+            typer.echo(f"{row.scenario} [{row.kernel} {row.device}]: disagrees ({path})")
+            for line in compare_lines(row):
+                typer.echo(line)
+        for why in rep.invalid:
+            typer.echo(f"rejected by the model (generator bug): {why}")
+        typer.echo(f"# seed {seed}: {rep.summary()}")
+    if any(r.kernel_verdict == "error" for r in rep.rows):
+        raise typer.Exit(2)
+    raise typer.Exit(1 if rep.disagreements or rep.invalid else 0)
+
+
+def compare_lines(row) -> list[str]:
+    from . import compare
+
+    out = [f"  verdict: kernel {row.kernel_verdict}, model {row.model_verdict}"
+           + (f" ({row.detail})" if row.detail else "")]
+    return out + compare.state_lines(row)
 
 
 @kernel_app.command()

@@ -50,6 +50,7 @@ class Row:
     state_mte_agree: int = 0      # ... with the same `mte` string
     states_agree: bool | None = None
     first_state_diff: dict | None = None
+    started: bool = True          # False: the guest never began this scenario (boot died before)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -210,6 +211,7 @@ def reclaim_resident(row: Row, cs: cgen.CScenario) -> str | None:
 def compare_one(row: Row, res: guest.GuestResult | None, cs: cgen.CScenario, boot_err: str | None,
                 model_states: dict | None = None) -> None:
     if res is None or res.rc is None:
+        row.started = res is not None
         row.kernel_verdict = "error"
         row.detail = boot_err or "no result from the guest"
         if res is not None and res.errors:
@@ -454,7 +456,7 @@ def totals_line(rows: list[Row]) -> str:
         if r.precondition:
             classes[r.precondition] = classes.get(r.precondition, 0) + 1
     aside = ", ".join(f"{c} {n}" for c, n in sorted(classes.items())) or "none"
-    return (f"# verdicts: {sum(r.agree is True for r in compared)}/{len(compared)} agree; "
+    return (f"verdicts: {sum(r.agree is True for r in compared)}/{len(compared)} agree; "
             f"step states: pages {pages}/{steps}, mte {mte}/{steps} agree; "
             f"set aside (precondition not met): {aside}")
 
