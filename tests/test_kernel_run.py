@@ -102,3 +102,23 @@ def test_kernel_612_page_states_agree_step_by_step(tmp_path):
     assert by_step[4]["kernel_pages"] == "H" + "t" * 15 + "----xxxxzzzz----"
     assert by_step[4]["kernel_mte"] == "M" * 16 + " " * 8 + "...." + " " * 4
     assert by_step[5]["kernel_pages"].startswith("S" * 16 + "----xxxx")
+
+
+def test_kernel_612_fuzz_small_batch(tmp_path):
+    """A small differential-fuzzing batch on 6.12 (both swap devices): every observable verdict
+    agrees with the model, the page states are compared for every scenario, each scenario whose
+    states differ is written under disagree/, and progress and the seed are reported."""
+    res = runner.invoke(kernel_app, ["setup", "--kernel", "6.12"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(kernel_app, ["fuzz", "--kernel", "6.12", "--count", "8", "--seed", "2",
+                                     "--out", str(tmp_path), "--json"])
+    rows = [json.loads(x) for x in res.output.splitlines() if x.startswith("{")]
+    assert len(rows) == 8, res.output
+    assert "fuzz: 8/8 scenario(s) done" in res.output and "fuzz: seed 2, 8 scenario(s)" in res.output
+    assert all(r["kernel_verdict"] != "error" for r in rows), res.output
+    compared = [r for r in rows if r["agree"] is not None]
+    assert compared and all(r["agree"] is True for r in compared), res.output
+    assert all(r["state_steps"] > 0 for r in compared)
+    differ = {f"{r['scenario']}-6.12-{r['device']}.yaml" for r in rows if r["states_agree"] is False}
+    assert {p.name for p in (tmp_path / "disagree").iterdir()} == differ
+    assert res.exit_code == (1 if differ else 0), res.output
