@@ -116,3 +116,35 @@ def test_disagreements_are_written_as_files_and_progress_is_reported(monkeypatch
 def test_fuzz_bad_device_is_exit_2():
     res = runner.invoke(kernel_app, ["fuzz", "--seed", "1", "--device", "floppy"])
     assert res.exit_code == 2 and "--device: expected one of zram, virtio-blk, all" in res.output
+
+
+def test_resume_runs_only_what_is_not_finished(monkeypatch, tmp_path):
+    ran = []
+
+    def fake(pending, env, kernels, device, log):
+        ran.extend(sc.name for sc in pending)
+        rows = [_row(sc.name) for sc in pending]
+        if "fuzz-4-0002" in [sc.name for sc in pending]:
+            rows[[sc.name for sc in pending].index("fuzz-4-0002")].states_agree = False
+            rows[[sc.name for sc in pending].index("fuzz-4-0002")].first_state_diff = {
+                "step": 1, "proc": "A", "vma": "v1", "page": 0, "field": "pages", "kernel": "S", "model": "p"}
+        return rows, {}
+
+    monkeypatch.setattr(compare, "run_batch", fake)
+    fuzz.fuzz(None, ["6.12"], "all", 4, 4, tmp_path, batch=2)
+    assert len(ran) == 4
+    # killed after the first batch: only its rows stay on record
+    lines = (tmp_path / fuzz.ROWS_FILE).read_text().splitlines()
+    (tmp_path / fuzz.ROWS_FILE).write_text("\n".join(lines[:2]) + "\n")
+    ran.clear()
+    logs = []
+    rep = fuzz.fuzz(None, ["6.12"], "all", 4, 4, tmp_path, batch=2, log=logs.append, resume=True)
+    assert ran == ["fuzz-4-0002", "fuzz-4-0003"]
+    assert [r.scenario for r in rep.rows] == [f"fuzz-4-000{i}" for i in range(4)]
+    assert [r.scenario for r, _ in rep.disagreements] == ["fuzz-4-0002"]
+    assert "resuming after 2 finished row(s)" in logs[0]
+    assert len((tmp_path / fuzz.ROWS_FILE).read_text().splitlines()) == 4
+    # a fresh run (no --resume) starts the record again
+    ran.clear()
+    fuzz.fuzz(None, ["6.12"], "all", 4, 4, tmp_path, batch=2)
+    assert len(ran) == 4 and len((tmp_path / fuzz.ROWS_FILE).read_text().splitlines()) == 4

@@ -158,6 +158,7 @@ def fuzz(
     out: Path = typer.Option(Path("fuzz-out"), "--out", help="folder for the scenarios (disagreements under disagree/)"),
     batch: int = typer.Option(20, "--batch", min=1, help="scenarios per boot"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per scenario, kernel and device"),
+    resume: bool = typer.Option(False, "--resume", help="go on with the run in --out, not repeating finished scenarios"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="cache folder of `mteswap kernel setup`"),
 ) -> None:
     """Generate random valid scenarios, run them on the real kernel(s) and on the model, and
@@ -170,7 +171,7 @@ def fuzz(
         _err(f"--device: expected one of {', '.join(fuzz_mod.DEVICE_KINDS)}, found {device!r}")
     try:
         env = setup_mod.load_env(cache, kernels)
-        rep = fuzz_mod.fuzz(env, kernels, device, count, seed, out, batch=batch, log=_log)
+        rep = fuzz_mod.fuzz(env, kernels, device, count, seed, out, batch=batch, log=_log, resume=resume)
     except SetupError as e:
         _err(str(e))
     if as_json:

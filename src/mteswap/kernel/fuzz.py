@@ -6,11 +6,13 @@ copy-on-write, partial mprotect/munmap/dontneed, split, pageout and reclaim with
 `keep_cached`, swapoff), run in batches through the real-kernel oracle (compare.run_batch: one
 boot per batch, kernel and device) and the model. Every scenario whose verdict or page states
 disagree is written as a file; the report counts verdicts, step states and the rows set aside
-per precondition class. Not done yet: shrinking a disagreement to a minimal scenario, --resume.
+per precondition class; `--resume` goes on after a run killed from outside. Not done yet:
+shrinking a disagreement to a minimal scenario.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,36 +189,74 @@ def disagrees(row: compare.Row) -> bool:
     return row.agree is False or row.states_agree is False
 
 
+ROWS_FILE = "rows.jsonl"     # one finished row per line, appended after each batch (--resume)
+
+
 def fuzz(env: Env, kernels: list[str], device: str, count: int, seed: int, out: Path,
-         batch: int = 20, log: Callable[[str], None] = lambda s: None) -> FuzzReport:
+         batch: int = 20, log: Callable[[str], None] = lambda s: None, resume: bool = False) -> FuzzReport:
     """Generate `count` scenarios, run them in batches on every kernel, write each scenario to
-    `out` (those that disagree also to `out/disagree/`) and report progress after each batch."""
+    `out` (those that disagree also to `out/disagree/`) and report progress after each batch.
+    Finished rows go to `out/rows.jsonl`; with `resume` the (scenario, kernel) pairs found
+    there are not run again (a run killed from outside repeats at most its last batch)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "disagree").mkdir(exist_ok=True)
     rep = FuzzReport()
-    log(f"fuzz: seed {seed}, {count} scenario(s), kernels {', '.join(kernels)}, device {device}, into {out}")
+    done = _load_rows(out / ROWS_FILE, rep) if resume else set()
+    if not resume:
+        (out / ROWS_FILE).write_text("")
+    log(f"fuzz: seed {seed}, {count} scenario(s), kernels {', '.join(kernels)}, device {device}, into {out}"
+        + (f"; resuming after {len(done)} finished row(s)" if resume else ""))
     for first in range(0, count, batch):
-        scenarios = []
-        for i in range(first, min(count, first + batch)):
-            path = write_scenario(generate(seed, i, device), out)
-            try:
-                sc = load_scenario(str(path))
-                compare.model_run(sc)           # a scenario the model rejects is a generator bug
-            except ScenarioError as e:
-                rep.invalid.append(f"{path}: {e}")
-                continue
-            rep.files[sc.name] = path
-            scenarios.append(sc)
+        scenarios = _batch(seed, range(first, min(count, first + batch)), device, out, rep)
         rows = []
         for kernel in kernels:
-            rows += run_resilient(scenarios, env, kernel, log)
-        for row in rows:
-            rep.rows.append(row)
-            if disagrees(row):
-                dst = out / "disagree" / f"{row.scenario}-{row.kernel}-{row.device}.yaml"
-                dst.write_text(rep.files[row.scenario].read_text())
-                rep.disagreements.append((row, dst))
-                what = row.detail if row.agree is False else compare.describe_state_diff(row.first_state_diff)
-                log(f"  DISAGREE {row.scenario} [{row.kernel} {row.device}]: {what} -> {dst}")
+            todo = [sc for sc in scenarios if (sc.name, kernel) not in done]
+            rows += run_resilient(todo, env, kernel, log) if todo else []
+        with open(out / ROWS_FILE, "a") as fh:
+            for row in rows:
+                fh.write(json.dumps(row.to_json()) + "\n")
+                _record(rep, row, out, log)
         log(f"fuzz: {min(count, first + batch)}/{count} scenario(s) done; {rep.summary()}")
     return rep
+
+
+def _batch(seed: int, indices: range, device: str, out: Path, rep: FuzzReport) -> list:
+    """The batch's scenarios, written to `out` and checked by the model."""
+    scenarios = []
+    for i in indices:
+        path = write_scenario(generate(seed, i, device), out)
+        try:
+            sc = load_scenario(str(path))
+            compare.model_run(sc)           # a scenario the model rejects is a generator bug
+        except ScenarioError as e:
+            rep.invalid.append(f"{path}: {e}")
+            continue
+        rep.files[sc.name] = path
+        scenarios.append(sc)
+    return scenarios
+
+
+def _record(rep: FuzzReport, row: compare.Row, out: Path, log: Callable[[str], None]) -> None:
+    rep.rows.append(row)
+    if not disagrees(row):
+        return
+    dst = out / "disagree" / f"{row.scenario}-{row.kernel}-{row.device}.yaml"
+    dst.write_text((out / f"{row.scenario}.yaml").read_text())
+    rep.disagreements.append((row, dst))
+    what = row.detail if row.agree is False else compare.describe_state_diff(row.first_state_diff)
+    log(f"  DISAGREE {row.scenario} [{row.kernel} {row.device}]: {what} -> {dst}")
+
+
+def _load_rows(path: Path, rep: FuzzReport) -> set[tuple[str, str]]:
+    """Rows of an earlier run into `rep`; the (scenario, kernel) pairs they cover."""
+    done = set()
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = compare.Row(**json.loads(line))
+            done.add((row.scenario, row.kernel))
+            rep.rows.append(row)
+            if disagrees(row):
+                rep.disagreements.append((row, path.parent / "disagree" / f"{row.scenario}-{row.kernel}-{row.device}.yaml"))
+    return done
