@@ -148,3 +148,39 @@ def test_resume_runs_only_what_is_not_finished(monkeypatch, tmp_path):
     ran.clear()
     fuzz.fuzz(None, ["6.12"], "all", 4, 4, tmp_path, batch=2)
     assert len(ran) == 4 and len((tmp_path / fuzz.ROWS_FILE).read_text().splitlines()) == 4
+
+
+def test_shrink_keeps_only_the_steps_the_disagreement_needs(monkeypatch, tmp_path):
+    from mteswap.kernel import shrink
+
+    doc = next(d for d in (fuzz.generate(9, i, "zram") for i in range(50))
+               if any("reclaim" in s for s in d["steps"] if isinstance(s, dict)) and len(d["steps"]) > 15)
+    boots = []
+
+    def fake(pending, env, kernels, device, log):
+        # "the kernel" disagrees whenever a reclaim step is left
+        boots.append(len(pending))
+        rows = []
+        for sc in pending:
+            bad = any(st.op == "reclaim" for st in sc.steps)
+            r = _row(sc.name, states_agree=not bad)
+            r.first_state_diff = {"step": 1, "proc": "A", "vma": "v1", "page": 0, "field": "pages",
+                                  "kernel": "S", "model": "p"} if bad else None
+            rows.append(r)
+        return rows, {}
+
+    monkeypatch.setattr(compare, "run_batch", fake)
+    row = _row(doc["name"], states_agree=False)
+    row.first_state_diff = {"step": 1, "proc": "A", "vma": "v1", "page": 0, "field": "pages",
+                            "kernel": "S", "model": "p"}
+    small = shrink.shrink(doc, row, None, tmp_path)
+    ops = [next(iter(s)) if isinstance(s, dict) else s for s in small["steps"]]
+    assert ops.count("reclaim") == 1 and len(ops) < len(doc["steps"])
+    # minimal: without any one of its steps it is invalid or no longer has a reclaim
+    for i in range(len(ops)):
+        rest = small["steps"][:i] + small["steps"][i + 1:]
+        sc = shrink._candidate(small, rest, f"check-{i}", tmp_path)
+        assert sc is None or not any(st.op == "reclaim" for st in sc.steps)
+    assert len(boots) < len(doc["steps"])          # deletions taken together, not one per boot
+    with pytest.raises(ValueError):
+        shrink.shrink(doc, _row(doc["name"]), None, tmp_path)

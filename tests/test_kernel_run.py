@@ -119,6 +119,6 @@ def test_kernel_612_fuzz_small_batch(tmp_path):
     compared = [r for r in rows if r["agree"] is not None]
     assert compared and all(r["agree"] is True for r in compared), res.output
     assert all(r["state_steps"] > 0 for r in compared)
-    differ = {f"{r['scenario']}-6.12-{r['device']}.yaml" for r in rows if r["states_agree"] is False}
+    differ = {f"{r['scenario']}-6.12-{r['device']}.yaml" for r in compared if r["states_agree"] is False}
     assert {p.name for p in (tmp_path / "disagree").iterdir()} == differ
     assert res.exit_code == (1 if differ else 0), res.output

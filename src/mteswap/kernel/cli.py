@@ -159,6 +159,7 @@ def fuzz(
     batch: int = typer.Option(20, "--batch", min=1, help="scenarios per boot"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per scenario, kernel and device"),
     resume: bool = typer.Option(False, "--resume", help="go on with the run in --out, not repeating finished scenarios"),
+    shrink: bool = typer.Option(False, "--shrink", help="shrink each disagreement to a smaller scenario that still disagrees (a boot per round)"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="cache folder of `mteswap kernel setup`"),
 ) -> None:
     """Generate random valid scenarios, run them on the real kernel(s) and on the model, and
@@ -171,7 +172,7 @@ def fuzz(
         _err(f"--device: expected one of {', '.join(fuzz_mod.DEVICE_KINDS)}, found {device!r}")
     try:
         env = setup_mod.load_env(cache, kernels)
-        rep = fuzz_mod.fuzz(env, kernels, device, count, seed, out, batch=batch, log=_log, resume=resume)
+        rep = fuzz_mod.fuzz(env, kernels, device, count, seed, out, batch=batch, log=_log, resume=resume, shrink=shrink)
     except SetupError as e:
         _err(str(e))
     if as_json:

@@ -6,8 +6,8 @@ copy-on-write, partial mprotect/munmap/dontneed, split, pageout and reclaim with
 `keep_cached`, swapoff), run in batches through the real-kernel oracle (compare.run_batch: one
 boot per batch, kernel and device) and the model. Every scenario whose verdict or page states
 disagree is written as a file; the report counts verdicts, step states and the rows set aside
-per precondition class; `--resume` goes on after a run killed from outside. Not done yet:
-shrinking a disagreement to a minimal scenario.
+per precondition class; `--resume` goes on after a run killed from outside; `--shrink` shrinks
+each disagreement (shrink.py).
 """
 
 from __future__ import annotations
@@ -153,6 +153,7 @@ class FuzzReport:
     files: dict[str, Path] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)       # generated but rejected by the model
     disagreements: list[tuple[compare.Row, Path]] = field(default_factory=list)
+    shrunk: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
         return compare.totals_line(self.rows) + (f"; {len(self.invalid)} generated scenario(s) rejected"
@@ -186,18 +187,21 @@ def run_resilient(scenarios: list, env: Env, kernel: str, log: Callable[[str], N
 
 
 def disagrees(row: compare.Row) -> bool:
-    return row.agree is False or row.states_agree is False
+    """A verdict or page-state disagreement; a row set aside (precondition) is neither."""
+    return row.agree is False or (row.agree is True and row.states_agree is False)
 
 
 ROWS_FILE = "rows.jsonl"     # one finished row per line, appended after each batch (--resume)
 
 
 def fuzz(env: Env, kernels: list[str], device: str, count: int, seed: int, out: Path,
-         batch: int = 20, log: Callable[[str], None] = lambda s: None, resume: bool = False) -> FuzzReport:
+         batch: int = 20, log: Callable[[str], None] = lambda s: None, resume: bool = False,
+         shrink: bool = False) -> FuzzReport:
     """Generate `count` scenarios, run them in batches on every kernel, write each scenario to
     `out` (those that disagree also to `out/disagree/`) and report progress after each batch.
     Finished rows go to `out/rows.jsonl`; with `resume` the (scenario, kernel) pairs found
-    there are not run again (a run killed from outside repeats at most its last batch)."""
+    there are not run again (a run killed from outside repeats at most its last batch). With
+    `shrink`, each disagreement is also shrunk (shrink.py) to `out/disagree/NAME-KERNEL-DEVICE.min.yaml`."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "disagree").mkdir(exist_ok=True)
     rep = FuzzReport()
@@ -216,6 +220,8 @@ def fuzz(env: Env, kernels: list[str], device: str, count: int, seed: int, out: 
             for row in rows:
                 fh.write(json.dumps(row.to_json()) + "\n")
                 _record(rep, row, out, log)
+                if shrink and disagrees(row):
+                    rep.shrunk.append(_shrink(row, env, out, log))
         log(f"fuzz: {min(count, first + batch)}/{count} scenario(s) done; {rep.summary()}")
     return rep
 
@@ -234,6 +240,19 @@ def _batch(seed: int, indices: range, device: str, out: Path, rep: FuzzReport) -
         rep.files[sc.name] = path
         scenarios.append(sc)
     return scenarios
+
+
+def _shrink(row: compare.Row, env: Env, out: Path, log: Callable[[str], None]) -> Path:
+    from . import shrink as shrink_mod
+
+    doc = yaml.safe_load((out / f"{row.scenario}.yaml").read_text())
+    small = shrink_mod.shrink(doc, row, env, out / "shrink", log)
+    small = dict(small, name=f"{row.scenario}-min",
+                 description=f"{doc['description']}, shrunk: still disagrees on {row.kernel} / {row.device}")
+    dst = out / "disagree" / f"{row.scenario}-{row.kernel}-{row.device}.min.yaml"
+    dst.write_text(yaml.safe_dump(small, sort_keys=False, default_flow_style=None))
+    log(f"  shrunk {row.scenario} [{row.kernel} {row.device}]: {len(doc['steps'])} -> {len(small['steps'])} step(s) -> {dst}")
+    return dst
 
 
 def _record(rep: FuzzReport, row: compare.Row, out: Path, log: Callable[[str], None]) -> None:
