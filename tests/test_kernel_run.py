@@ -110,11 +110,11 @@ def test_kernel_612_fuzz_small_batch(tmp_path):
     states differ is written under disagree/, and progress and the seed are reported."""
     res = runner.invoke(kernel_app, ["setup", "--kernel", "6.12"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(kernel_app, ["fuzz", "--kernel", "6.12", "--count", "8", "--seed", "2",
+    res = runner.invoke(kernel_app, ["fuzz", "--kernel", "6.12", "--count", "24", "--seed", "2",
                                      "--out", str(tmp_path), "--json"])
     rows = [json.loads(x) for x in res.output.splitlines() if x.startswith("{")]
-    assert len(rows) == 8, res.output
-    assert "fuzz: 8/8 scenario(s) done" in res.output and "fuzz: seed 2, 8 scenario(s)" in res.output
+    assert len(rows) == 24, res.output
+    assert "fuzz: 24/24 scenario(s) done" in res.output and "fuzz: seed 2, 24 scenario(s)" in res.output
     assert all(r["kernel_verdict"] != "error" for r in rows), res.output
     compared = [r for r in rows if r["agree"] is not None]
     assert compared and all(r["agree"] is True for r in compared), res.output
