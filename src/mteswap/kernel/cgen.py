@@ -43,7 +43,6 @@ class CStep:
     keep: int
     pages: list[int]
     desc: str
-    expect_large: int
 
 
 @dataclass
@@ -91,7 +90,6 @@ def expand(sc: Scenario) -> CScenario:
     mapped: dict[tuple[str, str], set[int]] = {}
     alive = {"A"}
     steps: list[CStep] = []
-    large = max(sc.config.folio_pages) > 1
     for st in sc.steps:
         a = st.args
         op = st.op
@@ -141,7 +139,6 @@ def expand(sc: Scenario) -> CScenario:
                 keep=int(bool(a.get("keep_cached", False))),
                 pages=pages,
                 desc=_desc(st),
-                expect_large=int(large),
             )
         )
     if len(procs) > MAXP:
@@ -156,7 +153,7 @@ def expand(sc: Scenario) -> CScenario:
 _TYPES = """\
 enum { %s };
 typedef struct {
-	int op, proc, child, vma, npages_map, mte, tagmode, tag, keep, expect_large, n;
+	int op, proc, child, vma, npages_map, mte, tagmode, tag, keep, n;
 	const unsigned short *pg;
 	const char *desc;
 } step_t;
@@ -177,6 +174,7 @@ _BATCH_DEFS = """\
 #define OUT_PREFIX_PM "@@P"
 #define OUT_PREFIX_PFN "@@F"
 #define OUT_PREFIX_NOTE "@@N"
+#define OUT_PREFIX_STATE "@@Q"
 #define OUT_PREFIX_SKIP "@@SKIP"
 #define OUT_PREFIX_FATAL "@@FATAL"
 #define TAP_PLAN(n) do { } while (0)
@@ -189,6 +187,7 @@ _TAP_DEFS = """\
 #define OUT_PREFIX_PM "# pagemap: step"
 #define OUT_PREFIX_PFN "# pfns: step"
 #define OUT_PREFIX_NOTE "# note: step"
+#define OUT_PREFIX_STATE "# state: step"
 #define OUT_PREFIX_SKIP "1..0 # SKIP"
 #define OUT_PREFIX_FATAL "Bail out!"
 static int tap_n;
@@ -225,7 +224,7 @@ def _scenario_c(cs: CScenario, n: int) -> str:
         pg = f"{p}_pg{st.index}" if st.pages else "NULL"
         lines.append(
             f"\t{{ OP_{st.op.upper()}, {st.proc}, {st.child}, {st.vma}, {st.npages_map}, {st.mte}, "
-            f"{st.tagmode}, {st.tag}, {st.keep}, {st.expect_large}, {len(st.pages)}, {pg}, "
+            f"{st.tagmode}, {st.tag}, {st.keep}, {len(st.pages)}, {pg}, "
             f"{_c_string(st.desc)} }},"
         )
     lines.append("};")

@@ -94,9 +94,12 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="one JSON object per scenario, kernel and device"),
     skip_unsupported: bool = typer.Option(False, "--skip-unsupported", help="report unsupported scenarios and run the rest"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="cache folder of `mteswap kernel setup`"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="print per-step evidence"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="print per-step evidence and every step's states"),
+    strict_states: bool = typer.Option(
+        False, "--strict-states", help="exit 1 also when a step's page states differ (not only a verdict)"),
 ) -> None:
-    """Run scenarios on the real kernel(s) and compare with the model under `merged`."""
+    """Run scenarios on the real kernel(s) and compare with the model under `merged`: verdicts,
+    and after every step that names a process and a VMA, that VMA's page states."""
     from . import compare, setup as setup_mod
 
     kernels = _kernels(kernel)
@@ -131,15 +134,69 @@ def run(
             typer.echo(f"  model:  {v['kind']} at step {v['step']} ({v['proc']} {v['vma']} page {v['page']})")
         for v in row.model_unobservable:
             typer.echo(f"  model (not observable on a kernel): {v['kind']} at step {v['step']}")
+        for line in compare.state_lines(row, verbose):
+            typer.echo(line)
         if verbose or row.agree is False or row.kernel_verdict != "pass":
             for line in compare.summarize_evidence(row):
                 typer.echo(line)
     if not as_json:
         boots = ", ".join(f"{b['kernel']}/{b['device']} {b['seconds']} s" for b in timings["boots"])
+        typer.echo("# " + compare.totals_line(rows))
         typer.echo(f"# boots: {boots}; total {timings['total_s']} s")
     if any(r.kernel_verdict == "error" for r in rows):
         raise typer.Exit(2)
-    raise typer.Exit(1 if any(r.agree is False for r in rows) else 0)
+    states_differ = strict_states and any(r.states_agree is False for r in rows)
+    raise typer.Exit(1 if states_differ or any(r.agree is False for r in rows) else 0)
+
+
+@kernel_app.command()
+def fuzz(
+    kernel: str = typer.Option("6.12", "--kernel", help="6.12, 7.2 or all"),
+    count: int = typer.Option(20, "--count", min=1, help="how many scenarios to generate"),
+    seed: int = typer.Option(..., "--seed", help="seed of the generator (the same seed gives the same scenarios)"),
+    device: str = typer.Option("all", "--device", help="swap devices to generate for: zram, virtio-blk or all"),
+    out: Path = typer.Option(Path("fuzz-out"), "--out", help="folder for the scenarios (disagreements under disagree/)"),
+    batch: int = typer.Option(20, "--batch", min=1, help="scenarios per boot"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per scenario, kernel and device"),
+    resume: bool = typer.Option(False, "--resume", help="go on with the run in --out, not repeating finished scenarios"),
+    shrink: bool = typer.Option(False, "--shrink", help="shrink each disagreement to a smaller scenario that still disagrees (a boot per round)"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="cache folder of `mteswap kernel setup`"),
+) -> None:
+    """Generate random valid scenarios, run them on the real kernel(s) and on the model, and
+    report every disagreement on verdicts or page states with the scenario written to a file.
+    Exit 0 when all agree, 1 on any disagreement, 2 on bad input, missing set-up or a guest error."""
+    from . import fuzz as fuzz_mod, setup as setup_mod
+
+    kernels = _kernels(kernel)
+    if device not in fuzz_mod.DEVICE_KINDS:
+        _err(f"--device: expected one of {', '.join(fuzz_mod.DEVICE_KINDS)}, found {device!r}")
+    try:
+        env = setup_mod.load_env(cache, kernels)
+        rep = fuzz_mod.fuzz(env, kernels, device, count, seed, out, batch=batch, log=_log, resume=resume, shrink=shrink)
+    except SetupError as e:
+        _err(str(e))
+    if as_json:
+        for row in rep.rows:
+            typer.echo(json.dumps(row.to_json()))
+    else:
+        for row, path in rep.disagreements:
+            typer.echo(f"{row.scenario} [{row.kernel} {row.device}]: disagrees ({path})")
+            for line in compare_lines(row):
+                typer.echo(line)
+        for why in rep.invalid:
+            typer.echo(f"rejected by the model (generator bug): {why}")
+        typer.echo(f"# seed {seed}: {rep.summary()}")
+    if any(r.kernel_verdict == "error" for r in rep.rows):
+        raise typer.Exit(2)
+    raise typer.Exit(1 if rep.disagreements or rep.invalid else 0)
+
+
+def compare_lines(row) -> list[str]:
+    from . import compare
+
+    out = [f"  verdict: kernel {row.kernel_verdict}, model {row.model_verdict}"
+           + (f" ({row.detail})" if row.detail else "")]
+    return out + compare.state_lines(row)
 
 
 @kernel_app.command()

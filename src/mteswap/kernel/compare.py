@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -11,7 +13,8 @@ from typing import Callable
 from mteswap.designs import get_design
 from mteswap.ranges import format_ranges
 from mteswap.scenario.load import Scenario
-from mteswap.scenario.runner import run_scenario
+from mteswap.scenario.runner import Runner
+from mteswap.scenario.states import vma_states
 
 from mteswap.model.origin import STALE
 
@@ -38,6 +41,16 @@ class Row:
     detail: str = ""
     evidence: list[dict] = field(default_factory=list)
     boot_seconds: float = 0.0
+    # why the verdict was set aside (a class of PRECONDITIONS), None when it was not
+    precondition: str | None = None
+    # per-step page states (docs/scenario-format.md, `--states`), kernel beside model
+    states: list[dict] = field(default_factory=list)
+    state_steps: int = 0          # steps whose state both sides gave
+    state_pages_agree: int = 0    # ... with the same `pages` string
+    state_mte_agree: int = 0      # ... with the same `mte` string
+    states_agree: bool | None = None
+    first_state_diff: dict | None = None
+    started: bool = True          # False: the guest never began this scenario (boot died before)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -60,10 +73,66 @@ def _key(v: dict) -> tuple:
     return (v["kind"], v["step"], v["proc"], v["vma"], v["page"])
 
 
+# Why a kernel run's verdict can be set aside: only what user space cannot force.
+PRECONDITIONS = {
+    "keep-cached": "reclaim keep_cached left the folio out of the swap cache (only asynchronous "
+                   "writeback keeps it there, and MADV_PAGEOUT skips a folio shared after fork)",
+    "reclaim-resident": "memory.reclaim left pages of the range resident that the model swapped out",
+    "frame-reuse": "the model's outcome rests on stale tags in frames the kernel's allocator did not hand back",
+    "no-cgroup": "no memory cgroup for memory.reclaim",
+}
+_PRECOND_NOTE = re.compile(r"precondition not met \[([a-z-]+)\]")
+
+
+@dataclass
+class ModelRun:
+    observable: list[dict]
+    other: list[dict]
+    # step -> (proc, vma, pages, mte) for every step that names a process and a VMA
+    states: dict[int, tuple[str, str, str, str]]
+
+
+def as_booted(sc: Scenario, kernel: str | None, device: str | None) -> Scenario:
+    """The scenario as the model must run it beside a boot of `kernel` with swap on `device`:
+    `swap_device` the kind really used (`--device all` runs a zram scenario on a disk too, and
+    a disk's asynchronous writeback and swap-in path differ from zram's), and `config.kernel`
+    the booted version once the model's Config has that key."""
+    config = sc.config
+    if device == "zram":
+        config = dataclasses.replace(config, swap_device="zram")
+    elif device == "virtio-blk" and config.swap_device == "zram":
+        config = dataclasses.replace(config, swap_device="ssd")
+    if kernel is not None and hasattr(config, "kernel"):
+        config = dataclasses.replace(config, kernel=kernel)
+    return sc if config == sc.config else dataclasses.replace(sc, config=config)
+
+
+def model_run(sc: Scenario, kernel: str | None = None, device: str | None = None) -> ModelRun:
+    """The model under `merged`, step by step: its violations and, after each step that names
+    a process and a VMA, that VMA's state (scenario/states.py, what `--states` prints)."""
+    sc = as_booted(sc, kernel, device)
+    runner = Runner(sc, get_design("merged"))
+    states = {}
+    for step in sc.steps:
+        runner.run_step(step)
+        proc, vma = step.args.get("proc"), step.args.get("vma")
+        pid = runner.pids.get(proc)
+        if vma is None or pid is None or (pid, vma) not in runner.vmas:
+            continue
+        start, pages = runner.vmas[(pid, vma)]
+        states[step.index] = (proc, vma, *vma_states(runner.m, runner.m.mms[pid], vma, start, pages))
+    obs, other = _split_violations(runner.oracle.violations)
+    return ModelRun(obs, other, states)
+
+
 def model_outcome(sc: Scenario) -> tuple[list[dict], list[dict]]:
-    res = run_scenario(sc, get_design("merged"))
+    run = model_run(sc)
+    return run.observable, run.other
+
+
+def _split_violations(violations) -> tuple[list[dict], list[dict]]:
     obs, other = [], []
-    for v in res.violations:
+    for v in violations:
         d = {"kind": v.kind, "step": v.step, "proc": v.proc, "vma": v.vma, "page": v.page, "detail": v.detail,
              # tags an earlier owner of the frame left (maybe saved and restored since): on a
              # kernel the page must land on such a frame (frame_reuse_problem)
@@ -72,8 +141,77 @@ def model_outcome(sc: Scenario) -> tuple[list[dict], list[dict]]:
     return obs, other
 
 
-def compare_one(row: Row, res: guest.GuestResult | None, cs: cgen.CScenario, boot_err: str | None) -> None:
+def compare_states(row: Row, model_states: dict, res: guest.GuestResult) -> None:
+    """Fill the row's state fields: per step the kernel's and the model's state of the step's
+    VMA, how many steps agree, and the first differing step and page."""
+    for k, (proc, vma, mpages, mmte) in sorted(model_states.items()):
+        ev = res.steps.get(k)
+        kst = ev.state if ev is not None else None
+        entry = {"step": k, "proc": proc, "vma": vma, "model_pages": mpages, "model_mte": mmte,
+                 "kernel_pages": kst[0] if kst else None, "kernel_mte": kst[1] if kst else None}
+        row.states.append(entry)
+        if kst is None:
+            continue
+        row.state_steps += 1
+        row.state_pages_agree += kst[0] == mpages
+        row.state_mte_agree += kst[1] == mmte
+        if row.first_state_diff is None and (kst[0], kst[1]) != (mpages, mmte):
+            row.first_state_diff = first_difference(entry)
+    if row.state_steps:
+        row.states_agree = row.first_state_diff is None
+
+
+def first_difference(entry: dict) -> dict:
+    """The first page where the kernel's and the model's state of one step differ (in `pages`
+    before `mte`): {step, proc, vma, page, field, kernel, model}."""
+    for fld in ("pages", "mte"):
+        kern, mod = entry["kernel_" + fld], entry["model_" + fld]
+        if kern == mod:
+            continue
+        n = max(len(kern), len(mod))
+        kern, mod = kern.ljust(n, "?"), mod.ljust(n, "?")
+        page = next(i for i in range(n) if kern[i] != mod[i])
+        return {"step": entry["step"], "proc": entry["proc"], "vma": entry["vma"], "page": page,
+                "field": fld, "kernel": kern[page], "model": mod[page]}
+    raise ValueError("the two states agree")
+
+
+def describe_state_diff(d: dict) -> str:
+    return (f"step {d['step']} ({d['proc']} {d['vma']}) page {d['page']}: "
+            f"kernel {d['field']} {d['kernel']!r}, model {d['model']!r}")
+
+
+def guest_precondition(res: guest.GuestResult) -> tuple[str, str] | None:
+    """(class, note) of the first precondition the guest found unmet, else None."""
+    for k in sorted(res.steps):
+        for note in res.steps[k].notes:
+            m = _PRECOND_NOTE.search(note)
+            if m:
+                return m.group(1), f"step {k}: " + note
+    return None
+
+
+def reclaim_resident(row: Row, cs: cgen.CScenario) -> str | None:
+    """Pages of a `reclaim` step's range the kernel left resident where the model swapped
+    them out: memory.reclaim does not promise to reclaim everything (a model that keeps
+    them too, e.g. after swapoff, agrees and is compared)."""
+    by_step = {e["step"]: e for e in row.states}
+    for st in cs.steps:
+        e = by_step.get(st.index)
+        if st.op != "reclaim" or e is None or e["kernel_pages"] is None:
+            continue
+        left = [p for p in st.pages if p < len(e["kernel_pages"]) and e["kernel_pages"][p] in "Htp"
+                and e["model_pages"][p] in "SC"]
+        if left:
+            return (f"step {st.index}: pages {cgen._pages_text(tuple(left))} still resident after "
+                    f"reclaim (the model swapped them out)")
+    return None
+
+
+def compare_one(row: Row, res: guest.GuestResult | None, cs: cgen.CScenario, boot_err: str | None,
+                model_states: dict | None = None) -> None:
     if res is None or res.rc is None:
+        row.started = res is not None
         row.kernel_verdict = "error"
         row.detail = boot_err or "no result from the guest"
         if res is not None and res.errors:
@@ -88,10 +226,12 @@ def compare_one(row: Row, res: guest.GuestResult | None, cs: cgen.CScenario, boo
              "pfns": ev.pfns, "notes": ev.notes}
         )
     row.kernel_violations = res.violations
-    if res.rc == 3:
-        row.kernel_verdict = "precondition not met"
-        row.detail = "; ".join(n for e in res.steps.values() for n in e.notes if "precondition" in n)
-        row.agree = None
+    if model_states is not None:
+        compare_states(row, model_states, res)
+    pre = guest_precondition(res)
+    if res.rc == 3 or pre:
+        cls, note = pre or ("unknown", "the guest reported a precondition not met")
+        _set_aside(row, cls, note)
         return
     if res.rc == 4:
         row.kernel_verdict = "error"
@@ -101,11 +241,13 @@ def compare_one(row: Row, res: guest.GuestResult | None, cs: cgen.CScenario, boo
         row.kernel_verdict = "error"
         row.detail = f"guest status {res.rc}: " + "; ".join(res.errors)
         return
+    resident = reclaim_resident(row, cs)
+    if resident:
+        _set_aside(row, "reclaim-resident", "precondition not met: " + resident)
+        return
     problem = frame_reuse_problem(row.model_violations, res, cs)
     if problem:
-        row.kernel_verdict = "precondition not met"
-        row.detail = "precondition not met: " + problem
-        row.agree = None
+        _set_aside(row, "frame-reuse", "precondition not met: " + problem)
         return
     row.kernel_verdict = "fail" if res.violations else "pass"
     kset = {_key(v) for v in res.violations}
@@ -120,6 +262,13 @@ def compare_one(row: Row, res: guest.GuestResult | None, cs: cgen.CScenario, boo
         only_k = sorted(kset - mset)
         only_m = sorted(mset - kset)
         row.detail = f"same verdict, different violations: kernel only {only_k[:4]}, model only {only_m[:4]}"
+
+
+def _set_aside(row: Row, cls: str, detail: str) -> None:
+    row.kernel_verdict = "precondition not met"
+    row.precondition = cls
+    row.detail = detail
+    row.agree = None
 
 
 def _mte_pages_per_step(cs: cgen.CScenario) -> list[dict[tuple[int, int], set[int]]]:
@@ -218,7 +367,13 @@ def run_batch(
     """Returns (rows, timings)."""
     t0 = time.monotonic()
     expanded = [cgen.expand(sc) for sc in scenarios]
-    models = [model_outcome(sc) for sc in scenarios]
+    runs: dict[tuple[int, str, str], ModelRun] = {}
+
+    def model(i: int, kernel: str, device: str) -> ModelRun:
+        if (i, kernel, device) not in runs:
+            runs[(i, kernel, device)] = model_run(scenarios[i], kernel, device)
+        return runs[(i, kernel, device)]
+
     timings: dict = {"boots": []}
     with tempfile.TemporaryDirectory(prefix="mteswap-kernel-") as tmp:
         work = Path(tmp)
@@ -242,7 +397,7 @@ def run_batch(
                         if i in members and _keeps_cached(sc):
                             members.remove(i)
                             plan = [p for p in plan if p[0] != i]
-                            obs, other = models[i]
+                            obs, other = model(i, kernel, device).observable, model(i, kernel, device).other
                             rows.append(Row(sc.name, sc.file, kernel, device, kernel_verdict="not applicable",
                                             model_verdict="fail" if obs else "pass", model_violations=obs,
                                             model_unobservable=other,
@@ -257,14 +412,53 @@ def run_batch(
                     log(f"  boot problem: {b.error}")
                 for i in members:
                     sc = scenarios[i]
-                    obs, other = models[i]
+                    mr = model(i, kernel, device)
                     row = Row(sc.name, sc.file, kernel, device, release=b.release,
-                              model_verdict="fail" if obs else "pass", model_violations=obs,
-                              model_unobservable=other, boot_seconds=round(b.seconds, 1))
-                    compare_one(row, b.results.get(i), expanded[i], b.error)
+                              model_verdict="fail" if mr.observable else "pass", model_violations=mr.observable,
+                              model_unobservable=mr.other, boot_seconds=round(b.seconds, 1))
+                    compare_one(row, b.results.get(i), expanded[i], b.error, mr.states)
                     rows.append(row)
     timings["total_s"] = round(time.monotonic() - t0, 1)
     return rows, timings
+
+
+def state_lines(row: Row, every_step: bool = False) -> list[str]:
+    """Text lines for the row's state comparison: the counts and the first difference, with
+    both sides' strings of that step (of every step with `every_step`)."""
+    if not row.state_steps:
+        return []
+    n = row.state_steps
+    both = sum(1 for e in row.states if e["kernel_pages"] is not None
+               and (e["kernel_pages"], e["kernel_mte"]) == (e["model_pages"], e["model_mte"]))
+    head = f"  states: {both}/{n} steps agree (pages {row.state_pages_agree}/{n}, mte {row.state_mte_agree}/{n})"
+    d = row.first_state_diff
+    out = [head + (f"; first difference at {describe_state_diff(d)}" if d else "")]
+    for e in row.states:
+        if e["kernel_pages"] is None or not (every_step or (d and e["step"] == d["step"])):
+            continue
+        mark = "" if (e["kernel_pages"], e["kernel_mte"]) == (e["model_pages"], e["model_mte"]) else "  <-"
+        out.append(f"    step {e['step']} {e['proc']} {e['vma']}: kernel |{e['kernel_pages']}| "
+                   f"|{e['kernel_mte']}|{mark}")
+        out.append(f"    {' ' * len(str(e['step']))}      {' ' * len(e['proc'] + e['vma'])}   model  "
+                   f"|{e['model_pages']}| |{e['model_mte']}|")
+    return out
+
+
+def totals_line(rows: list[Row]) -> str:
+    """One line: verdict agreement, step-state agreement and the rows set aside per class."""
+    compared = [r for r in rows if r.agree is not None]
+    # states only of rows compared: after an unmet precondition they describe another scenario
+    steps = sum(r.state_steps for r in compared)
+    pages = sum(r.state_pages_agree for r in compared)
+    mte = sum(r.state_mte_agree for r in compared)
+    classes: dict[str, int] = {}
+    for r in rows:
+        if r.precondition:
+            classes[r.precondition] = classes.get(r.precondition, 0) + 1
+    aside = ", ".join(f"{c} {n}" for c, n in sorted(classes.items())) or "none"
+    return (f"verdicts: {sum(r.agree is True for r in compared)}/{len(compared)} agree; "
+            f"step states: pages {pages}/{steps}, mte {mte}/{steps} agree; "
+            f"set aside (precondition not met): {aside}")
 
 
 def summarize_evidence(row: Row) -> list[str]:

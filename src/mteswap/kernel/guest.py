@@ -117,6 +117,8 @@ class StepEvidence:
     pagemap: dict[str, str] = field(default_factory=dict)  # "before"/"after" -> text
     pfns: dict[str, dict[int, int]] = field(default_factory=dict)  # "before"/"after" -> page -> PFN (0: none)
     notes: list[str] = field(default_factory=list)
+    # the step's VMA in its process after the step, in the --states letters: (pages, mte)
+    state: tuple[str, str] | None = None
 
 
 @dataclass
@@ -184,6 +186,9 @@ def parse_console(text: str, boot: Boot) -> None:
             elif tag == "@@F":
                 ev = cur.step(int(parts[1]))
                 ev.pfns[parts[2]] = {int(p): int(f, 16) for p, _, f in (x.partition(":") for x in parts[3:])}
+            elif tag == "@@Q":
+                # "@@Q STEP PAGES MTE": MTE's spaces (not present) travel as '_'
+                cur.step(int(parts[1])).state = (parts[2], parts[3].replace("_", " "))
             elif tag == "@@N":
                 cur.step(int(parts[1])).notes.append(" ".join(parts[2:]))
             elif tag == "@@S":

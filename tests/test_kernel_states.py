@@ -1,0 +1,142 @@
+"""Real-kernel oracle, page states: parsing the guest's `@@Q` lines, comparing them step by step
+with the model's (scenario/states.py), the precondition classes. No QEMU here; the real runs
+are in test_kernel_run.py (marked `kernel`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mteswap.kernel import cgen, compare, guest
+from mteswap.scenario.load import load_scenario
+
+ROOT = Path(__file__).parent.parent
+S3Z = ROOT / "scenarios" / "s3z-fresh-large-swapin-zram.yaml"
+
+
+def _guest_with(states: dict[int, tuple[str, str]], rc: int = 0) -> guest.GuestResult:
+    res = guest.GuestResult(0, "x", rc=rc)
+    for k, st in states.items():
+        res.step(k).state = st
+    return res
+
+
+def _model(path=S3Z, device="zram"):
+    sc = load_scenario(path)
+    return sc, cgen.expand(sc), compare.model_run(sc, "6.12", device)
+
+
+def test_parse_state_lines_spaces_travel_as_underscores():
+    b = guest.Boot("6.12", "zram")
+    guest.parse_console("@@BEGIN 0 x\n@@Q 2 HtttSSzx MMMM__._\n@@Q 3 ---- ____\n@@END 0 0\n", b)
+    r = b.results[0]
+    assert r.steps[2].state == ("HtttSSzx", "MMMM  . ")
+    assert r.steps[3].state == ("----", "    ")
+
+
+def test_model_states_of_a_bundled_scenario():
+    _, _, mr = _model()
+    # s3z: mmap, write (one 64 KiB folio), reclaim, read page 5, read all: one entry per step
+    assert sorted(mr.states) == [1, 2, 3, 4, 5]
+    assert mr.states[1] == ("A", "buf", "-" * 16, " " * 16)
+    assert mr.states[2] == ("A", "buf", "H" + "t" * 15, "M" * 16)
+    assert mr.states[3] == ("A", "buf", "S" * 16, " " * 16)
+
+
+def test_identical_states_agree_and_are_counted():
+    _, cs, mr = _model()
+    res = _guest_with({k: (p, m) for k, (_, _, p, m) in mr.states.items()})
+    row = compare.Row("s3z", "", "6.12", "zram")
+    compare.compare_one(row, res, cs, None, mr.states)
+    assert row.agree is True and row.states_agree is True and row.first_state_diff is None
+    assert (row.state_steps, row.state_pages_agree, row.state_mte_agree) == (5, 5, 5)
+    assert row.states[2] == {"step": 3, "proc": "A", "vma": "buf", "model_pages": "S" * 16,
+                             "model_mte": " " * 16, "kernel_pages": "S" * 16, "kernel_mte": " " * 16}
+
+
+def test_first_differing_step_and_page_is_reported():
+    _, cs, mr = _model()
+    kstates = {k: (p, m) for k, (_, _, p, m) in mr.states.items()}
+    kstates[3] = ("SSCCCCCCCCSSSSSS", " " * 16)      # a disk: written folio still cached
+    kstates[4] = (kstates[4][0], "." * 16)           # and a later mte difference
+    row = compare.Row("s3z", "", "6.12", "virtio-blk")
+    compare.compare_one(row, _guest_with(kstates), cs, None, mr.states)
+    assert row.agree is True            # verdicts still agree: states are reported beside them
+    assert row.states_agree is False
+    assert row.first_state_diff == {"step": 3, "proc": "A", "vma": "buf", "page": 2, "field": "pages",
+                                    "kernel": "C", "model": "S"}
+    assert (row.state_steps, row.state_pages_agree, row.state_mte_agree) == (5, 4, 4)
+    lines = compare.state_lines(row)
+    assert lines[0].startswith("  states: 3/5 steps agree (pages 4/5, mte 4/5); first difference at "
+                               "step 3 (A buf) page 2: kernel pages 'C', model 'S'")
+    assert "|SSCCCCCCCCSSSSSS|" in lines[1] and "|SSSSSSSSSSSSSSSS|" in lines[2]
+    assert "pages 4/5, mte 4/5" in compare.totals_line([row])
+
+
+def test_mte_only_difference_names_the_mte_field():
+    d = compare.first_difference({"step": 7, "proc": "B", "vma": "v", "kernel_pages": "pp",
+                                  "model_pages": "pp", "kernel_mte": "M.", "model_mte": "MM"})
+    assert d == {"step": 7, "proc": "B", "vma": "v", "page": 1, "field": "mte", "kernel": ".", "model": "M"}
+
+
+def test_a_missing_kernel_state_is_not_counted_as_agreement():
+    _, cs, mr = _model()
+    kstates = {k: (p, m) for k, (_, _, p, m) in mr.states.items() if k != 4}
+    row = compare.Row("s3z", "", "6.12", "zram")
+    compare.compare_one(row, _guest_with(kstates), cs, None, mr.states)
+    assert row.state_steps == 4 and row.states_agree is True
+    assert row.states[3]["kernel_pages"] is None
+
+
+def test_guest_precondition_class_is_kept():
+    _, cs, mr = _model()
+    res = _guest_with({}, rc=3)
+    res.step(3).notes.append("precondition not met [keep-cached]: reclaim keep_cached but only 0 of 16 "
+                             "swapped pages are in the swap cache (mincore)")
+    row = compare.Row("s3z", "", "6.12", "virtio-blk")
+    compare.compare_one(row, res, cs, None, mr.states)
+    assert row.kernel_verdict == "precondition not met" and row.agree is None
+    assert row.precondition == "keep-cached" and row.detail.startswith("step 3: precondition not met")
+    assert "keep-cached 1" in compare.totals_line([row])
+
+
+def test_reclaim_leaving_pages_the_model_swapped_is_set_aside():
+    _, cs, mr = _model()
+    kstates = {k: (p, m) for k, (_, _, p, m) in mr.states.items()}
+    kstates[3] = ("pp" + "S" * 14, "MM" + " " * 14)
+    row = compare.Row("s3z", "", "6.12", "zram")
+    compare.compare_one(row, _guest_with(kstates), cs, None, mr.states)
+    assert row.precondition == "reclaim-resident"
+    assert row.detail == ("precondition not met: step 3: pages 0-1 still resident after reclaim "
+                          "(the model swapped them out)")
+
+
+def test_reclaim_leaving_pages_the_model_keeps_too_is_compared(tmp_path):
+    # after swapoff neither side can swap: the pages stay, and that is a compared step
+    f = tmp_path / "s.yaml"
+    f.write_text("version: 1\nname: reclaim-no-swap\nconfig: {folio_pages: [1]}\nsteps:\n"
+                 "  - mmap: {proc: A, vma: v, pages: 2, mte: true}\n"
+                 "  - write: {proc: A, vma: v, pages: all, tag: 2}\n"
+                 "  - swapoff\n"
+                 "  - reclaim: {proc: A, vma: v, pages: all}\n")
+    sc, cs, mr = _model(f, "virtio-blk")
+    assert mr.states[4][2] == "pp"
+    row = compare.Row(sc.name, "", "6.12", "virtio-blk")
+    compare.compare_one(row, _guest_with({k: (p, m) for k, (_, _, p, m) in mr.states.items()}), cs, None,
+                        mr.states)
+    assert row.precondition is None and row.agree is True and row.states_agree is True
+
+
+def test_the_model_runs_for_the_booted_device():
+    sc = load_scenario(S3Z)
+    assert compare.as_booted(sc, "6.12", "zram") is sc
+    assert compare.as_booted(sc, "6.12", "virtio-blk").config.swap_device == "ssd"
+    rot = load_scenario(ROOT / "scenarios" / "roundtrip-large-rotational.yaml")
+    assert compare.as_booted(rot, "6.12", "virtio-blk").config.swap_device == "rotational"
+    assert compare.as_booted(rot, "6.12", "zram").config.swap_device == "zram"
+
+
+def test_split_of_small_folios_is_not_a_precondition():
+    # the guest no longer sets a split of small folios aside: no such check in the program
+    src = cgen.batch_program([cgen.expand(load_scenario(ROOT / "scenarios" / "s5-split-untagged-head.yaml"))])
+    assert "no large folio mapped" not in src
+    assert "precondition not met [keep-cached]" in src and "@@Q" in src
