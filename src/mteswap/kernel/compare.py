@@ -14,7 +14,6 @@ from mteswap.designs import get_design
 from mteswap.ranges import format_ranges
 from mteswap.scenario.load import Scenario
 from mteswap.scenario.runner import Runner
-from mteswap.scenario.states import vma_states
 
 from mteswap.model.origin import STALE
 
@@ -111,16 +110,9 @@ def model_run(sc: Scenario, kernel: str | None = None, device: str | None = None
     """The model under `merged`, step by step: its violations and, after each step that names
     a process and a VMA, that VMA's state (scenario/states.py, what `--states` prints)."""
     sc = as_booted(sc, kernel, device)
-    runner = Runner(sc, get_design("merged"))
-    states = {}
-    for step in sc.steps:
-        runner.run_step(step)
-        proc, vma = step.args.get("proc"), step.args.get("vma")
-        pid = runner.pids.get(proc)
-        if vma is None or pid is None or (pid, vma) not in runner.vmas:
-            continue
-        start, pages = runner.vmas[(pid, vma)]
-        states[step.index] = (proc, vma, *vma_states(runner.m, runner.m.mms[pid], vma, start, pages))
+    runner = Runner(sc, get_design("merged"), keep_states=True)
+    runner.run()
+    states = {s["step"]: (s["proc"], s["vma"], s["pages"], s["mte"]) for s in runner.states}
     obs, other = _split_violations(runner.oracle.violations)
     return ModelRun(obs, other, states)
 
