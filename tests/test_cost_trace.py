@@ -135,7 +135,7 @@ def test_every_field_and_config_key_has_a_kind():
     assert {spec.name for specs in OPS.values() for spec in specs} == set(FIELD_KINDS)
     assert list(CONFIG_KINDS) == ["folio_pages", "swap_device", "swap_slots", "frames",
                                   "map_whole_folio", "large_swapin", "tag_alloc_fail_after",
-                                  "tag_storage"]
+                                  "tag_storage", "kernel"]
 
 
 def test_large_trace_parses_fast():

@@ -29,6 +29,7 @@ class MachineConfig:
     large_swapin: bool = True         # v6.12+: zram swap-in may allocate a large folio
     tag_alloc_fail_after: int | None = None   # the (N+1)-th tag buffer allocation fails once
     tag_storage: str = "plain"        # plain | compressed (V7 inline compression, mtecomp.py)
+    kernel: str = "6.12"              # 6.12 | 7.2: whose behaviour where they differ (model.md)
 
 
 class Machine:
@@ -65,7 +66,7 @@ class Machine:
         self.folios = FolioMap(self)                # head pfn -> folio
         self.first_free = 0                         # lowest pfn that may be free
         self.mms: list[Mm] = []
-        self.swap = SwapInfo(config.swap_slots, config.swap_device)
+        self.swap = SwapInfo(config.swap_slots, config.swap_device, config.kernel)
         self.swap.cache.m = self                    # its folios are this machine's
         # The mte_pages xarray: entry -> saved tags (model/tags.py value), or with compressed
         # storage the negated inline handle of mtecomp.py (a handle is odd, so never 0).

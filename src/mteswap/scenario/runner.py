@@ -67,7 +67,7 @@ def machine_config(scenario: Scenario) -> MachineConfig:
                          swap_slots=c.swap_slots, frames=c.frames,
                          map_whole_folio=c.map_whole_folio, large_swapin=c.large_swapin,
                          tag_alloc_fail_after=c.tag_alloc_fail_after,
-                         tag_storage=c.tag_storage)
+                         tag_storage=c.tag_storage, kernel=c.kernel)
 
 
 PAGE_VALUE_SHIFT = 19   # page indices stay below MAX_VMA_PAGES = 2^18

@@ -1,0 +1,92 @@
+"""Behaviours that differ between the 6.12 and 7.2 kernels (docs/model.md, "Kernel versions"),
+each with concrete slots, counters and pages, under `config.kernel` and `--kernel`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import invoke, kinds, runner, scenario
+from mteswap.designs import get_design
+from mteswap.scenario.runner import Runner
+
+
+def _mmap(vma, pages, mte=True):
+    return {"mmap": {"proc": "A", "vma": vma, "pages": pages, "mte": mte}}
+
+
+def _op(op, vma, pages="all", **kw):
+    return {op: {"proc": "A", "vma": vma, "pages": pages, **kw}}
+
+
+def _slots(m) -> list[int]:
+    return sorted(m.swap.allocated)
+
+
+# A one-page folio paged out, then a 64 KiB one, on the smallest device with two clusters.
+ORDER0_THEN_LARGE = [_mmap("o", 1), _op("write", "o"), _mmap("buf", 16),
+                     _op("write", "buf", tag="distinct"), _op("pageout", "o"),
+                     _op("pageout", "buf")]
+
+
+def test_6_12_one_order0_swap_out_takes_the_free_cluster_so_a_64k_folio_splits():
+    r = runner(ORDER0_THEN_LARGE, swap_slots=1024)
+    c = r.m.counters
+    assert (c["swpout_fallback"], c["large_swap_outs"], c["swap_outs"]) == (1, 0, 17)
+    assert _slots(r.m) == list(range(512, 529))          # 512 for o, 513-528 for the split pages
+    assert r.m.swap.cluster_order == [0, 0]
+
+
+def test_7_2_places_the_order0_page_in_cluster_0_and_swaps_the_64k_folio_whole():
+    r = runner(ORDER0_THEN_LARGE, swap_slots=1024, kernel="7.2")
+    c = r.m.counters
+    assert (c["swpout_fallback"], c["large_swap_outs"], c["swap_outs"]) == (0, 1, 2)
+    assert _slots(r.m) == [1] + list(range(512, 528))
+    assert r.m.swap.cluster_order == [0, 4]
+
+
+# A 64 KiB folio split, its pages paged out one by one, then one page faulted back on zram.
+SPLIT_THEN_SWAPIN = [_mmap("buf", 16), _op("write", "buf", tag="distinct"), _op("split", "buf"),
+                     _op("pageout", "buf"), _op("read", "buf", 5), _op("read", "buf")]
+
+
+@pytest.mark.parametrize(("kernel", "slots", "large"), [
+    ("6.12", list(range(512, 528)), 1),     # contiguous, aligned: one fault brings all 16 back
+    ("7.2", list(range(1, 17)), 0),         # slot 1 is not 16-aligned: order 0, one by one
+])
+def test_zram_swaps_in_a_large_folio_from_order0_slots_only_where_they_are_aligned(kernel, slots, large):
+    r = Runner(scenario(SPLIT_THEN_SWAPIN, swap_device="zram", kernel=kernel), get_design("merged"))
+    for step in r.scenario.steps[:4]:
+        r.run_step(step)
+    assert _slots(r.m) == slots
+    assert r.m.counters["swpout_fallback"] == 0 and r.m.counters["splits"] == 1
+    for step in r.scenario.steps[4:]:
+        r.run_step(step)
+    c = r.m.counters
+    assert (c["large_swap_ins"], c["swap_ins"]) == (large, 1 if large else 16)
+    assert kinds(r) == []
+
+
+def test_kernel_option_overrides_the_files_kernel_in_run_json(tmp_path):
+    f = tmp_path / "k.yaml"
+    f.write_text(json.dumps({"version": 1, "name": "k", "config": {"kernel": "7.2"},
+                             "steps": ORDER0_THEN_LARGE}))
+    got = {}
+    for kernel in (None, "6.12", "7.2"):
+        args = ["run", "--json", f] + ([] if kernel is None else ["--kernel", kernel])
+        result = invoke(*args)
+        assert result.exit_code == 0, result.stderr
+        got[kernel] = json.loads(result.stdout)["counters"]["swpout_fallback"]
+    assert got == {None: 0, "6.12": 1, "7.2": 0}
+
+
+def test_compare_kernel_option_changes_the_cell_of_s3z_under_split_before_swap():
+    from mteswap.bundled import BUNDLED_DIR
+    s3z = BUNDLED_DIR / "s3z-fresh-large-swapin-zram.yaml"
+    cells = {}
+    for kernel in ("6.12", "7.2"):
+        result = invoke("compare", "--json", "--designs", "split-before-swap", "--kernel", kernel, s3z)
+        (cell,) = json.loads(result.stdout)["cells"]
+        cells[kernel] = (cell["verdict"], cell["first"] and cell["first"]["kind"])
+    assert cells == {"6.12": ("fail", "tag-check-fault"), "7.2": ("pass", None)}
