@@ -186,6 +186,8 @@ def test_page_spec_forms(spec: str, pages):
         ("evict: {}", {}),
         ("swapoff", {}),
         ("swapoff: {}", {}),
+        ("drop_caches", {}),
+        ("drop_caches: {}", {}),
     ],
 )
 def test_step_args_are_normalised(step: str, args: dict):
@@ -197,7 +199,7 @@ def test_ops_table_and_kinds():
     assert set(OPS) == {
         "mmap", "munmap", "mprotect", "write", "read", "fork", "exit",
         "pageout", "reclaim", "evict", "dontneed", "split", "swapoff",
-        "stg",   # addition to format 1
+        "stg", "drop_caches",   # additions to format 1
     }
     assert VIOLATION_KINDS == (
         "tag-check-fault", "data-corruption", "tag-storage-leak",
@@ -303,6 +305,7 @@ BAD_INPUTS = [
      "keep_cached", "expected true or false, got 1"),
     ("evict-value", one_step("evict: 3"), 1, None, "expected no fields"),
     ("evict-field", one_step("evict: {all: true}"), 1, "all", "takes no fields"),
+    ("drop-caches-field", one_step("drop_caches: {proc: A}"), 1, "proc", "takes no fields"),
     ("bare-op-with-fields", one_step("mmap"), 1, None, "got the bare op name"),
     ("two-key-step", doc("  - mmap:\n    proc: A\n"), 1, None, "indented under 'mmap'"),
     ("step-int", one_step("5"), 1, None, "expected a one-key mapping"),

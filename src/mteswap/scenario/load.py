@@ -380,6 +380,9 @@ OPS: dict[str, tuple[FieldSpec, ...]] = {
     "dontneed": (_PROC, _VMA, _PAGES),
     "split": (_PROC, _VMA, _PAGES),
     "swapoff": (),
+    # Addition (issue 13): `echo 3 > /proc/sys/vm/drop_caches`, which runs every shrinker,
+    # the deferred-split one included.
+    "drop_caches": (),
 }
 
 _CONFIG_INT = f"an integer from 1 to {MAX_CONFIG_INT}"
@@ -632,7 +635,8 @@ def _steps(where: _Where, doc: dict) -> tuple[Step, ...]:
 
 
 def _split_step(where: _Where, raw: Any) -> tuple[str, Any]:
-    """Return (op, body) for `- op: body`, or for the bare `- evict` / `- swapoff`."""
+    """Return (op, body) for `- op: body`, or for a bare `- evict` / `- swapoff` /
+    `- drop_caches`."""
     if isinstance(raw, str):
         op, body = raw, None
         if op in OPS and any(spec.required for spec in OPS[op]):
