@@ -65,6 +65,8 @@ FIRST_VIOLATION = {
     },
     'folio-marker': {
         's2-partial-mprotect-pageout': ('tag-check-fault', 6, 4),
+        # restores tags nobody initialised onto pages 8-11 and flags them (unknown, not 0)
+        's2-partial-mprotect-reclaim': ('tag-check-fault', 8, 8),
         's5-split-tagged-head-stale': ('invariant', 7, None),
         's5-split-untagged-head': ('tag-check-fault', 6, 4),
         's5-split-zero-filled-tail': ('tag-check-fault', 7, 4),

@@ -96,6 +96,7 @@ def preset_actions(p: Preset) -> list[dict]:
         acts.append({"exit": {"proc": proc}})
     acts.append("evict")
     acts.append("swapoff")
+    acts.append("drop_caches")
     return acts
 
 

@@ -15,6 +15,7 @@ from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio,
 from mteswap.model.mte import page_itself
 from mteswap.model.origin import STG, ZERO_PAGE_ORIGIN, TagOrigin
 from mteswap.model.swapinfo import SlotMap, SwapInfo
+from mteswap.model.tags import UNKNOWN
 from mteswap.model.trace import TraceRegion
 
 
@@ -45,7 +46,10 @@ class Machine:
         # frame (state.py `Folio`). Arrays rather than an object per frame or per folio:
         # ~55 bytes per frame at 1 GiB.
         n = config.frames + 1
-        self.frame_tags: list[int] = [0] * n
+        # Tags nobody initialised are unknown (tags.UNKNOWN), not 0: a verdict must not rest on
+        # what a frame held before the scenario. The zero page's are cleared at boot (below).
+        self.frame_tags: list[int] = [UNKNOWN] * n
+        self.frame_tags[ZERO_PFN] = 0
         self.frame_data = array("q", bytes(8 * n))
         self.frame_flags = bytearray(n)
         self.frame_order = bytearray([FOLIO_FREE]) * n

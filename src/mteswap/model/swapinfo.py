@@ -466,7 +466,7 @@ class SwapInfo:
         total = len(self.swap_map) - 1
         return (total - self.inuse_pages()) * 2 < total
 
-    # -- slot placement (mm/swapfile.c cluster allocator, 7.2 placement, semantics §11) --
+    # -- slot placement (mm/swapfile.c cluster allocator; 6.12 or 7.2, semantics §11) --
     def cluster_range(self, ci: int) -> range:
         start = ci * SWAPFILE_CLUSTER
         return range(start, min(start + SWAPFILE_CLUSTER, len(self.swap_map)))
@@ -480,7 +480,9 @@ class SwapInfo:
     def find_slots(self, nr: int) -> int | None:
         """First offset of nr free, naturally aligned slots, as `cluster_alloc_swap_entry`
         would choose them, or None. A large folio only gets slots inside one full-size
-        cluster already serving its order, or a free cluster; never on a rotational disk."""
+        cluster already serving its order, or a free cluster; never on a rotational disk.
+        Order 0 follows `config.kernel`: 6.12 takes a free cluster before partly used ones
+        (`_find_order0_free_first`), 7.2 the reverse (docs/model.md, "Kernel versions")."""
         if nr > 1:
             if self.rotational:
                 return None
