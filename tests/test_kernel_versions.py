@@ -90,3 +90,54 @@ def test_compare_kernel_option_changes_the_cell_of_s3z_under_split_before_swap()
         (cell,) = json.loads(result.stdout)["cells"]
         cells[kernel] = (cell["verdict"], cell["first"] and cell["first"]["kind"])
     assert cells == {"6.12": ("fail", "tag-check-fault"), "7.2": ("pass", None)}
+
+
+# After fork and the child's exit, a write to a page of a 64 KiB folio the parent still maps
+# whole (its pages lost PG_anon_exclusive at fork).
+FORK_EXIT_WRITE = [_mmap("buf", 16), _op("write", "buf", tag="distinct"),
+                   {"fork": {"proc": "A", "child": "B"}}, {"exit": {"proc": "B"}},
+                   _op("write", "buf", "3-4", tag="distinct"), _op("read", "buf")]
+
+
+def _folio_sizes(m, pfns):
+    return [m.folio_at(p).nr for p in pfns]
+
+
+def test_6_12_copies_one_page_of_a_large_folio_no_longer_shared():
+    r = runner(FORK_EXIT_WRITE)
+    c = r.m.counters
+    assert c["cow_copies"] == 2
+    mm = r.m.mms[0]
+    from mteswap.model.pte import pte_pfn
+    pfns = [pte_pfn(mm.ptes[v], v) for v in range(16)]
+    assert pfns[3:5] == [16, 17] and _folio_sizes(r.m, [16, 17]) == [1, 1]
+    assert _folio_sizes(r.m, [0]) == [16] and kinds(r) == []
+
+
+def test_7_2_reuses_the_large_folio_no_longer_shared_whole():
+    r = runner(FORK_EXIT_WRITE, kernel="7.2")
+    assert r.m.counters["cow_copies"] == 0
+    mm = r.m.mms[0]
+    from mteswap.model.pte import pte_pfn, pte_write
+    assert [pte_pfn(mm.ptes[v], v) for v in range(16)] == list(range(16))
+    assert [bool(pte_write(mm.ptes[v])) for v in range(16)] == [v in (3, 4) for v in range(16)]
+    assert _folio_sizes(r.m, [0]) == [16] and r.m.pages[3].anon_exclusive
+    assert kinds(r) == []
+
+
+def test_7_2_still_copies_while_the_other_process_maps_the_folio():
+    steps = FORK_EXIT_WRITE[:3] + FORK_EXIT_WRITE[4:]
+    r = runner(steps, kernel="7.2")
+    assert r.m.counters["cow_copies"] == 2 and kinds(r) == []
+
+
+def test_cost_kernel_option_sets_the_workloads_kernel_and_rejects_others(tmp_path):
+    from mteswap.scenario.load import load_scenario
+    out = tmp_path / "w.yaml"
+    result = invoke("cost", "--pages", 64, "--designs", "merged", "--kernel", "7.2",
+                    "--write-scenario", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert load_scenario(out).config.kernel == "7.2"
+    result = invoke("cost", "--pages", 64, "--kernel", "7")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "--kernel: expected one of 6.12, 7.2, got '7'" in result.stderr

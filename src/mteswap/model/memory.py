@@ -12,7 +12,8 @@ from mteswap.model.pgtable import set_ptes
 from mteswap.model.pte import (is_swap_pte, pte_mkwrite, pte_pfn, pte_present, pte_swp_exclusive,
                                pte_to_swp_entry, pte_write)
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
-                                folio_add_new_anon_rmap, folio_remove_rmap_pte)
+                                folio_add_new_anon_rmap, folio_remove_rmap_pte,
+                                folio_rmap_walk)
 from mteswap.model.state import FOLIO_FREE, SET_FOLIO_DIRTY, ZERO_PFN
 from mteswap.model.trace import FaultBatch
 from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
@@ -93,13 +94,13 @@ def do_anonymous_page(m, mm, vpn: int, write: bool) -> None:
 
 def do_wp_page(m, mm, vpn: int) -> None:
     """`do_wp_page()`: write to a read-only PTE. Reuse the page if it is PG_anon_exclusive or
-    `wp_can_reuse_anon_folio` (v6.12: small folio, only reference after dropping its swap
-    cache), else copy it (`wp_page_copy`)."""
+    `wp_can_reuse_anon_folio` says so, else copy it (`wp_page_copy`). A reused page of a large
+    folio keeps the folio whole: only this PTE becomes writable."""
     e = mm.ptes[vpn]
     pfn = pte_pfn(e, vpn)
     if pfn != ZERO_PFN:
         page = m.pages[pfn]
-        if page.anon_exclusive or wp_can_reuse_anon_folio(m, page.folio):
+        if page.anon_exclusive or wp_can_reuse_anon_folio(m, page.folio, mm):
             page.anon_exclusive = True
             page.folio.dirty = True
             mm.ptes[vpn] = pte_mkwrite(e)
@@ -108,14 +109,29 @@ def do_wp_page(m, mm, vpn: int) -> None:
     wp_page_copy(m, mm, vpn)
 
 
-def wp_can_reuse_anon_folio(m, folio) -> bool:
-    """`wp_can_reuse_anon_folio()` (v6.12): never for a large folio; a small one only if this
-    is its sole mapping, after trying to free its swap cache (`folio_free_swap`)."""
-    if folio.nr > 1 or m.folio_mapcount(folio) != 1:
+def wp_can_reuse_anon_folio(m, folio, mm) -> bool:
+    """`wp_can_reuse_anon_folio()`: a small folio only if this is its sole mapping, after
+    trying to free its swap cache (`folio_free_swap`). A large folio: never on 6.12; on 7.2
+    (`__wp_can_reuse_large_anon_folio`, "mm: Copy-on-Write (COW) reuse support for PTE-mapped
+    THP", v6.16) when more than one of its pages is mapped, every mapping is this process's
+    (the folio's MM-ids are not marked shared) and mappings are its only references (so not
+    in the swap cache, whose references stay: no attempt to free it)."""
+    if folio.nr > 1:
+        return m.config.kernel != "6.12" and _large_folio_exclusive(m, folio, mm)
+    if m.folio_mapcount(folio) != 1:
         return False
     if folio.swapcache:
         folio_free_swap(m, folio)
     return not folio.swapcache
+
+
+def _large_folio_exclusive(m, folio, mm) -> bool:
+    """7.2's test: mapcount above 1, no other process maps it, no swap-cache reference. The
+    kernel tracks two MM ids per folio and keeps the shared mark while a third process maps
+    it; the model asks the rmap directly (exact with at most two processes)."""
+    if m.folio_mapcount(folio) <= 1 or folio.swapcache:
+        return False
+    return all(pid == mm.pid for pid, _, _ in folio_rmap_walk(m, folio))
 
 
 def wp_page_copy(m, mm, vpn: int) -> None:
