@@ -141,3 +141,33 @@ def test_cost_kernel_option_sets_the_workloads_kernel_and_rejects_others(tmp_pat
     result = invoke("cost", "--pages", 64, "--kernel", "7")
     assert result.exit_code == 2 and result.stdout == ""
     assert "--kernel: expected one of 6.12, 7.2, got '7'" in result.stderr
+
+
+# Swap entries shared after fork (count 2): reclaim unmaps the folio from both processes.
+SHARED_SWAPIN = [_mmap("buf", 16), _op("write", "buf", tag="distinct"),
+                 {"fork": {"proc": "A", "child": "B"}}, _op("reclaim", "buf"),
+                 _op("read", "buf", 9), {"read": {"proc": "B", "vma": "buf", "pages": "all"}},
+                 _op("read", "buf")]
+
+
+@pytest.mark.parametrize("device", ["ssd", "zram"])
+def test_6_12_swaps_shared_entries_in_as_order0_pages(device):
+    r = runner(SHARED_SWAPIN, swap_device=device)
+    c = r.m.counters
+    assert (c["large_swap_ins"], c["swap_ins"]) == (0, 16) and kinds(r) == []
+
+
+@pytest.mark.parametrize("device", ["ssd", "zram"])
+def test_7_2_swaps_shared_entries_in_as_one_large_folio_both_processes_map(device):
+    r = Runner(scenario(SHARED_SWAPIN, swap_device=device, kernel="7.2"), get_design("merged"))
+    for step in r.scenario.steps[:5]:
+        r.run_step(step)
+    m = r.m
+    folio = m.folio_at(m.swap.cache.get(0x209).pfn)
+    assert (folio.nr, folio.swap, m.folio_mapcount(folio)) == (16, 0x200, 16)   # A maps all 16
+    assert m.counters["large_swap_ins"] == 1
+    for step in r.scenario.steps[5:]:
+        r.run_step(step)
+    c = m.counters
+    assert (c["large_swap_ins"], c["swap_ins"], c["swap_cache_hits"]) == (1, 1, 1)
+    assert m.folio_mapcount(m.folio_at(folio.pfn)) == 32 and kinds(r) == []
