@@ -73,7 +73,7 @@ class _World:
         return [name for name, proc in self.procs.items() if len(proc.used) < len(VMA_NAMES)]
 
     def possible_ops(self) -> list[str]:
-        ops = ["evict"]
+        ops = ["evict", "drop_caches"]
         if self.can_mmap():
             ops.append("mmap")
         if self.procs:
@@ -115,7 +115,7 @@ def _no_field_step(draw, op: str):
 
 def _step(draw, world: _World, op: str):
     """Build one `op` step valid in `world`, and update `world` as the op would."""
-    if op == "evict":
+    if op in ("evict", "drop_caches"):
         return _no_field_step(draw, op)
     if op == "mmap":
         proc = _choose(draw, sorted(world.can_mmap()))
@@ -183,6 +183,7 @@ def _config(draw) -> dict:
         "frames": st.integers(16, 256),
         "map_whole_folio": st.booleans(),
         "large_swapin": st.booleans(),
+        "kernel": st.sampled_from(("6.12", "7.2")),
     }
     config = draw(st.fixed_dictionaries({}, optional=optional))
     if draw(st.integers(0, 9)) == 0:  # rare: tag allocation failure injection

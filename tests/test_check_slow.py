@@ -71,7 +71,11 @@ def test_merged_small_exhaustive_depth4(tmp_path, monkeypatch):
     monkeypatch.setattr(explore_model, "_MODELS", {})   # a root runner made with I1 off
     summary, status = check(tmp_path, design="merged", depth=4, workers=1)
     assert status == 0 and summary["depth"] == 4
-    assert (summary["distinct_states"], summary["transitions"]) == (39990, 140636)
+    # Issue 13 moved these from (39990, 140636): 6.12's per-CPU order-0 `next` offset
+    # (swapinfo) tells apart states whose next order-0 slot differs, frames nobody tagged hold
+    # tags.UNKNOWN rather than 0 (no longer equal to zeroed ones), and drop_caches is one more
+    # operation (more transitions, no new state at this depth).
+    assert (summary["distinct_states"], summary["transitions"]) == (40809, 142602)
 
 
 def _cmd(tmp_path, *extra):

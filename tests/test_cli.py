@@ -214,6 +214,24 @@ def test_design_option_overrides_the_files_design(tmp_path):
     assert json_lines(result.stdout)[0]["design"] == "merged"
 
 
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_kernel_option_rejects_an_unknown_version_with_exit_2(command):
+    result = invoke(command, "--kernel", "5.10", PASSING)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "--kernel: expected one of 6.12, 7.2, got '5.10'" in result.stderr
+    no_traceback(result)
+
+
+def test_file_kernel_unknown_exits_2_naming_the_field(tmp_path):
+    bad = tmp_path / "k.yaml"
+    bad.write_text(SCENARIO_HEAD.replace("name: t\n", "name: t\nconfig: {kernel: '6.1'}\n") + ONE_MMAP)
+    result = invoke("run", bad)
+    assert result.exit_code == 2
+    assert f"{bad}: field 'config.kernel': expected one of '6.12', '7.2', got '6.1'" in result.stderr
+    no_traceback(result)
+
+
 # --------------------------------------------------------------------------- designs, demo
 
 

@@ -42,8 +42,10 @@ def test_init_actions_step():
     model = get_model(Problem())
     s0 = model.init()
     acts = model.actions(s0)
-    # only A exists and nothing is mapped: A's mmaps, the fork, A's exit, evict, swapoff
-    assert sorted({model.alpha.base_steps[a].op for a in acts}) == ["evict", "exit", "fork", "mmap", "swapoff"]
+    # only A exists and nothing is mapped: A's mmaps, the fork, A's exit, and the ops
+    # without a process (drop_caches, evict, swapoff)
+    assert sorted({model.alpha.base_steps[a].op for a in acts}) == [
+        "drop_caches", "evict", "exit", "fork", "mmap", "swapoff"]
     before = model.fingerprint(s0)
     s1 = model.step(s0, trace_of(model, ROUND_TRIP[:1])[0])
     assert s1.steps_run == 1 and s0.steps_run == 0

@@ -175,3 +175,28 @@ def test_parse_pfn_lines():
     guest.parse_console("@@BEGIN 0 x\n@@F 3 before 0:4a300 1:0\n@@F 5 after 2:4a302\n@@END 0 0\n", b)
     r = b.results[0]
     assert r.steps[3].pfns["before"] == {0: 0x4a300, 1: 0} and r.steps[5].pfns["after"] == {2: 0x4a302}
+
+
+def test_drop_caches_becomes_a_global_step_writing_3_to_drop_caches(tmp_path):
+    from mteswap.scenario.load import parse_scenario
+    sc = parse_scenario("""version: 1
+name: deferred
+config: {folio_pages: [1, 16]}
+steps:
+  - mmap: {proc: A, vma: buf, pages: 16, mte: true}
+  - write: {proc: A, vma: buf, pages: all, tag: 3}
+  - dontneed: {proc: A, vma: buf, pages: 8-15}
+  - drop_caches
+""", "deferred.yaml")
+    cs = cgen.expand(sc)
+    assert [s.op for s in cs.steps][-1] == "drop_caches" and cs.steps[-1].proc == -1
+    text = cgen.batch_program([cs])
+    assert "OP_DROP_CACHES = 15" in text
+    assert '"/proc/sys/vm/drop_caches", "3"' in text
+    if shutil.which(CROSS_GCC) is None:
+        pytest.skip(f"{CROSS_GCC} not installed")
+    src = tmp_path / "batch.c"
+    src.write_text(text)
+    proc = subprocess.run([CROSS_GCC, *CFLAGS, "-Wall", "-Werror", "-o", str(tmp_path / "batch"), str(src)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

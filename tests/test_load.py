@@ -22,6 +22,7 @@ from mteswap.scenario import (
     load_scenario,
     parse_scenario,
 )
+from mteswap.scenario.load import with_kernel
 from scenario_strategies import mutated_scenario_texts, to_yaml, valid_scenarios
 
 # The example of docs/scenario-format.md ("Shape"), verbatim.
@@ -140,6 +141,24 @@ def test_config_values_are_normalised():
     assert config == Config((1, 4, 16), "zram", 64, 16, False, False, 0)
 
 
+@pytest.mark.parametrize(("text", "kernel"), [
+    ("", "6.12"), ("config: {kernel: '7.2'}\n", "7.2"), ("config: {kernel: 7.2}\n", "7.2"),
+    ("config: {kernel: 6.12}\n", "6.12"), ("config: {kernel: \"6.12\"}\n", "6.12"),
+])
+def test_config_kernel_defaults_to_6_12_and_reads_a_bare_yaml_number(text, kernel):
+    assert parse_scenario(doc(extra=text)).config.kernel == kernel
+
+
+def test_with_kernel_overrides_the_files_kernel_and_rejects_unknown_ones():
+    sc = parse_scenario(doc(extra="config: {kernel: '7.2', frames: 16}\n"))
+    assert with_kernel(sc, None) is sc
+    over = with_kernel(sc, "6.12")
+    assert (over.config.kernel, over.config.frames) == ("6.12", 16)
+    with pytest.raises(ScenarioError) as err:
+        with_kernel(sc, "7.0")
+    assert str(err.value) == "--kernel: expected one of 6.12, 7.2, got '7.0'"
+
+
 def test_null_optional_sections_mean_absent():
     scenario = parse_scenario(doc(extra="description:\ndesign:\nconfig:\nexpect:\n"))
     assert (scenario.description, scenario.design, scenario.config, scenario.expect) == (
@@ -193,6 +212,8 @@ def test_page_spec_forms(spec: str, pages):
         ("evict: {}", {}),
         ("swapoff", {}),
         ("swapoff: {}", {}),
+        ("drop_caches", {}),
+        ("drop_caches: {}", {}),
     ],
 )
 def test_step_args_are_normalised(step: str, args: dict):
@@ -204,7 +225,7 @@ def test_ops_table_and_kinds():
     assert set(OPS) == {
         "mmap", "munmap", "mprotect", "write", "read", "fork", "exit",
         "pageout", "reclaim", "evict", "dontneed", "split", "swapoff",
-        "stg",   # addition to format 1
+        "stg", "drop_caches",   # additions to format 1
     }
     assert VIOLATION_KINDS == (
         "tag-check-fault", "data-corruption", "tag-storage-leak",
@@ -265,6 +286,10 @@ BAD_INPUTS = [
      "config.large_swapin", "expected true or false"),
     ("fail-after-negative", doc(extra="config: {tag_alloc_fail_after: -1}\n"), None,
      "config.tag_alloc_fail_after", "got -1"),
+    ("kernel-unknown", doc(extra="config: {kernel: '6.6'}\n"), None, "config.kernel",
+     "expected one of '6.12', '7.2', got '6.6'"),
+    ("kernel-int", doc(extra="config: {kernel: 7}\n"), None, "config.kernel",
+     "expected one of '6.12', '7.2', got 7"),
     ("expect-verdict", doc(extra="expect: {merged: boom}\n"), None, "expect.merged",
      "expected pass, fail or one of tag-check-fault"),
     ("expect-list", doc(extra="expect: [merged]\n"), None, "expect", "expected a mapping"),
@@ -322,6 +347,7 @@ BAD_INPUTS = [
      "keep_cached", "expected true or false, got 1"),
     ("evict-value", one_step("evict: 3"), 1, None, "expected no fields"),
     ("evict-field", one_step("evict: {all: true}"), 1, "all", "takes no fields"),
+    ("drop-caches-field", one_step("drop_caches: {proc: A}"), 1, "proc", "takes no fields"),
     ("bare-op-with-fields", one_step("mmap"), 1, None, "got the bare op name"),
     ("two-key-step", doc("  - mmap:\n    proc: A\n"), 1, None, "indented under 'mmap'"),
     ("step-int", one_step("5"), 1, None, "expected a one-key mapping"),

@@ -26,7 +26,7 @@ READ = {"read": {"proc": "A", "vma": "buf", "pages": "0-3"}}
 # A step that changes nothing the checks read: the corrupted state is checked after it.
 SPARE = {"mmap": {"proc": "A", "vma": "spare", "pages": 1, "mte": False}}
 BASE = 0x200     # the first slot of a large folio (cluster 0 holds the header slot)
-SLOT = 1         # the first slot of an order-0 folio (cluster 0, after the header)
+SLOT = 512       # the first slot of an order-0 folio (6.12: a free cluster before cluster 0)
 
 
 def run(steps, corrupt=None, after=None, design="merged", **config):
@@ -99,7 +99,7 @@ def test_tag_storage_leak_of_a_buffer_kept_for_a_free_slot():
         m.mte_pages[SLOT + 1] = T.uniform(2)
     r = run([MMAP, WRITE, PAGEOUT, WRITE, SPARE], corrupt=keep_buffer, after=4)
     assert found(r) == [("tag-storage-leak", 5, None)]
-    assert details(r, "tag-storage-leak") == ["saved tags kept for free slot 0x2"]
+    assert details(r, "tag-storage-leak") == ["saved tags kept for free slot 0x201"]
 
 
 def test_tag_storage_leak_of_a_buffer_left_after_the_last_process_exited():
@@ -110,7 +110,7 @@ def test_tag_storage_leak_of_a_buffer_left_after_the_last_process_exited():
     r = run([MMAP, WRITE, PAGEOUT, {"exit": {"proc": "A"}}], corrupt=extra_reference, after=3)
     assert ("tag-storage-leak", 4, None) in found(r)
     assert details(r, "tag-storage-leak") == [
-        "saved tags of slot 0x2 left after the last process exited"]
+        "saved tags of slot 0x201 left after the last process exited"]
 
 
 @pytest.mark.parametrize("design", ["merged", "merged-split-fix"])
@@ -136,7 +136,7 @@ def test_tag_storage_use_after_free_of_a_read_from_an_unpinned_slot():
             after=3)
     assert found(r) == [("tag-storage-use-after-free", 4, None)]
     assert details(r, "tag-storage-use-after-free") == [
-        "tags of slot 0x3 read while the slot was free"]
+        "tags of slot 0x202 read while the slot was free"]
     assert r.m.tag_reads == []      # each read is reported at the step it happened
 
 
@@ -194,7 +194,7 @@ def test_i5_swap_has_cache_on_a_slot_the_cache_does_not_hold():
         m.swap.swap_map[SLOT] |= SWAP_HAS_CACHE
     r = run([MMAP, WRITE, PAGEOUT, SPARE], corrupt=pin, after=3)
     assert found(r) == [("I5", 4, None)]
-    assert details(r, "I5") == ["I5: slot 0x1: SWAP_HAS_CACHE is 1 but the swap cache lacks it"]
+    assert details(r, "I5") == ["I5: slot 0x200: SWAP_HAS_CACHE is 1 but the swap cache lacks it"]
 
 
 def test_i7_a_swap_count_other_than_the_swap_ptes_naming_the_slot():
@@ -202,7 +202,7 @@ def test_i7_a_swap_count_other_than_the_swap_ptes_naming_the_slot():
         m.swap.swap_map[SLOT + 3] += 1
     r = run([MMAP, WRITE, PAGEOUT, SPARE], corrupt=count_twice, after=3)
     assert found(r) == [("I7", 4, None)]
-    assert details(r, "I7") == ["I7: slot 0x4: swap_map count 2 but 1 swap PTE(s) refer to it"]
+    assert details(r, "I7") == ["I7: slot 0x203: swap_map count 2 but 1 swap PTE(s) refer to it"]
 
 
 def test_i8_rfc_v1_saves_only_the_first_page_of_a_large_folio():
@@ -222,7 +222,7 @@ def test_i9_saved_tags_other_than_those_written():
         m.mte_pages[SLOT + 2] = T.uniform(12)
     r = run([MMAP, WRITE, PAGEOUT, SPARE], corrupt=resave, after=3)
     assert found(r) == [("I9", 4, None)]
-    assert details(r, "I9")[0].startswith("I9: saved tags of slot 0x3 (")
+    assert details(r, "I9")[0].startswith("I9: saved tags of slot 0x202 (")
 
 
 def test_i10_a_swap_cache_folio_not_aligned_to_its_slots():

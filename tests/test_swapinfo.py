@@ -54,7 +54,7 @@ OPS = st.lists(st.tuples(st.sampled_from(("alloc", "free")), st.sampled_from((1,
 @settings(max_examples=300, deadline=None)
 @given(nslots=st.sampled_from((1024, 1536, 1300, 2048, 600)), ops=OPS)
 def test_find_slots_matches_a_scan_of_every_cluster(nslots, ops):
-    si = SwapInfo(nslots, "ssd")
+    si = SwapInfo(nslots, "ssd", "7.2")
     for op, nr, pick in ops:
         if op == "alloc":
             want = reference_find_slots(si, nr)
@@ -66,10 +66,46 @@ def test_find_slots_matches_a_scan_of_every_cluster(nslots, ops):
 
 
 def test_sequential_folios_fill_clusters_in_order_and_reuse_the_lowest_free_one():
-    si = SwapInfo(4 * SWAPFILE_CLUSTER, "ssd")
+    si = SwapInfo(4 * SWAPFILE_CLUSTER, "ssd", "7.2")
     firsts = [_alloc(si, 16) for _ in range(64)]     # cluster 0 has the header: order 0 only
     assert firsts == list(range(512, 1536, 16))
     for o in range(512, 1024):                        # cluster 1 empties
         _free(si, o)
     assert si.find_slots(16) == 512                    # the lowest free cluster: 1 again
     assert si.find_slots(1) == 1                       # order 0 stays in cluster 0
+
+
+# 6.12's order-0 placement (cluster_alloc_swap_entry before the 6.14 allocator rework): the
+# per-CPU cluster from its `next` offset, else a free cluster, else partly used ones.
+
+def test_6_12_first_order0_slot_takes_a_free_cluster_and_then_leaves_none_for_a_large_folio():
+    si = SwapInfo(2 * SWAPFILE_CLUSTER, "ssd", "6.12")
+    assert [_alloc(si, 1) for _ in range(3)] == [512, 513, 514]
+    assert si.cluster_order == [0, 0]
+    assert si.find_slots(16) is None                   # a 64 KiB folio falls back to a split
+    si72 = SwapInfo(2 * SWAPFILE_CLUSTER, "ssd", "7.2")
+    assert [_alloc(si72, 1) for _ in range(3)] == [1, 2, 3]
+    assert si72.find_slots(16) == 512
+
+
+def test_6_12_order0_goes_on_from_next_past_freed_slots_then_to_the_next_free_cluster():
+    si = SwapInfo(4 * SWAPFILE_CLUSTER, "ssd", "6.12")
+    assert [_alloc(si, 1) for _ in range(3)] == [512, 513, 514]
+    _free(si, 513)
+    assert _alloc(si, 1) == 515                         # not the freed 513
+    for off in range(516, 1024):
+        assert _alloc(si, 1) == off
+    assert _alloc(si, 1) == 1024                        # a free cluster before cluster 0
+    assert si.find_slots(16) == 1536                    # the last free one serves order 4
+
+
+def test_6_12_order0_uses_the_header_cluster_once_no_cluster_is_free():
+    si = SwapInfo(2 * SWAPFILE_CLUSTER, "ssd", "6.12")
+    for off in range(512, 1024):
+        assert _alloc(si, 1) == off
+    assert _alloc(si, 1) == 1                           # cluster 1 full: cluster 0, from slot 1
+    assert _alloc(si, 1) == 2
+    _free(si, 700)
+    for off in range(3, 512):
+        assert _alloc(si, 1) == off
+    assert _alloc(si, 1) == 700                         # then whatever is free anywhere

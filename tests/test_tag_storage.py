@@ -155,8 +155,15 @@ def test_bundled_scenario_behaves_the_same_with_compressed_storage(s, design):
     assert {k: cc[k] for k in pc if k not in held} == {k: pc[k] for k in pc if k not in held}
     # What plain storage would hold is exactly what the plain run held.
     assert (cc["tag_bytes_plain"], cc["tag_bytes_plain_peak"]) == (pc["tag_bytes"], pc["tag_bytes_peak"])
-    # Bundled scenarios only set uniform tags: every save compresses and fits inline.
-    assert cc["tag_compressions"] == cc["tag_saves_inline"] == cc["tag_saves"]
+    # Bundled scenarios only set uniform tags: every save compresses and fits inline, except
+    # under folio-marker, which also saves pages without PG_mte_tagged: their tags, which
+    # nobody set (tags.UNKNOWN), never compress and stay in plain 128-byte buffers.
+    assert cc["tag_compressions"] == cc["tag_saves"]
+    plain_saves = cc["tag_saves"] - cc["tag_saves_inline"]
+    assert plain_saves == 0 or design == "folio-marker"
+    if plain_saves:
+        assert cc["tag_bytes_peak"] >= 128
+        return
     assert cc["tag_bytes"] == cc["tag_bytes_peak"] == 0
     assert cc["tag_decompressions"] <= cc["restore_page_iterations"]
     assert cc["tag_decompressions"] >= cc["tag_restores"]

@@ -18,7 +18,7 @@ from mteswap.explore.cli import check_command
 from mteswap.kernel.cli import kernel_app
 from mteswap.designs import BUILTIN, DEFAULT, UnknownDesign
 from mteswap.designs.loader import available_designs, design_factory
-from mteswap.scenario.load import ScenarioError, load_scenario
+from mteswap.scenario.load import KERNELS, ScenarioError, load_scenario, with_kernel
 from mteswap.scenario.runner import REPORTED_COUNTERS, RunResult, run_scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -42,17 +42,22 @@ def _design_option(spec: str, option: str = "--design"):
         _fail_input(f"{option}: {err}")
 
 
-def run_files(files: list[str], design, keep_trace: bool, keep_states: bool = False) -> list[RunResult]:
+_KERNEL_HELP = f"kernel version whose behaviour to follow: {' or '.join(KERNELS)} (default: the file's config.kernel, else {KERNELS[0]})"
+
+
+def run_files(files: list[str], design, keep_trace: bool, kernel: str | None = None,
+              keep_states: bool = False) -> list[RunResult]:
     """Load every file first, then run each; any bad input raises before output is printed.
 
     `design` is None (each file's `design:`, else merged), a spec for `load_design`, or a
-    maker of fresh design instances (what `design_factory` returns)."""
+    maker of fresh design instances (what `design_factory` returns). `kernel` (None: each
+    file's) overrides `config.kernel`."""
     if isinstance(design, str):
         try:
             design = design_factory(design)
         except UnknownDesign as err:
             raise ScenarioError("--design", str(err)) from None
-    scenarios = [load_scenario(f) for f in files]
+    scenarios = [with_kernel(load_scenario(f), kernel) for f in files]
     makers = {}
     for sc in scenarios:    # every file's design is checked before the first one runs
         if design is None:
@@ -74,11 +79,12 @@ def run(files: List[str] = typer.Argument(..., help="scenario files (YAML, forma
         design: Optional[str] = typer.Option(None, "--design", help="design: a name, or path/to/file.py:ClassName (default: the file's, else merged)"),
         as_json: bool = typer.Option(False, "--json", help="one JSON object per file"),
         trace: bool = typer.Option(False, "--trace", help="print the kernel functions each step went through"),
-        states: bool = typer.Option(False, "--states", help="after each step that names a process and a VMA, that VMA one letter per page (H/t large folio head/tail, p small folio, z zero page, S swap PTE, C swap PTE in the swap cache, - no PTE, x unmapped) and PG_mte_tagged (M, . or space); in --json as \"states\"")):
+        states: bool = typer.Option(False, "--states", help="after each step that names a process and a VMA, that VMA one letter per page (H/t large folio head/tail, p small folio, z zero page, S swap PTE, C swap PTE in the swap cache, - no PTE, x unmapped) and PG_mte_tagged (M, . or space); in --json as \"states\""),
+        kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP)):
     """Run scenario files; exit 0 if no violation, 1 if any, 2 on bad input."""
     make = None if design is None else _design_option(design)
     try:
-        results = run_files(files, make, keep_trace=trace, keep_states=states)
+        results = run_files(files, make, keep_trace=trace, kernel=kernel, keep_states=states)
     except ScenarioError as err:
         _fail_input(str(err))
     out = Console(highlight=False, soft_wrap=True)
@@ -246,7 +252,8 @@ def compare_cell_json(res: RunResult) -> dict:
 def compare(files: Optional[List[str]] = typer.Argument(None, help="scenario files (default: the bundled scenarios)"),
             designs_opt: Optional[str] = typer.Option(None, "--designs", help="comma-separated designs: names or path/to/file.py:ClassName (default: every built-in design)"),
             as_json: bool = typer.Option(False, "--json", help="one JSON document with every cell"),
-            markdown: bool = typer.Option(False, "--markdown", help="a GitHub markdown table")):
+            markdown: bool = typer.Option(False, "--markdown", help="a GitHub markdown table"),
+            kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP)):
     """Run every scenario under every design and print the matrix; each cell is `pass` or the
     first violation as kind@step. Exit 0 when every cell with an `expect` matches it, 1 if
     any does not, 2 on bad input."""
@@ -256,7 +263,7 @@ def compare(files: Optional[List[str]] = typer.Argument(None, help="scenario fil
     chosen = _compare_designs(specs)
     paths = list(files) if files else [str(p) for p in bundled_files()]
     try:
-        scenarios = [load_scenario(f) for f in paths]
+        scenarios = [with_kernel(load_scenario(f), kernel) for f in paths]
     except ScenarioError as err:
         _fail_input(str(err))
     if not scenarios:

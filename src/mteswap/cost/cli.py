@@ -22,7 +22,7 @@ from mteswap.cost.run import COMPRESSED_COUNTER, COST_COUNTERS, CostResult, run_
 from mteswap.cost.workloads import DEFAULT_PAGES, DEFAULT_SEED, WORKLOADS, build, check_pages
 from mteswap.designs import BUILTIN, UnknownDesign
 from mteswap.designs.loader import design_factory
-from mteswap.scenario.load import MAX_VMA_PAGES, SWAP_DEVICES, TAG_STORAGES, ScenarioError
+from mteswap.scenario.load import KERNELS, MAX_VMA_PAGES, SWAP_DEVICES, TAG_STORAGES, ScenarioError
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -41,6 +41,7 @@ def cost_command(
     swap_device: Optional[str] = typer.Option(None, "--swap-device", help=f"one of {', '.join(SWAP_DEVICES)} (default ssd; zram: large folios swap in whole, v6.12)"),
     map_whole_folio: Optional[bool] = typer.Option(None, "--map-whole-folio/--no-map-whole-folio", help="refault: v6.11 whole-folio mapping of swap-cache folios (default on; off = v6.10)"),
     tag_storage: str = typer.Option("plain", "--tag-storage", help="plain (mainline) or compressed (V7 inline compression); compressed reports both byte counts"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help=f"kernel version whose behaviour to follow: {' or '.join(KERNELS)} (default: the trace's config, else {KERNELS[0]})"),
     cost_param: Optional[List[str]] = typer.Option(None, "--cost-param", help="override a cost-model price, NAME=NS (repeatable; see docs/cost-model.md)"),
     check_state: bool = typer.Option(False, "--check-state", help="also run the oracle's per-step state check (slow)"),
     write_scenario: Optional[str] = typer.Option(None, "--write-scenario", help="also write the workload as a scenario file (YAML) here"),
@@ -58,6 +59,10 @@ def cost_command(
     params = _params(cost_param or [])
     makers = _designs(designs)
     w = _workload(trace, workload, pages, seed, swap_device, map_whole_folio, tag_storage)
+    if kernel is not None:
+        if kernel not in KERNELS:
+            _fail(f"--kernel: expected one of {', '.join(KERNELS)}, got {kernel!r}")
+        w = w.with_config(kernel=kernel)
     scenario = w.scenario()
     texts = _side_files(w, write_scenario, write_trace)
     results = _run_all(w, scenario, makers, check_state, params, progress)

@@ -107,6 +107,7 @@ def preset_actions(p: Preset) -> list[dict]:
         acts.append({"exit": {"proc": proc}})
     acts.append("evict")
     acts.append("swapoff")
+    acts.append("drop_caches")
     return acts
 
 

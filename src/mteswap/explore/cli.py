@@ -37,12 +37,14 @@ def check_command(
     resume: Optional[str] = typer.Option(None, "--resume", help="continue the search saved in DIR"),
     no_symmetry: bool = typer.Option(False, "--no-symmetry", help="turn the state reductions off (docs/checking.md)"),
     checkpoint_every: float = typer.Option(5.0, "--checkpoint-every", help="seconds between checkpoints"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help="kernel version to follow: 6.12 or 7.2 (the same as --set kernel=...)"),
 ):
     """Search operation sequences of a small machine for a violation; write the shortest (or
     shrunk) failing sequence as a scenario file. Exit 0 no violation, 1 violation, 2 bad input."""
     from mteswap.explore.check import Options, run_check
     o = Options(design=design, model=model, depth=depth, random=random_, steps=steps, time=time_,
-                walks=walks, seed=seed, set=list(set_ or []), ops=ops, out=out, workers=workers,
+                walks=walks, seed=seed,
+                set=list(set_ or []) + ([f"kernel={kernel!r}"] if kernel is not None else []), ops=ops, out=out, workers=workers,
                 scheduler=scheduler, checkpoint=checkpoint, resume=resume,
                 reduce=not no_symmetry, checkpoint_every=checkpoint_every)
     try:

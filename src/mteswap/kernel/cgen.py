@@ -18,9 +18,9 @@ __all__ = ["Unsupported", "check_supported", "expand", "batch_program", "export_
 OPS = {
     "mmap": 1, "munmap": 2, "mprotect": 3, "write": 4, "stg": 5, "read": 6, "fork": 7,
     "exit": 8, "pageout": 9, "reclaim": 10, "evict": 11, "dontneed": 12, "split": 13,
-    "swapoff": 14,
+    "swapoff": 14, "drop_caches": 15,
 }
-GLOBAL_OPS = ("evict", "swapoff")
+GLOBAL_OPS = ("evict", "swapoff", "drop_caches")
 MAXP = 16
 MAXV = 32
 

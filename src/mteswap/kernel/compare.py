@@ -15,7 +15,7 @@ from mteswap.ranges import format_ranges
 from mteswap.scenario.load import Scenario
 from mteswap.scenario.runner import Runner
 
-from mteswap.model.origin import STALE
+from mteswap.model.origin import NEVER_WRITTEN, STALE
 
 from . import cgen, guest
 from .setup import Env, compile_c
@@ -126,9 +126,11 @@ def _split_violations(violations) -> tuple[list[dict], list[dict]]:
     obs, other = [], []
     for v in violations:
         d = {"kind": v.kind, "step": v.step, "proc": v.proc, "vma": v.vma, "page": v.page, "detail": v.detail,
-             # tags an earlier owner of the frame left (maybe saved and restored since): on a
-             # kernel the page must land on such a frame (frame_reuse_problem)
-             "stale": v.origin is not None and v.origin.rests_on(STALE)}
+             # tags an earlier owner of the frame left, or that nobody initialised since boot
+             # (maybe saved and restored since): what the kernel meets there depends on which
+             # frame the page lands on (frame_reuse_problem)
+             "stale": v.origin is not None and (v.origin.rests_on(STALE)
+                                                or v.origin.rests_on(NEVER_WRITTEN))}
         (obs if v.kind in OBSERVABLE else other).append(d)
     return obs, other
 

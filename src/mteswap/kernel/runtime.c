@@ -681,6 +681,13 @@ static int run_scenario(const scen_t *sc, int idx)
 			if (swapdev && swapoff(swapdev))
 				snprintf(note, sizeof note, "swapoff %s: %s", swapdev, strerror(errno));
 			break;
+		case OP_DROP_CACHES: {
+			/* drop_slab runs every shrinker, the deferred split queue's included */
+			int e = write_file("/proc/sys/vm/drop_caches", "3");
+			if (e)
+				snprintf(note, sizeof note, "drop_caches: %s", strerror(-e));
+			break;
+		}
 		default: {
 			pid_t target = ppid_of[st->proc];
 			if (write(cmdfd[st->proc][1], &k, sizeof k) != sizeof k)

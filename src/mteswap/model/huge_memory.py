@@ -67,6 +67,23 @@ def split_folio(m, folio, why: str) -> list:
     return survivors
 
 
+def deferred_split_scan(m) -> None:
+    """`deferred_split_scan()` (mm/huge_memory.c, v6.12), the deferred-split shrinker, run over
+    the whole queue as `drop_slab` (drop_caches) runs it: every large folio queued because it
+    was left partly mapped (`partially_mapped`, set by folio_remove_rmap_pte) is split like any
+    other split (pages nothing maps are freed, zero-filled untagged ones go to the zero page).
+    Queued folios are taken in pfn order; the kernel's list order (queueing order) could only
+    change which frames are freed first, and frames are handed out lowest first anyway.
+    Folios on the queue that are not partly mapped (6.12's `thp_underused` check) are PMD-sized
+    ones queued at fault, which the model does not have."""
+    queued = [f for f in m.folios.values() if f.nr > 1 and f.partially_mapped]
+    if m.tracing: m.log("deferred_split_scan", f"{len(queued)} partially mapped folio(s) queued")
+    for folio in queued:
+        if folio.pfn in m.folios and folio.partially_mapped:     # not freed or split meanwhile
+            split_folio(m, folio, "deferred_split_scan")
+            folio_put(m, folio)
+
+
 def _split_to_order0(m, folio) -> list[Folio]:
     """The head keeps its `struct folio` (now order 0); each tail page becomes a new folio
     with the head's PG_dirty, arch state and, in the swap cache, its own slot."""

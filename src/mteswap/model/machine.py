@@ -16,6 +16,7 @@ from mteswap.model.mte import page_itself
 from mteswap.model.origin import STG, ZERO_PAGE_ORIGIN, TagOrigin
 from mteswap.model.snapshot import MachineSnapshot, machine_snapshot
 from mteswap.model.swapinfo import SlotMap, SwapInfo
+from mteswap.model.tags import UNKNOWN
 from mteswap.model.trace import TraceRegion
 
 
@@ -30,6 +31,7 @@ class MachineConfig:
     large_swapin: bool = True         # v6.12+: zram swap-in may allocate a large folio
     tag_alloc_fail_after: int | None = None   # the (N+1)-th tag buffer allocation fails once
     tag_storage: str = "plain"        # plain | compressed (V7 inline compression, mtecomp.py)
+    kernel: str = "6.12"              # 6.12 | 7.2: whose behaviour where they differ (model.md)
 
 
 class Machine:
@@ -45,7 +47,10 @@ class Machine:
         # frame (state.py `Folio`). Arrays rather than an object per frame or per folio:
         # ~55 bytes per frame at 1 GiB.
         n = config.frames + 1
-        self.frame_tags: list[int] = [0] * n
+        # Tags nobody initialised are unknown (tags.UNKNOWN), not 0: a verdict must not rest on
+        # what a frame held before the scenario. The zero page's are cleared at boot (below).
+        self.frame_tags: list[int] = [UNKNOWN] * n
+        self.frame_tags[ZERO_PFN] = 0
         self.frame_data = array("q", bytes(8 * n))
         self.frame_flags = bytearray(n)
         self.frame_order = bytearray([FOLIO_FREE]) * n
@@ -66,7 +71,7 @@ class Machine:
         self.folios = FolioMap(self)                # head pfn -> folio
         self.first_free = 0                         # lowest pfn that may be free
         self.mms: list[Mm] = []
-        self.swap = SwapInfo(config.swap_slots, config.swap_device)
+        self.swap = SwapInfo(config.swap_slots, config.swap_device, config.kernel)
         self.swap.cache.m = self                    # its folios are this machine's
         # The mte_pages xarray: entry -> saved tags (model/tags.py value), or with compressed
         # storage the negated inline handle of mtecomp.py (a handle is odd, so never 0).

@@ -12,10 +12,12 @@ from mteswap.model.pgtable import set_ptes
 from mteswap.model.pte import (is_swap_pte, pte_mkwrite, pte_pfn, pte_present, pte_swp_exclusive,
                                pte_to_swp_entry, pte_write)
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
-                                folio_add_new_anon_rmap, folio_remove_rmap_pte)
+                                folio_add_new_anon_rmap, folio_remove_rmap_pte,
+                                folio_rmap_walk)
 from mteswap.model.state import FOLIO_FREE, SET_FOLIO_DIRTY, ZERO_PFN
 from mteswap.model.trace import FaultBatch
-from mteswap.model.swap_state import swap_cache_get_folio, swap_read_folio, swapin_readahead
+from mteswap.model.swap_state import (add_to_swap_cache, swap_cache_get_folio, swap_read_folio,
+                                      swapin_readahead)
 from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
                                     swapcache_clear, swapcache_prepare)
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, any_slot_has, swp_offset
@@ -93,13 +95,13 @@ def do_anonymous_page(m, mm, vpn: int, write: bool) -> None:
 
 def do_wp_page(m, mm, vpn: int) -> None:
     """`do_wp_page()`: write to a read-only PTE. Reuse the page if it is PG_anon_exclusive or
-    `wp_can_reuse_anon_folio` (v6.12: small folio, only reference after dropping its swap
-    cache), else copy it (`wp_page_copy`)."""
+    `wp_can_reuse_anon_folio` says so, else copy it (`wp_page_copy`). A reused page of a large
+    folio keeps the folio whole: only this PTE becomes writable."""
     e = mm.ptes[vpn]
     pfn = pte_pfn(e, vpn)
     if pfn != ZERO_PFN:
         page = m.pages[pfn]
-        if page.anon_exclusive or wp_can_reuse_anon_folio(m, page.folio):
+        if page.anon_exclusive or wp_can_reuse_anon_folio(m, page.folio, mm):
             page.anon_exclusive = True
             page.folio.dirty = True
             mm.ptes[vpn] = pte_mkwrite(e)
@@ -108,14 +110,29 @@ def do_wp_page(m, mm, vpn: int) -> None:
     wp_page_copy(m, mm, vpn)
 
 
-def wp_can_reuse_anon_folio(m, folio) -> bool:
-    """`wp_can_reuse_anon_folio()` (v6.12): never for a large folio; a small one only if this
-    is its sole mapping, after trying to free its swap cache (`folio_free_swap`)."""
-    if folio.nr > 1 or m.folio_mapcount(folio) != 1:
+def wp_can_reuse_anon_folio(m, folio, mm) -> bool:
+    """`wp_can_reuse_anon_folio()`: a small folio only if this is its sole mapping, after
+    trying to free its swap cache (`folio_free_swap`). A large folio: never on 6.12; on 7.2
+    (`__wp_can_reuse_large_anon_folio`, "mm: Copy-on-Write (COW) reuse support for PTE-mapped
+    THP", v6.16) when more than one of its pages is mapped, every mapping is this process's
+    (the folio's MM-ids are not marked shared) and mappings are its only references (so not
+    in the swap cache, whose references stay: no attempt to free it)."""
+    if folio.nr > 1:
+        return m.config.kernel != "6.12" and _large_folio_exclusive(m, folio, mm)
+    if m.folio_mapcount(folio) != 1:
         return False
     if folio.swapcache:
         folio_free_swap(m, folio)
     return not folio.swapcache
+
+
+def _large_folio_exclusive(m, folio, mm) -> bool:
+    """7.2's test: mapcount above 1, no other process maps it, no swap-cache reference. The
+    kernel tracks two MM ids per folio and keeps the shared mark while a third process maps
+    it; the model asks the rmap directly (exact with at most two processes)."""
+    if m.folio_mapcount(folio) <= 1 or folio.swapcache:
+        return False
+    return all(pid == mm.pid for pid, _, _ in folio_rmap_walk(m, folio))
 
 
 def wp_page_copy(m, mm, vpn: int) -> None:
@@ -174,17 +191,43 @@ def alloc_swap_folio(m, mm, vma, vpn: int, entry: int, k: int = 1):
     aligned PTE range passes `can_swapin_thp` and whose swap offset is aligned like the address
     (`thp_swap_suitable_orders`); smaller orders if frames run out; else order 0. For a batch
     (k > 1) the same size for each fault: k folios one after another (`swapin_batch`)."""
-    if m.config.large_swapin:
-        # Orders below PMD order only (BIT(PMD_ORDER) - 1): a 2 MiB folio comes back order 0.
-        sizes = [nr for nr in thp_vma_suitable_orders(m, mm, vma, vpn)
-                 if 1 < nr < PMD_NR and swp_offset(entry) % nr == vpn % nr]
-        while sizes and not can_swapin_thp(m, mm, vpn - vpn % sizes[0], sizes[0]):
-            sizes.pop(0)
-        for nr in sizes:
-            folio = alloc_folio(m, nr, zerotags=False, why="alloc_swap_folio", k=k)
-            if folio is not None:
-                return folio
-    return alloc_folio(m, 1, zerotags=False, why="alloc_swap_folio", k=k)
+    folio = _alloc_large_swapin_folio(m, mm, vma, vpn, entry, "alloc_swap_folio", k)
+    return folio or alloc_folio(m, 1, zerotags=False, why="alloc_swap_folio", k=k)
+
+
+def _alloc_large_swapin_folio(m, mm, vma, vpn: int, entry: int, why: str, k: int = 1):
+    """The large-folio part of `alloc_swap_folio` (6.12) and `swap_cache_alloc_folio` (7.2):
+    the largest enabled size that passes the checks above and has free frames, or None."""
+    if not m.config.large_swapin:
+        return None
+    # Orders below PMD order only (BIT(PMD_ORDER) - 1): a 2 MiB folio comes back order 0.
+    sizes = [nr for nr in thp_vma_suitable_orders(m, mm, vma, vpn)
+             if 1 < nr < PMD_NR and swp_offset(entry) % nr == vpn % nr]
+    while sizes and not can_swapin_thp(m, mm, vpn - vpn % sizes[0], sizes[0]):
+        sizes.pop(0)
+    for nr in sizes:
+        folio = alloc_folio(m, nr, zerotags=False, why=why, k=k)
+        if folio is not None:
+            return folio
+    return None
+
+
+def swap_cache_alloc_folio(m, mm, vma, vpn: int, entry: int):
+    """7.2 only: a swap-in through the swap cache may bring a large folio in too, on every
+    device and for entries shared after fork (the swap-table series, "mm, swap: unify large
+    folio allocation"; release not confirmed). The largest size `alloc_swap_folio` would pick
+    is added to the swap cache at its aligned entry and read; None if no size fits (the
+    caller falls back to order-0 `swapin_readahead`). The folio stays in the swap cache while
+    other references remain, so another process's fault finds it and maps it whole."""
+    folio = _alloc_large_swapin_folio(m, mm, vma, vpn, entry, "swap_cache_alloc_folio")
+    if folio is None:
+        return None
+    start = entry - entry % folio.nr
+    swapcache_prepare(m, start, folio.nr)
+    add_to_swap_cache(m, folio, start)
+    swap_read_folio(m, folio, start)
+    if m.tracing: m.log("swap_cache_alloc_folio", f"folio={folio.pfn} order={folio.order} entry={start:#x}")
+    return folio
 
 
 # do_swap_page serves a batch of k faults at once when taking them together equals taking them
@@ -211,8 +254,9 @@ def swapin_batch(m, mm, vpn: int, reach: int, write: bool) -> tuple[int, int]:
     si = m.swap
     e = mm.ptes.ents[vpn]
     off = swp_offset(pte_to_swp_entry(e, vpn))
-    # Cheap refusals first: a shared or cached slot, a neighbour not continuing the run.
-    if si.swap_map[off] != 1:
+    # Cheap refusals first: a shared or cached slot, a neighbour not continuing the run;
+    # 7.2's swap-cache path, which may choose a large folio per fault (no batch there).
+    if si.swap_map[off] != 1 or (not si.synchronous and m.config.kernel != "6.12"):
         return 1, 1
     nr = large_swapin_size(m) if si.synchronous and m.config.large_swapin else 1
     if si.synchronous and (nr == 1 or vpn % nr or off % nr):
@@ -276,7 +320,11 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         need_clear_cache = True
         swap_read_folio(m, folio, entry, k)
     else:
-        folio = swapin_readahead(m, entry, k)
+        folio = None
+        if k == 1 and m.config.kernel != "6.12":
+            folio = swap_cache_alloc_folio(m, mm, vma, vpn, entry)
+        if folio is None:
+            folio = swapin_readahead(m, entry, k)
         if folio is None:
             raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
 

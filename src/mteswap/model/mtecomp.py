@@ -34,6 +34,7 @@ from mteswap.model.tags import (
     TAG_BITS,
     from_granules,
     granules,
+    UNKNOWN,
     is_uniform,
 )
 
@@ -71,7 +72,10 @@ def _largest_index(sizes: list[int]) -> int:
 
 def mte_compress(tags: int) -> int | None:
     """The inline 64-bit handle of a page's tags, or None if they form more than six runs
-    (the caller then keeps the uncompressed 128-byte buffer)."""
+    (the caller then keeps the uncompressed 128-byte buffer). Unknown tags (tags.UNKNOWN)
+    could hold any runs, so they are never taken as compressible: their buffer stays plain."""
+    if tags == UNKNOWN:
+        return None
     runs = tag_runs(tags)
     if len(runs) > MTE_MAX_RANGES:
         return None

@@ -79,8 +79,9 @@ def folio_add_new_anon_rmap(m, folio, pid: int, vpn: int) -> None:
 def folio_remove_rmap_pte(m, pfn: int, pid: int, vpn: int) -> None:
     """`folio_remove_rmap_pte()`: one PTE no longer maps the page. A large folio left partly
     mapped is queued for deferred split (`deferred_split_folio(folio, true)`), unless it is in
-    the swap cache, which `deferred_split_folio` excludes. The deferred split itself is not run:
-    on 6.12 and 7.2 it was never seen to (semantics §11)."""
+    the swap cache, which `deferred_split_folio` excludes. The queue is split by the shrinker,
+    `deferred_split_scan` (huge_memory.py), when a scenario drops caches; reclaim and
+    MADV_PAGEOUT split such a folio themselves when they reach it."""
     if pfn == ZERO_PFN:
         return
     nr = 1 << m.frame_order[pfn]

@@ -348,8 +348,14 @@ class SwapCache:
 class SwapInfo:
     """Per-slot swap_map bytes, per-cluster order, the swap cache and what the device holds."""
 
-    def __init__(self, nslots: int, device: str):
+    def __init__(self, nslots: int, device: str, kernel: str = "6.12"):
         self.device = device
+        # 6.12 places order-0 slots differently from 7.2 (find_slots; docs/model.md).
+        # A rotational disk keeps the old linear scan from slot 1 on 6.12 (no SWP_SOLIDSTATE).
+        self.order0_free_first = kernel == "6.12" and device != "rotational"
+        # 6.12's per-CPU `next[0]`: the offset where the next order-0 search starts, in the
+        # cluster the last order-0 slot came from; -1 when unset (SWAP_NEXT_INVALID).
+        self.next0 = -1
         self.synchronous = device == "zram"          # SWP_SYNCHRONOUS_IO
         self.rotational = device == "rotational"     # no cluster info: order-0 slots only
         self.active = True                           # SWP_WRITEOK until swapoff
@@ -461,7 +467,7 @@ class SwapInfo:
         total = len(self.swap_map) - 1
         return (total - self.inuse_pages()) * 2 < total
 
-    # -- slot placement (mm/swapfile.c cluster allocator, 7.2 placement, semantics §11) --
+    # -- slot placement (mm/swapfile.c cluster allocator; 6.12 or 7.2, semantics §11) --
     def cluster_range(self, ci: int) -> range:
         start = ci * SWAPFILE_CLUSTER
         return range(start, min(start + SWAPFILE_CLUSTER, len(self.swap_map)))
@@ -475,15 +481,41 @@ class SwapInfo:
     def find_slots(self, nr: int) -> int | None:
         """First offset of nr free, naturally aligned slots, as `cluster_alloc_swap_entry`
         would choose them, or None. A large folio only gets slots inside one full-size
-        cluster already serving its order, or a free cluster; never on a rotational disk."""
+        cluster already serving its order, or a free cluster; never on a rotational disk.
+        Order 0 follows `config.kernel`: 6.12 takes a free cluster before partly used ones
+        (`_find_order0_free_first`), 7.2 the reverse (docs/model.md, "Kernel versions")."""
         if nr > 1:
             if self.rotational:
                 return None
             return self._find_in_clusters(nr, full_size_only=True)
-        found = self._find_in_clusters(1, full_size_only=False)
+        if self.order0_free_first:
+            found = self._find_order0_free_first()
+        else:
+            found = self._find_in_clusters(1, full_size_only=False)
         if found is None:   # order-0 may steal a free slot from any cluster (frag list)
             found = next((o for o in range(1, len(self.swap_map)) if self.swap_map[o] == 0), None)
+        if self.order0_free_first:
+            self.next0 = -1 if found is None or (found + 1) % SWAPFILE_CLUSTER == 0 else found + 1
         return found
+
+    def _find_order0_free_first(self) -> int | None:
+        """6.12's `cluster_alloc_swap_entry` for order 0: the per-CPU cluster from its `next`
+        offset up (freed slots below it wait), else a free cluster, and only then the partly
+        used order-0 clusters (cluster 0, with the header, is one from `setup_clusters`). So the
+        first order-0 pages go to slot 512 and up, not slot 1. (7.2 tries the partly used
+        clusters first: `_find_in_clusters`.)"""
+        nxt = self.next0
+        if nxt >= 0 and self.cluster_order[nxt // SWAPFILE_CLUSTER] == 0:
+            stop = min((nxt // SWAPFILE_CLUSTER + 1) * SWAPFILE_CLUSTER, len(self.swap_map))
+            for off in range(nxt, stop):
+                if self.swap_map[off] == 0:
+                    return off
+        ci = self._lowest_free_cluster(1)
+        if ci is not None:
+            self.cluster_order[ci] = 0
+            self._update_room(ci)
+            return ci * SWAPFILE_CLUSTER
+        return self._find_in_clusters(1, full_size_only=False)
 
     def _find_in_clusters(self, nr: int, full_size_only: bool) -> int | None:
         """Lowest-index cluster first: partly used clusters already serving this order, then
@@ -534,7 +566,8 @@ class SwapInfo:
 
     _CLONED = frozenset(("device", "synchronous", "rotational", "active", "swap_map", "nclusters",
                          "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
-                         "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next"))
+                         "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next",
+                         "order0_free_first", "next0"))
 
     def clone(self) -> "SwapInfo":
         """An independent copy (for `Machine.clone`, which points the copy's cache at the copy
@@ -556,6 +589,10 @@ class SwapInfo:
 
     def snapshot(self) -> SwapSnapshot:
         used = tuple((o, self.swap_map[o]) for o in sorted(self.allocated))   # in offset order
-        return swap_snapshot((self.active, used, tuple(o if o is not None else -1 for o in self.cluster_order),
+        # The per-CPU order-0 `next` offset rides at the end of the cluster orders: it decides
+        # later placement on 6.12.
+        return swap_snapshot((self.active, used,
+                              tuple(o if o is not None else -1 for o in self.cluster_order)
+                              + (self.next0,),
                               tuple(self.contents.items()), tuple(sorted(self.zeromap)),
                               tuple((o, -1 if t is None else t) for o, t in self.written_tags.items())))

@@ -247,18 +247,17 @@ def folio_likely_mapped_shared(m, folio) -> bool:
 def madvise_pageout(m, mm, vpns: list[int], keep_cached: bool) -> None:
     """`madvise_pageout()` → `madvise_cold_or_pageout_pte_range()` VMA by VMA: a large folio
     that the range's part in this VMA does not map whole is split (unless shared); folios
-    mapped by other processes are skipped; the rest go to `reclaim_pages`. Without a swap
-    device the walk (and its splits) still happens, but no folio can be written anywhere, so
-    the chosen ones stay (the kernel isolates them and puts them back)."""
+    mapped by other processes are skipped; the rest go to `reclaim_pages` →
+    `shrink_folio_list`. Without a swap device (after swapoff) nothing checks for one on this
+    path: `add_to_swap` fails, so a large folio is split as a swap-out fallback (its
+    zero-filled pages may go to the zero page; `swpout_fallback` counts it) and every small
+    folio stays mapped. (LRU reclaim, `reclaim`, does not scan anonymous memory then.)"""
     chosen = []
     wanted = set(vpns)
     for vma in sorted(mm.vmas, key=lambda v: v.start):
         for start, end in runs(v for v in wanted if vma.start <= v < vma.end):
             chosen.extend(_pageout_run(m, mm, start, end))
     if m.tracing: m.log("madvise_pageout", f"pid={mm.pid} {len(chosen)} folio(s) to reclaim_pages")
-    if not m.swap.active:
-        if m.tracing: m.log("reclaim_pages", "no swap device: anonymous folios stay")
-        return
     shrink_folio_list(m, chosen, keep_cached)
 
 

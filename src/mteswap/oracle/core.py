@@ -57,7 +57,7 @@ class Oracle:
         where = "" if g == 0 else f" (granule {g})"
         origin = origin_of(vpn)
         self._add("tag-check-fault", "tag-check-fault", ctx, page,
-                  f"expected tag {exp}, found {found}{where}: {describe_origin(origin)}", origin)
+                  f"expected tag {exp}, found {T.tag_text(found)}{where}: {describe_origin(origin)}", origin)
 
     def check_tags_span(self, ctx: StepContext, page: int, pid: int, vpn: int, mets: list,
                         origin_of: Callable[[int], object]) -> None:

@@ -6,7 +6,7 @@ from mteswap.model import origin as O
 from mteswap.model.swapinfo import swp_offset
 
 _PLAIN = {
-    O.NEVER_WRITTEN: "never written",
+    O.NEVER_WRITTEN: "tags never initialised since boot (unknown: whatever the frame held before the scenario)",
     O.UNTRACKED: "of unknown origin (origins are not tracked in this run; "
                  "replay it as a scenario with mteswap run to see where they came from)",
     O.ZERO_PAGE: "the shared zero page (tags always 0)",

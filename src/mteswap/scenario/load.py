@@ -21,6 +21,7 @@ import yaml
 __all__ = [
     "ALL",
     "OPS",
+    "KERNELS",
     "SWAP_DEVICES",
     "VERDICTS",
     "VIOLATION_KINDS",
@@ -46,6 +47,9 @@ VIOLATION_KINDS = (
 VERDICTS = ("pass", "fail", *VIOLATION_KINDS)
 SWAP_DEVICES = ("ssd", "zram", "rotational")
 TAG_STORAGES = ("plain", "compressed")
+# Kernel versions whose differing behaviours the model follows (docs/model.md); the first is
+# the default.
+KERNELS = ("6.12", "7.2")
 
 MAX_VMA_PAGES = 1 << 18  # a VMA holds at most this many pages (1 GiB); indices stay below it
 MAX_CONFIG_INT = 1 << 20
@@ -172,6 +176,8 @@ class Config:
     tag_alloc_fail_after: int | None = None
     # Addition: how saved tags are stored, "plain" (mainline) or "compressed" (V7, unmerged).
     tag_storage: str = "plain"
+    # Addition (issue 13): which kernel's behaviour to follow where 6.12 and 7.2 differ.
+    kernel: str = KERNELS[0]
 
 
 @dataclass(frozen=True)
@@ -271,6 +277,15 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
         raise _Invalid()
 
     return convert
+
+
+def _kernel(value: Any) -> str:
+    # YAML reads an unquoted `kernel: 7.2` as a float; its text is still a version name.
+    if isinstance(value, float) and not isinstance(value, bool):
+        value = repr(value)
+    if isinstance(value, str) and value in KERNELS:
+        return value
+    raise _Invalid()
 
 
 def _entity_name(value: Any) -> str:
@@ -398,6 +413,9 @@ OPS: dict[str, tuple[FieldSpec, ...]] = {
     "dontneed": (_PROC, _VMA, _PAGES),
     "split": (_PROC, _VMA, _PAGES),
     "swapoff": (),
+    # Addition (issue 13): `echo 3 > /proc/sys/vm/drop_caches`, which runs every shrinker,
+    # the deferred-split one included.
+    "drop_caches": (),
 }
 
 _CONFIG_INT = f"an integer from 1 to {MAX_CONFIG_INT}"
@@ -416,6 +434,7 @@ _CONFIG_FIELDS = (
     FieldSpec("large_swapin", "true or false", _bool),
     FieldSpec("tag_alloc_fail_after", "a count >= 0 or null", _optional_count),
     FieldSpec("tag_storage", f"one of {_names(TAG_STORAGES)}", _one_of(TAG_STORAGES)),
+    FieldSpec("kernel", f"one of {_names(repr(k) for k in KERNELS)}", _kernel),
 )
 
 _TOP_KEYS = ("version", "name", "description", "design", "config", "expect", "steps")
@@ -683,7 +702,8 @@ def _steps(where: _Where, doc: dict) -> tuple[Step, ...]:
 
 
 def _split_step(where: _Where, raw: Any) -> tuple[str, Any]:
-    """Return (op, body) for `- op: body`, or for the bare `- evict` / `- swapoff`."""
+    """Return (op, body) for `- op: body`, or for a bare `- evict` / `- swapoff` /
+    `- drop_caches`."""
     if isinstance(raw, str):
         op, body = raw, None
         if op in OPS and any(spec.required for spec in OPS[op]):
@@ -775,6 +795,17 @@ def read_input(path: str | os.PathLike, error: type[ScenarioError] = ScenarioErr
         raise error(file, f"cannot read file: {err.strerror or err}") from None
     except ValueError as err:  # e.g. a NUL byte in the path
         raise error(file, f"cannot read file: {err}") from None
+
+
+def with_kernel(scenario: Scenario, kernel: str | None) -> Scenario:
+    """The scenario with `config.kernel` set to `kernel` (a command line's `--kernel`, which
+    overrides the file's value); unchanged when kernel is None. A name outside KERNELS raises
+    ScenarioError naming the option."""
+    if kernel is None:
+        return scenario
+    if kernel not in KERNELS:
+        raise ScenarioError("--kernel", f"expected one of {_names(KERNELS)}, got {_describe(kernel)}")
+    return replace(scenario, config=replace(scenario.config, kernel=kernel))
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:

@@ -18,7 +18,7 @@ from mteswap.model.memory import OutOfMemory, zap_pte_range
 from mteswap.model.swapoff import SwapoffFailed, swapoff
 from mteswap.model.uaccess import user_load_span, user_span, user_stg_span, user_store_span
 from mteswap.model.vmscan import evict, madvise_pageout, reclaim
-from mteswap.model.huge_memory import split_folio
+from mteswap.model.huge_memory import deferred_split_scan, split_folio
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.pte import pte_pfn, vm_normal_pfn
 from mteswap.model.snapshot import MachineSnapshot
@@ -91,7 +91,7 @@ def machine_config(scenario: Scenario) -> MachineConfig:
                          swap_slots=c.swap_slots, frames=c.frames,
                          map_whole_folio=c.map_whole_folio, large_swapin=c.large_swapin,
                          tag_alloc_fail_after=c.tag_alloc_fail_after,
-                         tag_storage=c.tag_storage)
+                         tag_storage=c.tag_storage, kernel=c.kernel)
 
 
 PAGE_VALUE_SHIFT = 19   # page indices stay below MAX_VMA_PAGES = 2^18
@@ -439,6 +439,11 @@ class Runner:
 
     def op_swapoff(self, step, ctx, a):
         swapoff(self.m)
+
+    def op_drop_caches(self, step, ctx, a):
+        """`echo 3 > /proc/sys/vm/drop_caches` → `drop_slab` → every shrinker; of those the
+        model has only the deferred-split one (no page cache, no slab)."""
+        deferred_split_scan(self.m)
 
 
 def describe_step(step: Step) -> str:
