@@ -98,7 +98,7 @@ def test_span_helpers_agree_with_the_accessors_pte_by_pte(items, vpn, write):
     assert [p for p, e in zip(ptes_pfns(ents, vpn), ents) if pte_present(e)] \
         == [pte_pfn(e, v) for v, e in present]
     assert ptes_tagged(ents) == [pte_tagged(e) for e in ents]
-    assert list(tagged_normal_pfns(enumerate(ents, vpn))) == \
+    assert tagged_normal_pfns([0] * vpn + list(ents)) == \
         [(v, vm_normal_pfn(e, v)) for v, e in present if pte_tagged(e) and vm_normal_pfn(e, v) is not None]
 
 
@@ -121,6 +121,6 @@ def test_page_table_stores_and_returns_ints():
 
 def test_swap_entries_of_a_table_are_its_swap_ptes_entries():
     from mteswap.model.pte import swap_entries, swp_entry_to_pte
-    items = [(0, swp_entry_to_pte(0x200, True, 0)), (1, mk_pte(5, True, True, 1)),
-             (3, swp_entry_to_pte(0x7, False, 3))]
-    assert list(swap_entries(items)) == [0x200, 0x7]
+    ents = [swp_entry_to_pte(0x200, True, 0), mk_pte(5, True, True, 1), 0,
+            swp_entry_to_pte(0x7, False, 3)]
+    assert swap_entries(ents) == [0x200, 0x7]

@@ -7,7 +7,7 @@ that rests on an earlier owner's tags needs the kernel to reuse that frame).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 # Causes: what last set the tags.
 NEVER_WRITTEN = "never-written"        # no one has set them since boot
@@ -22,8 +22,9 @@ STALE = "stale"                        # left in the frame by an earlier owner (
 STG = "stg"                            # the program's STG
 
 
-@dataclass(frozen=True)
-class TagOrigin:
+class TagOrigin(NamedTuple):
+    """One record (a named tuple: made per page on hot paths while origins are tracked, so it
+    must cost what a tuple costs)."""
     cause: str
     step: int = -1                     # the scenario step
     function: str = ""                 # the kernel function that set them
@@ -35,7 +36,7 @@ class TagOrigin:
     notes: tuple[str, ...] = ()        # what happened to the page since (a split's flag copy)
 
     def noted(self, note: str) -> "TagOrigin":
-        return replace(self, notes=self.notes + (note,))
+        return self._replace(notes=self.notes + (note,))
 
     def rests_on(self, cause: str) -> bool:
         """Whether these tags, or the saved tags they were restored from, had that cause."""

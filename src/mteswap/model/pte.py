@@ -148,18 +148,16 @@ def ptes_tagged(ents) -> list[bool]:
     return [e & _TAGGED != 0 for e in ents]
 
 
-def tagged_normal_pfns(ptes):
-    """(vpn, pfn) of each (vpn, PTE) pair that is present, tagged and not the zero page."""
-    for vpn, e in ptes:
-        if e & (_KIND | _TAGGED) == _PRESENT | _TAGGED:
-            pfn = (e >> _PFN_SHIFT) - 1 + vpn
-            if pfn != ZERO_PFN:
-                yield vpn, pfn
+def tagged_normal_pfns(ents) -> list[tuple[int, int]]:
+    """(vpn, pfn) of each PTE of a page table's `ents` (indexed by vpn) that is present,
+    tagged and not the zero page, in vpn order (one comprehension for a whole table)."""
+    return [(vpn, pfn) for vpn, e in enumerate(ents)
+            if e & (_KIND | _TAGGED) == _PRESENT | _TAGGED
+            and (pfn := (e >> _PFN_SHIFT) - 1 + vpn) != ZERO_PFN]
 
 
-def swap_entries(ptes):
-    """The swap entry of each (vpn, PTE) pair that is a swap PTE (one loop for a whole table:
-    the oracle's I7 reads every PTE of every process after every step)."""
-    for vpn, e in ptes:
-        if e & _KIND == _SWAP:
-            yield (e >> _SWP_SHIFT) + vpn
+def swap_entries(ents) -> list[int]:
+    """The swap entry of each swap PTE of a page table's `ents` (indexed by vpn), in vpn
+    order: one comprehension for a whole table (the oracle's I7 reads every PTE of every
+    process after every step)."""
+    return [(e >> _SWP_SHIFT) + vpn for vpn, e in enumerate(ents) if e & _KIND == _SWAP]

@@ -95,9 +95,11 @@ def i2_tagged_pte_maps_tagged_page(m):
     are `PG_mte_tagged`: `set_ptes` → `__sync_cache_and_tags` (arch/arm64/include/asm/
     pgtable.h) → `mte_sync_tags` (arch/arm64/kernel/mte.c). The zero page is special and
     exempt (its tags are zero from boot)."""
+    flags = m.frame_flags
     for mm in m.mms:
-        for vpn, pfn in tagged_normal_pfns(mm.ptes.items()):   # not the zero page
-            if not page_mte_tagged(m, m.pages[pfn]):
+        for vpn, pfn in tagged_normal_pfns(mm.ptes.ents):      # not the zero page
+            if not (flags[pfn] & PG_MTE_TAGGED if m.flags_per_page
+                    else page_mte_tagged(m, m.pages[pfn])):
                 yield f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pfn} without PG_mte_tagged"
 
 
@@ -111,11 +113,14 @@ def i5_cache_pins_slots(m):
     as: the bit is set exactly on the slots the swap cache holds."""
     si = m.swap
     swap_map, cache = si.swap_map, si.cache
-    for off in sorted(si.allocated | set(cache.keys())):   # other slots hold 0, uncached
-        cached = bool(swap_map[off] & SWAP_HAS_CACHE)
-        if cached != (off in cache):
-            yield (f"slot {off:#x}: SWAP_HAS_CACHE is {int(cached)} but the swap cache "
-                   f"{'holds' if off in cache else 'lacks'} it")
+    pinned = {off for off in si.allocated if swap_map[off] & SWAP_HAS_CACHE}
+    held = set(cache.keys())
+    if pinned == held:                 # the usual case: one set comparison
+        return
+    for off in sorted(pinned ^ held):  # other slots hold 0, uncached
+        cached = off in pinned
+        yield (f"slot {off:#x}: SWAP_HAS_CACHE is {int(cached)} but the swap cache "
+               f"{'holds' if off in cache else 'lacks'} it")
 
 
 @invariant("I7")
@@ -129,11 +134,15 @@ def i7_count_is_references(m):
     si = m.swap
     refs: dict[int, int] = {}
     for mm in m.mms:
-        for entry in swap_entries(mm.ptes.items()):
+        for entry in swap_entries(mm.ptes.ents):
             off = swp_offset(entry)
             refs[off] = refs.get(off, 0) + 1
-    for off in sorted(si.allocated | refs.keys()):   # other slots hold 0, unnamed
-        count = si.swap_map[off] & ~SWAP_HAS_CACHE
+    swap_map = si.swap_map
+    counts = {off: c for off in si.allocated if (c := swap_map[off] & ~SWAP_HAS_CACHE)}
+    if counts == refs:                 # the usual case: one dict comparison
+        return
+    for off in sorted(counts.keys() | refs.keys()):   # other slots hold 0, unnamed
+        count = counts.get(off, 0)
         if count != refs.get(off, 0):
             yield f"slot {off:#x}: swap_map count {count} but {refs.get(off, 0)} swap PTE(s) refer to it"
 
