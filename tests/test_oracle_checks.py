@@ -118,8 +118,9 @@ def test_no_leak_for_a_slot_only_the_swap_cache_holds_after_exit(design):
     """A split leaves the unmapped head of a swap-cache folio in the swap cache (as
     `__split_huge_page` does); after the last exit its slot and saved tags stay until reclaim
     frees the folio: reclaimable, not leaked (the counterexample `mteswap check --random`
-    reported for merged-split-fix before)."""
-    r = run([MMAP, {"stg": {"proc": "A", "vma": "buf", "pages": 2, "tag": 1}},
+    reported for merged-split-fix before). Page 2 is written, not only tagged: a zero-filled
+    folio would go out as zeromap bits and be freed at once despite keep_cached."""
+    r = run([MMAP, {"write": {"proc": "A", "vma": "buf", "pages": 2, "tag": 1}},
              {"reclaim": {"proc": "A", "vma": "buf", "pages": 3, "keep_cached": True}},
              {"munmap": {"proc": "A", "vma": "buf", "pages": 0}},
              {"read": {"proc": "A", "vma": "buf", "pages": 1}},

@@ -176,8 +176,7 @@ class Machine:
         pages = tuple(zip(self.frame_tags[:n], self.frame_data[:n], self.frame_flags[:n], rmaps))
         folios = tuple(sorted((f.pfn, f.nr, f.swapcache, f.swap, f.dirty, f.partially_mapped, f.arch)
                               for f in self.folios.values()))
-        mms = tuple((mm.alive, tuple((v.start, v.end, v.orig_start, v.vm_mte) for v in mm.vmas),
-                     mm.ptes.snapshot()) for mm in self.mms)
+        mms = tuple((mm.alive, _vmas_snapshot(mm.vmas), mm.ptes.snapshot()) for mm in self.mms)
         return machine_snapshot((pages, folios, mms, self.swap.snapshot(),
                                  tuple(self.mte_pages.items()), self.tag_allocs))
 
@@ -216,8 +215,8 @@ class Machine:
         new.pages = PageArray(new, self.config.frames)
         new.zero_page = Page(new, ZERO_PFN)
         new.folios = FolioMap(new, self.folios.n)
-        new.mms = [Mm(mm.pid, mm.name, [Vma(v.name, v.start, v.end, v.orig_start, v.vm_mte)
-                                        for v in mm.vmas],
+        new.mms = [Mm(mm.pid, mm.name, [Vma(v.name, v.start, v.end, v.orig_start, v.vm_mte,
+                                            v.anon_vma, v.anon_fork) for v in mm.vmas],
                       mm.ptes.copy(), mm.alive, mm.next_vpn) for mm in self.mms]
         new.swap = self.swap.clone()
         new.swap.cache.m = new
@@ -229,6 +228,15 @@ class Machine:
         new.tag_reads = list(self.tag_reads)
         new.pending_notes = dict(self.pending_notes)
         return new
+
+
+def _vmas_snapshot(vmas) -> tuple:
+    """A process's VMAs, canonical: anon_vma ids are only compared within the process, so
+    they are renumbered by first appearance (two histories that leave the same sharing of
+    anon_vmas hash the same)."""
+    ids = {0: 0}
+    return tuple((v.start, v.end, v.orig_start, v.vm_mte,
+                  ids.setdefault(v.anon_vma, len(ids)), v.anon_fork) for v in vmas)
 
 
 def derived_state_errors(m: Machine) -> list[str]:

@@ -16,6 +16,7 @@ from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_pte
                                 folio_rmap_walk)
 from mteswap.model.state import FOLIO_FREE, SET_FOLIO_DIRTY, ZERO_PFN
 from mteswap.model.trace import FaultBatch
+from mteswap.model.vma import anon_vma_prepare
 from mteswap.model.swap_state import (add_to_swap_cache, swap_cache_get_folio, swap_read_folio,
                                       swapin_readahead)
 from mteswap.model.swapfile import (folio_free_swap, free_swap_and_cache_nr, swap_free_nr,
@@ -75,6 +76,7 @@ def do_anonymous_page(m, mm, vpn: int, write: bool) -> None:
         m.count("zero_page_maps")
         return
     if m.tracing: m.log("do_anonymous_page", f"pid={mm.pid} vpn={vpn} write")
+    anon_vma_prepare(mm, vma)                 # vmf_anon_prepare: not for the zero page
     for nr in thp_vma_suitable_orders(m, mm, vma, vpn):
         start = vpn - vpn % nr
         if mm.ptes.ents[start:start + nr].count(0) != nr:    # pte_range_none
@@ -141,6 +143,7 @@ def wp_page_copy(m, mm, vpn: int) -> None:
     `copy_highpage` copies data and, if the source is tagged, tags."""
     old_pfn = pte_pfn(mm.ptes[vpn], vpn)
     vma = mm.find_vma(vpn)
+    anon_vma_prepare(mm, vma)                 # vmf_anon_prepare
     from_zero = old_pfn == ZERO_PFN
     folio = alloc_folio(m, 1, zerotags=from_zero and vma.vm_mte, why="wp_page_copy")
     if folio is None:

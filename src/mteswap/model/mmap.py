@@ -1,9 +1,11 @@
 """Address-space operations: mmap/munmap (mm/mmap.c, mm/vma.c), mprotect (mm/mprotect.c),
-fork (kernel/fork.c `dup_mmap` → mm/memory.c `copy_page_range`) and exit (`exit_mmap`)."""
+fork (kernel/fork.c `dup_mmap` → mm/memory.c `copy_page_range`) and exit (`exit_mmap`).
+VMA splitting, merging and anon_vmas are in model/vma.py."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import compress
 
 from mteswap.model.memory import zap_pte_range
 from mteswap.ranges import runs
@@ -13,6 +15,7 @@ from mteswap.model.pte import (is_swap_pte, pte_pfn, pte_present, pte_swp_clear_
                                pte_tagged, pte_to_swp_entry, pte_wrprotect, pte_write)
 from mteswap.model.state import ZERO_PFN, Mm, Vma
 from mteswap.model.swapfile import swap_duplicate
+from mteswap.model.vma import anon_vma_fork, split_vma, vma_modify_flags, vma_needs_copy
 
 
 def new_mm(m, name: str) -> Mm:
@@ -36,14 +39,6 @@ def do_mmap(m, mm, name: str, pages: int, mte: bool) -> Vma:
     return vma
 
 
-def split_vma(mm, vpn: int) -> None:
-    """`split_vma()`: make vpn a VMA boundary if a VMA straddles it."""
-    for i, vma in enumerate(mm.vmas):
-        if vma.start < vpn < vma.end:
-            mm.vmas[i:i + 1] = [replace(vma, end=vpn), replace(vma, start=vpn)]
-            return
-
-
 def do_munmap(m, mm, vpns) -> None:
     """`do_vmi_munmap()`: split the VMAs at the range ends, zap the pages, drop the VMAs."""
     for start, end in runs(vpns):
@@ -55,31 +50,54 @@ def do_munmap(m, mm, vpns) -> None:
 
 
 def do_mprotect_mte(m, mm, vpns) -> None:
-    """`mprotect(PROT_MTE)` → `mprotect_fixup()` (split, VM_MTE set) → `change_pte_range()`:
-    each present PTE is rewritten tagged through `set_pte_at` → mte_sync_tags, one page at a
-    time, so pages of a large folio outside the range stay untagged. Swap and none PTEs get
-    nothing now; they are handled when they fault in."""
+    """`mprotect(PROT_MTE)` → `do_mprotect_pkey()` (mm/mprotect.c), VMA by VMA over the range:
+    `mprotect_fixup()` does nothing for a VMA that already has VM_MTE (the flags do not
+    change: no split, no PTE rewritten); otherwise `vma_modify_flags` merges the part into
+    a neighbour with VM_MTE or splits it out (model/vma.py), and `change_pte_range()`
+    rewrites each present PTE there tagged through `set_pte_at` → mte_sync_tags, one page at
+    a time, so pages of a large folio outside the range stay untagged. Swap and none PTEs
+    get nothing now; they are handled when they fault in."""
     for start, end in runs(vpns):
-        split_vma(mm, start)
-        split_vma(mm, end)
-        for vma in mm.vmas:
-            if start <= vma.start and vma.end <= end:
-                vma.vm_mte = True
-        for vpn in range(start, end):
-            e = mm.ptes[vpn]
-            if pte_present(e) and not pte_tagged(e):
-                set_ptes(m, mm, vpn, pte_pfn(e, vpn), 1, True, pte_write(e), "change_pte_range (mprotect)")
-        if m.tracing: m.log("mprotect_fixup", f"pid={mm.pid} vpn={start}-{end - 1} VM_MTE")
+        vpn = start
+        while vpn < end:
+            vma = mm.find_vma(vpn)
+            part_end = min(end, vma.end)
+            if not vma.vm_mte:
+                vma_modify_flags(m, mm, vma, vpn, part_end, True)
+                _change_pte_range(m, mm, vpn, part_end)
+                if m.tracing: m.log("mprotect_fixup", f"pid={mm.pid} vpn={vpn}-{part_end - 1} VM_MTE")
+            vpn = part_end
+
+
+def _change_pte_range(m, mm, start: int, end: int) -> None:
+    """`change_pte_range()` (mm/mprotect.c) after VM_MTE was set: present PTEs become tagged."""
+    for vpn in range(start, end):
+        e = mm.ptes[vpn]
+        if pte_present(e) and not pte_tagged(e):
+            set_ptes(m, mm, vpn, pte_pfn(e, vpn), 1, True, pte_write(e), "change_pte_range (mprotect)")
 
 
 def copy_page_range(m, parent, child) -> None:
-    """`dup_mmap()` → `copy_page_range()`: VMAs copied; present anon pages shared copy-on-write
+    """`dup_mmap()` (kernel/fork.c): VMAs copied, each child VMA given its anon_vma
+    (`anon_vma_fork`), then `copy_page_range()` (mm/memory.c) for each VMA that
+    `vma_needs_copy` (one with an anon_vma; a VMA that only ever mapped the zero page has
+    none, and the child starts with no PTEs there): present anon pages shared copy-on-write
     (`copy_present_pte`: both PTEs write-protected, no longer anon-exclusive); swap PTEs
     duplicated (`copy_nonpresent_pte`: `swap_duplicate`, exclusive bit cleared on both)."""
     child.vmas = [replace(v) for v in parent.vmas]
     child.next_vpn = parent.next_vpn
     child.ptes.reserve(child.next_vpn)
-    for vpn, e in parent.ptes.items():
+    for pvma, cvma in zip(parent.vmas, child.vmas):
+        anon_vma_fork(child, cvma)
+        if vma_needs_copy(pvma):
+            _copy_pte_range(m, parent, child, pvma.start, pvma.end)
+    if m.tracing: m.log("copy_page_range", f"pid={parent.pid} -> pid={child.pid}")
+
+
+def _copy_pte_range(m, parent, child, start: int, end: int) -> None:
+    """`copy_pte_range()` (mm/memory.c) over one VMA's pages."""
+    ents = parent.ptes.ents[start:end]
+    for vpn, e in compress(enumerate(ents, start), ents):     # the PTEs that are not none
         if pte_present(e):
             pfn = pte_pfn(e, vpn)
             if pfn != ZERO_PFN:
@@ -89,7 +107,6 @@ def copy_page_range(m, parent, child) -> None:
         elif is_swap_pte(e):
             swap_duplicate(m, pte_to_swp_entry(e, vpn))
             parent.ptes[vpn] = child.ptes[vpn] = pte_swp_clear_exclusive(e)
-    if m.tracing: m.log("copy_page_range", f"pid={parent.pid} -> pid={child.pid}")
 
 
 def exit_mmap(m, mm) -> None:

@@ -422,6 +422,8 @@ class Vma:
     end: int          # vpn, exclusive
     orig_start: int   # vpn of the start of the mapping as first created (scenario page 0)
     vm_mte: bool      # VM_MTE (sticky once set by PROT_MTE)
+    anon_vma: int = 0        # its `anon_vma`, an id compared within the process; 0 = none
+    anon_fork: bool = False  # forked with an anon_vma: its `anon_vma_chain` is not singular
 
 
 @dataclass

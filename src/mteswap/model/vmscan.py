@@ -180,10 +180,21 @@ def _shrink_folio(m, folio, keep_cached: bool, queue) -> None:
         if not flags[folio.pfn] & FOLIO_SWAPCACHE:       # swap was already free: no I/O
             folio_put(m, folio)
             return
+        # A zero-filled folio only set zeromap bits: no I/O, so nothing is under writeback
+        # and `shrink_folio_list` frees it in this pass (PAGE_SUCCESS, then __remove_mapping)
+        # on every device: keep_cached, which stands for writeback still running, cannot hold.
+        keep_cached = keep_cached and not _written_to_zeromap(m, folio)
     if keep_cached:
         if m.tracing: m.log("shrink_folio_list", f"folio={folio.pfn} kept in swap cache entry={folio.swap:#x}")
         return
     __remove_mapping(m, folio)
+
+
+def _written_to_zeromap(m, folio) -> bool:
+    """Whether `swap_writepage` just stored the folio as zeromap bits (zero-filled) only."""
+    zeromap = m.swap.zeromap
+    start = swp_offset(folio.swap)
+    return bool(zeromap) and all(o in zeromap for o in range(start, start + folio.nr))
 
 
 def _freed_if_unused(m, folio) -> bool:
