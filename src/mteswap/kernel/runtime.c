@@ -595,6 +595,22 @@ static int run_scenario(const scen_t *sc, int idx)
 		return 4;
 	}
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	/* no swap readahead, as in the model (swapin_readahead reads one page): page-cluster 0
+	 * makes both readahead paths of mm/swap_state.c read only the faulting entry
+	 * (swap_cluster_readahead: swapin_nr_pages() is 1; swap_vma_readahead: swap_vma_ra_win()
+	 * is 1); restored at the end for the export run on someone's machine */
+	char old_cluster[16] = "";
+	{
+		int fd = open("/proc/sys/vm/page-cluster", O_RDONLY);
+		if (fd >= 0) {
+			ssize_t r = read(fd, old_cluster, sizeof old_cluster - 1);
+			old_cluster[r > 0 ? r : 0] = 0;
+			close(fd);
+		}
+		int e = write_file("/proc/sys/vm/page-cluster", "0");
+		if (e)
+			out("%s 0 page-cluster 0: %s (swap readahead stays on)\n", OUT_PREFIX_NOTE, strerror(-e));
+	}
 	/* one CPU for the controller and (inherited across fork) every worker: page frees and
 	 * allocations then go through the same per-CPU page lists, so a mapping made after a
 	 * munmap gets the freed frames back as reliably as the page allocator allows (the
@@ -761,5 +777,7 @@ static int run_scenario(const scen_t *sc, int idx)
 		;
 	if (have_cg)
 		rmdir(cgdir);
+	if (old_cluster[0])
+		write_file("/proc/sys/vm/page-cluster", old_cluster);
 	return precond_failed ? 3 : total_viol ? 1 : 0;
 }
