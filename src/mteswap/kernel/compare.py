@@ -50,6 +50,8 @@ class Row:
     states_agree: bool | None = None
     first_state_diff: dict | None = None
     started: bool = True          # False: the guest never began this scenario (boot died before)
+    # `pageout` steps (keep_cached false) the model ran as keep_cached true, as the disk does
+    pageouts_kept: int = 0
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -94,8 +96,9 @@ class ModelRun:
 def as_booted(sc: Scenario, kernel: str | None, device: str | None) -> Scenario:
     """The scenario as the model must run it beside a boot of `kernel` with swap on `device`:
     `swap_device` the kind really used (`--device all` runs a zram scenario on a disk too, and
-    a disk's asynchronous writeback and swap-in path differ from zram's), and `config.kernel`
-    the booted version once the model's Config has that key."""
+    a disk's asynchronous writeback and swap-in path differ from zram's), `config.kernel`
+    the booted version once the model's Config has that key, and on the disk every `pageout`
+    with `keep_cached: true` (what one MADV_PAGEOUT pass leaves there; `_as_kept`)."""
     config = sc.config
     if device == "zram":
         config = dataclasses.replace(config, swap_device="zram")
@@ -103,7 +106,32 @@ def as_booted(sc: Scenario, kernel: str | None, device: str | None) -> Scenario:
         config = dataclasses.replace(config, swap_device="ssd")
     if kernel is not None and hasattr(config, "kernel"):
         config = dataclasses.replace(config, kernel=kernel)
-    return sc if config == sc.config else dataclasses.replace(sc, config=config)
+    steps = sc.steps
+    if device == "virtio-blk":
+        steps = tuple(_as_kept(st) if _pageout_freed(st) else st for st in sc.steps)
+    if config == sc.config and steps == sc.steps:
+        return sc
+    return dataclasses.replace(sc, config=config, steps=steps)
+
+
+def _pageout_freed(step) -> bool:
+    """A `pageout` that asks for the written folios to be freed (`keep_cached: false`)."""
+    return step.op == "pageout" and not step.args.get("keep_cached")
+
+
+def _as_kept(step):
+    """The step with `keep_cached: true`: what MADV_PAGEOUT really does on the virtio disk.
+    One `shrink_folio_list` pass submits the write and moves on; the disk completes it later,
+    so the folio is still under writeback when the pass would free it and stays in the swap
+    cache (rotated to the LRU tail by `folio_end_writeback`). No user-space call frees just
+    those folios afterwards: a second MADV_PAGEOUT walks only present PTEs and they are
+    unmapped, and memory.reclaim takes the whole cgroup's memory (docs/kernel-oracle.md)."""
+    return dataclasses.replace(step, args={**step.args, "keep_cached": True})
+
+
+def pageouts_kept(sc: Scenario, device: str) -> int:
+    """How many `pageout` steps the model runs with `keep_cached: true` beside this device."""
+    return sum(map(_pageout_freed, sc.steps)) if device == "virtio-blk" else 0
 
 
 def model_run(sc: Scenario, kernel: str | None = None, device: str | None = None) -> ModelRun:
@@ -409,7 +437,8 @@ def run_batch(
                     mr = model(i, kernel, device)
                     row = Row(sc.name, sc.file, kernel, device, release=b.release,
                               model_verdict="fail" if mr.observable else "pass", model_violations=mr.observable,
-                              model_unobservable=mr.other, boot_seconds=round(b.seconds, 1))
+                              model_unobservable=mr.other, boot_seconds=round(b.seconds, 1),
+                              pageouts_kept=pageouts_kept(sc, device))
                     compare_one(row, b.results.get(i), expanded[i], b.error, mr.states)
                     rows.append(row)
     timings["total_s"] = round(time.monotonic() - t0, 1)
@@ -450,9 +479,11 @@ def totals_line(rows: list[Row]) -> str:
         if r.precondition:
             classes[r.precondition] = classes.get(r.precondition, 0) + 1
     aside = ", ".join(f"{c} {n}" for c, n in sorted(classes.items())) or "none"
+    kept = sum(r.pageouts_kept for r in compared)
     return (f"verdicts: {sum(r.agree is True for r in compared)}/{len(compared)} agree; "
             f"step states: pages {pages}/{steps}, mte {mte}/{steps} agree; "
-            f"set aside (precondition not met): {aside}")
+            f"set aside (precondition not met): {aside}"
+            + (f"; disk pageouts compared as keep_cached: {kept}" if kept else ""))
 
 
 def summarize_evidence(row: Row) -> list[str]:
