@@ -140,3 +140,44 @@ def test_split_of_small_folios_is_not_a_precondition():
     src = cgen.batch_program([cgen.expand(load_scenario(ROOT / "scenarios" / "s5-split-untagged-head.yaml"))])
     assert "no large folio mapped" not in src
     assert "precondition not met [keep-cached]" in src and "@@Q" in src
+
+
+PAGEOUTS = """version: 1
+name: pageouts
+config: {folio_pages: [1, 16], swap_device: ssd}
+steps:
+  - mmap:    {proc: A, vma: buf, pages: 16, mte: true}
+  - write:   {proc: A, vma: buf, pages: all, tag: 3}
+  - pageout: {proc: A, vma: buf, pages: 0-15}
+  - read:    {proc: A, vma: buf, pages: 3}
+  - pageout: {proc: A, vma: buf, pages: all, keep_cached: true}
+"""
+
+
+def test_disk_pageout_is_modelled_as_one_pass_that_keeps_the_written_folio(tmp_path):
+    """MADV_PAGEOUT on the virtio disk leaves the written folio in the swap cache (the write
+    completes after the pass): the model runs that pageout with keep_cached true there, and
+    only there; the row counts the steps so changed."""
+    path = tmp_path / "p.yaml"
+    path.write_text(PAGEOUTS)
+    sc = load_scenario(path)
+    disk = compare.as_booted(sc, "6.12", "virtio-blk")
+    assert [st.args.get("keep_cached") for st in disk.steps if st.op == "pageout"] == [True, True]
+    assert compare.as_booted(sc, "6.12", "zram").steps == sc.steps
+    assert compare.pageouts_kept(sc, "virtio-blk") == 1 and compare.pageouts_kept(sc, "zram") == 0
+    # the model then shows the folio cached (C), not freed (S), after step 3; a large folio
+    # found in the swap cache is mapped whole by the fault of step 4
+    disk_states = compare.model_run(sc, "6.12", "virtio-blk").states
+    assert disk_states[3][2] == "C" * 16 and disk_states[4][2] == "H" + "t" * 15
+    assert compare.model_run(sc, "6.12", "zram").states[3][2] == "S" * 16
+    row = compare.Row("pageouts", str(path), "6.12", "virtio-blk", agree=True, pageouts_kept=1)
+    assert "disk pageouts compared as keep_cached: 1" in compare.totals_line([row])
+
+
+def test_guest_turns_swap_readahead_off_and_restores_it():
+    """page-cluster 0 (no readahead on either path of swapin_readahead, as in the model),
+    written before the scenario and put back after it."""
+    src = cgen.batch_program([cgen.expand(load_scenario(S3Z))])
+    setting = src.index('write_file("/proc/sys/vm/page-cluster", "0")')
+    restore = src.index('write_file("/proc/sys/vm/page-cluster", old_cluster)')
+    assert src.index("TAP_PLAN(sc->nsteps)") > setting and restore > src.index("TAP_STEP(k, st->desc")
