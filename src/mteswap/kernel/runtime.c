@@ -115,7 +115,9 @@ static int touch_page(int k, int v, int p, int kind, int tagmode, int tag)
 {
 	uint8_t *pg = vbase[v] + (uintptr_t)p * PG;
 	int nv = 0;
-	if (kind != 0 && tagmode && vmte[v][p]) {
+	/* STG even where the page has no PROT_MTE: the tags are dropped there, but the store
+	 * still needs the page writable, so a page not present is faulted in (as in the model) */
+	if (kind != 0 && tagmode) {
 		unsigned t = tagmode == 2 ? (unsigned)(p % 15 + 1) : (unsigned)tag;
 		static volatile unsigned long g;
 		if (sigsetjmp(jb, 1)) {
@@ -126,7 +128,8 @@ static int touch_page(int k, int v, int p, int kind, int tagmode, int tag)
 		for (g = 0; g < PG / GRAN; g++)
 			stg(tagp(pg + g * GRAN, t));
 		in_check = 0;
-		vtag[v][p] = t;
+		if (vmte[v][p])
+			vtag[v][p] = t;
 	}
 	if (kind == 2)
 		return 0;
