@@ -206,5 +206,6 @@ def test_guest_reclaims_whole_folios_of_the_range_itself_before_the_cgroup():
     own = src[src.index("static int reclaim_own("):src.index("static void worker(void)")]
     assert "/proc/kpagecount" in own and "cnt > 1" in own and "vmte[v][p] != vmte[v][lo]" in own
     assert "MADV_PAGEOUT_" in own
-    ctl = src[src.index("if (op == OP_RECLAIM && swap_on) {"):]
-    assert ctl.index(compare.OWN_RECLAIM_NOTE) < ctl.index("cg_reclaim();")
+    ctl = src[src.index("if (op == OP_RECLAIM && !swap_on) {"):]
+    assert ctl.index("nothing to reclaim") < ctl.index(compare.OWN_RECLAIM_NOTE) < ctl.index("cg_reclaim();")
+    assert "swap_on = 0;" in src[src.index("case OP_SWAPOFF:"):]

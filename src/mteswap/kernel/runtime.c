@@ -729,7 +729,14 @@ static int run_scenario(const scen_t *sc, int idx)
 		if (st->op == OP_SPLIT || st->op == OP_RECLAIM || st->op == OP_MUNMAP || st->op == OP_DONTNEED)
 			evidence_pages(k, st, "before");
 		int op = st->op, fallback = 0;
-		if (op == OP_RECLAIM && swap_on) {
+		if (op == OP_RECLAIM && !swap_on) {
+			/* no swap space: reclaim scans no anonymous memory (can_reclaim_anon_pages), so
+			 * it has nothing of the range to do, as in the model; memory.reclaim would still
+			 * run the shrinkers (the deferred split among them), which the model keeps for
+			 * drop_caches */
+			op = -1;
+			out("%s %d reclaim after swapoff: nothing to reclaim\n", OUT_PREFIX_NOTE, k);
+		} else if (op == OP_RECLAIM) {
 			/* reclaim of just the range's folios, whole (reclaim_own); what is written stays
 			 * in the swap cache on a disk (asynchronous writeback: one reclaim pass, compared
 			 * as keep_cached on the host) and is freed at once on zram. The cgroup's
