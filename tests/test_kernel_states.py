@@ -209,9 +209,3 @@ def test_guest_reclaims_whole_folios_of_the_range_itself_before_the_cgroup():
     ctl = src[src.index("if (op == OP_RECLAIM && !swap_on) {"):]
     assert ctl.index("nothing to reclaim") < ctl.index(compare.OWN_RECLAIM_NOTE) < ctl.index("cg_reclaim();")
     assert "swap_on = 0;" in src[src.index("case OP_SWAPOFF:"):]
-
-
-def test_the_swap_area_has_exactly_the_scenarios_slots():
-    """As many slots as the model has (plus the header page), so 6.12's cluster shortage on a
-    1024-slot area happens on both sides."""
-    assert [guest.device_slots(n) for n in (64, 511, 1024, 4096)] == [64, 511, 1024, 4096]

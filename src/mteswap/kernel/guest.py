@@ -99,12 +99,11 @@ def _scenario_init(idx: int, device: str, disk: str | None, slots: int, rotation
 
 
 def device_slots(slots: int) -> int:
-    """Slots of the real swap device for a scenario's `swap_slots`: exactly that many, so the
-    kernel runs out of free clusters where the model does (6.12's order-0 placement, §11 of
-    kernel-semantics.md). It was once at least 16384, because cgroup reclaim also swapped the
-    test processes' own order-0 pages into the clusters a large folio needed; reclaim is done
-    by MADV_PAGEOUT of the range now, and the cgroup only as a fallback."""
-    return slots
+    """Slots of the real swap device for a scenario's `swap_slots`: exactly that below one
+    512-slot cluster (so every large folio falls back, as in the model), else at least 16384
+    (64 MiB) so that the order-0 pages of the test's own processes, which cgroup reclaim also
+    swaps out, cannot crowd the clusters a large folio needs."""
+    return slots if slots < 512 else max(slots, 16384)
 
 
 # --------------------------------------------------------------------------- results
