@@ -200,3 +200,12 @@ steps:
     proc = subprocess.run([CROSS_GCC, *CFLAGS, "-Wall", "-Werror", "-o", str(tmp_path / "batch"), str(src)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_stg_is_executed_on_pages_without_prot_mte_too():
+    """STG on a page without PROT_MTE drops the tags but is still a store that faults the page
+    in (the model maps it too); the program expects tag 0 there afterwards, not the tag set."""
+    src = cgen.batch_program([cgen.expand(load_scenario(ROOT / "scenarios" / "roundtrip-small-ssd.yaml"))])
+    touch = src[src.index("static int touch_page("):src.index("/* apply fn to maximal runs")]
+    assert "if (kind != 0 && tagmode) {" in touch
+    assert "if (vmte[v][p])\n\t\t\tvtag[v][p] = t;" in touch

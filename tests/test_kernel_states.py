@@ -140,3 +140,72 @@ def test_split_of_small_folios_is_not_a_precondition():
     src = cgen.batch_program([cgen.expand(load_scenario(ROOT / "scenarios" / "s5-split-untagged-head.yaml"))])
     assert "no large folio mapped" not in src
     assert "precondition not met [keep-cached]" in src and "@@Q" in src
+
+
+PAGEOUTS = """version: 1
+name: pageouts
+config: {folio_pages: [1, 16], swap_device: ssd}
+steps:
+  - mmap:    {proc: A, vma: buf, pages: 32, mte: true}
+  - write:   {proc: A, vma: buf, pages: all, tag: 3}
+  - pageout: {proc: A, vma: buf, pages: 0-15}
+  - read:    {proc: A, vma: buf, pages: 3}
+  - pageout: {proc: A, vma: buf, pages: 0-15, keep_cached: true}
+  - reclaim: {proc: A, vma: buf, pages: 16-31}
+"""
+
+
+def test_disk_pageout_is_modelled_as_one_pass_that_keeps_the_written_folio(tmp_path):
+    """One MADV_PAGEOUT pass on the virtio disk leaves the written folio in the swap cache
+    (the write completes after the pass): the model runs such a step with keep_cached true
+    there, and only there -- every pageout, and a reclaim only when the guest says it did it
+    by MADV_PAGEOUT (not through the cgroup); the row counts the steps so changed."""
+    path = tmp_path / "p.yaml"
+    path.write_text(PAGEOUTS)
+    sc = load_scenario(path)
+    kept = lambda s: [(st.index, st.args.get("keep_cached")) for st in s.steps if "keep_cached" in st.args]
+    assert kept(compare.as_booted(sc, "6.12", "virtio-blk")) == [(3, True), (5, True), (6, False)]
+    assert kept(compare.as_booted(sc, "6.12", "virtio-blk", frozenset({6}))) == [(3, True), (5, True), (6, True)]
+    assert compare.as_booted(sc, "6.12", "zram", frozenset({6})).steps == sc.steps
+    assert compare.steps_kept(sc, "virtio-blk") == 1 and compare.steps_kept(sc, "virtio-blk", frozenset({6})) == 2
+    assert compare.steps_kept(sc, "zram", frozenset({6})) == 0
+    # the model then shows the folio cached (C), not freed (S), after step 3; a large folio
+    # found in the swap cache is mapped whole by the fault of step 4
+    disk = compare.model_run(sc, "6.12", "virtio-blk", frozenset({6})).states
+    assert disk[3][2][:16] == "C" * 16 and disk[4][2][:16] == "H" + "t" * 15
+    assert disk[6][2][16:] == "C" * 16
+    zram = compare.model_run(sc, "6.12", "zram").states
+    assert zram[3][2][:16] == "S" * 16 and zram[6][2][16:] == "S" * 16
+    row = compare.Row("pageouts", str(path), "6.12", "virtio-blk", agree=True, steps_kept=2)
+    assert "disk steps compared as keep_cached: 2" in compare.totals_line([row])
+
+
+def test_the_guests_own_reclaims_are_read_from_its_notes():
+    b = guest.Boot("6.12", "virtio-blk")
+    guest.parse_console("@@BEGIN 0 x\n@@N 4 reclaim by MADV_PAGEOUT of whole folios\n"
+                        "@@N 7 reclaim through the cgroup (a folio of the range is shared or crosses a VMA "
+                        "boundary)\n@@END 0 0\n", b)
+    assert compare.own_reclaims(b.results[0]) == frozenset({4})
+    assert compare.own_reclaims(None) == frozenset()
+
+
+def test_guest_turns_swap_readahead_off_and_restores_it():
+    """page-cluster 0 (no readahead on either path of swapin_readahead, as in the model),
+    written before the scenario and put back after it."""
+    src = cgen.batch_program([cgen.expand(load_scenario(S3Z))])
+    setting = src.index('write_file("/proc/sys/vm/page-cluster", "0")')
+    restore = src.index('write_file("/proc/sys/vm/page-cluster", old_cluster)')
+    assert src.index("TAP_PLAN(sc->nsteps)") > setting and restore > src.index("TAP_STEP(k, st->desc")
+
+
+def test_guest_reclaims_whole_folios_of_the_range_itself_before_the_cgroup():
+    """reclaim: MADV_PAGEOUT of the range widened to whole folios by the worker (reclaim_own),
+    unless a folio is mapped more than once (/proc/kpagecount) or crosses a VMA boundary; the
+    cgroup's memory.reclaim only then, or after swapoff."""
+    src = cgen.batch_program([cgen.expand(load_scenario(S3Z))])
+    own = src[src.index("static int reclaim_own("):src.index("static void worker(void)")]
+    assert "/proc/kpagecount" in own and "cnt > 1" in own and "vmte[v][p] != vmte[v][lo]" in own
+    assert "MADV_PAGEOUT_" in own
+    ctl = src[src.index("if (op == OP_RECLAIM && !swap_on) {"):]
+    assert ctl.index("nothing to reclaim") < ctl.index(compare.OWN_RECLAIM_NOTE) < ctl.index("cg_reclaim();")
+    assert "swap_on = 0;" in src[src.index("case OP_SWAPOFF:"):]

@@ -50,6 +50,9 @@ class Row:
     states_agree: bool | None = None
     first_state_diff: dict | None = None
     started: bool = True          # False: the guest never began this scenario (boot died before)
+    # steps (keep_cached false) the model ran as keep_cached true: what one MADV_PAGEOUT pass
+    # does on the disk (every pageout, and a reclaim the guest did by MADV_PAGEOUT)
+    steps_kept: int = 0
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -91,11 +94,14 @@ class ModelRun:
     states: dict[int, tuple[str, str, str, str]]
 
 
-def as_booted(sc: Scenario, kernel: str | None, device: str | None) -> Scenario:
+def as_booted(sc: Scenario, kernel: str | None, device: str | None,
+              own_reclaims: frozenset[int] = frozenset()) -> Scenario:
     """The scenario as the model must run it beside a boot of `kernel` with swap on `device`:
     `swap_device` the kind really used (`--device all` runs a zram scenario on a disk too, and
-    a disk's asynchronous writeback and swap-in path differ from zram's), and `config.kernel`
-    the booted version once the model's Config has that key."""
+    a disk's asynchronous writeback and swap-in path differ from zram's), `config.kernel`
+    the booted version once the model's Config has that key, and on the disk every step the
+    guest did with one MADV_PAGEOUT pass with `keep_cached: true` (what that pass leaves
+    there; `_as_kept`)."""
     config = sc.config
     if device == "zram":
         config = dataclasses.replace(config, swap_device="zram")
@@ -103,13 +109,55 @@ def as_booted(sc: Scenario, kernel: str | None, device: str | None) -> Scenario:
         config = dataclasses.replace(config, swap_device="ssd")
     if kernel is not None and hasattr(config, "kernel"):
         config = dataclasses.replace(config, kernel=kernel)
-    return sc if config == sc.config else dataclasses.replace(sc, config=config)
+    steps = sc.steps
+    if device == "virtio-blk":
+        steps = tuple(_as_kept(st) if _freed_in_one_pass(st, own_reclaims) else st for st in sc.steps)
+    if config == sc.config and steps == sc.steps:
+        return sc
+    return dataclasses.replace(sc, config=config, steps=steps)
 
 
-def model_run(sc: Scenario, kernel: str | None = None, device: str | None = None) -> ModelRun:
+def _freed_in_one_pass(step, own_reclaims: frozenset[int]) -> bool:
+    """A step that asks for the written folios to be freed (`keep_cached: false`) and that the
+    guest performs with one MADV_PAGEOUT pass: every `pageout`, and a `reclaim` the guest did
+    by MADV_PAGEOUT of whole folios (`own_reclaims`: not through the cgroup)."""
+    if step.args.get("keep_cached"):
+        return False
+    return step.op == "pageout" or (step.op == "reclaim" and step.index in own_reclaims)
+
+
+def _as_kept(step):
+    """The step with `keep_cached: true`: what one MADV_PAGEOUT pass really does on the virtio
+    disk. `shrink_folio_list` submits the write and moves on; the disk completes it later, so
+    the folio is still under writeback when the pass would free it and stays in the swap
+    cache (rotated to the LRU tail by `folio_end_writeback`). No user-space call frees just
+    those folios afterwards: a second MADV_PAGEOUT walks only present PTEs and they are
+    unmapped, and memory.reclaim takes the whole cgroup's memory (docs/kernel-oracle.md)."""
+    return dataclasses.replace(step, args={**step.args, "keep_cached": True})
+
+
+def steps_kept(sc: Scenario, device: str, own_reclaims: frozenset[int] = frozenset()) -> int:
+    """How many steps the model runs with `keep_cached: true` beside this device."""
+    if device != "virtio-blk":
+        return 0
+    return sum(_freed_in_one_pass(st, own_reclaims) for st in sc.steps)
+
+
+OWN_RECLAIM_NOTE = "reclaim by MADV_PAGEOUT of whole folios"
+
+
+def own_reclaims(res: guest.GuestResult | None) -> frozenset[int]:
+    """The `reclaim` steps the guest did by MADV_PAGEOUT of the range's whole folios."""
+    if res is None:
+        return frozenset()
+    return frozenset(k for k, ev in res.steps.items() if OWN_RECLAIM_NOTE in ev.notes)
+
+
+def model_run(sc: Scenario, kernel: str | None = None, device: str | None = None,
+              own_reclaims: frozenset[int] = frozenset()) -> ModelRun:
     """The model under `merged`, step by step: its violations and, after each step that names
     a process and a VMA, that VMA's state (scenario/states.py, what `--states` prints)."""
-    sc = as_booted(sc, kernel, device)
+    sc = as_booted(sc, kernel, device, own_reclaims)
     runner = Runner(sc, get_design("merged"), keep_states=True)
     runner.run()
     states = {s["step"]: (s["proc"], s["vma"], s["pages"], s["mte"]) for s in runner.states}
@@ -361,12 +409,12 @@ def run_batch(
     """Returns (rows, timings)."""
     t0 = time.monotonic()
     expanded = [cgen.expand(sc) for sc in scenarios]
-    runs: dict[tuple[int, str, str], ModelRun] = {}
+    runs: dict[tuple, ModelRun] = {}
 
-    def model(i: int, kernel: str, device: str) -> ModelRun:
-        if (i, kernel, device) not in runs:
-            runs[(i, kernel, device)] = model_run(scenarios[i], kernel, device)
-        return runs[(i, kernel, device)]
+    def model(i: int, kernel: str, device: str, own: frozenset[int] = frozenset()) -> ModelRun:
+        if (i, kernel, device, own) not in runs:
+            runs[(i, kernel, device, own)] = model_run(scenarios[i], kernel, device, own)
+        return runs[(i, kernel, device, own)]
 
     timings: dict = {"boots": []}
     with tempfile.TemporaryDirectory(prefix="mteswap-kernel-") as tmp:
@@ -406,10 +454,12 @@ def run_batch(
                     log(f"  boot problem: {b.error}")
                 for i in members:
                     sc = scenarios[i]
-                    mr = model(i, kernel, device)
+                    own = own_reclaims(b.results.get(i))
+                    mr = model(i, kernel, device, own)
                     row = Row(sc.name, sc.file, kernel, device, release=b.release,
                               model_verdict="fail" if mr.observable else "pass", model_violations=mr.observable,
-                              model_unobservable=mr.other, boot_seconds=round(b.seconds, 1))
+                              model_unobservable=mr.other, boot_seconds=round(b.seconds, 1),
+                              steps_kept=steps_kept(sc, device, own))
                     compare_one(row, b.results.get(i), expanded[i], b.error, mr.states)
                     rows.append(row)
     timings["total_s"] = round(time.monotonic() - t0, 1)
@@ -450,9 +500,11 @@ def totals_line(rows: list[Row]) -> str:
         if r.precondition:
             classes[r.precondition] = classes.get(r.precondition, 0) + 1
     aside = ", ".join(f"{c} {n}" for c, n in sorted(classes.items())) or "none"
+    kept = sum(r.steps_kept for r in compared)
     return (f"verdicts: {sum(r.agree is True for r in compared)}/{len(compared)} agree; "
             f"step states: pages {pages}/{steps}, mte {mte}/{steps} agree; "
-            f"set aside (precondition not met): {aside}")
+            f"set aside (precondition not met): {aside}"
+            + (f"; disk steps compared as keep_cached: {kept}" if kept else ""))
 
 
 def summarize_evidence(row: Row) -> list[str]:
