@@ -53,3 +53,16 @@ def test_only_the_zero_filled_pages_of_a_split_folio_are_freed():
     r = _run([MMAP, _op("stg", tag=2), _op("write", [0, 1, 2, 3], tag=2), _op("dontneed", [15]),
               _op("pageout", keep_cached=True)])
     assert {s["step"]: s["pages"] for s in r.states}[5] == "CCCC" + "S" * 11 + "-"
+
+
+def test_a_clean_swap_cache_folio_paged_out_with_keep_cached_is_freed_at_once():
+    """The first pageout writes the folios (I/O: kept, `C`); a read maps them again from the
+    swap cache, clean (their copies in the swap area are current); the second pageout writes
+    nothing, so nothing is under writeback and the pass frees them (`S`), as the kernel does
+    (fuzz-13-0012's clean folios, docs/fidelity.md). Their tags come back from the slots."""
+    r = _run([{"mmap": {"proc": "A", "vma": "b", "pages": 2, "mte": True}},
+              _op("write", tag="distinct"), _op("pageout", keep_cached=True), _op("read"),
+              _op("pageout", keep_cached=True), _op("read")], folio_pages=[1])
+    states = {s["step"]: s["pages"] for s in r.states}
+    assert (states[3], states[4], states[5], states[6]) == ("CC", "pp", "SS", "pp")
+    assert kinds(r) == [] and r.m.counters["swap_outs"] == 2 and r.m.counters["swap_ins"] == 2

@@ -173,6 +173,10 @@ def _shrink_folio(m, folio, keep_cached: bool, queue) -> None:
     if m.folio_mapcount(folio):
         try_to_unmap(m, folio)
     flags = m.folio_flags
+    # keep_cached stands for writeback still running when the pass ends: only a folio this
+    # pass wrote with I/O can be held by it. A clean folio (its copy in the swap area is
+    # current) is not written, and `shrink_folio_list` frees it in this pass.
+    written = False
     if flags[folio.pfn] & FOLIO_DIRTY:
         flags[folio.pfn] &= ~FOLIO_DIRTY                 # folio_clear_dirty_for_io
         if not swap_writepage(m, folio):
@@ -183,8 +187,8 @@ def _shrink_folio(m, folio, keep_cached: bool, queue) -> None:
         # A zero-filled folio only set zeromap bits: no I/O, so nothing is under writeback
         # and `shrink_folio_list` frees it in this pass (PAGE_SUCCESS, then __remove_mapping)
         # on every device: keep_cached, which stands for writeback still running, cannot hold.
-        keep_cached = keep_cached and not _written_to_zeromap(m, folio)
-    if keep_cached:
+        written = not _written_to_zeromap(m, folio)
+    if keep_cached and written:
         if m.tracing: m.log("shrink_folio_list", f"folio={folio.pfn} kept in swap cache entry={folio.swap:#x}")
         return
     __remove_mapping(m, folio)
