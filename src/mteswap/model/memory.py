@@ -14,7 +14,7 @@ from mteswap.model.pte import (is_swap_pte, pte_mkwrite, pte_pfn, pte_present, p
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
                                 folio_add_new_anon_rmap, folio_remove_rmap_pte,
                                 folio_rmap_walk)
-from mteswap.model.state import FOLIO_FREE, SET_FOLIO_DIRTY, ZERO_PFN
+from mteswap.model.state import FOLIO_FREE, ZERO_PFN, folio_mark_dirty
 from mteswap.model.trace import FaultBatch
 from mteswap.model.vma import anon_vma_prepare
 from mteswap.model.swap_state import (add_to_swap_cache, swap_cache_get_folio, swap_read_folio,
@@ -362,8 +362,7 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     first_pfn = page.pfn
     folio_add_anon_rmap_ptes(m, first_pfn, nr, mm.pid, start, exclusive, k)
     if write and writable:
-        heads = slice(fpfn, fpfn + fnr * k, fnr)
-        m.folio_flags[heads] = m.folio_flags[heads].translate(SET_FOLIO_DIRTY)
+        folio_mark_dirty(m, folio, k)
     m.pending_notes = notes
     if m.tracing:
         m.log_range("set_ptes", "vpn", start, nr * k, lambda s, n: (

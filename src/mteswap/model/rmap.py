@@ -41,11 +41,11 @@ def folio_add_anon_rmap_ptes(m, pfn: int, nr: int, pid: int, vpn: int, exclusive
     n = nr * k
     if frame_rmap[pfn:pfn + n].count(NO_RMAP) == n:       # none mapped yet: one pass
         frame_rmap[pfn:pfn + n] = array("q", [key - pfn]) * n    # key + i at pfn + i
-        heads = slice(head, head + n, nr)
         if k == 1:
             m.folio_mapcounts[head] += nr
             nr_mapped[head] += nr
         else:                                             # fresh folios: counts were 0
+            heads = slice(head, head + n, nr)
             m.folio_mapcounts[heads] = nr_mapped[heads] = array("i", [nr]) * k
         if exclusive:
             flags[pfn:pfn + n] = flags[pfn:pfn + n].translate(SET_ANON_EXCLUSIVE)

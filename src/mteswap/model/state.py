@@ -336,6 +336,13 @@ CLEAR_FOLIO_SWAPCACHE = bytes(f & ~FOLIO_SWAPCACHE for f in range(256))
 SET_FOLIO_DIRTY = bytes(f | FOLIO_DIRTY for f in range(256))
 
 
+def folio_mark_dirty(m, folio, k: int = 1) -> None:
+    """`folio_mark_dirty()` (mm/page-writeback.c) of the folio, or of k folios of folio.nr
+    pages one after another (a batch of faults): PG_dirty at each head."""
+    heads = slice(folio.pfn, folio.pfn + folio.nr * k, folio.nr)
+    m.folio_flags[heads] = m.folio_flags[heads].translate(SET_FOLIO_DIRTY)
+
+
 def _folio_bit(bit: int) -> property:
     def get(f) -> bool:
         return bool(f.m.folio_flags[f.pfn] & bit)

@@ -7,7 +7,7 @@ delayed the free until ~v6.14 is not modelled (the delay only postpones reuse).
 
 from __future__ import annotations
 
-from mteswap.model.state import FOLIO_SWAPCACHE, FOLIO_WRITEBACK, SET_FOLIO_DIRTY
+from mteswap.model.state import FOLIO_SWAPCACHE, FOLIO_WRITEBACK, folio_mark_dirty
 from mteswap.model.trace import SlotOrder
 from mteswap.model.swapinfo import (SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SWP_TYPE, any_slot_has,
                                     each_slot, swp_entry, swp_offset)
@@ -126,8 +126,7 @@ def folio_free_swap(m, folio, k: int = 1) -> bool:
         return False
     from mteswap.model.swap_state import delete_from_swap_cache
     delete_from_swap_cache(m, folio, k)
-    heads = slice(folio.pfn, folio.pfn + folio.nr * k, folio.nr)
-    flags[heads] = flags[heads].translate(SET_FOLIO_DIRTY)
+    folio_mark_dirty(m, folio, k)
     return True
 
 

@@ -59,7 +59,7 @@ def anon_vma_fork(child_mm, vma) -> None:
     if not vma.anon_vma:
         vma.anon_fork = False
         return
-    vma.anon_vma = 0
+    vma.anon_vma = 0                       # drop the copied parent id, then pick the child's own
     vma.anon_vma = _new_anon_vma(child_mm)
     vma.anon_fork = True
 
