@@ -56,6 +56,27 @@ def test_init_actions_step():
     assert read not in model.actions(s0) and model.step(s0, read) is None
 
 
+@pytest.mark.parametrize("preset", ["small", "thread"])
+def test_actions_test_each_can_apply_key_once_and_agree_with_every_action(preset):
+    """`actions` asks can_apply once per distinct Runner.can_apply_key: on states along random
+    walks it offers exactly the actions whose own can_apply is true (the offered sets vary:
+    munmap of part of a VMA, exit, fork, mmap again)."""
+    import random
+    model = get_model(Problem(model=preset))
+    assert len(model._key_steps) < model.nactions
+    rng, seen = random.Random(7), set()
+    for _ in range(40):
+        state = model.init()
+        for _ in range(6):
+            steps = model.alpha.steps_at(state.steps_run + 1)
+            naive = [a for a in range(model.nactions) if state.can_apply(steps[a])]
+            assert model.actions(state) == naive
+            seen.add(len(naive))
+            nxt = model.step(state, rng.choice(naive))
+            state = nxt if nxt is not None else state
+    assert len(seen) > 3
+
+
 def test_sometimes_properties_reached_along_a_trace():
     model = get_model(Problem(model="zram"))
     state, got = model.init(), []

@@ -22,6 +22,7 @@ Properties are values with a name, so a search says which one failed or was reac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import compress
 from typing import Callable
 
 from mteswap.explore.alphabet import Alphabet, BadInput, Problem
@@ -98,6 +99,16 @@ class Model:
         self._root = Runner(self.alpha.scenario, self.make_design())
         self.design_name = self._root.design.name
         self.nactions = len(self.alpha.actions)
+        # can_apply per distinct key (Runner.can_apply_key) rather than per action: the
+        # alphabet has many operations on the same pages (150 actions, 16 keys for `small`).
+        keys: dict = {}                 # key -> its index
+        self._key_of: list[int] = []     # per action, its key's index
+        self._key_steps: list[Step] = []  # per key, a step with that key
+        for s in self.alpha.base_steps:
+            k = keys.setdefault(Runner.can_apply_key(s), len(keys))
+            if k == len(self._key_steps):
+                self._key_steps.append(s)
+            self._key_of.append(k)
         self._sometimes = {p.name: p for p in self.properties() if p.expectation == SOMETIMES}
 
     # -- the trait --------------------------------------------------------------------------
@@ -107,8 +118,8 @@ class Model:
 
     def actions(self, state: Runner) -> list[int]:
         """The actions that may apply in `state`, in alphabet order."""
-        steps = self.alpha.steps_at(state.steps_run + 1)
-        return [a for a in range(self.nactions) if state.can_apply(steps[a])]
+        ok = [state.can_apply(s) for s in self._key_steps]
+        return list(compress(range(self.nactions), map(ok.__getitem__, self._key_of)))
 
     def offers(self, state: Runner, action: int) -> bool:
         """Is `action` among `actions(state)`? (One test, for a walk that draws actions.)"""

@@ -11,7 +11,7 @@ from array import array
 from dataclasses import dataclass
 
 from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap, Mm, Page,
-                                  PageArray, PageRange, Vma, rmap_count, rmap_keys, rmap_unkey)
+                                  PageArray, PageRange, Vma, rmap_count)
 from mteswap.model.mte import page_itself
 from mteswap.model.origin import STG, ZERO_PAGE_ORIGIN, TagOrigin
 from mteswap.model.snapshot import MachineSnapshot, machine_snapshot
@@ -167,10 +167,11 @@ class Machine:
         any later operation does.
         """
         n = self.config.frames
-        extra = self.rmap_extra
-        rmaps = [() if r == NO_RMAP and pfn not in extra
-                 else tuple(rmap_unkey(k) for k in rmap_keys(self, pfn))
-                 for pfn, r in zip(range(n), self.frame_rmap)]
+        # rmap keys (state.rmap_key: pid and vpn in one int), in the order they were added
+        rmaps = [() if r == NO_RMAP else (r + pfn,) for pfn, r in enumerate(self.frame_rmap[:n])]
+        for pfn, keys in self.rmap_extra.items():
+            if rmaps[pfn]:
+                rmaps[pfn] += tuple(keys)
         # Per frame: (tags, data, flag byte (PG_MTE_TAGGED | PG_MTE_LOCK | PG_ANON_EXCLUSIVE
         # bits, state.py), rmap).
         pages = tuple(zip(self.frame_tags[:n], self.frame_data[:n], self.frame_flags[:n], rmaps))

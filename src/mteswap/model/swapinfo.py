@@ -588,11 +588,13 @@ class SwapInfo:
         return new
 
     def snapshot(self) -> SwapSnapshot:
-        used = tuple((o, self.swap_map[o]) for o in sorted(self.allocated))   # in offset order
+        used = sorted(self.allocated)                                   # in offset order
+        used = tuple(zip(used, map(self.swap_map.__getitem__, used)))
         # The per-CPU order-0 `next` offset rides at the end of the cluster orders: it decides
-        # later placement on 6.12.
+        # later placement on 6.12. None (no order) is -1: hash(None) differs between processes.
         return swap_snapshot((self.active, used,
-                              tuple(o if o is not None else -1 for o in self.cluster_order)
-                              + (self.next0,),
+                              tuple([o if o is not None else -1 for o in self.cluster_order]
+                                    + [self.next0]),
                               tuple(self.contents.items()), tuple(sorted(self.zeromap)),
-                              tuple((o, -1 if t is None else t) for o, t in self.written_tags.items())))
+                              tuple([(o, -1 if t is None else t)
+                                     for o, t in self.written_tags.items()])))

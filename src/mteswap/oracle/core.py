@@ -27,7 +27,8 @@ class Oracle:
         self.disabled = disabled
         self._tags_on = "tag-check-fault" not in disabled
         self._values_on = "data-corruption" not in disabled
-        self._state_checks = tuple(c for c in registry.STATE_CHECKS if c.name not in disabled)
+        self._state_checks = tuple((c.run, c) for c in registry.STATE_CHECKS
+                                   if c.name not in disabled)
 
     def clone(self) -> "Oracle":
         """An independent copy (for `Runner.clone`): the program's view, violations so far,
@@ -89,8 +90,8 @@ class Oracle:
     # -- what the kernel state shows --------------------------------------------------------
     def check_state(self, ctx: StepContext, m) -> None:
         """Every state check of the registry not disabled, in registry order."""
-        for check in self._state_checks:
-            for item in check.run(m):
+        for run, check in self._state_checks:
+            for item in run(m):
                 detail, key = check.reported(item)
                 if key is None or key not in self._reported:
                     if key is not None:

@@ -113,6 +113,8 @@ def i5_cache_pins_slots(m):
     as: the bit is set exactly on the slots the swap cache holds."""
     si = m.swap
     swap_map, cache = si.swap_map, si.cache
+    if not cache and not si.allocated:     # no slot in use: nothing pinned, nothing held
+        return
     pinned = {off for off in si.allocated if swap_map[off] & SWAP_HAS_CACHE}
     held = set(cache.keys())
     if pinned == held:                 # the usual case: one set comparison
@@ -151,6 +153,8 @@ def _settled_writes(m):
     """(offset, tags written, tags saved now) of each slot written from a PG_mte_tagged page
     (vmscan.py's ghost `written_tags`) whose swap-cache folio has no rewrite pending."""
     si = m.swap
+    if not si.written_tags:
+        return
     for off, written in si.written_tags.items():
         folio = si.cache.get(off)
         if written is None or (folio is not None and folio.dirty):
@@ -193,6 +197,8 @@ def i10_aligned_slots(m):
     by SWAP_HAS_CACHE; `folio_swap()` and `folio_file_page()` (mm/internal.h, mm/swap.h)
     compute entries and pages from it."""
     si = m.swap
+    if not si.cache:
+        return
     for off, folio in si.cache.items():
         start = swp_offset(folio.swap)
         if folio.swap % folio.nr or not start <= off < start + folio.nr:

@@ -16,6 +16,8 @@ def tag_storage_leaks(m):
     leaked then: its folio is reclaimable, and reclaim frees the slot and its tags
     (`__remove_mapping` → `put_swap_folio`, mm/vmscan.c), as after a split leaves an unmapped
     swap-cache folio behind (`__split_huge_page` keeps the head in the swap cache)."""
+    if not m.mte_pages:              # the usual state: nothing saved, nothing to keep
+        return
     si = m.swap
     everyone_gone = bool(m.mms) and not any(mm.alive for mm in m.mms)
     for entry in sorted(m.mte_pages):

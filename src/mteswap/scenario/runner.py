@@ -267,6 +267,16 @@ class Runner:
                 return False
         return True
 
+    @staticmethod
+    def can_apply_key(step: Step) -> tuple:
+        """What `can_apply` reads of a step: two steps with equal keys can apply in exactly the
+        same states (a search with many actions on the same pages tests each key once)."""
+        a = step.args
+        op = step.op if step.op in ("fork", "exit", "mmap") else ""
+        pages = a.get("pages")
+        return (op, a.get("proc"), a.get("child"), a.get("vma"),
+                tuple(pages) if isinstance(pages, (list, range)) else pages)
+
     def error(self, step: Step, field_: str | None, message: str) -> ScenarioError:
         return ScenarioError(self.scenario.file, message, step=step.index, field=field_, op=step.op)
 
