@@ -86,6 +86,22 @@ def test_expect_full_form():
     assert e["merged"].written() == "pass"
 
 
+def test_expect_per_kernel():
+    """A design's verdict as a mapping of kernel versions: the one of the scenario's kernel,
+    and `--kernel` (with_kernel) switches to the other's; a kernel left out expects nothing."""
+    text = doc("  - evict\n", extra="expect:\n  merged: pass\n"
+               "  rfc-v2: {'6.12': pass, 7.2: {kind: invariant, step: 1}}\n"
+               "  rfc-v3: {'7.2': fail}\n")
+    sc = parse_scenario(text)
+    assert sc.expect == {"merged": Expected("pass"), "rfc-v2": Expected("pass")}
+    assert with_kernel(sc, "7.2").expect == {"merged": Expected("pass"),
+                                             "rfc-v2": Expected("invariant", 1, None),
+                                             "rfc-v3": Expected("fail")}
+    assert with_kernel(with_kernel(sc, "7.2"), "6.12").expect == sc.expect
+    on_72 = parse_scenario(text.replace("steps:", "config: {kernel: '7.2'}\nsteps:"))
+    assert on_72.expect == with_kernel(sc, "7.2").expect
+
+
 def test_bad_expect_exits_2_with_one_line(tmp_path):
     from helpers import invoke
     f = tmp_path / "bad.yaml"
@@ -295,6 +311,12 @@ BAD_INPUTS = [
     ("expect-list", doc(extra="expect: [merged]\n"), None, "expect", "expected a mapping"),
     ("expect-full-no-step", doc(extra="expect: {merged: {kind: invariant}}\n"), None,
      "expect.merged.step", "missing, expected a step number of this scenario, 1-1"),
+    ("expect-kernel-unknown", doc(extra="expect: {merged: {'8.1': pass}}\n"), None,
+     "expect.merged", "expected a kernel version ('6.12', '7.2') or the keys kind, step, page, got '8.1'"),
+    ("expect-kernel-verdict", doc(extra="expect: {merged: {7.2: boom}}\n"), None,
+     "expect.merged.7.2", "expected pass, fail or one of tag-check-fault"),
+    ("expect-kernel-step", doc(extra="expect: {merged: {'6.12': {kind: invariant, step: 3}}}\n"),
+     None, "expect.merged.6.12.step", "expected a step number of this scenario, 1-1, got 3"),
     ("expect-full-no-kind", doc(extra="expect: {merged: {step: 1}}\n"), None,
      "expect.merged.kind", "missing, expected one of tag-check-fault"),
     ("expect-full-pass", doc(extra="expect: {merged: {kind: pass, step: 1}}\n"), None,

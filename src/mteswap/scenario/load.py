@@ -13,7 +13,7 @@ import datetime
 import itertools
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import yaml
@@ -226,8 +226,11 @@ class Scenario:
     description: str
     design: str | None
     config: Config
-    expect: dict[str, Expected]
+    expect: dict[str, Expected]   # under config.kernel (what every tool compares against)
     steps: tuple[Step, ...]
+    # The file's `expect` per kernel version, so that `with_kernel` (a command line's
+    # --kernel) gives the expectations of that kernel: {kernel: {design: Expected}}.
+    expect_by_kernel: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -616,32 +619,58 @@ def _config(where: _Where, doc: dict) -> Config:
     return Config(**values)
 
 
-def _expect(where: _Where, doc: dict, nsteps: int) -> dict[str, Expected]:
+def _expect(where: _Where, doc: dict, nsteps: int) -> dict[str, dict[str, Expected]]:
+    """{kernel: {design: Expected}}: a design's verdict holds under every kernel, or (the
+    addition of per-kernel expectations) a mapping of kernel versions to verdicts gives one
+    per kernel named, and none under a kernel it leaves out."""
     raw = doc.get("expect")
+    by_kernel: dict[str, dict[str, Expected]] = {k: {} for k in KERNELS}
     if raw is None:
-        return {}
+        return by_kernel
     if not isinstance(raw, dict):
         raise where.error(
             f"expected a mapping of design name to verdict, got {_describe(raw)}", field="expect"
         )
-    expect = {}
     for design, verdict in raw.items():
         if not isinstance(design, str) or not design.strip():
             raise where.error(
                 f"expected design names as keys, got {_describe(design)}", field="expect"
             )
-        field = f"expect.{_clip(design)}"
-        if isinstance(verdict, dict):
-            expect[design] = _expected_first(where, verdict, field, nsteps)
-        elif isinstance(verdict, str) and verdict in VERDICTS:
-            expect[design] = Expected(verdict)
+        field_ = f"expect.{_clip(design)}"
+        if isinstance(verdict, dict) and verdict and not any(k in _EXPECT_KEYS for k in verdict):
+            for kernel, v in verdict.items():
+                if not _is_kernel(kernel):
+                    raise where.error(
+                        f"expected a kernel version ({_names(repr(k) for k in KERNELS)}) or "
+                        f"the keys kind, step, page, got {_describe(kernel)}", field=field_)
+                name = _kernel(kernel)
+                by_kernel[name][design] = _verdict(where, v, f"{field_}.{name}", nsteps)
         else:
-            raise where.error(
-                f"expected pass, fail or one of {_names(VIOLATION_KINDS)} "
-                f"(or a mapping {{kind, step, page}}), got {_describe(verdict)}",
-                field=field,
-            )
-    return expect
+            for kernel in KERNELS:
+                by_kernel[kernel][design] = _verdict(where, verdict, field_, nsteps)
+    return by_kernel
+
+
+def _is_kernel(key: Any) -> bool:
+    try:
+        _kernel(key)
+    except _Invalid:
+        return False
+    return True
+
+
+def _verdict(where: _Where, verdict: Any, field_: str, nsteps: int) -> Expected:
+    """One design's verdict: the plain form or the full form {kind, step, page}."""
+    if isinstance(verdict, dict):
+        return _expected_first(where, verdict, field_, nsteps)
+    if isinstance(verdict, str) and verdict in VERDICTS:
+        return Expected(verdict)
+    raise where.error(
+        f"expected pass, fail or one of {_names(VIOLATION_KINDS)} "
+        f"(or a mapping {{kind, step, page}}, or a mapping of kernel versions "
+        f"{_names(repr(k) for k in KERNELS)} to those), got {_describe(verdict)}",
+        field=field_,
+    )
 
 
 _EXPECT_KEYS = ("kind", "step", "page")
@@ -762,14 +791,16 @@ def _scenario(doc: Any, file: str) -> Scenario:
     name, description = _name(where, doc), _description(where, doc)
     design, config = _design(where, doc), _config(where, doc)
     steps = _steps(where, doc)
+    by_kernel = _expect(where, doc, len(steps))
     return Scenario(
         file=file,
         name=name,
         description=description,
         design=design,
         config=config,
-        expect=_expect(where, doc, len(steps)),
+        expect=by_kernel[config.kernel],
         steps=steps,
+        expect_by_kernel=by_kernel,
     )
 
 
@@ -805,7 +836,8 @@ def with_kernel(scenario: Scenario, kernel: str | None) -> Scenario:
         return scenario
     if kernel not in KERNELS:
         raise ScenarioError("--kernel", f"expected one of {_names(KERNELS)}, got {_describe(kernel)}")
-    return replace(scenario, config=replace(scenario.config, kernel=kernel))
+    return replace(scenario, config=replace(scenario.config, kernel=kernel),
+                   expect=scenario.expect_by_kernel.get(kernel, scenario.expect))
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:
