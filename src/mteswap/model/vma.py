@@ -89,6 +89,24 @@ def is_mergeable_anon_vma(m, src, tgt) -> bool:
     return not (src.anon_fork if src.anon_vma else tgt.anon_fork)
 
 
+def _merge_part(mm, i, vma, into, start, end: int):
+    """[start, end) of `vma` (its first or last part, or all of it) joins the neighbour `into`
+    (vma_merge_existing_range, mm/vma.c); vma keeps the rest or, given whole, goes."""
+    _merged_anon(into, vma)
+    whole = (start, end) == (vma.start, vma.end)
+    if into.end == vma.start:                # into is the previous VMA: it grows up to `end`
+        into.end = end
+        if not whole:
+            vma.start = end
+    else:                                    # the next VMA: it grows down to `start`
+        into.start = start
+        if not whole:
+            vma.end = start
+    if whole:
+        del mm.vmas[i]
+    return into
+
+
 def _merged_anon(dst, *others) -> None:
     """`dup_anon_vma()` (mm/vma.c): the merged VMA keeps its anon_vma, or takes (and links
     to the chain of) the first merged one that has one."""
@@ -117,22 +135,8 @@ def vma_modify_flags(m, mm, vma, start: int, end: int, vm_mte: bool):
         prev.end = nxt.end
         mm.vmas[i:i + 2] = []
         return prev
-    if left:
-        _merged_anon(prev, vma)
-        prev.end = end
-        if end == vma.end:
-            del mm.vmas[i]
-        else:
-            vma.start = end
-        return prev
-    if right:
-        _merged_anon(nxt, vma)
-        nxt.start = start
-        if start == vma.start:
-            del mm.vmas[i]
-        else:
-            vma.end = start
-        return nxt
+    if left or right:
+        return _merge_part(mm, i, vma, prev if left else nxt, start, end)
     split_vma(mm, start)
     split_vma(mm, end)
     vma = next(v for v in mm.vmas if v.start == start)
