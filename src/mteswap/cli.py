@@ -80,13 +80,16 @@ def run(files: List[str] = typer.Argument(..., help="scenario files (YAML, forma
         as_json: bool = typer.Option(False, "--json", help="one JSON object per file"),
         trace: bool = typer.Option(False, "--trace", help="print the kernel functions each step went through"),
         states: bool = typer.Option(False, "--states", help="after each step that names a process and a VMA, that VMA one letter per page (H/t large folio head/tail, p small folio, z zero page, S swap PTE, C swap PTE in the swap cache, - no PTE, x unmapped) and PG_mte_tagged (M, . or space); in --json as \"states\""),
-        kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP)):
+        kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP),
+        html_out: Optional[str] = typer.Option(None, "--html", help="also write the runs as one self-contained HTML page (mteswap report)")):
     """Run scenario files; exit 0 if no violation, 1 if any, 2 on bad input."""
     make = None if design is None else _design_option(design)
     try:
         results = run_files(files, make, keep_trace=trace, kernel=kernel, keep_states=states)
     except ScenarioError as err:
         _fail_input(str(err))
+    if html_out is not None:
+        _report_results(html_out, files, make, kernel, "mteswap run")
     out = Console(highlight=False, soft_wrap=True)
     for res in results:
         if as_json:
@@ -253,7 +256,8 @@ def compare(files: Optional[List[str]] = typer.Argument(None, help="scenario fil
             designs_opt: Optional[str] = typer.Option(None, "--designs", help="comma-separated designs: names or path/to/file.py:ClassName (default: every built-in design)"),
             as_json: bool = typer.Option(False, "--json", help="one JSON document with every cell"),
             markdown: bool = typer.Option(False, "--markdown", help="a GitHub markdown table"),
-            kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP)):
+            kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP),
+            html_out: Optional[str] = typer.Option(None, "--html", help="also write the matrix and every cell's run as one self-contained HTML page (each cell links to its run)")):
     """Run every scenario under every design and print the matrix; each cell is `pass` or the
     first violation as kind@step. Exit 0 when every cell with an `expect` matches it, 1 if
     any does not, 2 on bad input."""
@@ -286,6 +290,8 @@ def compare(files: Optional[List[str]] = typer.Argument(None, help="scenario fil
     cells = [res for row in rows for res in row]
     mismatched = [res for res in cells if res.matches_expect() is False]
     with_expect = sum(res.matches_expect() is not None for res in cells)
+    if html_out is not None:
+        _report_matrix(html_out, scenarios, chosen, rows, names)
     if as_json:
         print(json.dumps({"designs": names, "scenarios": [sc.name for sc in scenarios],
                           "cells": [compare_cell_json(res) for res in cells]}))
@@ -352,6 +358,76 @@ def print_compare_markdown(names: list[str], rows: list[list[RunResult]],
         print()
         for line in _mismatch_lines(mismatched, times):
             print(f"- {bad} {md(line)}")
+
+
+# --------------------------------------------------------------------------------- report
+
+@app.command()
+def report(files: List[str] = typer.Argument(..., help="scenario files (YAML, format 1)"),
+           design: Optional[str] = typer.Option(None, "--design", help="one design: a name, or path/to/file.py:ClassName (default: the file's, else merged)"),
+           designs_opt: Optional[str] = typer.Option(None, "--designs", help="comma-separated designs: every file under each"),
+           kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP),
+           out: str = typer.Option("mteswap-report.html", "-o", "--out", help="the HTML file to write")):
+    """Write one self-contained HTML page (no network, opens from disk) showing each run step
+    by step: every VMA page by page, folios, swap slots, tags, kernel functions, violations.
+    Exit 0 when written, 2 on bad input (nothing is written then)."""
+    if design is not None and designs_opt is not None:
+        _fail_input("--design and --designs cannot be used together")
+    if designs_opt is not None:
+        chosen = [make for _, make in _compare_designs(_split_designs(designs_opt))]
+    else:
+        chosen = [None if design is None else _design_option(design)]
+    try:
+        scenarios = [with_kernel(load_scenario(f), kernel) for f in files]
+        runs = [_collect(sc, make) for make in chosen for sc in scenarios]
+    except ScenarioError as err:
+        _fail_input(str(err))
+    title = "mteswap report: " + ", ".join(dict.fromkeys(r["scenario"] for r in runs))
+    _write_page(out, runs, title)
+
+
+def _collect(sc, make) -> dict:
+    """One run for the report: `make` a design maker, or None for the file's design."""
+    from mteswap.report import collect
+    if make is None:
+        try:
+            make = design_factory(sc.design or DEFAULT, files=False)
+        except UnknownDesign as err:
+            raise ScenarioError(sc.file, str(err), field="design") from None
+    return collect(sc, make())
+
+
+def _report_results(path: str, files: list[str], make, kernel, what: str) -> None:
+    """`run --html`: the same files under the same design (`make`; None: each file's)."""
+    try:
+        runs = [_collect(with_kernel(load_scenario(f), kernel), make) for f in files]
+    except ScenarioError as err:
+        _fail_input(str(err))
+    _write_page(path, runs, f"{what}: " + ", ".join(r["scenario"] for r in runs))
+
+
+def _report_matrix(path: str, scenarios, chosen, rows, names) -> None:
+    ok, bad, _ = _glyphs()
+    runs, matrix_rows = [], []
+    for sc, row in zip(scenarios, rows):
+        cells = []
+        for (name, make), res in zip(chosen, row):
+            match = res.matches_expect()
+            cells.append(({True: ok + " ", False: bad + " ", None: ""}[match] + _cell_text(res),
+                          {True: "ok", False: "bad", None: ""}[match], len(runs)))
+            runs.append(_collect(sc, make))
+        matrix_rows.append((sc.name, cells))
+    _write_page(path, runs, "mteswap compare", {"designs": names, "rows": matrix_rows})
+
+
+def _write_page(path: str, runs: list[dict], title: str, matrix: dict | None = None) -> None:
+    from mteswap.report import write_html
+    try:
+        size = write_html(path, runs, title, matrix)
+    except OSError as err:
+        _fail_input(f"{path}: cannot write the report: {err.strerror or err}")
+    _err.print(f"mteswap: wrote {path} ({size} bytes, {len(runs)} run{'' if len(runs) == 1 else 's'})",
+               markup=False)
 
 
 def main() -> None:

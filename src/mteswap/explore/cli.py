@@ -38,6 +38,7 @@ def check_command(
     no_symmetry: bool = typer.Option(False, "--no-symmetry", help="turn the state reductions off (docs/checking.md)"),
     checkpoint_every: float = typer.Option(5.0, "--checkpoint-every", help="seconds between checkpoints"),
     kernel: Optional[str] = typer.Option(None, "--kernel", help="kernel version to follow: 6.12 or 7.2 (the same as --set kernel=...)"),
+    html_out: Optional[str] = typer.Option(None, "--html", help="write the counterexample as a self-contained HTML page (mteswap report)"),
 ):
     """Search operation sequences of a small machine for a violation; write the shortest (or
     shrunk) failing sequence as a scenario file. Exit 0 no violation, 1 violation, 2 bad input."""
@@ -56,7 +57,28 @@ def check_command(
         print(json.dumps(summary))
     else:
         print_summary(summary)
+    if html_out is not None:
+        _html_counterexample(html_out, summary, design)
     raise typer.Exit(status)
+
+
+def _html_counterexample(path: str, summary: dict, design: str) -> None:
+    """The counterexample file, replayed under the design, as an HTML page (nothing when the
+    search found no violation)."""
+    from mteswap.designs.loader import design_factory
+    from mteswap.report import collect, write_html
+    from mteswap.scenario.load import load_scenario
+    violation = summary.get("violation")
+    if not violation:
+        print(f"mteswap: no counterexample, {path} not written", file=sys.stderr)
+        return
+    sc = load_scenario(violation["files"]["yaml"])
+    try:
+        size = write_html(path, [collect(sc, design_factory(design)())], f"mteswap check: {sc.name}")
+    except OSError as err:
+        print(f"mteswap: error: {path}: cannot write the report: {err.strerror or err}", file=sys.stderr)
+        raise typer.Exit(2)
+    print(f"mteswap: wrote {path} ({size} bytes)", file=sys.stderr)
 
 
 def print_summary(s: dict) -> None:
