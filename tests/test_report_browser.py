@@ -18,6 +18,7 @@ import pytest
 import browser
 from helpers import invoke
 from mteswap.bundled import bundled_files
+from mteswap.scenario.load import load_scenario
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not browser.available(), reason="needs /usr/bin/chromium and chromedriver")]
@@ -52,6 +53,18 @@ def run_json(path) -> dict:
     return json.loads(invoke("run", path, "--design", "merged", "--json", "--states").stdout)
 
 
+CELLS = """
+  var art = document.querySelectorAll('article.report')[arguments[0]];
+  var out = {};
+  art.querySelectorAll('section.step').forEach(function (sec) {
+    sec.querySelectorAll('div.vma').forEach(function (v) {
+      out[sec.dataset.step + ' ' + v.dataset.proc + ' ' + v.dataset.vma] =
+        v.querySelectorAll('span.pg').length;
+    });
+  });
+  return out;"""
+
+
 @pytest.mark.parametrize("index", range(len(FILES)), ids=[p.stem for p in FILES])
 def test_each_step_shows_the_states_letters(page, index):
     res = run_json(FILES[index])
@@ -60,6 +73,22 @@ def test_each_step_shows_the_states_letters(page, index):
     for st in res["states"]:
         shown = page.js(LETTERS, index, st["step"])
         assert shown[f"{st['proc']} {st['vma']}"] == st["pages"], st
+
+
+@pytest.mark.parametrize("index", range(len(FILES)), ids=[p.stem for p in FILES])
+def test_each_step_has_one_cell_per_page_of_every_vma(page, index):
+    """Every VMA mapped so far (a fork's child has its parent's), at every step, as many
+    cells as the mmap gave it pages."""
+    sc = load_scenario(FILES[index])
+    sizes, want = {}, {}
+    for step in sc.steps:
+        a = step.args
+        if step.op == "mmap":
+            sizes[(a["proc"], a["vma"])] = a["pages"]
+        elif step.op == "fork":
+            sizes.update({(a["child"], v): n for (p, v), n in list(sizes.items()) if p == a["proc"]})
+        want.update({f"{step.index} {p} {v}": n for (p, v), n in sizes.items()})
+    assert page.js(CELLS, index) == want
 
 
 @pytest.mark.parametrize("index", range(len(FILES)), ids=[p.stem for p in FILES])
