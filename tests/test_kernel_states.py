@@ -239,6 +239,9 @@ def test_cgroup_reclaim_holds_everything_but_the_targets_one_target_at_a_time():
     loop = cg[cg.index("for (int i = 0; i < (n ? n : 1); i++)"):]
     assert loop.index("ntg = n ? 1 : 0;") < loop.index("hold_all(k, 1)") < loop.index("cg_reclaim();") \
         < loop.index("hold_all(k, 0)")
+    # a diagnostic: munlock must merge back every VMA the hold split (counted in /proc/PID/maps)
+    both = _fn(src, "static int hold_all(")
+    assert "vmas_before[i] = count_vmas(ppid_of[i]);" in both and "not merged back after the hold" in both
     ctl = src[src.index("case OP_EVICT:"):src.index("case OP_SPLIT: {")]
     assert ctl.index("ntg = 0;") < ctl.index("reclaim_through_cgroup(k, st->op == OP_RECLAIM && !st->keep)")
 

@@ -950,13 +950,34 @@ static int count_state(const step_t *st, char want)
  * answer. */
 static int hold_refs;
 
+/* VMAs of process pid (lines of /proc/PID/maps): a diagnostic that munlock merged back every
+ * VMA the hold split */
+static int count_vmas(pid_t pid)
+{
+	char path[64], buf[4096];
+	int n = 0;
+	ssize_t r;
+	snprintf(path, sizeof path, "/proc/%d/maps", pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	while ((r = read(fd, buf, sizeof buf)) > 0)
+		for (ssize_t i = 0; i < r; i++)
+			n += buf[i] == '\n';
+	close(fd);
+	return n;
+}
+
 static int hold_all(int k, int on)
 {
+	static int vmas_before[MAXP];
 	int total = 0;
 	hold_refs = 0;
 	for (int i = 0; i < S->nprocs; i++) {
 		if (!ppid_of[i])
 			continue;
+		if (on)
+			vmas_before[i] = count_vmas(ppid_of[i]);
 		int cmd = (on ? HOLD_CMD : RELEASE_CMD) - k;
 		struct ack a;
 		if (write_full(cmdfd[i][1], &cmd, sizeof cmd))
@@ -969,6 +990,9 @@ static int hold_all(int k, int on)
 			return -1;
 		total += a.nviol;
 		hold_refs += a.childpid;
+		if (!on && count_vmas(ppid_of[i]) != vmas_before[i])
+			out("%s %d VMAs of %s not merged back after the hold: %d, were %d\n", OUT_PREFIX_NOTE, k,
+			    S->procnames[i], count_vmas(ppid_of[i]), vmas_before[i]);
 	}
 	return total;
 }
