@@ -122,3 +122,61 @@ def test_kernel_612_fuzz_small_batch(tmp_path):
     differ = {f"{r['scenario']}-6.12-{r['device']}.yaml" for r in compared if r["states_agree"] is False}
     assert {p.name for p in (tmp_path / "disagree").iterdir()} == differ
     assert res.exit_code == (1 if differ else 0), res.output
+
+
+FALLBACK_ONLY_THE_RANGE = """version: 1
+name: cgroup-reclaim-only-the-range
+description: the cgroup fallback of reclaim (a folio shared after fork) takes only that folio
+config: {folio_pages: [1, 16], swap_device: zram, swap_slots: 1024}
+steps:
+  - mmap:    {proc: A, vma: a, pages: 16, mte: true}
+  - mmap:    {proc: A, vma: b, pages: 16, mte: true}
+  - write:   {proc: A, vma: a, pages: all, tag: 3}
+  - write:   {proc: A, vma: b, pages: all, tag: 5}
+  - fork:    {proc: A, child: B}
+  - write:   {proc: B, vma: b, pages: 0-3, tag: 6}
+  - reclaim: {proc: A, vma: a, pages: all}
+  - read:    {proc: B, vma: b, pages: all}
+  - read:    {proc: A, vma: b, pages: all}
+"""
+ORDER0_THEN_LARGE_612 = """version: 1
+name: order0-then-large-exact-area
+description: 6.12 on a 1024-slot area - one order-0 swap-out takes the free cluster, so a 64 KiB folio falls back
+config: {folio_pages: [1, 16], swap_device: zram, swap_slots: 1024}
+steps:
+  - mmap:    {proc: A, vma: o, pages: 1, mte: true}
+  - write:   {proc: A, vma: o, pages: all, tag: 2}
+  - mmap:    {proc: A, vma: buf, pages: 16, mte: true}
+  - write:   {proc: A, vma: buf, pages: all, tag: distinct}
+  - pageout: {proc: A, vma: o, pages: all}
+  - pageout: {proc: A, vma: buf, pages: all}
+"""
+
+
+def test_kernel_612_cgroup_fallback_takes_only_the_range_on_the_models_swap_area(tmp_path):
+    """The cgroup fallback (A's folio is shared with B after fork) swaps out that 64 KiB folio
+    whole and nothing else: B's private copies, the partly mapped folio B still maps and A's
+    other VMA stay resident, and no page of the program itself takes a slot (the folio gets the
+    free cluster of a 1024-slot area). On that same exact-size area, 6.12 gives a 64 KiB folio
+    no cluster once one order-0 page took the free one, as the model says."""
+    files = []
+    for name, text in (("fb.yaml", FALLBACK_ONLY_THE_RANGE), ("o0.yaml", ORDER0_THEN_LARGE_612)):
+        (tmp_path / name).write_text(text)
+        files.append(str(tmp_path / name))
+    res = runner.invoke(kernel_app, ["setup", "--kernel", "6.12"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(kernel_app, ["run", *files, "--kernel", "6.12", "--json", "--strict-states"])
+    rows = {r["scenario"]: r for r in (json.loads(x) for x in res.output.splitlines() if x.startswith("{"))}
+    assert res.exit_code == 0, res.output
+    fb, o0 = rows["cgroup-reclaim-only-the-range"], rows["order0-then-large-exact-area"]
+    assert fb["agree"] is True and fb["states_agree"] is True, fb
+    ev = {e["step"]: e for e in fb["evidence"]}
+    assert any("held out of the cgroup reclaim" in n for n in ev[7]["notes"]), ev[7]
+    assert ev[7]["counters"].get("pswpout") == 16 and ev[7]["counters"].get("64kB/swpout") == 1, ev[7]
+    assert "64kB/swpout_fallback" not in ev[7]["counters"], ev[7]
+    by_step = {e["step"]: e for e in fb["states"]}
+    assert by_step[7]["kernel_pages"] == "S" * 16
+    assert by_step[8]["kernel_pages"] == "p" * 4 + "t" * 12 and by_step[9]["kernel_pages"] == "H" + "t" * 15
+    assert o0["states_agree"] is True, o0
+    ev = {e["step"]: e for e in o0["evidence"]}
+    assert ev[6]["counters"].get("64kB/swpout_fallback") == 1 and ev[6]["counters"].get("pswpout") == 16, ev[6]

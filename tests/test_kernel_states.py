@@ -207,5 +207,65 @@ def test_guest_reclaims_whole_folios_of_the_range_itself_before_the_cgroup():
     assert "/proc/kpagecount" in own and "cnt > 1" in own and "vmte[v][p] != vmte[v][lo]" in own
     assert "MADV_PAGEOUT_" in own
     ctl = src[src.index("if (op == OP_RECLAIM && !swap_on) {"):]
-    assert ctl.index("nothing to reclaim") < ctl.index(compare.OWN_RECLAIM_NOTE) < ctl.index("cg_reclaim();")
+    assert ctl.index("nothing to reclaim") < ctl.index(compare.OWN_RECLAIM_NOTE) < ctl.index("reclaim_through_cgroup(")
     assert "swap_on = 0;" in src[src.index("case OP_SWAPOFF:"):]
+
+
+def _fn(src: str, head: str) -> str:
+    """The body of the C function starting at `head` (up to the next top-level closing brace)."""
+    start = src.index(head)
+    return src[start:src.index("\n}\n", start)]
+
+
+def test_cgroup_reclaim_holds_everything_but_the_targets_one_target_at_a_time():
+    """The cgroup fallback: the named worker records the range's folios (whole, by PFN through
+    kpageflags) as targets; for each target in turn every live process mlocks (MLOCK_ONFAULT)
+    its other scenario pages and references its other large folios, memory.reclaim runs, and
+    everything is released before the next target."""
+    src = cgen.batch_program([cgen.expand(load_scenario(S3Z))])
+    own = _fn(src, "static int reclaim_own(")
+    assert own.index("rc = 1; /* mapped more than once") < own.index("record_targets(")
+    ext = _fn(src, "static void folio_extent(")
+    assert "KPF_COMPOUND_HEAD_" in ext and "KPF_COMPOUND_TAIL_" in ext
+    hold = _fn(src, "static int hold_others(")
+    assert "hold_page(pmfd, v, p)" in hold and "mlock_onfault(" in hold
+    assert "return !((e & PM_PRESENT_) && is_target(e & PM_PFN_MASK_));" in _fn(src, "static int hold_page(")
+    assert "SYS_mlock2" in _fn(src, "static int mlock_onfault(") and "MLOCK_ONFAULT" in src
+    refs = _fn(src, "static int ref_large_folios(")
+    assert "vmsplice(refpipe[1]" in refs and "KPF_THP_" in refs
+    rel = _fn(src, "static void release_held(")
+    assert "munlock(" in rel and "close(refpipe[0])" in rel
+    cg = _fn(src, "static int reclaim_through_cgroup(")
+    loop = cg[cg.index("for (int i = 0; i < (n ? n : 1); i++)"):]
+    assert loop.index("ntg = n ? 1 : 0;") < loop.index("hold_all(k, 1)") < loop.index("cg_reclaim();") \
+        < loop.index("hold_all(k, 0)")
+    # a diagnostic: munlock must merge back every VMA the hold split (counted in /proc/PID/maps)
+    both = _fn(src, "static int hold_all(")
+    assert "vmas_before[i] = count_vmas(ppid_of[i]);" in both and "not merged back after the hold" in both
+    ctl = src[src.index("case OP_EVICT:"):src.index("case OP_SPLIT: {")]
+    assert ctl.index("ntg = 0;") < ctl.index("reclaim_through_cgroup(k, st->op == OP_RECLAIM && !st->keep)")
+
+
+def test_program_memory_is_locked_and_only_scenario_vmas_are_evictable_and_large():
+    """Every process locks its own memory (MCL_ONFAULT: nothing faulted in; a fork child again,
+    as fork passes no lock on); a scenario mmap is munlocked and madvised MADV_HUGEPAGE, the only
+    memory whose THP sizes are enabled ("madvise", defrag never)."""
+    src = cgen.batch_program([cgen.expand(load_scenario(S3Z))])
+    lock = _fn(src, "static int lock_program(")
+    assert "MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT" in lock and "/proc/self/maps" in lock
+    run = _fn(src, "static int run_scenario(")
+    assert run.index("lock_program(0)") < run.index("pid_t a0 = fork();") < run.rindex("lock_program(0);")
+    fork = src[src.index("case OP_FORK: {"):src.index("case OP_EXIT:")]
+    assert fork.index("me = st->child;") < fork.index("lock_program(1);")
+    mm = src[src.index("case OP_MMAP: {"):src.index("case OP_MUNMAP:")]
+    assert mm.index("munlock(p, len);") < mm.index("madvise(p, len, MADV_HUGEPAGE);") < mm.index("vbase[v] = p;")
+    assert "echo never > $T/defrag" in guest.INIT_HEAD
+    assert "echo madvise > $T/hugepages-${s}kB/enabled" in guest.INIT_HEAD
+
+
+def test_swap_area_has_exactly_swap_slots():
+    """The guest's swap area is the model's: swap_slots slots (plus the header page), so that
+    6.12's cluster placement works on the same clusters."""
+    assert [guest.device_slots(n) for n in (100, 512, 1024, 4096)] == [100, 512, 1024, 4096]
+    init = guest._scenario_init(3, "zram", None, 1024, False, [1, 16])
+    assert f"echo {1025 * 4096} > /sys/block/zram0/disksize" in init

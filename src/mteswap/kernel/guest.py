@@ -69,7 +69,8 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 echo +memory > /sys/fs/cgroup/cgroup.subtree_control
 for m in @MODULES@; do insmod /lib/oracle/$m 2>/dev/null; done
 T=/sys/kernel/mm/transparent_hugepage
-thp() { for d in $T/hugepages-*kB; do echo never > $d/enabled; done; for s in "$@"; do echo always > $T/hugepages-${s}kB/enabled; done; }
+echo never > $T/defrag
+thp() { for d in $T/hugepages-*kB; do echo never > $d/enabled; done; for s in "$@"; do echo madvise > $T/hugepages-${s}kB/enabled; done; }
 echo "@@BOOTED $(uname -r)"
 """
 INIT_TAIL = """echo @@DONE
@@ -99,11 +100,12 @@ def _scenario_init(idx: int, device: str, disk: str | None, slots: int, rotation
 
 
 def device_slots(slots: int) -> int:
-    """Slots of the real swap device for a scenario's `swap_slots`: exactly that below one
-    512-slot cluster (so every large folio falls back, as in the model), else at least 16384
-    (64 MiB) so that the order-0 pages of the test's own processes, which cgroup reclaim also
-    swaps out, cannot crowd the clusters a large folio needs."""
-    return slots if slots < 512 else max(slots, 16384)
+    """Slots of the real swap device for a scenario's `swap_slots`: exactly that, as in the
+    model, so that the kernel's cluster allocation (which clusters are free, where order-0
+    pages go, when a large folio falls back) works on the same area. Nothing but the
+    scenario's folios takes slots: the test program's own memory is mlocked in every process
+    and the cgroup reclaim holds every other folio (runtime.c, lock_program/hold_others)."""
+    return slots
 
 
 # --------------------------------------------------------------------------- results

@@ -7,7 +7,10 @@
  * checked by tag-checked loads/stores in synchronous mode (SIGSEGV/SEGV_MTESERR caught with
  * sigsetjmp) and LDG.  The controller and every worker run on CPU 0 only (sched_setaffinity
  * before the first fork), so frames freed by one step go to the per-CPU lists the next
- * allocation takes from.  The generated part defines the scenario tables before this file.
+ * allocation takes from.  Every process keeps its own memory (the program's stack, heap and
+ * data) mlocked, and only the scenario's VMAs evictable, so that the cgroup reclaim a `reclaim`
+ * step may need takes nothing of the program's (hold_others() keeps the scenario's other folios
+ * out of it too).  The generated part defines the scenario tables before this file.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -25,7 +28,9 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/swap.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +46,12 @@
 #define GRAN 16UL
 #define MAXP 16
 #define MAXV 32
+#ifndef MCL_ONFAULT
+#define MCL_ONFAULT 4
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 1
+#endif
 
 static uint8_t *vbase[MAXV];
 static int vnp[MAXV];
@@ -282,29 +293,281 @@ static void print_state(int k, int v)
 	out("%s %d %s %s\n", OUT_PREFIX_STATE, k, pages, mte);
 }
 
+/* ------------------------------------------------------------------ what reclaim may take
+ *
+ * The cgroup's memory.reclaim (the fallback of `reclaim`, and `evict`) scans every folio
+ * charged to the test's cgroup. An mlocked folio sits on the unevictable list, which reclaim
+ * does not scan, and a folio mapped in a VM_LOCKED VMA is not unmapped (try_to_unmap_one
+ * stops at such a mapping; folio_referenced_one mlocks a small folio it finds there), so:
+ * - the program's own memory (stack, heap, data) is locked in every process for the whole
+ *   scenario (lock_program), so reclaim takes none of it and none of its pages take swap slots;
+ * - around a cgroup reclaim, every process locks the scenario pages that do not map one of the
+ *   step's target folios (hold_others), and unlocks them after (release_held), when munlock's
+ *   vma_modify_flags merges the VMAs the lock split back into one.
+ * MCL_ONFAULT / MLOCK_ONFAULT: nothing is faulted in by the lock. */
+#define KPF_COMPOUND_TAIL_ 16
+#define HOLD_CMD (-(1 << 26))
+#define RELEASE_CMD (-(1 << 27))
+#define MAXT 1024
+#define MAXHELD 4096
+
+static int mlock_onfault(uintptr_t a, size_t l)
+{
+	return syscall(SYS_mlock2, a, l, MLOCK_ONFAULT) ? errno : 0;
+}
+
+/* lock [lo, hi) but the scenario's VMAs (from index v0 on; the ones before do not meet it) */
+static void lock_outside(uintptr_t lo, uintptr_t hi, int v0)
+{
+	for (int v = v0; v < MAXV && lo < hi; v++) {
+		if (!vbase[v])
+			continue;
+		uintptr_t s = (uintptr_t)vbase[v], e = s + (uintptr_t)vnp[v] * PG;
+		if (e <= lo || s >= hi)
+			continue;
+		if (s > lo)
+			lock_outside(lo, s, v + 1);
+		lo = e;
+	}
+	if (lo < hi)
+		mlock_onfault(lo, hi - lo);
+}
+
+/* Lock the program's own memory, now and (MCL_FUTURE: heap growth, calloc'd tables) later.
+ * A scenario mmap made after this is munlocked at once (worker, OP_MMAP). fork passes no
+ * lock on (the child's VMAs lose VM_LOCKED, its mm's def_flags too), so a fork child locks
+ * again: MCL_FUTURE, and every mapping but the scenario VMAs it inherited unlocked. Returns
+ * 0, or errno. */
+static int lock_program(int fork_child)
+{
+	if (mlockall(fork_child ? MCL_FUTURE | MCL_ONFAULT : MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT))
+		return errno;
+	if (!fork_child)
+		return 0;
+	static char maps[65536];
+	int fd = open("/proc/self/maps", O_RDONLY), n = 0;
+	ssize_t r = 1;
+	if (fd < 0)
+		return errno;
+	while (n < (int)sizeof maps - 1 && (r = read(fd, maps + n, sizeof maps - 1 - n)) > 0)
+		n += (int)r;
+	close(fd);
+	maps[n] = 0;
+	/* all lines read first: the locks below split VMAs, which would change the file */
+	for (char *l = maps; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		unsigned long lo, hi;
+		if (sscanf(l, "%lx-%lx", &lo, &hi) == 2)
+			lock_outside(lo, hi, 0);
+	}
+	return 0;
+}
+
+/* the target folios of a cgroup reclaim, as PFN extents [tg_lo, tg_hi); ntg -1: unknown */
+static uint64_t tg_lo[MAXT], tg_hi[MAXT];
+static int ntg = -1;
+static uintptr_t held_at[MAXHELD];
+static size_t held_len[MAXHELD];
+static int nheld;
+
+/* The PFNs [lo, hi) of the folio holding pfn: a large folio's pages are found in
+ * /proc/kpageflags from its head (KPF_COMPOUND_HEAD) over its tails (KPF_COMPOUND_TAIL). */
+static void folio_extent(int kpffd, uint64_t pfn, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t f = 0, h = pfn;
+	*lo = pfn;
+	*hi = pfn + 1;
+	if (pread(kpffd, &f, 8, (off_t)pfn * 8) != 8 || !(f & (1ULL << KPF_THP_)))
+		return;
+	for (int i = 0; i < 512 && h > 0 && !(f & (1ULL << KPF_COMPOUND_HEAD_)); i++)
+		if (pread(kpffd, &f, 8, (off_t)--h * 8) != 8)
+			return;
+	if (!(f & (1ULL << KPF_COMPOUND_HEAD_)))
+		return;
+	uint64_t e = h + 1;
+	while (e - h < 512 && pread(kpffd, &f, 8, (off_t)e * 8) == 8 && (f & (1ULL << KPF_COMPOUND_TAIL_)))
+		e++;
+	*lo = h;
+	*hi = e;
+}
+
+static int is_target(uint64_t pfn)
+{
+	for (int i = 0; i < ntg; i++)
+		if (pfn >= tg_lo[i] && pfn < tg_hi[i])
+			return 1;
+	return 0;
+}
+
+/* Whether page p of VMA v stays out of the coming reclaim: still mapped by this process and
+ * not mapping a target folio (a page without a PTE is held too, so that a run covers the whole
+ * virtual extent of a folio around it). */
+static int hold_page(int pmfd, int v, int p)
+{
+	uint64_t e = 0;
+	if (vgone[v][p])
+		return 0;
+	if (pread(pmfd, &e, 8, (off_t)((uintptr_t)(vbase[v] + (uintptr_t)p * PG) / PG) * 8) != 8)
+		return 1;
+	return !((e & PM_PRESENT_) && is_target(e & PM_PFN_MASK_));
+}
+
+/* A large folio mlock cannot hold (one partly mapped, or across a VMA boundary) would still be
+ * split: by the deferred-split shrinker, which memory.reclaim runs for the cgroup, and by
+ * shrink_folio_list, which splits a partly mapped folio before swapping it. Both give up on a
+ * folio with a reference they do not expect (can_split_folio, split_folio), so each such folio
+ * gets one for the time of the reclaim: one of its pages is vmspliced into a pipe
+ * (iter_to_pipe takes page references, FOLL_GET: no pin, so a folio shared after fork is not
+ * unshared, and nothing is faulted in or copied); closing the pipe drops them. Done for every
+ * large folio held, mlocked or not. Returns the folios referenced. */
+static int refpipe[2] = { -1, -1 };
+
+static int ref_large_folios(void)
+{
+	int pmfd = open("/proc/self/pagemap", O_RDONLY), kpffd = open("/proc/kpageflags", O_RDONLY), nref = 0;
+	uint64_t last_lo = 0, last_hi = 0;
+	if (pmfd < 0 || kpffd < 0 || pipe2(refpipe, O_NONBLOCK)) {
+		refpipe[0] = refpipe[1] = -1;
+		goto out;
+	}
+	fcntl(refpipe[1], F_SETPIPE_SZ, 1 << 20);
+	for (int i = 0; i < nheld; i++) {
+		for (uintptr_t a = held_at[i]; a < held_at[i] + held_len[i]; a += PG) {
+			uint64_t e = 0, f = 0, lo, hi;
+			if (pread(pmfd, &e, 8, (off_t)(a / PG) * 8) != 8 || !(e & PM_PRESENT_) ||
+			    pread(kpffd, &f, 8, (off_t)(e & PM_PFN_MASK_) * 8) != 8 || !(f & (1ULL << KPF_THP_)))
+				continue;
+			if ((e & PM_PFN_MASK_) >= last_lo && (e & PM_PFN_MASK_) < last_hi)
+				continue;
+			folio_extent(kpffd, e & PM_PFN_MASK_, &lo, &hi);
+			last_lo = lo;
+			last_hi = hi;
+			struct iovec iov = { (void *)a, 1 };
+			if (vmsplice(refpipe[1], &iov, 1, SPLICE_F_NONBLOCK) == 1)
+				nref++;
+		}
+	}
+out:
+	if (pmfd >= 0)
+		close(pmfd);
+	if (kpffd >= 0)
+		close(kpffd);
+	return nref;
+}
+
+/* Lock every run of this process's scenario pages that do not map a target folio. A run ends
+ * only at a target page, a page this process unmapped or the VMA's end, so it covers every
+ * other folio this process maps fully; mlock_pte_range (allow_mlock_munlock) mlocks a large
+ * folio only when the locked range holds all of it, fully mapped. Returns the pages held. */
+static int hold_others(void)
+{
+	int pmfd = open("/proc/self/pagemap", O_RDONLY), held = 0;
+	nheld = 0;
+	if (pmfd < 0)
+		return 0;
+	for (int v = 0; v < MAXV; v++) {
+		if (!vbase[v])
+			continue;
+		for (int p = 0; p < vnp[v];) {
+			if (!hold_page(pmfd, v, p)) {
+				p++;
+				continue;
+			}
+			int q = p;
+			while (q < vnp[v] && hold_page(pmfd, v, q))
+				q++;
+			if (nheld < MAXHELD) {
+				held_at[nheld] = (uintptr_t)vbase[v] + (uintptr_t)p * PG;
+				held_len[nheld++] = (size_t)(q - p) * PG;
+				mlock_onfault((uintptr_t)vbase[v] + (uintptr_t)p * PG, (size_t)(q - p) * PG);
+				held += q - p;
+			}
+			p = q;
+		}
+	}
+	close(pmfd);
+	return held;
+}
+
+static void release_held(void)
+{
+	for (int i = 0; i < nheld; i++)
+		munlock((void *)held_at[i], held_len[i]);
+	nheld = 0;
+	if (refpipe[0] >= 0) {
+		close(refpipe[0]);
+		close(refpipe[1]);
+		refpipe[0] = refpipe[1] = -1;
+	}
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	for (size_t got = 0; got < len;) {
+		ssize_t r = read(fd, (char *)buf + got, len - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	return write(fd, buf, len) == (ssize_t)len ? 0 : -1;
+}
+
+/* Record the folios mapped at the pages `want` of VMA v as the targets of a cgroup reclaim
+ * (whole folios, by PFN, so every process can tell its pages of them). */
+static void record_targets(int pmfd, int kpffd, int v, int n, const char *want, const char *letter)
+{
+	ntg = 0;
+	for (int p = 0; p < n; p++) {
+		uint64_t e = 0, lo, hi;
+		if (!want[p] || !strchr("Htp", letter[p]))
+			continue;
+		if (pread(pmfd, &e, 8, (off_t)((uintptr_t)(vbase[v] + (uintptr_t)p * PG) / PG) * 8) != 8 ||
+		    !(e & PM_PRESENT_)) {
+			ntg = -1;
+			return;
+		}
+		folio_extent(kpffd, e & PM_PFN_MASK_, &lo, &hi);
+		if (is_target(lo))
+			continue;
+		if (ntg == MAXT) {
+			ntg = -1;
+			return;
+		}
+		tg_lo[ntg] = lo;
+		tg_hi[ntg++] = hi;
+	}
+}
+
 /* A `reclaim` (keep_cached false) of step st's folios by MADV_PAGEOUT of the range widened
  * to whole folios, so no folio is split (memory-pressure reclaim takes a large folio whole)
  * and nothing outside them is touched (memory.reclaim would take the whole cgroup's memory).
  * Only when that is the same as reclaim: every folio of the range is mapped once (MADV_PAGEOUT
  * skips a shared folio, reclaim unmaps it everywhere through the rmap walk) and lies in one
  * VMA (MADV_PAGEOUT works VMA by VMA and splits a folio crossing a boundary). Returns 0 when
- * done, 1 when the caller must reclaim through the cgroup instead. */
+ * done, 1 when the caller must reclaim through the cgroup instead, the folios to reclaim then
+ * recorded as the targets (ntg -1 when they could not be read). */
 static int reclaim_own(const step_t *st)
 {
 	int v = st->vma, n = vnp[v];
 	static char want[1024], letter[1024];
+	ntg = -1;
 	if (n > (int)sizeof want)
 		return 1;
 	int pmfd = open("/proc/self/pagemap", O_RDONLY), kpffd = open("/proc/kpageflags", O_RDONLY);
 	int kpcfd = open("/proc/kpagecount", O_RDONLY);
-	int rc = pmfd < 0 || kpffd < 0 || kpcfd < 0;
-	for (int p = 0; p < n && !rc; p++) {
+	int bad = pmfd < 0 || kpffd < 0 || kpcfd < 0, rc = bad;
+	for (int p = 0; p < n && !bad; p++) {
 		char w[2];
 		page_letters(pmfd, kpffd, v, p, w);
 		letter[p] = w[0];
 		want[p] = 0;
 	}
-	for (int i = 0; i < st->n && !rc; i++) {
+	/* every page of the range is looked at (the targets of a fallback are all its folios) */
+	for (int i = 0; i < st->n && !bad; i++) {
 		int lo = st->pg[i], hi = st->pg[i];
 		if (letter[lo] == 't' || letter[lo] == 'H') {
 			while (lo > 0 && letter[lo] == 't' && (letter[lo - 1] == 't' || letter[lo - 1] == 'H'))
@@ -334,6 +597,8 @@ static int reclaim_own(const step_t *st)
 		madvise(vbase[v] + (uintptr_t)p * PG, (size_t)(q - p) * PG, MADV_PAGEOUT_);
 		p = q;
 	}
+	if (rc && !bad)
+		record_targets(pmfd, kpffd, v, n, want, letter);
 	if (pmfd >= 0)
 		close(pmfd);
 	if (kpffd >= 0)
@@ -349,9 +614,30 @@ static void worker(void)
 		int k;
 		if (read(cmdfd[me][0], &k, sizeof k) != sizeof k)
 			_exit(0);
-		if (k <= RECLAIM_CMD) {
-			struct ack a = { k, reclaim_own(&S->steps[RECLAIM_CMD - k - 1]), getpid(), 0, 0 };
+		if (k <= RELEASE_CMD) {
+			struct ack a = { k, 0, getpid(), 0, 0 };
+			release_held();
 			if (write(ackfd[1], &a, sizeof a) != sizeof a)
+				_exit(3);
+			continue;
+		}
+		if (k <= HOLD_CMD) { /* the targets follow the command: count, then lo[], hi[] */
+			if (read_full(cmdfd[me][0], &ntg, sizeof ntg) || ntg < 0 || ntg > MAXT ||
+			    read_full(cmdfd[me][0], tg_lo, ntg * sizeof tg_lo[0]) ||
+			    read_full(cmdfd[me][0], tg_hi, ntg * sizeof tg_hi[0]))
+				_exit(3);
+			struct ack a = { k, hold_others(), getpid(), 0, 0 };
+			a.childpid = ref_large_folios();
+			if (write(ackfd[1], &a, sizeof a) != sizeof a)
+				_exit(3);
+			continue;
+		}
+		if (k <= RECLAIM_CMD) { /* after the ack of a fallback: the targets, as for HOLD_CMD */
+			struct ack a = { k, reclaim_own(&S->steps[RECLAIM_CMD - k - 1]), getpid(), 0, 0 };
+			int nt = a.nviol ? ntg : -1;
+			if (write_full(ackfd[1], &a, sizeof a) || write_full(ackfd[1], &nt, sizeof nt) ||
+			    (nt > 0 && (write_full(ackfd[1], tg_lo, nt * sizeof tg_lo[0]) ||
+					write_full(ackfd[1], tg_hi, nt * sizeof tg_hi[0]))))
 				_exit(3);
 			continue;
 		}
@@ -393,6 +679,14 @@ static void worker(void)
 				munmap(raw, p - raw);
 			if (p + len < raw + len + al)
 				munmap(p + len, raw + len + al - (p + len));
+			/* evictable, unlike the program's own memory (lock_program: MCL_FUTURE) */
+			munlock(p, len);
+			/* the scenario's folio sizes are enabled for MADV_HUGEPAGE VMAs only
+			 * (hugepages-NkB/enabled "madvise", defrag "never": the same orders and the
+			 * same GFP_TRANSHUGE_LIGHT as "always" gives a VMA without it), so that the
+			 * program's own memory has no large folio: one partly mapped after a fork's
+			 * copy-on-write could be neither mlocked nor kept out of a cgroup reclaim */
+			madvise(p, len, MADV_HUGEPAGE);
 			vbase[v] = p;
 			vnp[v] = st->npages_map;
 			vmte[v] = calloc(vnp[v], 1);
@@ -426,6 +720,7 @@ static void worker(void)
 			pid_t c = fork();
 			if (c == 0) {
 				me = st->child;
+				lock_program(1);
 				continue;
 			}
 			a.childpid = c;
@@ -649,6 +944,102 @@ static int count_state(const step_t *st, char want)
 	return c;
 }
 
+/* Around a cgroup reclaim: every live scenario process holds (mlocks) its scenario pages but
+ * the targets' (on, HOLD_CMD with the target extents), or releases them (RELEASE_CMD).
+ * Returns the pages held (hold_refs: the large folios referenced), -1 when a worker did not
+ * answer. */
+static int hold_refs;
+
+/* VMAs of process pid (lines of /proc/PID/maps): a diagnostic that munlock merged back every
+ * VMA the hold split */
+static int count_vmas(pid_t pid)
+{
+	char path[64], buf[4096];
+	int n = 0;
+	ssize_t r;
+	snprintf(path, sizeof path, "/proc/%d/maps", pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	while ((r = read(fd, buf, sizeof buf)) > 0)
+		for (ssize_t i = 0; i < r; i++)
+			n += buf[i] == '\n';
+	close(fd);
+	return n;
+}
+
+static int hold_all(int k, int on)
+{
+	static int vmas_before[MAXP];
+	int total = 0;
+	hold_refs = 0;
+	for (int i = 0; i < S->nprocs; i++) {
+		if (!ppid_of[i])
+			continue;
+		if (on)
+			vmas_before[i] = count_vmas(ppid_of[i]);
+		int cmd = (on ? HOLD_CMD : RELEASE_CMD) - k;
+		struct ack a;
+		if (write_full(cmdfd[i][1], &cmd, sizeof cmd))
+			return -1;
+		if (on && (write_full(cmdfd[i][1], &ntg, sizeof ntg) ||
+			   write_full(cmdfd[i][1], tg_lo, ntg * sizeof tg_lo[0]) ||
+			   write_full(cmdfd[i][1], tg_hi, ntg * sizeof tg_hi[0])))
+			return -1;
+		if (read_full(ackfd[0], &a, sizeof a))
+			return -1;
+		total += a.nviol;
+		hold_refs += a.childpid;
+		if (!on && count_vmas(ppid_of[i]) != vmas_before[i])
+			out("%s %d VMAs of %s not merged back after the hold: %d, were %d\n", OUT_PREFIX_NOTE, k,
+			    S->procnames[i], count_vmas(ppid_of[i]), vmas_before[i]);
+	}
+	return total;
+}
+
+/* memory.reclaim of the test's cgroup, with only the step's target folios reclaimable: every
+ * live process holds the rest of its scenario pages (hold_all; evict: ntg 0, all of them, so
+ * only folios no one maps, those of the swap cache, are left). The targets go one at a time, in
+ * the range's address order, as MADV_PAGEOUT and the model take them: one memory.reclaim of
+ * several would take them in LRU order (a folio split by a fork's copy-on-write or a `split`
+ * puts its pages on the LRU in another order), which decides their swap slots. Two passes
+ * (twice) free a written folio from the swap cache, as `keep_cached: false` asks on a disk.
+ * With the targets unknown (ntg -1) nothing is held. Returns -1 when a worker did not answer. */
+static int reclaim_through_cgroup(int k, int twice)
+{
+	static uint64_t all_lo[MAXT], all_hi[MAXT];
+	int n = ntg, held = 0, refs = 0;
+	if (n < 0) {
+		cg_reclaim();
+		if (twice)
+			cg_reclaim();
+		return 0;
+	}
+	memcpy(all_lo, tg_lo, n * sizeof tg_lo[0]);
+	memcpy(all_hi, tg_hi, n * sizeof tg_hi[0]);
+	for (int i = 0; i < (n ? n : 1); i++) {
+		ntg = n ? 1 : 0;
+		if (n) {
+			tg_lo[0] = all_lo[i];
+			tg_hi[0] = all_hi[i];
+		}
+		int h = hold_all(k, 1);
+		if (h < 0)
+			return -1;
+		held = h > held ? h : held;
+		refs = hold_refs > refs ? hold_refs : refs;
+		cg_reclaim();
+		if (twice)
+			cg_reclaim();
+		if (hold_all(k, 0) < 0)
+			return -1;
+	}
+	ntg = -1;
+	out("%s %d held out of the cgroup reclaim: up to %d page(s) of other folios mlocked, %d large folio(s) referenced; %d target folio(s), one at a time\n",
+	    OUT_PREFIX_NOTE, k, held, refs, n);
+	return 0;
+}
+
 static int run_scenario(const scen_t *sc, int idx)
 {
 	S = sc;
@@ -710,10 +1101,18 @@ static int run_scenario(const scen_t *sc, int idx)
 		return 5;
 	memset(ppid_of, 0, sizeof ppid_of);
 	memset(pbase, 0, sizeof pbase);
+	/* the program's own memory stays out of every reclaim (lock_program), the controller's
+	 * and (fork passes no lock on) the first worker's */
+	{
+		int e = lock_program(0);
+		if (e)
+			out("%s 0 mlockall: %s (cgroup reclaim may take the program's own pages)\n", OUT_PREFIX_NOTE, strerror(e));
+	}
 	pid_t a0 = fork();
 	if (a0 == 0) {
 		signal(SIGCHLD, SIG_IGN);
 		me = 0;
+		lock_program(0);
 		worker();
 		_exit(0);
 	}
@@ -743,7 +1142,10 @@ static int run_scenario(const scen_t *sc, int idx)
 			 * memory.reclaim, which takes all the test's memory, only when that cannot be. */
 			int cmd = RECLAIM_CMD - k;
 			struct ack a;
-			if (write(cmdfd[st->proc][1], &cmd, sizeof cmd) != sizeof cmd || read(ackfd[0], &a, sizeof a) != sizeof a)
+			if (write(cmdfd[st->proc][1], &cmd, sizeof cmd) != sizeof cmd || read_full(ackfd[0], &a, sizeof a) ||
+			    read_full(ackfd[0], &ntg, sizeof ntg) || ntg > MAXT ||
+			    (ntg > 0 && (read_full(ackfd[0], tg_lo, ntg * sizeof tg_lo[0]) ||
+					 read_full(ackfd[0], tg_hi, ntg * sizeof tg_hi[0]))))
 				return 6;
 			if (!a.nviol) {
 				op = -1;
@@ -764,9 +1166,10 @@ static int run_scenario(const scen_t *sc, int idx)
 				precond_failed = 1;
 				break;
 			}
-			cg_reclaim();
-			if (st->op == OP_RECLAIM && !st->keep)
-				cg_reclaim(); /* second pass: free the written folios from the swap cache */
+			if (st->op == OP_EVICT)
+				ntg = 0;
+			if (reclaim_through_cgroup(k, st->op == OP_RECLAIM && !st->keep))
+				return 6;
 			break;
 		case OP_SPLIT: {
 			char b[160];
@@ -864,6 +1267,7 @@ static int run_scenario(const scen_t *sc, int idx)
 			kill(ppid_of[i], SIGKILL);
 	while (waitpid(-1, NULL, 0) > 0)
 		;
+	munlockall();
 	if (have_cg)
 		rmdir(cgdir);
 	if (old_cluster[0])
