@@ -171,3 +171,27 @@ def test_7_2_swaps_shared_entries_in_as_one_large_folio_both_processes_map(devic
     c = m.counters
     assert (c["large_swap_ins"], c["swap_ins"], c["swap_cache_hits"]) == (1, 1, 1)
     assert m.folio_mapcount(m.folio_at(folio.pfn)) == 32 and kinds(r) == []
+
+
+# A 64 KiB tagged folio paged out on a rotational disk (kept in the swap cache, as one
+# MADV_PAGEOUT pass on the virtio disk leaves it), then read back.
+ROTATIONAL_ROUNDTRIP = [_mmap("buf", 16), _op("write", "buf", tag="distinct"),
+                        _op("pageout", "buf", keep_cached=True), _op("read", "buf", 4)]
+
+
+@pytest.mark.parametrize(("kernel", "slots", "fallback", "after_pageout", "after_read"), [
+    # 6.12: no cluster info on a rotational disk, the folio is split, its pages take slots 1-16
+    ("6.12", list(range(1, 17)), 1, "C" * 16, "CCCCpCCCCCCCCCCC"),
+    # 7.2: clusters on every device: swapped whole, found in the swap cache and mapped whole
+    ("7.2", list(range(512, 528)), 0, "C" * 16, "H" + "t" * 15),
+])
+def test_rotational_disk_takes_a_large_folio_whole_only_on_7_2(kernel, slots, fallback,
+                                                               after_pageout, after_read):
+    r = Runner(scenario(ROTATIONAL_ROUNDTRIP, swap_device="rotational", kernel=kernel),
+               get_design("merged"), keep_states=True)
+    for step in r.scenario.steps[:3]:
+        r.run_step(step)
+    assert _slots(r.m) == slots and r.m.counters["swpout_fallback"] == fallback
+    r.run_step(r.scenario.steps[3])
+    assert [s["pages"] for s in r.states[2:]] == [after_pageout, after_read]
+    assert kinds(r) == []

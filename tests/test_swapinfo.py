@@ -10,7 +10,7 @@ def reference_find_slots(si: SwapInfo, nr: int) -> int | None:
     """Lowest cluster serving this order with an aligned free run, else the lowest free
     cluster (full-size only for nr > 1), else for order 0 any free slot."""
     order = nr.bit_length() - 1
-    if nr > 1 and si.rotational:
+    if nr > 1 and not si.large_slots:
         return None
 
     def eligible(ci):

@@ -357,7 +357,12 @@ class SwapInfo:
         # cluster the last order-0 slot came from; -1 when unset (SWAP_NEXT_INVALID).
         self.next0 = -1
         self.synchronous = device == "zram"          # SWP_SYNCHRONOUS_IO
-        self.rotational = device == "rotational"     # no cluster info: order-0 slots only
+        self.rotational = device == "rotational"
+        # Whether a large folio can get slots: 6.12 gives a rotational disk no cluster info
+        # (setup_clusters only for SWP_SOLIDSTATE), so `scan_swap_map_slots` refuses order > 0;
+        # 7.2 keeps clusters on every device (one global cluster instead of per-CPU ones for a
+        # rotational disk), so a rotational disk takes large folios like an ssd (model.md).
+        self.large_slots = not (self.rotational and kernel == "6.12")
         self.active = True                           # SWP_WRITEOK until swapoff
         self.swap_map = array("q", bytes(8 * nslots))   # an int per slot, no object
         self.swap_map[0] = SWAP_MAP_BAD
@@ -481,11 +486,12 @@ class SwapInfo:
     def find_slots(self, nr: int) -> int | None:
         """First offset of nr free, naturally aligned slots, as `cluster_alloc_swap_entry`
         would choose them, or None. A large folio only gets slots inside one full-size
-        cluster already serving its order, or a free cluster; never on a rotational disk.
+        cluster already serving its order, or a free cluster; never on a rotational disk on
+        6.12 (`large_slots`).
         Order 0 follows `config.kernel`: 6.12 takes a free cluster before partly used ones
         (`_find_order0_free_first`), 7.2 the reverse (docs/model.md, "Kernel versions")."""
         if nr > 1:
-            if self.rotational:
+            if not self.large_slots:
                 return None
             return self._find_in_clusters(nr, full_size_only=True)
         if self.order0_free_first:
@@ -564,8 +570,8 @@ class SwapInfo:
             if not (self.last_partial and ci == self.nclusters - 1):
                 heapq.heappush(self.free_heap, ci)
 
-    _CLONED = frozenset(("device", "synchronous", "rotational", "active", "swap_map", "nclusters",
-                         "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
+    _CLONED = frozenset(("device", "synchronous", "rotational", "large_slots", "active",
+                         "swap_map", "nclusters", "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
                          "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next",
                          "order0_free_first", "next0"))
 
