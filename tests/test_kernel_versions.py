@@ -150,16 +150,19 @@ SHARED_SWAPIN = [_mmap("buf", 16), _op("write", "buf", tag="distinct"),
                  _op("read", "buf")]
 
 
-@pytest.mark.parametrize("device", ["ssd", "zram"])
-def test_6_12_swaps_shared_entries_in_as_order0_pages(device):
-    r = runner(SHARED_SWAPIN, swap_device=device)
+@pytest.mark.parametrize(("device", "kernel"), [("ssd", "6.12"), ("zram", "6.12"),
+                                                ("ssd", "7.2"), ("rotational", "7.2")])
+def test_shared_entries_come_back_as_order0_pages_except_from_zram_on_7_2(device, kernel):
+    # On 7.2 the disk reads order 0 too (the seed-13 corpus: no large folio from an uncached
+    # disk slot); the 64 KiB folio was swapped out whole on every device here.
+    r = runner(SHARED_SWAPIN, swap_device=device, kernel=kernel)
+    assert r.m.counters["large_swap_outs"] == 1
     c = r.m.counters
     assert (c["large_swap_ins"], c["swap_ins"]) == (0, 16) and kinds(r) == []
 
 
-@pytest.mark.parametrize("device", ["ssd", "zram"])
-def test_7_2_swaps_shared_entries_in_as_one_large_folio_both_processes_map(device):
-    r = Runner(scenario(SHARED_SWAPIN, swap_device=device, kernel="7.2"), get_design("merged"))
+def test_7_2_swaps_shared_zram_entries_in_as_one_large_folio_both_processes_map():
+    r = Runner(scenario(SHARED_SWAPIN, swap_device="zram", kernel="7.2"), get_design("merged"))
     for step in r.scenario.steps[:5]:
         r.run_step(step)
     m = r.m

@@ -216,12 +216,15 @@ def _alloc_large_swapin_folio(m, mm, vma, vpn: int, entry: int, why: str, k: int
 
 
 def swap_cache_alloc_folio(m, mm, vma, vpn: int, entry: int):
-    """7.2 only: a swap-in through the swap cache may bring a large folio in too, on every
-    device and for entries shared after fork (the swap-table series, "mm, swap: unify large
-    folio allocation"; release not confirmed). The largest size `alloc_swap_folio` would pick
-    is added to the swap cache at its aligned entry and read; None if no size fits (the
-    caller falls back to order-0 `swapin_readahead`). The folio stays in the swap cache while
-    other references remain, so another process's fault finds it and maps it whole."""
+    """7.2 only, on a SWP_SYNCHRONOUS_IO device (zram): a swap-in of entries shared after fork
+    (count > 1) goes through the swap cache with a large folio too (the swap-table series, "mm,
+    swap: unify large folio allocation"; release not confirmed). The largest size
+    `alloc_swap_folio` would pick is added to the swap cache at its aligned entry and read;
+    None if no size fits (the caller falls back to order-0 `swapin_readahead`). The folio
+    stays in the swap cache while other references remain, so another process's fault finds
+    it and maps it whole. A disk (ssd, rotational) still reads order 0 through
+    `swapin_readahead`: the seed-13 corpus on 7.2 shows no large folio read from a disk slot
+    that was not already in the swap cache (count 1 or 2, zeromap or not)."""
     folio = _alloc_large_swapin_folio(m, mm, vma, vpn, entry, "swap_cache_alloc_folio")
     if folio is None:
         return None
@@ -257,9 +260,9 @@ def swapin_batch(m, mm, vpn: int, reach: int, write: bool) -> tuple[int, int]:
     si = m.swap
     e = mm.ptes.ents[vpn]
     off = swp_offset(pte_to_swp_entry(e, vpn))
-    # Cheap refusals first: a shared or cached slot, a neighbour not continuing the run;
-    # 7.2's swap-cache path, which may choose a large folio per fault (no batch there).
-    if si.swap_map[off] != 1 or (not si.synchronous and m.config.kernel != "6.12"):
+    # Cheap refusals first: a shared or cached slot, a neighbour not continuing the run.
+    # (7.2's large swap-cache folios are for shared zram slots only: never a batch.)
+    if si.swap_map[off] != 1:
         return 1, 1
     nr = large_swapin_size(m) if si.synchronous and m.config.large_swapin else 1
     if si.synchronous and (nr == 1 or vpn % nr or off % nr):
@@ -324,7 +327,7 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         swap_read_folio(m, folio, entry, k)
     else:
         folio = None
-        if k == 1 and m.config.kernel != "6.12":
+        if k == 1 and si.synchronous and m.config.kernel != "6.12":
             folio = swap_cache_alloc_folio(m, mm, vma, vpn, entry)
         if folio is None:
             folio = swapin_readahead(m, entry, k)
