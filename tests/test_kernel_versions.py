@@ -198,3 +198,20 @@ def test_rotational_disk_takes_a_large_folio_whole_only_on_7_2(kernel, slots, fa
     r.run_step(r.scenario.steps[3])
     assert [s["pages"] for s in r.states[2:]] == [after_pageout, after_read]
     assert kinds(r) == []
+
+
+# Order-0 pages swapped out, swapped back in on zram (freeing their slots, and so the whole
+# cluster), then more order-0 pages swapped out.
+REFILL = [_mmap("buf", 8), _op("write", "buf"), _op("pageout", "buf", "0-4"),
+          _op("read", "buf", "0-4"), _op("pageout", "buf", "5-7")]
+
+
+@pytest.mark.parametrize(("kernel", "slots"), [
+    # 6.12: the per-CPU `next` (517) is scanned from even though its cluster became free
+    # (alloc_swap_scan_cluster does not look at the cluster's state; fuzz-13-0219, step 13)
+    ("6.12", [517, 518, 519]),
+    ("7.2", [1, 2, 3]),
+])
+def test_order0_slots_after_their_cluster_was_freed(kernel, slots):
+    r = runner(REFILL, folio_pages=[1], swap_device="zram", kernel=kernel)
+    assert _slots(r.m) == slots and kinds(r) == []

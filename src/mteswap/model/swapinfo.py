@@ -511,10 +511,17 @@ class SwapInfo:
         first order-0 pages go to slot 512 and up, not slot 1. (7.2 tries the partly used
         clusters first: `_find_in_clusters`.)"""
         nxt = self.next0
-        if nxt >= 0 and self.cluster_order[nxt // SWAPFILE_CLUSTER] == 0:
-            stop = min((nxt // SWAPFILE_CLUSTER + 1) * SWAPFILE_CLUSTER, len(self.swap_map))
+        ci = nxt // SWAPFILE_CLUSTER
+        # 6.12's `alloc_swap_scan_cluster` scans from `next` whatever became of the cluster
+        # since: one freed meanwhile (every slot released) is taken up again at `next`, not
+        # from its start (fuzz-13-0219: slots 517 and up after 512-516 were freed).
+        if nxt >= 0 and self.cluster_order[ci] in (0, None):
+            stop = min((ci + 1) * SWAPFILE_CLUSTER, len(self.swap_map))
             for off in range(nxt, stop):
                 if self.swap_map[off] == 0:
+                    if self.cluster_order[ci] is None:
+                        self.cluster_order[ci] = 0       # off the free list (cluster_alloc_range)
+                        self._update_room(ci)
                     return off
         ci = self._lowest_free_cluster(1)
         if ci is not None:
