@@ -210,8 +210,25 @@ REFILL = [_mmap("buf", 8), _op("write", "buf"), _op("pageout", "buf", "0-4"),
     # 6.12: the per-CPU `next` (517) is scanned from even though its cluster became free
     # (alloc_swap_scan_cluster does not look at the cluster's state; fuzz-13-0219, step 13)
     ("6.12", [517, 518, 519]),
-    ("7.2", [1, 2, 3]),
+    # 7.2: `next` (6) goes on in cluster 0 past the freed 1-5 as well (fuzz-13-0219, 7.2,
+    # step 13: slots 6 and up)
+    ("7.2", [6, 7, 8]),
 ])
 def test_order0_slots_after_their_cluster_was_freed(kernel, slots):
     r = runner(REFILL, folio_pages=[1], swap_device="zram", kernel=kernel)
+    assert _slots(r.m) == slots and kinds(r) == []
+
+
+# A 64 KiB folio swapped out and back in on zram (its cluster empties), then swapped out again.
+LARGE_AGAIN = [_mmap("buf", 16), _op("write", "buf", tag="distinct"), _op("pageout", "buf"),
+               _op("read", "buf"), _op("pageout", "buf")]
+
+
+@pytest.mark.parametrize(("kernel", "slots"), [
+    ("6.12", list(range(528, 544))),     # next[4] = 528, scanned on though the cluster emptied
+    ("7.2", list(range(512, 528))),      # an empty cluster is taken from its start
+])
+def test_a_large_folio_swapped_out_again_after_its_cluster_emptied(kernel, slots):
+    r = runner(LARGE_AGAIN, swap_device="zram", kernel=kernel)
+    assert r.m.counters["large_swap_outs"] == 2 and r.m.counters["large_swap_ins"] == 1
     assert _slots(r.m) == slots and kinds(r) == []

@@ -7,11 +7,22 @@ from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SwapInfo
 
 
 def reference_find_slots(si: SwapInfo, nr: int) -> int | None:
-    """Lowest cluster serving this order with an aligned free run, else the lowest free
-    cluster (full-size only for nr > 1), else for order 0 any free slot."""
+    """7.2: from this order's `next` offset to the end of its cluster (from the cluster's
+    start if it was freed since); else the lowest cluster serving this order with an aligned
+    free run, else the lowest free cluster (full-size only for nr > 1), else for order 0 any
+    free slot."""
     order = nr.bit_length() - 1
     if nr > 1 and not si.large_slots:
         return None
+    nxt = si.next_off.get(order)
+    if nxt is not None:
+        ci = nxt // SWAPFILE_CLUSTER
+        rng = si.cluster_range(ci)
+        if si.cluster_order[ci] in (order, None) and (nr == 1 or len(rng) == SWAPFILE_CLUSTER):
+            start = rng.start if si.cluster_order[ci] is None else nxt
+            for off in range(start, rng.stop - nr + 1, nr):
+                if all(si.swap_map[o] == 0 for o in range(off, off + nr)):
+                    return off
 
     def eligible(ci):
         return nr == 1 or si.cluster_is_full_size(ci)
@@ -58,9 +69,10 @@ def test_find_slots_matches_a_scan_of_every_cluster(nslots, ops):
     for op, nr, pick in ops:
         if op == "alloc":
             want = reference_find_slots(si, nr)
-            assert si.find_slots(nr) == want
-            if want is not None:
-                _alloc(si, nr)
+            got = si.find_slots(nr)                 # once: it moves `next` on
+            assert got == want
+            for o in range(got, got + nr) if got is not None else ():
+                si.take_slot(o, SWAP_HAS_CACHE)
         elif si.allocated:
             _free(si, sorted(si.allocated)[pick % len(si.allocated)])
 

@@ -350,12 +350,16 @@ class SwapInfo:
 
     def __init__(self, nslots: int, device: str, kernel: str = "6.12"):
         self.device = device
-        # 6.12 places order-0 slots differently from 7.2 (find_slots; docs/model.md).
-        # A rotational disk keeps the old linear scan from slot 1 on 6.12 (no SWP_SOLIDSTATE).
-        self.order0_free_first = kernel == "6.12" and device != "rotational"
-        # 6.12's per-CPU `next[0]`: the offset where the next order-0 search starts, in the
-        # cluster the last order-0 slot came from; -1 when unset (SWAP_NEXT_INVALID).
-        self.next0 = -1
+        # 6.12 places slots differently from 7.2 (find_slots; docs/model.md): a free cluster
+        # before a partly used one, and it scans on from `next` even in a cluster freed since.
+        self.free_first = kernel == "6.12"
+        # Whether slots come from clusters with a `next` offset per order: not a rotational
+        # disk on 6.12, which keeps the old linear scan from slot 1 (no SWP_SOLIDSTATE).
+        self.uses_next = not (kernel == "6.12" and device == "rotational")
+        # The per-CPU (7.2 rotational: global) cluster `next` offset per order: where the next
+        # search for that order starts, in the cluster its last slots came from. An order is
+        # absent when unset (SWAP_NEXT_INVALID).
+        self.next_off: dict[int, int] = {}
         self.synchronous = device == "zram"          # SWP_SYNCHRONOUS_IO
         self.rotational = device == "rotational"
         # Whether a large folio can get slots: 6.12 gives a rotational disk no cluster info
@@ -486,49 +490,70 @@ class SwapInfo:
     def find_slots(self, nr: int) -> int | None:
         """First offset of nr free, naturally aligned slots, as `cluster_alloc_swap_entry`
         would choose them, or None. A large folio only gets slots inside one full-size
-        cluster already serving its order, or a free cluster; never on a rotational disk on
-        6.12 (`large_slots`).
-        Order 0 follows `config.kernel`: 6.12 takes a free cluster before partly used ones
-        (`_find_order0_free_first`), 7.2 the reverse (docs/model.md, "Kernel versions")."""
-        if nr > 1:
-            if not self.large_slots:
-                return None
-            return self._find_in_clusters(nr, full_size_only=True)
-        if self.order0_free_first:
-            found = self._find_order0_free_first()
-        else:
-            found = self._find_in_clusters(1, full_size_only=False)
-        if found is None:   # order-0 may steal a free slot from any cluster (frag list)
+        cluster; never on a rotational disk on 6.12 (`large_slots`). First the cluster of
+        this order's `next` offset, from there up (`_scan_from_next`: freed slots below it
+        wait); else a new cluster, in the order `config.kernel` tries them (6.12: a free
+        cluster before partly used ones of the order, 7.2 the reverse; docs/model.md, "Kernel
+        versions"); else, for order 0, any free slot (the frag list)."""
+        if nr > 1 and not self.large_slots:
+            return None
+        order = nr.bit_length() - 1
+        found = self._scan_from_next(nr, order) if self.uses_next else None
+        if found is None:
+            if self.free_first and self.uses_next:
+                found = self._find_free_then_nonfull(nr)
+            else:
+                found = self._find_in_clusters(nr, full_size_only=nr > 1)
+        if found is None and nr == 1:
             found = next((o for o in range(1, len(self.swap_map)) if self.swap_map[o] == 0), None)
-        if self.order0_free_first:
-            self.next0 = -1 if found is None or (found + 1) % SWAPFILE_CLUSTER == 0 else found + 1
+        if self.uses_next:
+            # alloc_swap_scan_cluster leaves `next` after the slots it took, unset at the
+            # cluster's end
+            if found is None or (found + nr) % SWAPFILE_CLUSTER == 0:
+                self.next_off.pop(order, None)
+            else:
+                self.next_off[order] = found + nr
         return found
 
-    def _find_order0_free_first(self) -> int | None:
-        """6.12's `cluster_alloc_swap_entry` for order 0: the per-CPU cluster from its `next`
-        offset up (freed slots below it wait), else a free cluster, and only then the partly
-        used order-0 clusters (cluster 0, with the header, is one from `setup_clusters`). So the
-        first order-0 pages go to slot 512 and up, not slot 1. (7.2 tries the partly used
-        clusters first: `_find_in_clusters`.)"""
-        nxt = self.next0
+    def _scan_from_next(self, nr: int, order: int) -> int | None:
+        """`alloc_swap_scan_cluster` from this order's `next` offset to the end of its
+        cluster. A cluster freed since (every slot released) is scanned on from `next` by 6.12,
+        which does not look at the cluster's state (fuzz-13-0219: slots 517 and up after
+        512-516 were freed), and from its start by 7.2 (`cluster_is_usable`, then
+        `cluster_is_empty` → `cluster_offset`). A cluster serving another order by now is
+        left (6.12 would scan it too: not modelled)."""
+        nxt = self.next_off.get(order, -1)
+        if nxt < 0:
+            return None
         ci = nxt // SWAPFILE_CLUSTER
-        # 6.12's `alloc_swap_scan_cluster` scans from `next` whatever became of the cluster
-        # since: one freed meanwhile (every slot released) is taken up again at `next`, not
-        # from its start (fuzz-13-0219: slots 517 and up after 512-516 were freed).
-        if nxt >= 0 and self.cluster_order[ci] in (0, None):
-            stop = min((ci + 1) * SWAPFILE_CLUSTER, len(self.swap_map))
-            for off in range(nxt, stop):
-                if self.swap_map[off] == 0:
-                    if self.cluster_order[ci] is None:
-                        self.cluster_order[ci] = 0       # off the free list (cluster_alloc_range)
-                        self._update_room(ci)
-                    return off
-        ci = self._lowest_free_cluster(1)
+        co = self.cluster_order[ci]
+        if co is None and not self.free_first:
+            nxt = ci * SWAPFILE_CLUSTER
+        elif co is not None and co != order:
+            return None
+        rng = self.cluster_range(ci)
+        if (nr > 1 and len(rng) != SWAPFILE_CLUSTER) or self.cluster_used[ci] + nr > len(rng):
+            return None
+        swap_map = self.swap_map
+        for off in range(nxt, rng.stop - nr + 1, nr):
+            if swap_map[off:off + nr].count(0) == nr:
+                if co is None:                       # off the free list (cluster_alloc_range)
+                    self.cluster_order[ci] = order
+                    self._update_room(ci)
+                return off
+        return None
+
+    def _find_free_then_nonfull(self, nr: int) -> int | None:
+        """6.12's `cluster_alloc_swap_entry` once `next` gave nothing: a free cluster, and
+        only then the partly used clusters of the order (cluster 0, with the header, is an
+        order-0 one from `setup_clusters`). So the first order-0 pages go to slot 512 and
+        up, not slot 1. (7.2 tries the partly used clusters first: `_find_in_clusters`.)"""
+        ci = self._lowest_free_cluster(nr)
         if ci is not None:
-            self.cluster_order[ci] = 0
+            self.cluster_order[ci] = nr.bit_length() - 1
             self._update_room(ci)
             return ci * SWAPFILE_CLUSTER
-        return self._find_in_clusters(1, full_size_only=False)
+        return self._find_in_clusters(nr, full_size_only=nr > 1)
 
     def _find_in_clusters(self, nr: int, full_size_only: bool) -> int | None:
         """Lowest-index cluster first: partly used clusters already serving this order, then
@@ -580,7 +605,7 @@ class SwapInfo:
     _CLONED = frozenset(("device", "synchronous", "rotational", "large_slots", "active",
                          "swap_map", "nclusters", "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
                          "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next",
-                         "order0_free_first", "next0"))
+                         "free_first", "uses_next", "next_off"))
 
     def clone(self) -> "SwapInfo":
         """An independent copy (for `Machine.clone`, which points the copy's cache at the copy
@@ -593,6 +618,7 @@ class SwapInfo:
         new.room = {order: set(cis) for order, cis in self.room.items()}
         new.free_heap = list(self.free_heap)
         new.cluster_next = list(self.cluster_next)
+        new.next_off = dict(self.next_off)
         new._allocated = None if self._allocated is None else set(self._allocated)
         new.cache = self.cache.copy()
         new.contents = self.contents.copy()
@@ -602,10 +628,10 @@ class SwapInfo:
 
     def snapshot(self) -> SwapSnapshot:
         used = tuple((o, self.swap_map[o]) for o in sorted(self.allocated))   # in offset order
-        # The per-CPU order-0 `next` offset rides at the end of the cluster orders: it decides
-        # later placement on 6.12.
+        # The per-order `next` offsets ride at the end of the cluster orders, as (order,
+        # offset) pairs in order: they decide later placement.
         return swap_snapshot((self.active, used,
                               tuple(o if o is not None else -1 for o in self.cluster_order)
-                              + (self.next0,),
+                              + tuple(x for item in sorted(self.next_off.items()) for x in item),
                               tuple(self.contents.items()), tuple(sorted(self.zeromap)),
                               tuple((o, -1 if t is None else t) for o, t in self.written_tags.items())))
