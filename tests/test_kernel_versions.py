@@ -232,3 +232,43 @@ def test_a_large_folio_swapped_out_again_after_its_cluster_emptied(kernel, slots
     r = runner(LARGE_AGAIN, swap_device="zram", kernel=kernel)
     assert r.m.counters["large_swap_outs"] == 2 and r.m.counters["large_swap_ins"] == 1
     assert _slots(r.m) == slots and kinds(r) == []
+
+
+# A 64 KiB folio kept in the swap cache on a disk, mapped whole again by A after fork (read:
+# read-only, still in the swap cache), B exits, then A writes one page.
+CACHED_REUSE = [_mmap("buf", 16), _op("write", "buf", tag="distinct"),
+                _op("pageout", "buf", keep_cached=True), {"fork": {"proc": "A", "child": "B"}},
+                _op("read", "buf"), {"exit": {"proc": "B"}}, _op("write", "buf", 3, tag="distinct")]
+
+
+@pytest.mark.parametrize(("kernel", "pages", "cached"), [
+    ("6.12", "Http" + "t" * 12, True),                   # one page copied
+    # 7.2 frees the folio's swap cache (no slot is referenced any more) and reuses it whole
+    # (fuzz-13-0046, 7.2 / ssd, step 19)
+    ("7.2", "H" + "t" * 15, False),
+])
+def test_write_to_a_large_swap_cache_folio_no_longer_shared(kernel, pages, cached):
+    r = Runner(scenario(CACHED_REUSE, swap_device="ssd", kernel=kernel), get_design("merged"),
+               keep_states=True)
+    r.run()
+    assert r.states[-1]["pages"] == pages
+    assert bool(r.m.swap.cache) == cached and kinds(r) == []
+
+
+# A 16 KiB folio whose head only A maps and whose tails only B maps, then A pages out a range
+# holding part of it (fuzz-13-0110, 7.2 / zram, step 20).
+SPLIT_SHARED = [_mmap("buf", 8), _op("write", "buf", "0-3", tag=1), {"fork": {"proc": "A", "child": "B"}},
+                _op("dontneed", "buf", "1-3"), {"dontneed": {"proc": "B", "vma": "buf", "pages": 0}},
+                _op("pageout", "buf", "0-1")]
+
+
+@pytest.mark.parametrize(("kernel", "pages", "splits"), [
+    ("6.12", "S-------", 1),   # folio_likely_mapped_shared: its first page is mapped once
+    ("7.2", "H-------", 0),    # folio_maybe_mapped_shared: B maps its tails, so skipped
+])
+def test_pageout_of_part_of_a_folio_another_process_maps(kernel, pages, splits):
+    r = Runner(scenario(SPLIT_SHARED, folio_pages=[1, 4], swap_device="zram", kernel=kernel),
+               get_design("merged"), keep_states=True)
+    r.run()
+    assert r.states[-1]["pages"] == pages
+    assert r.m.counters["splits"] == splits and kinds(r) == []
