@@ -6,7 +6,7 @@ hook `arch_swap_invalidate_page`) are in swapfile.py.
 
 from __future__ import annotations
 
-import heapq
+from collections import deque
 from array import array
 from itertools import compress
 
@@ -384,12 +384,17 @@ class SwapInfo:
         self.cluster_used[0] = 1
         # Indexes for find_slots, derived from the two lists above (the kernel keeps per-order
         # nonfull lists and a free list for the same reason): `room[order]` holds the clusters
-        # serving that order with room for one more folio of it by count; `free_heap` the free
-        # full-size clusters, lowest index first (lazily cleaned: an entry may be stale).
+        # serving that order with room for one more folio of it by count; `free_list` the free
+        # full-size clusters as the kernel's `free_clusters` list orders them: by index at
+        # swapon (`setup_clusters`; it interleaves columns of 32 clusters on larger devices,
+        # not modelled), then each cluster freed again at the tail (`free_cluster` →
+        # `list_move_tail`). Entries are (cluster, generation), lazily cleaned: an entry whose
+        # cluster was taken, or freed again since (a newer generation), is stale.
         self.last_partial = nslots % SWAPFILE_CLUSTER != 0 and self.nclusters > 1
         self.room: dict[int, set[int]] = {0: set()}
         self._update_room(0)
-        self.free_heap = [ci for ci in range(1, self.nclusters) if self.cluster_is_full_size(ci)]
+        self.free_list = deque((ci, 0) for ci in range(1, self.nclusters) if self.cluster_is_full_size(ci))
+        self.free_gen = [0] * self.nclusters
         # Per cluster, an offset below which every slot is in use (the kernel's per-CPU
         # `next` offset plays this part): the in-cluster search starts there.
         self.cluster_next = [ci * SWAPFILE_CLUSTER for ci in range(self.nclusters)]
@@ -548,7 +553,7 @@ class SwapInfo:
         only then the partly used clusters of the order (cluster 0, with the header, is an
         order-0 one from `setup_clusters`). So the first order-0 pages go to slot 512 and
         up, not slot 1. (7.2 tries the partly used clusters first: `_find_in_clusters`.)"""
-        ci = self._lowest_free_cluster(nr)
+        ci = self._first_free_cluster(nr)
         if ci is not None:
             self.cluster_order[ci] = nr.bit_length() - 1
             self._update_room(ci)
@@ -556,9 +561,9 @@ class SwapInfo:
         return self._find_in_clusters(nr, full_size_only=nr > 1)
 
     def _find_in_clusters(self, nr: int, full_size_only: bool) -> int | None:
-        """Lowest-index cluster first: partly used clusters already serving this order, then
-        free ones. `room`/`free_heap` only narrow the candidates; the choice is the one a scan
-        of every cluster in index order would make."""
+        """Partly used clusters already serving this order, lowest index first, then the
+        first free one (`free_list`). `room` only narrows the candidates; the choice is the
+        one a scan of every cluster in index order would make."""
         order = nr.bit_length() - 1
         swap_map = self.swap_map
         room = self.room.get(order, ())
@@ -574,19 +579,26 @@ class SwapInfo:
             for off in range(start, stop - nr + 1, nr):
                 if swap_map[off:off + nr].count(0) == nr:
                     return off
-        ci = self._lowest_free_cluster(nr)
+        ci = self._first_free_cluster(nr)
         if ci is None:
             return None
         self.cluster_order[ci] = order
         self._update_room(ci)
         return ci * SWAPFILE_CLUSTER
 
-    def _lowest_free_cluster(self, nr: int) -> int | None:
-        heap = self.free_heap
-        while heap and not (self.cluster_free(heap[0]) and self.cluster_order[heap[0]] is None):
-            heapq.heappop(heap)                    # stale: taken since it was pushed
-        if heap:
-            return heap[0]
+    def _free_entry_valid(self, entry: tuple[int, int]) -> bool:
+        ci, gen = entry
+        return gen == self.free_gen[ci] and self.cluster_order[ci] is None
+
+    def _first_free_cluster(self, nr: int) -> int | None:
+        """The head of the kernel's `free_clusters` list (fuzz-13-0093, 6.12: a cluster freed
+        by swap-ins goes behind the never-used ones, so an order-3 folio got cluster 2 where
+        the lowest free cluster was 1)."""
+        free = self.free_list
+        while free and not self._free_entry_valid(free[0]):
+            free.popleft()                         # stale: taken or freed again since
+        if free:
+            return free[0][0]
         last = self.nclusters - 1
         if self.last_partial and nr == 1 \
                 and self.cluster_free(last) and self.cluster_order[last] is None:
@@ -600,11 +612,13 @@ class SwapInfo:
             self.room.get(self.cluster_order[ci], set()).discard(ci)
             self.cluster_order[ci] = None
             if not (self.last_partial and ci == self.nclusters - 1):
-                heapq.heappush(self.free_heap, ci)
+                self.free_gen[ci] += 1
+                self.free_list.append((ci, self.free_gen[ci]))
 
     _CLONED = frozenset(("device", "synchronous", "rotational", "large_slots", "active",
                          "swap_map", "nclusters", "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
-                         "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next",
+                         "zeromap", "written_tags", "last_partial", "room", "free_list", "free_gen",
+                         "cluster_next",
                          "free_first", "uses_next", "next_off"))
 
     def clone(self) -> "SwapInfo":
@@ -616,7 +630,8 @@ class SwapInfo:
         new.cluster_order = list(self.cluster_order)
         new.cluster_used = list(self.cluster_used)
         new.room = {order: set(cis) for order, cis in self.room.items()}
-        new.free_heap = list(self.free_heap)
+        new.free_list = deque(self.free_list)
+        new.free_gen = list(self.free_gen)
         new.cluster_next = list(self.cluster_next)
         new.next_off = dict(self.next_off)
         new._allocated = None if self._allocated is None else set(self._allocated)
@@ -628,10 +643,11 @@ class SwapInfo:
 
     def snapshot(self) -> SwapSnapshot:
         used = tuple((o, self.swap_map[o]) for o in sorted(self.allocated))   # in offset order
-        # The per-order `next` offsets ride at the end of the cluster orders, as (order,
-        # offset) pairs in order: they decide later placement.
-        return swap_snapshot((self.active, used,
-                              tuple(o if o is not None else -1 for o in self.cluster_order)
-                              + tuple(x for item in sorted(self.next_off.items()) for x in item),
+        # The allocator's state beside each cluster's order, as it decides later placement:
+        # the per-order `next` offsets ((order, offset) pairs in order) and the free list.
+        placement = (tuple(o if o is not None else -1 for o in self.cluster_order),
+                     tuple(x for item in sorted(self.next_off.items()) for x in item),
+                     tuple(ci for ci, gen in self.free_list if self._free_entry_valid((ci, gen))))
+        return swap_snapshot((self.active, used, placement,
                               tuple(self.contents.items()), tuple(sorted(self.zeromap)),
                               tuple((o, -1 if t is None else t) for o, t in self.written_tags.items())))
