@@ -272,3 +272,23 @@ def test_pageout_of_part_of_a_folio_another_process_maps(kernel, pages, splits):
     r.run()
     assert r.states[-1]["pages"] == pages
     assert r.m.counters["splits"] == splits and kinds(r) == []
+
+
+# A 64 KiB folio whose PTEs were shared at fork (B exited), kept in the swap cache on a disk,
+# half unmapped (so no fault can map it whole), then written page by page. Seen on both
+# kernels (virtio-blk): on the fault that drops the last slot reference 6.12 frees the swap
+# cache and maps that page writable; 7.2 copies it like the others.
+HALF_UNMAPPED_WRITE = [_mmap("v", 16), _op("write", "v", tag="distinct"),
+                       {"fork": {"proc": "A", "child": "B"}}, {"exit": {"proc": "B"}},
+                       _op("pageout", "v", keep_cached=True), _op("munmap", "v", "8-15"),
+                       _op("write", "v", "0-7", tag=3)]
+
+
+@pytest.mark.parametrize(("kernel", "pages"), [("6.12", "ppppppptxxxxxxxx"),
+                                               ("7.2", "ppppppppxxxxxxxx")])
+def test_write_faults_on_a_large_swap_cache_folio_mapped_page_by_page(kernel, pages):
+    r = Runner(scenario(HALF_UNMAPPED_WRITE, swap_device="ssd", kernel=kernel),
+               get_design("merged"), keep_states=True)
+    r.run()
+    assert r.states[-1]["pages"] == pages
+    assert r.m.counters["cow_copies"] == (7 if kernel == "6.12" else 8) and kinds(r) == []

@@ -401,8 +401,16 @@ def _trace_batch_start(m, mm, vpn: int, entry: int, write: bool, k: int) -> None
 
 def _should_try_to_free_swap(m, folio, write: bool) -> bool:
     """`should_try_to_free_swap()`: when swap is more than half full, or on a write fault when
-    nothing else maps the folio (refcount == 1 + nr)."""
-    return m.swap.vm_swap_full() or (write and m.folio_mapcount(folio) == 0)
+    nothing else maps the folio (refcount == 1 + nr). On 7.2 the write-fault case never holds
+    for a large folio: seen on the kernel, not read in its source (HALF_UNMAPPED_WRITE in
+    tests/test_kernel_versions.py: on the fault that drops a half-unmapped swap-cache folio's
+    last slot reference, 6.12 frees the swap cache here and maps the page writable, 7.2
+    copies the page; fuzz-13-0285, -0289). Likely because the swap table (7.x) keeps one
+    swap-cache reference per folio rather than one per page, so the refcount no longer
+    matches: not confirmed."""
+    if m.swap.vm_swap_full():
+        return True
+    return write and m.folio_mapcount(folio) == 0 and (folio.nr == 1 or m.config.kernel == "6.12")
 
 
 def _no_tag_notes(m, pfn: int, start: int, nr: int, mm) -> dict[int, tuple[str, str]]:
