@@ -8,8 +8,8 @@ from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SwapInfo
 
 
 def reference_find_slots(si: SwapInfo, nr: int, fifo: list) -> int | None:
-    """7.2: from this order's `next` offset to the end of its cluster (from the cluster's
-    start if it was freed since); else the lowest cluster serving this order with an aligned
+    """7.2: from this order's `next` offset to the end of its cluster (unless the cluster was
+    freed since); else the lowest cluster serving this order with an aligned
     free run, else the first free cluster of `fifo` (full-size only for nr > 1; the short
     last cluster comes last), else for order 0 any free slot."""
     order = nr.bit_length() - 1
@@ -19,9 +19,8 @@ def reference_find_slots(si: SwapInfo, nr: int, fifo: list) -> int | None:
     if nxt is not None:
         ci = nxt // SWAPFILE_CLUSTER
         rng = si.cluster_range(ci)
-        if si.cluster_order[ci] in (order, None) and (nr == 1 or len(rng) == SWAPFILE_CLUSTER):
-            start = rng.start if si.cluster_order[ci] is None else nxt
-            for off in range(start, rng.stop - nr + 1, nr):
+        if si.cluster_order[ci] == order and (nr == 1 or len(rng) == SWAPFILE_CLUSTER):
+            for off in range(nxt, rng.stop - nr + 1, nr):
                 if all(si.swap_map[o] == 0 for o in range(off, off + nr)):
                     return off
 

@@ -524,16 +524,17 @@ class SwapInfo:
         """`alloc_swap_scan_cluster` from this order's `next` offset to the end of its
         cluster. A cluster freed since (every slot released) is scanned on from `next` by 6.12,
         which does not look at the cluster's state (fuzz-13-0219: slots 517 and up after
-        512-516 were freed), and from its start by 7.2 (`cluster_is_usable`, then
-        `cluster_is_empty` → `cluster_offset`). A cluster serving another order by now is
-        left (6.12 would scan it too: not modelled)."""
+        512-516 were freed), and left by 7.2, where it went to the tail of the free list
+        (seen on 7.2 / zram: a 64 KiB folio swapped out, in and out again took slots 512-527,
+        then 1024-1039; test_kernel_versions.py LARGE_AGAIN). A cluster serving another order
+        by now is left (6.12 would scan it too: not modelled)."""
         nxt = self.next_off.get(order, -1)
         if nxt < 0:
             return None
         ci = nxt // SWAPFILE_CLUSTER
         co = self.cluster_order[ci]
         if co is None and not self.free_first:
-            nxt = ci * SWAPFILE_CLUSTER
+            return None
         elif co is not None and co != order:
             return None
         rng = self.cluster_range(ci)
