@@ -150,16 +150,19 @@ SHARED_SWAPIN = [_mmap("buf", 16), _op("write", "buf", tag="distinct"),
                  _op("read", "buf")]
 
 
-@pytest.mark.parametrize("device", ["ssd", "zram"])
-def test_6_12_swaps_shared_entries_in_as_order0_pages(device):
-    r = runner(SHARED_SWAPIN, swap_device=device)
+@pytest.mark.parametrize(("device", "kernel"), [("ssd", "6.12"), ("zram", "6.12"),
+                                                ("ssd", "7.2"), ("rotational", "7.2")])
+def test_shared_entries_come_back_as_order0_pages_except_from_zram_on_7_2(device, kernel):
+    # On 7.2 the disk reads order 0 too (the seed-13 corpus: no large folio from an uncached
+    # disk slot); the 64 KiB folio was swapped out whole on every device here.
+    r = runner(SHARED_SWAPIN, swap_device=device, kernel=kernel)
+    assert r.m.counters["large_swap_outs"] == 1
     c = r.m.counters
     assert (c["large_swap_ins"], c["swap_ins"]) == (0, 16) and kinds(r) == []
 
 
-@pytest.mark.parametrize("device", ["ssd", "zram"])
-def test_7_2_swaps_shared_entries_in_as_one_large_folio_both_processes_map(device):
-    r = Runner(scenario(SHARED_SWAPIN, swap_device=device, kernel="7.2"), get_design("merged"))
+def test_7_2_swaps_shared_zram_entries_in_as_one_large_folio_both_processes_map():
+    r = Runner(scenario(SHARED_SWAPIN, swap_device="zram", kernel="7.2"), get_design("merged"))
     for step in r.scenario.steps[:5]:
         r.run_step(step)
     m = r.m
@@ -171,3 +174,123 @@ def test_7_2_swaps_shared_entries_in_as_one_large_folio_both_processes_map(devic
     c = m.counters
     assert (c["large_swap_ins"], c["swap_ins"], c["swap_cache_hits"]) == (1, 1, 1)
     assert m.folio_mapcount(m.folio_at(folio.pfn)) == 32 and kinds(r) == []
+
+
+# A 64 KiB tagged folio paged out on a rotational disk (kept in the swap cache, as one
+# MADV_PAGEOUT pass on the virtio disk leaves it), then read back.
+ROTATIONAL_ROUNDTRIP = [_mmap("buf", 16), _op("write", "buf", tag="distinct"),
+                        _op("pageout", "buf", keep_cached=True), _op("read", "buf", 4)]
+
+
+@pytest.mark.parametrize(("kernel", "slots", "fallback", "after_pageout", "after_read"), [
+    # 6.12: no cluster info on a rotational disk, the folio is split, its pages take slots 1-16
+    ("6.12", list(range(1, 17)), 1, "C" * 16, "CCCCpCCCCCCCCCCC"),
+    # 7.2: clusters on every device: swapped whole, found in the swap cache and mapped whole
+    ("7.2", list(range(512, 528)), 0, "C" * 16, "H" + "t" * 15),
+])
+def test_rotational_disk_takes_a_large_folio_whole_only_on_7_2(kernel, slots, fallback,
+                                                               after_pageout, after_read):
+    r = Runner(scenario(ROTATIONAL_ROUNDTRIP, swap_device="rotational", kernel=kernel),
+               get_design("merged"), keep_states=True)
+    for step in r.scenario.steps[:3]:
+        r.run_step(step)
+    assert _slots(r.m) == slots and r.m.counters["swpout_fallback"] == fallback
+    r.run_step(r.scenario.steps[3])
+    assert [s["pages"] for s in r.states[2:]] == [after_pageout, after_read]
+    assert kinds(r) == []
+
+
+# Order-0 pages swapped out, swapped back in on zram (freeing their slots, and so the whole
+# cluster), then more order-0 pages swapped out.
+REFILL = [_mmap("buf", 8), _op("write", "buf"), _op("pageout", "buf", "0-4"),
+          _op("read", "buf", "0-4"), _op("pageout", "buf", "5-7")]
+
+
+@pytest.mark.parametrize(("kernel", "slots"), [
+    # 6.12: the per-CPU `next` (517) is scanned from even though its cluster became free
+    # (alloc_swap_scan_cluster does not look at the cluster's state; fuzz-13-0219, step 13)
+    ("6.12", [517, 518, 519]),
+    # 7.2: `next` (6) goes on in cluster 0 past the freed 1-5 as well (fuzz-13-0219, 7.2,
+    # step 13: slots 6 and up)
+    ("7.2", [6, 7, 8]),
+])
+def test_order0_slots_after_their_cluster_was_freed(kernel, slots):
+    r = runner(REFILL, folio_pages=[1], swap_device="zram", kernel=kernel)
+    assert _slots(r.m) == slots and kinds(r) == []
+
+
+# A 64 KiB folio swapped out and back in on zram (its cluster empties), then swapped out again.
+LARGE_AGAIN = [_mmap("buf", 16), _op("write", "buf", tag="distinct"), _op("pageout", "buf"),
+               _op("read", "buf"), _op("pageout", "buf")]
+
+
+@pytest.mark.parametrize(("kernel", "slots"), [
+    # both seen on the kernels (zram): 6.12 scans on from next[4] = 528 though the cluster
+    # emptied; on 7.2 the emptied cluster went behind the never-used ones on the free list
+    ("6.12", list(range(528, 544))),
+    ("7.2", list(range(1024, 1040))),
+])
+def test_a_large_folio_swapped_out_again_after_its_cluster_emptied(kernel, slots):
+    r = runner(LARGE_AGAIN, swap_device="zram", kernel=kernel, swap_slots=2048)
+    assert r.m.counters["large_swap_outs"] == 2 and r.m.counters["large_swap_ins"] == 1
+    assert _slots(r.m) == slots and kinds(r) == []
+
+
+# A 64 KiB folio kept in the swap cache on a disk, mapped whole again by A after fork (read:
+# read-only, still in the swap cache), B exits, then A writes one page.
+CACHED_REUSE = [_mmap("buf", 16), _op("write", "buf", tag="distinct"),
+                _op("pageout", "buf", keep_cached=True), {"fork": {"proc": "A", "child": "B"}},
+                _op("read", "buf"), {"exit": {"proc": "B"}}, _op("write", "buf", 3, tag="distinct")]
+
+
+@pytest.mark.parametrize(("kernel", "pages", "cached"), [
+    ("6.12", "Http" + "t" * 12, True),                   # one page copied
+    # 7.2 frees the folio's swap cache (no slot is referenced any more) and reuses it whole
+    # (fuzz-13-0046, 7.2 / ssd, step 19)
+    ("7.2", "H" + "t" * 15, False),
+])
+def test_write_to_a_large_swap_cache_folio_no_longer_shared(kernel, pages, cached):
+    r = Runner(scenario(CACHED_REUSE, swap_device="ssd", kernel=kernel), get_design("merged"),
+               keep_states=True)
+    r.run()
+    assert r.states[-1]["pages"] == pages
+    assert bool(r.m.swap.cache) == cached and kinds(r) == []
+
+
+# A 16 KiB folio whose head only A maps and whose tails only B maps, then A pages out a range
+# holding part of it (fuzz-13-0110, 7.2 / zram, step 20).
+SPLIT_SHARED = [_mmap("buf", 8), _op("write", "buf", "0-3", tag=1), {"fork": {"proc": "A", "child": "B"}},
+                _op("dontneed", "buf", "1-3"), {"dontneed": {"proc": "B", "vma": "buf", "pages": 0}},
+                _op("pageout", "buf", "0-1")]
+
+
+@pytest.mark.parametrize(("kernel", "pages", "splits"), [
+    ("6.12", "S-------", 1),   # folio_likely_mapped_shared: its first page is mapped once
+    ("7.2", "H-------", 0),    # folio_maybe_mapped_shared: B maps its tails, so skipped
+])
+def test_pageout_of_part_of_a_folio_another_process_maps(kernel, pages, splits):
+    r = Runner(scenario(SPLIT_SHARED, folio_pages=[1, 4], swap_device="zram", kernel=kernel),
+               get_design("merged"), keep_states=True)
+    r.run()
+    assert r.states[-1]["pages"] == pages
+    assert r.m.counters["splits"] == splits and kinds(r) == []
+
+
+# A 64 KiB folio whose PTEs were shared at fork (B exited), kept in the swap cache on a disk,
+# half unmapped (so no fault can map it whole), then written page by page. Seen on both
+# kernels (virtio-blk): on the fault that drops the last slot reference 6.12 frees the swap
+# cache and maps that page writable; 7.2 copies it like the others.
+HALF_UNMAPPED_WRITE = [_mmap("v", 16), _op("write", "v", tag="distinct"),
+                       {"fork": {"proc": "A", "child": "B"}}, {"exit": {"proc": "B"}},
+                       _op("pageout", "v", keep_cached=True), _op("munmap", "v", "8-15"),
+                       _op("write", "v", "0-7", tag=3)]
+
+
+@pytest.mark.parametrize(("kernel", "pages"), [("6.12", "ppppppptxxxxxxxx"),
+                                               ("7.2", "ppppppppxxxxxxxx")])
+def test_write_faults_on_a_large_swap_cache_folio_mapped_page_by_page(kernel, pages):
+    r = Runner(scenario(HALF_UNMAPPED_WRITE, swap_device="ssd", kernel=kernel),
+               get_design("merged"), keep_states=True)
+    r.run()
+    assert r.states[-1]["pages"] == pages
+    assert r.m.counters["cow_copies"] == (7 if kernel == "6.12" else 8) and kinds(r) == []

@@ -7,7 +7,7 @@ from mteswap.model.mte import page_mte_tagged
 from mteswap.model.origin import SPLIT_CLEARED
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.pgtable import set_ptes
-from mteswap.model.pte import pte_tagged, pte_write
+from mteswap.model.pte import pte_tagged, pte_write, vm_normal_pfn
 from mteswap.model.rmap import folio_add_anon_rmap_pte, folio_rmap_walk, rmap_drop
 from mteswap.model.state import Folio, ZERO_PFN
 from mteswap.model.swapfile import folio_free_swap
@@ -65,6 +65,21 @@ def split_folio(m, folio, why: str) -> list:
         if f.pfn in m.folios:
             survivors.append(f)
     return survivors
+
+
+def split_huge_pages_pid(m, mm, start: int, end: int) -> None:
+    """`split_huge_pages_pid()` (mm/huge_memory.c), what a write of "pid,start,end" to the
+    `split_huge_pages` debugfs file runs: page by page from start to end, a large folio mapped
+    there is split to order 0. The walk ends at the first address no VMA covers (`vma_lookup`
+    finds none), so a folio beyond a hole that munmap left in the range stays whole."""
+    for vpn in range(start, end):
+        if mm.find_vma(vpn) is None:
+            break
+        pfn = vm_normal_pfn(mm.ptes[vpn], vpn)
+        if pfn is not None and m.pages[pfn].folio.nr > 1:
+            folio = m.pages[pfn].folio
+            split_folio(m, folio, "split_huge_pages")
+            folio_put(m, folio)
 
 
 def deferred_split_scan(m) -> None:

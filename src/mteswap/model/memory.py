@@ -12,8 +12,8 @@ from mteswap.model.pgtable import set_ptes
 from mteswap.model.pte import (is_swap_pte, pte_mkwrite, pte_pfn, pte_present, pte_swp_exclusive,
                                pte_to_swp_entry, pte_write)
 from mteswap.model.rmap import (folio_add_anon_rmap_pte, folio_add_anon_rmap_ptes,
-                                folio_add_new_anon_rmap, folio_remove_rmap_pte,
-                                folio_rmap_walk)
+                                folio_add_new_anon_rmap, folio_maybe_mapped_shared,
+                                folio_remove_rmap_pte)
 from mteswap.model.state import FOLIO_FREE, ZERO_PFN, folio_mark_dirty
 from mteswap.model.trace import FaultBatch
 from mteswap.model.vma import anon_vma_prepare
@@ -117,8 +117,10 @@ def wp_can_reuse_anon_folio(m, folio, mm) -> bool:
     trying to free its swap cache (`folio_free_swap`). A large folio: never on 6.12; on 7.2
     (`__wp_can_reuse_large_anon_folio`, "mm: Copy-on-Write (COW) reuse support for PTE-mapped
     THP", v6.16) when more than one of its pages is mapped, every mapping is this process's
-    (the folio's MM-ids are not marked shared) and mappings are its only references (so not
-    in the swap cache, whose references stay: no attempt to free it)."""
+    (the folio's MM-ids are not marked shared) and mappings are its only references, after
+    trying to free its swap cache as for a small folio (`folio_free_swap`, which fails while
+    a slot is still referenced; fuzz-13-0046, 7.2 / ssd, step 19: SwapCached -68 kB and the
+    folio reused whole)."""
     if folio.nr > 1:
         return m.config.kernel != "6.12" and _large_folio_exclusive(m, folio, mm)
     if m.folio_mapcount(folio) != 1:
@@ -129,12 +131,13 @@ def wp_can_reuse_anon_folio(m, folio, mm) -> bool:
 
 
 def _large_folio_exclusive(m, folio, mm) -> bool:
-    """7.2's test: mapcount above 1, no other process maps it, no swap-cache reference. The
-    kernel tracks two MM ids per folio and keeps the shared mark while a third process maps
-    it; the model asks the rmap directly (exact with at most two processes)."""
-    if m.folio_mapcount(folio) <= 1 or folio.swapcache:
+    """7.2's test: mapcount above 1, no other process maps it (`folio_maybe_mapped_shared`),
+    then no swap-cache reference once `folio_free_swap` was tried."""
+    if m.folio_mapcount(folio) <= 1 or folio_maybe_mapped_shared(m, folio):
         return False
-    return all(pid == mm.pid for pid, _, _ in folio_rmap_walk(m, folio))
+    if folio.swapcache:
+        folio_free_swap(m, folio)
+    return not folio.swapcache
 
 
 def wp_page_copy(m, mm, vpn: int) -> None:
@@ -216,12 +219,15 @@ def _alloc_large_swapin_folio(m, mm, vma, vpn: int, entry: int, why: str, k: int
 
 
 def swap_cache_alloc_folio(m, mm, vma, vpn: int, entry: int):
-    """7.2 only: a swap-in through the swap cache may bring a large folio in too, on every
-    device and for entries shared after fork (the swap-table series, "mm, swap: unify large
-    folio allocation"; release not confirmed). The largest size `alloc_swap_folio` would pick
-    is added to the swap cache at its aligned entry and read; None if no size fits (the
-    caller falls back to order-0 `swapin_readahead`). The folio stays in the swap cache while
-    other references remain, so another process's fault finds it and maps it whole."""
+    """7.2 only, on a SWP_SYNCHRONOUS_IO device (zram): a swap-in of entries shared after fork
+    (count > 1) goes through the swap cache with a large folio too (the swap-table series, "mm,
+    swap: unify large folio allocation"; release not confirmed). The largest size
+    `alloc_swap_folio` would pick is added to the swap cache at its aligned entry and read;
+    None if no size fits (the caller falls back to order-0 `swapin_readahead`). The folio
+    stays in the swap cache while other references remain, so another process's fault finds
+    it and maps it whole. A disk (ssd, rotational) still reads order 0 through
+    `swapin_readahead`: the seed-13 corpus on 7.2 shows no large folio read from a disk slot
+    that was not already in the swap cache (count 1 or 2, zeromap or not)."""
     folio = _alloc_large_swapin_folio(m, mm, vma, vpn, entry, "swap_cache_alloc_folio")
     if folio is None:
         return None
@@ -257,9 +263,9 @@ def swapin_batch(m, mm, vpn: int, reach: int, write: bool) -> tuple[int, int]:
     si = m.swap
     e = mm.ptes.ents[vpn]
     off = swp_offset(pte_to_swp_entry(e, vpn))
-    # Cheap refusals first: a shared or cached slot, a neighbour not continuing the run;
-    # 7.2's swap-cache path, which may choose a large folio per fault (no batch there).
-    if si.swap_map[off] != 1 or (not si.synchronous and m.config.kernel != "6.12"):
+    # Cheap refusals first: a shared or cached slot, a neighbour not continuing the run.
+    # (7.2's large swap-cache folios are for shared zram slots only: never a batch.)
+    if si.swap_map[off] != 1:
         return 1, 1
     nr = large_swapin_size(m) if si.synchronous and m.config.large_swapin else 1
     if si.synchronous and (nr == 1 or vpn % nr or off % nr):
@@ -324,7 +330,7 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         swap_read_folio(m, folio, entry, k)
     else:
         folio = None
-        if k == 1 and m.config.kernel != "6.12":
+        if k == 1 and si.synchronous and m.config.kernel != "6.12":
             folio = swap_cache_alloc_folio(m, mm, vma, vpn, entry)
         if folio is None:
             folio = swapin_readahead(m, entry, k)
@@ -395,8 +401,16 @@ def _trace_batch_start(m, mm, vpn: int, entry: int, write: bool, k: int) -> None
 
 def _should_try_to_free_swap(m, folio, write: bool) -> bool:
     """`should_try_to_free_swap()`: when swap is more than half full, or on a write fault when
-    nothing else maps the folio (refcount == 1 + nr)."""
-    return m.swap.vm_swap_full() or (write and m.folio_mapcount(folio) == 0)
+    nothing else maps the folio (refcount == 1 + nr). On 7.2 the write-fault case never holds
+    for a large folio: seen on the kernel, not read in its source (HALF_UNMAPPED_WRITE in
+    tests/test_kernel_versions.py: on the fault that drops a half-unmapped swap-cache folio's
+    last slot reference, 6.12 frees the swap cache here and maps the page writable, 7.2
+    copies the page; fuzz-13-0285, -0289). Likely because the swap table (7.x) keeps one
+    swap-cache reference per folio rather than one per page, so the refcount no longer
+    matches: not confirmed."""
+    if m.swap.vm_swap_full():
+        return True
+    return write and m.folio_mapcount(folio) == 0 and (folio.nr == 1 or m.config.kernel == "6.12")
 
 
 def _no_tag_notes(m, pfn: int, start: int, nr: int, mm) -> dict[int, tuple[str, str]]:

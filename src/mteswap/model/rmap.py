@@ -138,3 +138,15 @@ def folio_rmap_walk(m, folio) -> list[tuple[int, int, int]]:
     found.sort()
     mask = (1 << RMAP_VPN_BITS) - 1
     return [(key >> RMAP_VPN_BITS, key & mask, pfn) for key, pfn in found]
+
+
+def folio_maybe_mapped_shared(m, folio) -> bool:
+    """`folio_maybe_mapped_shared()` (include/linux/mm.h, 7.2; "mm/rmap: basic MM owner
+    tracking for large folios", v6.15, which replaced 6.12's `folio_likely_mapped_shared`
+    guess from the first page): more than one mapping, and the folio's MM-id tracking marks
+    it shared, that is another process maps some page of it. The kernel keeps two MM ids
+    and the shared mark while a third process maps it; the model asks the rmap (exact with
+    at most two processes)."""
+    if m.folio_mapcount(folio) <= 1:
+        return False
+    return len({pid for pid, _, _ in folio_rmap_walk(m, folio)}) > 1

@@ -21,8 +21,9 @@ FRAME_FIELDS = ("tags", "data", "flags", "rmap")   # of each entry of MachineSna
 
 
 class SwapSnapshot(NamedTuple):
-    """The swap device: whether it is on, (offset, swap_map count) of every used slot, each
-    cluster's order, the slots' contents, the zeromap and the tags written with each slot."""
+    """The swap device: whether it is on, (offset, swap_map count) of every used slot, the
+    slot allocator's state (each cluster's order, the per-order `next` offsets, the free
+    list's order), the slots' contents, the zeromap and the tags written with each slot."""
     active: bool
     used: tuple
     cluster_order: tuple

@@ -6,7 +6,7 @@ hook `arch_swap_invalidate_page`) are in swapfile.py.
 
 from __future__ import annotations
 
-import heapq
+from collections import deque
 from array import array
 from itertools import compress
 
@@ -350,14 +350,23 @@ class SwapInfo:
 
     def __init__(self, nslots: int, device: str, kernel: str = "6.12"):
         self.device = device
-        # 6.12 places order-0 slots differently from 7.2 (find_slots; docs/model.md).
-        # A rotational disk keeps the old linear scan from slot 1 on 6.12 (no SWP_SOLIDSTATE).
-        self.order0_free_first = kernel == "6.12" and device != "rotational"
-        # 6.12's per-CPU `next[0]`: the offset where the next order-0 search starts, in the
-        # cluster the last order-0 slot came from; -1 when unset (SWAP_NEXT_INVALID).
-        self.next0 = -1
+        # 6.12 places slots differently from 7.2 (find_slots; docs/model.md): a free cluster
+        # before a partly used one, and it scans on from `next` even in a cluster freed since.
+        self.free_first = kernel == "6.12"
+        # Whether slots come from clusters with a `next` offset per order: not a rotational
+        # disk on 6.12, which keeps the old linear scan from slot 1 (no SWP_SOLIDSTATE).
+        self.uses_next = not (kernel == "6.12" and device == "rotational")
+        # The per-CPU (7.2 rotational: global) cluster `next` offset per order: where the next
+        # search for that order starts, in the cluster its last slots came from. An order is
+        # absent when unset (SWAP_NEXT_INVALID).
+        self.next_off: dict[int, int] = {}
         self.synchronous = device == "zram"          # SWP_SYNCHRONOUS_IO
-        self.rotational = device == "rotational"     # no cluster info: order-0 slots only
+        self.rotational = device == "rotational"
+        # Whether a large folio can get slots: 6.12 gives a rotational disk no cluster info
+        # (setup_clusters only for SWP_SOLIDSTATE), so `scan_swap_map_slots` refuses order > 0;
+        # 7.2 keeps clusters on every device (one global cluster instead of per-CPU ones for a
+        # rotational disk), so a rotational disk takes large folios like an ssd (model.md).
+        self.large_slots = not (self.rotational and kernel == "6.12")
         self.active = True                           # SWP_WRITEOK until swapoff
         self.swap_map = array("q", bytes(8 * nslots))   # an int per slot, no object
         self.swap_map[0] = SWAP_MAP_BAD
@@ -375,12 +384,17 @@ class SwapInfo:
         self.cluster_used[0] = 1
         # Indexes for find_slots, derived from the two lists above (the kernel keeps per-order
         # nonfull lists and a free list for the same reason): `room[order]` holds the clusters
-        # serving that order with room for one more folio of it by count; `free_heap` the free
-        # full-size clusters, lowest index first (lazily cleaned: an entry may be stale).
+        # serving that order with room for one more folio of it by count; `free_list` the free
+        # full-size clusters as the kernel's `free_clusters` list orders them: by index at
+        # swapon (`setup_clusters`; it interleaves columns of 32 clusters on larger devices,
+        # not modelled), then each cluster freed again at the tail (`free_cluster` →
+        # `list_move_tail`). Entries are (cluster, generation), lazily cleaned: an entry whose
+        # cluster was taken, or freed again since (a newer generation), is stale.
         self.last_partial = nslots % SWAPFILE_CLUSTER != 0 and self.nclusters > 1
         self.room: dict[int, set[int]] = {0: set()}
         self._update_room(0)
-        self.free_heap = [ci for ci in range(1, self.nclusters) if self.cluster_is_full_size(ci)]
+        self.free_list = deque((ci, 0) for ci in range(1, self.nclusters) if self.cluster_is_full_size(ci))
+        self.free_gen = [0] * self.nclusters
         # Per cluster, an offset below which every slot is in use (the kernel's per-CPU
         # `next` offset plays this part): the in-cluster search starts there.
         self.cluster_next = [ci * SWAPFILE_CLUSTER for ci in range(self.nclusters)]
@@ -481,46 +495,76 @@ class SwapInfo:
     def find_slots(self, nr: int) -> int | None:
         """First offset of nr free, naturally aligned slots, as `cluster_alloc_swap_entry`
         would choose them, or None. A large folio only gets slots inside one full-size
-        cluster already serving its order, or a free cluster; never on a rotational disk.
-        Order 0 follows `config.kernel`: 6.12 takes a free cluster before partly used ones
-        (`_find_order0_free_first`), 7.2 the reverse (docs/model.md, "Kernel versions")."""
-        if nr > 1:
-            if self.rotational:
-                return None
-            return self._find_in_clusters(nr, full_size_only=True)
-        if self.order0_free_first:
-            found = self._find_order0_free_first()
-        else:
-            found = self._find_in_clusters(1, full_size_only=False)
-        if found is None:   # order-0 may steal a free slot from any cluster (frag list)
+        cluster; never on a rotational disk on 6.12 (`large_slots`). First the cluster of
+        this order's `next` offset, from there up (`_scan_from_next`: freed slots below it
+        wait); else a new cluster, in the order `config.kernel` tries them (6.12: a free
+        cluster before partly used ones of the order, 7.2 the reverse; docs/model.md, "Kernel
+        versions"); else, for order 0, any free slot (the frag list)."""
+        if nr > 1 and not self.large_slots:
+            return None
+        order = nr.bit_length() - 1
+        found = self._scan_from_next(nr, order) if self.uses_next else None
+        if found is None:
+            if self.free_first and self.uses_next:
+                found = self._find_free_then_nonfull(nr)
+            else:
+                found = self._find_in_clusters(nr, full_size_only=nr > 1)
+        if found is None and nr == 1:
             found = next((o for o in range(1, len(self.swap_map)) if self.swap_map[o] == 0), None)
-        if self.order0_free_first:
-            self.next0 = -1 if found is None or (found + 1) % SWAPFILE_CLUSTER == 0 else found + 1
+        if self.uses_next:
+            # alloc_swap_scan_cluster leaves `next` after the slots it took, unset at the
+            # cluster's end
+            if found is None or (found + nr) % SWAPFILE_CLUSTER == 0:
+                self.next_off.pop(order, None)
+            else:
+                self.next_off[order] = found + nr
         return found
 
-    def _find_order0_free_first(self) -> int | None:
-        """6.12's `cluster_alloc_swap_entry` for order 0: the per-CPU cluster from its `next`
-        offset up (freed slots below it wait), else a free cluster, and only then the partly
-        used order-0 clusters (cluster 0, with the header, is one from `setup_clusters`). So the
-        first order-0 pages go to slot 512 and up, not slot 1. (7.2 tries the partly used
-        clusters first: `_find_in_clusters`.)"""
-        nxt = self.next0
-        if nxt >= 0 and self.cluster_order[nxt // SWAPFILE_CLUSTER] == 0:
-            stop = min((nxt // SWAPFILE_CLUSTER + 1) * SWAPFILE_CLUSTER, len(self.swap_map))
-            for off in range(nxt, stop):
-                if self.swap_map[off] == 0:
-                    return off
-        ci = self._lowest_free_cluster(1)
+    def _scan_from_next(self, nr: int, order: int) -> int | None:
+        """`alloc_swap_scan_cluster` from this order's `next` offset to the end of its
+        cluster. A cluster freed since (every slot released) is scanned on from `next` by 6.12,
+        which does not look at the cluster's state (fuzz-13-0219: slots 517 and up after
+        512-516 were freed), and left by 7.2, where it went to the tail of the free list
+        (seen on 7.2 / zram: a 64 KiB folio swapped out, in and out again took slots 512-527,
+        then 1024-1039; test_kernel_versions.py LARGE_AGAIN). A cluster serving another order
+        by now is left (6.12 would scan it too: not modelled)."""
+        nxt = self.next_off.get(order, -1)
+        if nxt < 0:
+            return None
+        ci = nxt // SWAPFILE_CLUSTER
+        co = self.cluster_order[ci]
+        if co is None and not self.free_first:
+            return None
+        elif co is not None and co != order:
+            return None
+        rng = self.cluster_range(ci)
+        if (nr > 1 and len(rng) != SWAPFILE_CLUSTER) or self.cluster_used[ci] + nr > len(rng):
+            return None
+        swap_map = self.swap_map
+        for off in range(nxt, rng.stop - nr + 1, nr):
+            if swap_map[off:off + nr].count(0) == nr:
+                if co is None:                       # off the free list (cluster_alloc_range)
+                    self.cluster_order[ci] = order
+                    self._update_room(ci)
+                return off
+        return None
+
+    def _find_free_then_nonfull(self, nr: int) -> int | None:
+        """6.12's `cluster_alloc_swap_entry` once `next` gave nothing: a free cluster, and
+        only then the partly used clusters of the order (cluster 0, with the header, is an
+        order-0 one from `setup_clusters`). So the first order-0 pages go to slot 512 and
+        up, not slot 1. (7.2 tries the partly used clusters first: `_find_in_clusters`.)"""
+        ci = self._first_free_cluster(nr)
         if ci is not None:
-            self.cluster_order[ci] = 0
+            self.cluster_order[ci] = nr.bit_length() - 1
             self._update_room(ci)
             return ci * SWAPFILE_CLUSTER
-        return self._find_in_clusters(1, full_size_only=False)
+        return self._find_in_clusters(nr, full_size_only=nr > 1)
 
     def _find_in_clusters(self, nr: int, full_size_only: bool) -> int | None:
-        """Lowest-index cluster first: partly used clusters already serving this order, then
-        free ones. `room`/`free_heap` only narrow the candidates; the choice is the one a scan
-        of every cluster in index order would make."""
+        """Partly used clusters already serving this order, lowest index first, then the
+        first free one (`free_list`). `room` only narrows the candidates; the choice is the
+        one a scan of every cluster in index order would make."""
         order = nr.bit_length() - 1
         swap_map = self.swap_map
         room = self.room.get(order, ())
@@ -536,19 +580,26 @@ class SwapInfo:
             for off in range(start, stop - nr + 1, nr):
                 if swap_map[off:off + nr].count(0) == nr:
                     return off
-        ci = self._lowest_free_cluster(nr)
+        ci = self._first_free_cluster(nr)
         if ci is None:
             return None
         self.cluster_order[ci] = order
         self._update_room(ci)
         return ci * SWAPFILE_CLUSTER
 
-    def _lowest_free_cluster(self, nr: int) -> int | None:
-        heap = self.free_heap
-        while heap and not (self.cluster_free(heap[0]) and self.cluster_order[heap[0]] is None):
-            heapq.heappop(heap)                    # stale: taken since it was pushed
-        if heap:
-            return heap[0]
+    def _free_entry_valid(self, entry: tuple[int, int]) -> bool:
+        ci, gen = entry
+        return gen == self.free_gen[ci] and self.cluster_order[ci] is None
+
+    def _first_free_cluster(self, nr: int) -> int | None:
+        """The head of the kernel's `free_clusters` list (fuzz-13-0093, 6.12: a cluster freed
+        by swap-ins goes behind the never-used ones, so an order-3 folio got cluster 2 where
+        the lowest free cluster was 1)."""
+        free = self.free_list
+        while free and not self._free_entry_valid(free[0]):
+            free.popleft()                         # stale: taken or freed again since
+        if free:
+            return free[0][0]
         last = self.nclusters - 1
         if self.last_partial and nr == 1 \
                 and self.cluster_free(last) and self.cluster_order[last] is None:
@@ -562,12 +613,14 @@ class SwapInfo:
             self.room.get(self.cluster_order[ci], set()).discard(ci)
             self.cluster_order[ci] = None
             if not (self.last_partial and ci == self.nclusters - 1):
-                heapq.heappush(self.free_heap, ci)
+                self.free_gen[ci] += 1
+                self.free_list.append((ci, self.free_gen[ci]))
 
-    _CLONED = frozenset(("device", "synchronous", "rotational", "active", "swap_map", "nclusters",
-                         "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
-                         "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next",
-                         "order0_free_first", "next0"))
+    _CLONED = frozenset(("device", "synchronous", "rotational", "large_slots", "active",
+                         "swap_map", "nclusters", "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
+                         "zeromap", "written_tags", "last_partial", "room", "free_list", "free_gen",
+                         "cluster_next",
+                         "free_first", "uses_next", "next_off"))
 
     def clone(self) -> "SwapInfo":
         """An independent copy (for `Machine.clone`, which points the copy's cache at the copy
@@ -578,8 +631,10 @@ class SwapInfo:
         new.cluster_order = list(self.cluster_order)
         new.cluster_used = list(self.cluster_used)
         new.room = {order: set(cis) for order, cis in self.room.items()}
-        new.free_heap = list(self.free_heap)
+        new.free_list = deque(self.free_list)
+        new.free_gen = list(self.free_gen)
         new.cluster_next = list(self.cluster_next)
+        new.next_off = dict(self.next_off)
         new._allocated = None if self._allocated is None else set(self._allocated)
         new.cache = self.cache.copy()
         new.contents = self.contents.copy()
@@ -590,11 +645,13 @@ class SwapInfo:
     def snapshot(self) -> SwapSnapshot:
         used = sorted(self.allocated)                                   # in offset order
         used = tuple(zip(used, map(self.swap_map.__getitem__, used)))
-        # The per-CPU order-0 `next` offset rides at the end of the cluster orders: it decides
-        # later placement on 6.12. None (no order) is -1: hash(None) differs between processes.
-        return swap_snapshot((self.active, used,
-                              tuple([o if o is not None else -1 for o in self.cluster_order]
-                                    + [self.next0]),
+        # The allocator's state beside each cluster's order, as it decides later placement:
+        # the per-order `next` offsets ((order, offset) pairs in order) and the free list.
+        # None (no order) is -1: hash(None) differs between processes.
+        placement = (tuple([o if o is not None else -1 for o in self.cluster_order]),
+                     tuple([x for item in sorted(self.next_off.items()) for x in item]),
+                     tuple([ci for ci, gen in self.free_list if self._free_entry_valid((ci, gen))]))
+        return swap_snapshot((self.active, used, placement,
                               tuple(self.contents.items()), tuple(sorted(self.zeromap)),
                               tuple([(o, -1 if t is None else t)
                                      for o, t in self.written_tags.items()])))

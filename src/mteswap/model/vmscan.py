@@ -10,7 +10,7 @@ from mteswap.model.huge_memory import split_folio
 from mteswap.model.mte import page_mte_tagged
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.pte import pte_pfn, pte_present, swp_entry_to_pte, vm_normal_pfn
-from mteswap.model.rmap import folio_remove_rmap_pte, folio_rmap_walk
+from mteswap.model.rmap import folio_maybe_mapped_shared, folio_remove_rmap_pte, folio_rmap_walk
 from mteswap.model.state import (CLEAR_ANON_EXCLUSIVE, FOLIO_DIRTY, FOLIO_SWAPCACHE,
                                   IS_ANON_EXCLUSIVE, IS_MTE_TAGGED, NO_RMAP, PG_ANON_EXCLUSIVE,
                                   PG_MTE_TAGGED, rmap_count, rmap_unkey)
@@ -288,7 +288,10 @@ def _pageout_run(m, mm, start: int, end: int) -> list:
         if folio.nr > 1:
             nr = _folio_pte_batch(mm, vpn, end, pfn, folio)
             if nr < folio.nr:
-                if folio_likely_mapped_shared(m, folio):
+                # 7.2 knows whether another process maps any page of it (its MM ids);
+                # 6.12 guesses from the first page (fuzz-13-0110, 7.2 / zram, step 20)
+                if (folio_likely_mapped_shared(m, folio) if m.config.kernel == "6.12"
+                        else folio_maybe_mapped_shared(m, folio)):
                     vpn += nr
                     continue
                 split_folio(m, folio, "madvise_pageout: folio not wholly in range")

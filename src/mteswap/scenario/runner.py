@@ -18,9 +18,8 @@ from mteswap.model.memory import OutOfMemory, zap_pte_range
 from mteswap.model.swapoff import SwapoffFailed, swapoff
 from mteswap.model.uaccess import user_load_span, user_span, user_stg_span, user_store_span
 from mteswap.model.vmscan import evict, madvise_pageout, reclaim
-from mteswap.model.huge_memory import deferred_split_scan, split_folio
-from mteswap.model.page_alloc import folio_put
-from mteswap.model.pte import pte_pfn, vm_normal_pfn
+from mteswap.model.huge_memory import deferred_split_scan, split_huge_pages_pid
+from mteswap.model.pte import pte_pfn
 from mteswap.model.snapshot import MachineSnapshot
 from mteswap.model.state import ZERO_PFN
 from mteswap.ranges import format_ranges, ordered_runs, runs
@@ -436,16 +435,11 @@ class Runner:
             self.oracle.expect.forget(mm.pid, vpn)
 
     def op_split(self, step, ctx, a):
-        """The `split_huge_pages` debugfs file for this pid and range: every large folio mapped
-        there is split to order 0 (split_huge_pages_pid, mm/huge_memory.c)."""
+        """The `split_huge_pages` debugfs file for this pid and the range from the step's
+        first page to its last (split_huge_pages_pid, mm/huge_memory.c)."""
         mm = self.proc(step)
-        for vpn in self.vpns(step, mm):
-            pfn = vm_normal_pfn(mm.ptes[vpn], vpn)
-            if pfn is not None:
-                folio = self.m.pages[pfn].folio
-                if folio.nr > 1:
-                    split_folio(self.m, folio, "split_huge_pages")
-                    folio_put(self.m, folio)
+        vpns = self.vpns(step, mm)
+        split_huge_pages_pid(self.m, mm, min(vpns), max(vpns) + 1)
 
     def op_swapoff(self, step, ctx, a):
         swapoff(self.m)
