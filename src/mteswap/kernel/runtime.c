@@ -668,17 +668,23 @@ static void worker(void)
 		case OP_MMAP: {
 			size_t len = (size_t)st->npages_map * PG, al = (size_t)S->align_pages * PG;
 			int prot = PROT_READ | PROT_WRITE | (st->mte ? PROT_MTE_ : 0);
-			uint8_t *raw = mmap(NULL, len + al, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			/* a PROT_NONE guard page on each side: two scenario VMAs the kernel places
+			 * side by side would otherwise merge (same flags, compatible anon_vma), where
+			 * the model keeps them apart (a fork then copies the other's zero-page PTEs) */
+			uint8_t *raw = mmap(NULL, len + al + 2 * PG, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			if (raw == MAP_FAILED) {
 				violation(k, "kernel-error", v, 0, "mmap: %s", strerror(errno));
 				a.nviol++;
 				break;
 			}
-			uint8_t *p = (uint8_t *)(((uintptr_t)raw + al - 1) & ~(al - 1));
-			if (p > raw)
-				munmap(raw, p - raw);
-			if (p + len < raw + len + al)
-				munmap(p + len, raw + len + al - (p + len));
+			uint8_t *p = (uint8_t *)(((uintptr_t)raw + PG + al - 1) & ~(al - 1));
+			uint8_t *end = raw + len + al + 2 * PG;
+			if (p - PG > raw)
+				munmap(raw, p - PG - raw);
+			if (p + len + PG < end)
+				munmap(p + len + PG, end - (p + len + PG));
+			mprotect(p - PG, PG, PROT_NONE);
+			mprotect(p + len, PG, PROT_NONE);
 			/* evictable, unlike the program's own memory (lock_program: MCL_FUTURE) */
 			munlock(p, len);
 			/* the scenario's folio sizes are enabled for MADV_HUGEPAGE VMAs only
