@@ -81,19 +81,25 @@ steps:
 """
 
 
-def test_kernel_612_page_states_agree_step_by_step(tmp_path):
-    """One boot, zram: every letter of the --states contract that these steps produce (H t p z
-    S - x, M . and blank) is read in the guest and equals the model's, step by step; the split
-    of small folios is compared, not set aside."""
+def run_612(tmp_path, named: dict) -> dict:
+    """`kernel run --kernel 6.12 --json --strict-states` of the texts `named` ({file name:
+    text}) in one boot; its rows by scenario name (the command must exit 0)."""
     files = []
-    for name, text in (("small.yaml", SMALL_SPLIT), ("hole.yaml", HOLE)):
+    for name, text in named.items():
         (tmp_path / name).write_text(text)
         files.append(str(tmp_path / name))
     res = runner.invoke(kernel_app, ["setup", "--kernel", "6.12"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(kernel_app, ["run", *files, "--kernel", "6.12", "--json", "--strict-states"])
-    rows = {r["scenario"]: r for r in (json.loads(x) for x in res.output.splitlines() if x.startswith("{"))}
     assert res.exit_code == 0, res.output
+    return {r["scenario"]: r for r in (json.loads(x) for x in res.output.splitlines() if x.startswith("{"))}
+
+
+def test_kernel_612_page_states_agree_step_by_step(tmp_path):
+    """One boot, zram: every letter of the --states contract that these steps produce (H t p z
+    S - x, M . and blank) is read in the guest and equals the model's, step by step; the split
+    of small folios is compared, not set aside."""
+    rows = run_612(tmp_path, {"small.yaml": SMALL_SPLIT, "hole.yaml": HOLE})
     small, hole = rows["split-small-folios"], rows["munmap-hole-pageout"]
     assert small["agree"] is True and small["precondition"] is None
     assert [(e["step"], e["kernel_pages"], e["kernel_mte"]) for e in small["states"]][2] == (3, "pppppppp", "MMMMMMMM")
@@ -159,15 +165,7 @@ def test_kernel_612_cgroup_fallback_takes_only_the_range_on_the_models_swap_area
     other VMA stay resident, and no page of the program itself takes a slot (the folio gets the
     free cluster of a 1024-slot area). On that same exact-size area, 6.12 gives a 64 KiB folio
     no cluster once one order-0 page took the free one, as the model says."""
-    files = []
-    for name, text in (("fb.yaml", FALLBACK_ONLY_THE_RANGE), ("o0.yaml", ORDER0_THEN_LARGE_612)):
-        (tmp_path / name).write_text(text)
-        files.append(str(tmp_path / name))
-    res = runner.invoke(kernel_app, ["setup", "--kernel", "6.12"])
-    assert res.exit_code == 0, res.output
-    res = runner.invoke(kernel_app, ["run", *files, "--kernel", "6.12", "--json", "--strict-states"])
-    rows = {r["scenario"]: r for r in (json.loads(x) for x in res.output.splitlines() if x.startswith("{"))}
-    assert res.exit_code == 0, res.output
+    rows = run_612(tmp_path, {"fb.yaml": FALLBACK_ONLY_THE_RANGE, "o0.yaml": ORDER0_THEN_LARGE_612})
     fb, o0 = rows["cgroup-reclaim-only-the-range"], rows["order0-then-large-exact-area"]
     assert fb["agree"] is True and fb["states_agree"] is True, fb
     ev = {e["step"]: e for e in fb["evidence"]}
