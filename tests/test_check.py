@@ -207,3 +207,51 @@ def test_shrink_keeps_kind_and_never_grows():
     assert first_violation(pr, small).kind == v.kind
     assert not any(s.op == "fork" for s in small)
     assert [s.index for s in small] == list(range(1, len(small) + 1))
+
+
+# -- time limit and progress ------------------------------------------------------------------
+
+def test_time_limit_stops_cleanly_and_resume_finishes_the_same_search(tmp_path):
+    """A time limit stops after a chunk: the summary says which depths were explored whole
+    and how far the next one got; resuming the checkpoint without a limit ends with exactly
+    the counts of an uninterrupted search."""
+    full, _ = check(tmp_path, design="merged-split-fix", depth=4)
+    ck = tmp_path / "ck"
+    part, status = check(tmp_path, design="merged-split-fix", depth=4, time_limit=1e-9,
+                         checkpoint=str(ck))
+    assert status == 0 and part["stopped"] == "time limit" and part["complete"] is False
+    assert part["depth"] == 0 and part["partial_depth"] == {"depth": 1, "expanded": 1, "states": 1}
+    assert part["distinct_states"] < full["distinct_states"]
+    while True:
+        resumed, _ = check(tmp_path, resume=str(ck), time_limit=0.2)
+        if not resumed["stopped"]:
+            break
+    assert full["depth"] == 4
+    assert (resumed["distinct_states"], resumed["transitions"], resumed["depth"]) == \
+        (full["distinct_states"], full["transitions"], full["depth"])
+    assert resumed["partial_depth"] is None and full["stopped"] is None
+
+
+def test_check_alone_has_a_minute_and_an_explicit_depth_none(tmp_path, monkeypatch):
+    """`mteswap check` with no --depth runs under a 60 s limit; --depth N runs to N."""
+    seen = []
+    import mteswap.explore.check as chk
+    real = chk.run_check
+    monkeypatch.setattr(chk, "run_check", lambda o: seen.append((o.depth, o.time_limit)) or real(o))
+    for args in ([], ["--depth", "2"], ["--time-limit", "5", "--depth", "2"]):
+        res = CliRunner().invoke(check_app, ["--workers", "1", "--json", "--out", str(tmp_path)] + args)
+        assert res.exit_code == 1 if not args else res.exit_code == 0, res.output
+    assert seen == [(6, 60.0), (2, None), (2, 5.0)]
+    res = CliRunner().invoke(check_app, ["--workers", "1", "--time-limit", "0", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--time-limit: expected a positive number" in res.output
+
+
+def test_progress_line_estimates_the_level():
+    from mteswap.explore.bfs import BfsState
+    from mteswap.explore.progress import bfs_line
+    st = BfsState(Problem(), 6, level=3, frontier=[()] * 400, pos=100, distinct=5000,
+                  transitions=17000, elapsed=30.0, level_started=20.0)
+    # 100 of 400 states of depth 4 in 10 s: 300 more take ~30 s
+    assert bfs_line(st).startswith("depth 4/6: 100/400 states expanded, level ends in ~30 s")
+    st.pos = 0
+    assert "level ends" not in bfs_line(st)

@@ -93,6 +93,8 @@ class BfsState:
     depth_reached: int = 0               # deepest level whose states were all generated
     elapsed: float = 0.0                 # seconds spent before the last resume
     chunk: int = CHUNK
+    level_started: float = 0.0           # `elapsed` when the current level began
+    stopped: str | None = None           # why the search stopped early ("time limit"), if it did
 
 
 def new_bfs(problem: Problem, max_depth: int) -> BfsState:
@@ -129,6 +131,7 @@ def advance_level(st: BfsState) -> None:
     st.depth_reached = st.level + 1
     st.level += 1
     st.frontier, st.next_frontier, st.pos = st.next_frontier, [], 0
+    st.level_started = st.elapsed
     if st.level >= st.max_depth or not st.frontier:
         st.done = True
 
@@ -139,10 +142,15 @@ def chunks_from(st: BfsState):
         yield start, st.frontier[start:start + st.chunk]
 
 
-def run_bfs(st: BfsState, mapper, on_progress=None, on_chunk=None) -> BfsState:
+def run_bfs(st: BfsState, mapper, on_progress=None, on_chunk=None,
+            time_limit: float | None = None) -> BfsState:
     """Drive the search to the end. `mapper(problem, list of chunks)` yields ChunkResults in
-    order (in-process, a process pool or Dask); it may be closed early on a violation."""
+    order (in-process, a process pool or Dask); it may be closed early on a violation.
+    `time_limit` (seconds of this call): stop after the chunk that reaches it, with
+    `st.stopped` set and the state consistent (a checkpoint of it resumes where it stopped)."""
     t0 = time.perf_counter() - st.elapsed
+    started = time.perf_counter()
+    st.stopped = None
     while not st.done:
         pending = list(chunks_from(st))
         results = mapper(st.problem, [traces for _, traces in pending])
@@ -157,10 +165,15 @@ def run_bfs(st: BfsState, mapper, on_progress=None, on_chunk=None) -> BfsState:
                     break
                 if on_chunk:
                     on_chunk(st)
+                if time_limit is not None and time.perf_counter() - started >= time_limit:
+                    st.stopped = "time limit"
+                    break
         finally:
             close = getattr(results, "close", None)
             if close:
                 close()
+        if st.stopped:
+            break
         if not st.done:
             advance_level(st)
             if on_chunk:

@@ -37,6 +37,7 @@ class Options:
     reduce: bool = True
     progress: bool = True
     checkpoint_every: float = 5.0
+    time_limit: float | None = None   # exhaustive: stop cleanly after this many seconds
 
 
 def make_problem(o: Options) -> Problem:
@@ -105,13 +106,18 @@ def _exhaustive(o, problem, ctx, mapper, progress, resumed, saved_opts) -> dict:
             ckpt.save(o.checkpoint, "bfs", s, saved_opts)
             last[0] = time.monotonic()
 
-    run_bfs(st, mapper.chunks, lambda s: progress.update(bfs_line(s)), on_chunk)
+    if o.time_limit is not None and o.time_limit <= 0:
+        raise BadInput(f"--time-limit: expected a positive number of seconds, got {o.time_limit}")
+    run_bfs(st, mapper.chunks, lambda s: progress.update(bfs_line(s)), on_chunk, o.time_limit)
     if o.checkpoint:
         ckpt.save(o.checkpoint, "bfs", st, saved_opts)
     progress.update(bfs_line(st), force=True)
     summary = {"design": ctx.design_name, "model": problem.model, "mode": "exhaustive",
                "depth": st.depth_reached, "max_depth": st.max_depth,
                "complete": st.violation is None and not st.frontier and st.depth_reached < st.max_depth,
+               "time_limit": o.time_limit, "stopped": st.stopped,
+               "partial_depth": None if not st.stopped else
+               {"depth": st.level + 1, "expanded": st.pos, "states": len(st.frontier)},
                "distinct_states": st.distinct, "transitions": st.transitions,
                "seconds": round(st.elapsed, 3),
                "states_per_second": round(st.distinct / st.elapsed, 1) if st.elapsed else None,

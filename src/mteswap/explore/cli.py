@@ -21,7 +21,7 @@ MODEL_HELP = ("alphabet preset (docs/checking.md), and which sometimes propertie
 def check_command(
     design: str = typer.Option("merged", "--design", help="design: a name, or path/to/file.py:ClassName"),
     model: str = typer.Option("small", "--model", help=MODEL_HELP),
-    depth: int = typer.Option(6, "--depth", help="exhaustive: the deepest trace length explored"),
+    depth: Optional[int] = typer.Option(None, "--depth", help="exhaustive: the deepest trace length explored (default 6, under a 60 s time limit unless --time-limit is given)"),
     random_: bool = typer.Option(False, "--random", help="random walks (swarm) instead of exhaustive search"),
     steps: int = typer.Option(40, "--steps", help="random: steps per walk"),
     time_: Optional[float] = typer.Option(None, "--time", help="random: seconds to search (default 60, or until --walks)"),
@@ -39,11 +39,15 @@ def check_command(
     checkpoint_every: float = typer.Option(5.0, "--checkpoint-every", help="seconds between checkpoints"),
     kernel: Optional[str] = typer.Option(None, "--kernel", help="kernel version to follow: 6.12 or 7.2 (the same as --set kernel=...)"),
     html_out: Optional[str] = typer.Option(None, "--html", help="write the counterexample as a self-contained HTML page (mteswap report)"),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="exhaustive: stop cleanly after this many seconds and say what was covered (default: 60 when --depth is not given, else none)"),
 ):
     """Search operation sequences of a small machine for a violation; write the shortest (or
     shrunk) failing sequence as a scenario file. Exit 0 no violation, 1 violation, 2 bad input."""
     from mteswap.explore.check import Options, run_check
-    o = Options(design=design, model=model, depth=depth, random=random_, steps=steps, time=time_,
+    if time_limit is None and depth is None and not random_ and resume is None:
+        time_limit = DEFAULT_TIME_LIMIT      # `mteswap check` alone answers in about a minute
+    o = Options(design=design, model=model, depth=DEFAULT_DEPTH if depth is None else depth,
+                random=random_, steps=steps, time=time_, time_limit=time_limit,
                 walks=walks, seed=seed,
                 set=list(set_ or []) + ([f"kernel={kernel!r}"] if kernel is not None else []), ops=ops, out=out, workers=workers,
                 scheduler=scheduler, checkpoint=checkpoint, resume=resume,
@@ -60,6 +64,10 @@ def check_command(
     if html_out is not None:
         _html_counterexample(html_out, summary, design)
     raise typer.Exit(status)
+
+
+DEFAULT_DEPTH = 6
+DEFAULT_TIME_LIMIT = 60.0
 
 
 def _html_counterexample(path: str, summary: dict, design: str) -> None:
@@ -87,6 +95,12 @@ def print_summary(s: dict) -> None:
     states = f"{s['distinct_states']:,} states, " if s.get("distinct_states") is not None else ""
     print(f"{s['design']} on {s['model']} ({s['mode']}): {what}, {states}"
           f"{s['transitions']:,} transitions, {s['seconds']}s")
+    part = s.get("partial_depth")
+    if s.get("stopped") and part:
+        print(f"stopped at the {s['time_limit']:g} s time limit: every state up to depth {s['depth']} "
+              f"explored; depth {part['depth']}: {part['expanded']:,} of {part['states']:,} states "
+              f"expanded (a deeper or complete search: --depth N without a limit, or "
+              f"--time-limit S; --checkpoint DIR lets --resume DIR go on)")
     v = s["violation"]
     print_sometimes(s.get("sometimes", {}))
     if not v:

@@ -39,7 +39,18 @@ class Progress:
 
 
 def bfs_line(st) -> str:
+    """The live line: the level being expanded, how far, and when it should end at the rate
+    so far in this level (no estimate before the level's first chunk)."""
     rate = st.distinct / st.elapsed if st.elapsed > 0 else 0.0
-    return (f"depth {min(st.level + 1, st.max_depth)}/{st.max_depth}  states {st.distinct:,}  "
-            f"transitions {st.transitions:,}  queue {len(st.frontier) - st.pos:,}  "
+    depth = min(st.level + 1, st.max_depth)
+    parents, done = len(st.frontier), st.pos
+    spent = st.elapsed - getattr(st, "level_started", 0.0)
+    eta = (f", level ends in ~{_seconds(spent / done * (parents - done))}"
+           if 0 < done < parents and spent > 0 else "")
+    return (f"depth {depth}/{st.max_depth}: {done:,}/{parents:,} states expanded{eta}  "
+            f"states {st.distinct:,}  transitions {st.transitions:,}  "
             f"{rate:,.0f} states/s  {st.elapsed:.1f}s")
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
