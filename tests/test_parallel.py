@@ -2,6 +2,7 @@
 interleaving, the exhaustive exploration with its linearizability oracle, and the revert of
 13ddaf26be32 (docs/concurrency.md)."""
 
+import json
 import threading
 from dataclasses import replace
 
@@ -297,3 +298,56 @@ def test_serial_interleavings_equal_the_steps_run_one_after_another():
         r_par.run_remaining()
         assert r_par.m.snapshot() == r_seq.m.snapshot(), order
         assert r_par.violations == r_seq.violations == []
+
+
+# -- the command line ------------------------------------------------------------------------
+
+def _cli(*args):
+    from typer.testing import CliRunner
+    from mteswap.cli import app
+    return CliRunner().invoke(app, list(map(str, args)))
+
+
+def test_cli_run_with_revert_prints_the_cpu_columns_then_the_violation():
+    res = _cli("run", ABA, "--revert", "13ddaf26be32")
+    assert res.exit_code == 1
+    lines = res.output.splitlines()
+    assert lines[0].startswith("# p1-skip-swapcache-aba-zram: interleaving "
+                               "0,0,0,1,1,1,1,1,1,1,0,0 (12 atomic steps")
+    assert lines[2].split() == ["CPU0", "|", "CPU1"]
+    # CPU1's pageout, in the right column, then CPU0's stale pte_same in the left
+    assert lines[13].split() == ["|", "pageout", "proc=A", "vma=buf", "pages=0"]
+    assert lines[14].split() == ["do_swap_page:pte_same", "|"]
+    assert "data-corruption at step 4 (read A buf page 0)" in res.output
+    assert "found on CPU0 in interleaving 0,0,0,1,1,1,1,1,1,1,0,0" in res.output
+
+
+def test_cli_run_schedule_replays_and_json_carries_schedule_and_thread():
+    res = _cli("run", ABA, "--revert", "13ddaf26be32", "--json",
+               "--schedule", ",".join(map(str, ABA_SCHEDULE)))
+    assert res.exit_code == 1
+    out = json.loads(res.output.splitlines()[0])
+    first = out["violations"][0]
+    assert (first["kind"], first["step"], first["schedule"], first["thread"]) == \
+        ("data-corruption", 4, list(ABA_SCHEDULE), 0)
+
+
+def test_cli_without_revert_passes():
+    res = _cli("run", ABA, "--preemptions", "2")
+    assert res.exit_code == 0, res.output
+    assert "PASS" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--schedule", "0,1,7"), "--schedule: expected lane numbers 0-2"),
+    (("--revert", "0bcac06f27d7"), "--revert: expected one of 13ddaf26be32"),
+])
+def test_cli_bad_parallel_options_exit_2(args, message):
+    res = _cli("run", ABA, *args)
+    assert res.exit_code == 2 and message in res.output
+
+
+def test_cli_reverts_lists_titles():
+    res = _cli("reverts")
+    assert res.exit_code == 0
+    assert "13ddaf26be32  mm/swap: fix race when skipping swapcache" in res.output

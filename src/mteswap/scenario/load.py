@@ -879,6 +879,19 @@ def with_kernel(scenario: Scenario, kernel: str | None) -> Scenario:
     return replace(scenario, config=replace(scenario.config, kernel=kernel))
 
 
+def with_reverts(scenario: Scenario, reverts: list[str] | tuple[str, ...] | None) -> Scenario:
+    """The scenario with the fixes `reverts` (a command line's `--revert`) taken out, added to
+    the file's `config.revert`; an unknown id raises ScenarioError naming the option."""
+    if not reverts:
+        return scenario
+    unknown = [r for r in reverts if r not in REVERTS]
+    if unknown:
+        raise ScenarioError("--revert", f"expected one of {_names(REVERTS)} (see `mteswap "
+                            f"reverts`), got {_describe(unknown[0])}")
+    merged = tuple(dict.fromkeys(scenario.config.revert + tuple(reverts)))
+    return replace(scenario, config=replace(scenario.config, revert=merged))
+
+
 def load_scenario(path: str | os.PathLike) -> Scenario:
     """Read and parse a scenario file; unreadable files raise ScenarioError."""
     file, data = read_input(path)

@@ -312,3 +312,17 @@ def explore(base, bound: int | None = None, limit: int | None = None) -> Explora
                 stack.append(tuple(x.chosen for x in ds[:i]) + (alt,))
             used += 1 if d.preempts else 0
     return ex
+
+
+# -- counterexamples -------------------------------------------------------------------------
+
+def cpu_trace(rec: BlockRecord, nlanes: int, width: int = 40) -> list[str]:
+    """The block's atomic steps as the `CPU0 | CPU1` columns of kernel commit messages: one
+    step per line, in the column of the lane that ran it."""
+    head = " | ".join(f"CPU{i}".ljust(width) for i in range(nlanes)).rstrip()
+    lines = [head, "-" * len(head)]
+    for lane, name in rec.steps:
+        cells = [""] * nlanes
+        cells[lane] = name
+        lines.append(" | ".join(c.ljust(width) for c in cells).rstrip())
+    return lines
