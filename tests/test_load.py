@@ -230,7 +230,7 @@ def test_ops_table_and_kinds():
     assert VIOLATION_KINDS == (
         "tag-check-fault", "data-corruption", "tag-storage-leak",
         "tag-storage-use-after-free", "invariant",
-        "deadlock",   # addition (issue 14): parallel blocks
+        "deadlock", "use-after-free",   # additions (issue 14): parallel blocks
     )
 
 

@@ -17,6 +17,8 @@ from mteswap.scenario.runner import run_scenario
 
 ABA = next(p for p in parallel_files() if p.stem == "p1-skip-swapcache-aba-zram")
 ABA_SCHEDULE = (0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0)
+SWAPOFF = next(p for p in parallel_files() if p.stem == "p2-fault-vs-swapoff-zram")
+SHARED = next(p for p in parallel_files() if p.stem == "p3-two-processes-fault-shared-entry-ssd")
 
 
 class _M:
@@ -259,7 +261,7 @@ def test_bundled_parallel_scenarios_give_their_expect(path, design):
     sc = load_scenario(path)
     res = run_scenario(sc, get_design(design))
     assert res.matches_expect(), (res.verdict, [v.short() for v in res.violations])
-    assert res.interleavings > 100
+    assert res.interleavings > 10
 
 
 def test_exploration_finds_the_shortest_aba_with_the_revert():
@@ -351,3 +353,60 @@ def test_cli_reverts_lists_titles():
     res = _cli("reverts")
     assert res.exit_code == 0
     assert "13ddaf26be32  mm/swap: fix race when skipping swapcache" in res.output
+
+
+# -- swapoff and the device's lifetime; the folio lock ---------------------------------------
+
+@pytest.mark.parametrize("reverts", [("2799e77529c2",), ("2799e77529c2", "13ddaf26be32")])
+def test_fault_vs_swapoff_without_get_swap_device_is_a_use_after_free(reverts):
+    sc = _reverted(load_scenario(SWAPOFF), *reverts)
+    res = run_scenario(sc, get_design("merged"))
+    first = res.first()
+    assert (first.kind, first.step, first.thread) == ("use-after-free", 4, 0)
+    assert first.schedule == (0, 1, 1, 1, 0)
+    assert first.detail == ("swap device (swap_map) freed by swapoff, then read by "
+                            "do_swap_page:swap_cache_get_folio on CPU0")
+    assert res.blocks[0].steps[-1] == (0, "do_swap_page:swap_cache_get_folio")
+    assert len(res.violations) == 1           # the interleaving stopped there
+
+
+def test_with_get_swap_device_swapoff_waits_for_the_fault():
+    sc = load_scenario(SWAPOFF)
+    # CPU0 holds its reference from the fault's start and has chosen the skip-swapcache path;
+    # CPU1's unuse_pte brings the page back (the slot is freed), then swapoff waits for CPU0.
+    # CPU0's swapcache_prepare finds the slot free (-ENOENT) and its refault finds the page.
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 1, 1))
+    assert res.verdict == "pass"
+    assert res.blocks[0].steps[2:] == [(1, "swapoff"), (1, "try_to_unuse:unuse_pte"),
+                                       (0, "do_swap_page:swapcache_prepare"),
+                                       (0, "do_swap_page:refault"),
+                                       (1, "swapoff:free_swap_map")]
+    assert res.schedule == (0, 0, 1, 1, 0, 0, 1)    # CPU1 could not run at position 5
+    assert res.counters["swap_ins"] == 1            # only unuse_pte read the slot
+
+
+def test_swapoff_unuse_waits_for_the_skip_swapcache_pin():
+    sc = load_scenario(SWAPOFF)
+    # CPU0 pins the slot (swapcache_prepare); swapoff's unuse_pte cannot read it in
+    # (__read_swap_cache_async: -EEXIST) and waits; the fault completes, and unuse finds the
+    # PTE mapped.
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 1, 1))
+    assert res.verdict == "pass"
+    steps = res.blocks[0].steps
+    wait = steps.index((1, "try_to_unuse:__read_swap_cache_async"))
+    assert steps.index((0, "do_swap_page:swapcache_clear")) == wait - 1
+    assert res.counters["swap_ins"] == 1            # only the fault read the slot
+
+
+def test_second_fault_on_a_shared_entry_waits_on_the_folio_lock():
+    sc = load_scenario(SHARED)
+    # CPU0 reads the page into the swap cache and takes its folio lock; CPU1 finds the
+    # folio and cannot lock it until CPU0's fault is done.
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 1, 1))
+    assert res.verdict == "pass"
+    assert res.blocks[0].steps[3:] == [
+        (1, "read proc=B vma=buf pages=0"), (1, "do_swap_page:swap_cache_get_folio"),
+        (0, "do_swap_page:pte_same"), (0, "do_swap_page:arch_swap_restore"),   # CPU1 blocked
+        (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
+        (1, "do_swap_page:arch_swap_restore")]
+    assert res.counters["swap_ins"] == 1

@@ -47,7 +47,10 @@ def handle_mm_fault(m, mm, vpn: int, write: bool, reach: int | None = None) -> N
         # A batch assumes no other thread runs between its faults: one fault per thread.
         k = swapin_batch(m, mm, vpn, reach or vpn + 1, write)[0] if m.sched is None else 1
         m.counters["faults"] += k
-        do_swap_page(m, mm, vpn, write, k)
+        if m.sched is None:
+            do_swap_page(m, mm, vpn, write, k)
+        else:
+            _do_swap_page_holding_device(m, mm, vpn, write)
     elif write and not pte_write(e):
         m.counters["faults"] += 1
         do_wp_page(m, mm, vpn)
@@ -311,7 +314,7 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     if m.tracing:
         _trace_batch_start(m, mm, vpn, entry, write, k)
     if m.sched is not None:      # f2: lockless swap-cache lookup and swap_count read
-        sched.point(m, "do_swap_page:swap_cache_get_folio")
+        sched.point(m, "do_swap_page:swap_cache_get_folio", device=True)
     folio = swap_cache_get_folio(m, entry) if k == 1 else None    # a batch is not cached
     if folio is not None:
         m.count("swap_cache_hits")
@@ -326,12 +329,12 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         skipped = True
         if REVERT_SKIP_SWAPCACHE_PIN not in m.config.reverts:
             if m.sched is not None:      # f3: under the cluster lock
-                sched.point(m, "do_swap_page:swapcache_prepare")
+                sched.point(m, "do_swap_page:swapcache_prepare", device=True)
             if not swapcache_prepare(m, entry, folio.nr * k):
                 return _swapcache_busy(m, mm, vpn, orig, folio, entry)   # concurrent only
             need_clear_cache = True
         if m.sched is not None:          # f4: the synchronous read
-            sched.point(m, "do_swap_page:swap_read_folio")
+            sched.point(m, "do_swap_page:swap_read_folio", device=True)
         swap_read_folio(m, folio, entry, k)
     else:
         if m.sched is not None and not _can_pin(m, entry):
@@ -395,7 +398,7 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         _unlock_fault(m, mm, folio, skipped)
     if need_clear_cache:
         if m.sched is not None:          # f7: under the cluster lock, after the PTL
-            sched.point(m, "do_swap_page:swapcache_clear")
+            sched.point(m, "do_swap_page:swapcache_clear", device=True)
         swapcache_clear(m, entry, fnr * k)
     if m.tracing and k > 1:
         m.end_trace_region()
@@ -407,6 +410,26 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
 # "mm/swap: fix race when skipping swapcache" (v6.8): the skip-swapcache path pins its slots
 # with SWAP_HAS_CACHE (swapcache_prepare) so that no other fault reads them meanwhile.
 REVERT_SKIP_SWAPCACHE_PIN = "13ddaf26be32"
+# "swap: fix do_swap_page() race with swapoff" (v5.14): the fault holds a get_swap_device
+# reference from its start to its end, so swapoff cannot free the device under it.
+REVERT_SWAPOFF_REF = "2799e77529c2"
+
+
+def _do_swap_page_holding_device(m, mm, vpn: int, write: bool) -> None:
+    """`do_swap_page` between other threads: its `get_swap_device` at the start (a fault on
+    a dying device backs out: swapoff replaces the PTE) and `put_swap_device` on every way
+    out."""
+    if REVERT_SWAPOFF_REF in m.config.reverts:
+        do_swap_page(m, mm, vpn, write)
+        return
+    if not sched.get_swap_device(m):
+        orig = mm.ptes[vpn]
+        sched.wait_until(m, "do_swap_page:refault", lambda: mm.ptes[vpn] != orig)
+        return
+    try:
+        do_swap_page(m, mm, vpn, write)
+    finally:
+        sched.put_swap_device(m)
 
 
 def _can_pin(m, entry: int) -> bool:
@@ -455,7 +478,7 @@ def _lock_and_revalidate(m, mm, vpn: int, orig: int, folio, skipped: bool) -> bo
         _unlock_fault(m, mm, folio, skipped)
         folio_put(m, folio)
         return False
-    sched.point(m, "do_swap_page:arch_swap_restore")   # f6, still under the PTL
+    sched.point(m, "do_swap_page:arch_swap_restore", device=True)   # f6, under the PTL
     return True
 
 

@@ -11,4 +11,7 @@ REVERTS: dict[str, str] = {
     # SWAP_HAS_CACHE pin (swapcache_prepare / swapcache_clear), as from 0bcac06f27d7 (2017)
     # until v6.8.
     "13ddaf26be32": "mm/swap: fix race when skipping swapcache",
+    # memory.py REVERT_SWAPOFF_REF: do_swap_page takes no get_swap_device reference, so
+    # swapoff may free the device while a fault still reads it (before v5.14).
+    "2799e77529c2": "swap: fix do_swap_page() race with swapoff",
 }

@@ -28,6 +28,15 @@ class Abandon(BaseException):
     BaseException, so that no `except Exception` in the model catches it."""
 
 
+class UseAfterFree(BaseException):
+    """A thread read an object another thread had freed: stops the interleaving (what the
+    model would do next reads memory that no longer exists)."""
+
+    def __init__(self, obj: str, freer: str, reader: str, lane: int):
+        self.obj, self.freer, self.reader, self.lane = obj, freer, reader, lane
+        super().__init__(f"{obj} freed by {freer}, then read by {reader}")
+
+
 class Deadlock(Exception):
     """No thread is enabled and not all are done."""
 
@@ -81,6 +90,12 @@ class Scheduler:
         self.current: int | None = None
         self.abandoned = False
         self.steps: list[tuple[int, str]] = []
+        # The swap device's lifetime within the block: valid, dying (swapoff killed its
+        # percpu ref: get_swap_device fails), freed (swap_map gone; by `freed_by`); and the
+        # lanes holding a get_swap_device reference.
+        self.device = "valid"
+        self.freed_by = ""
+        self.device_refs: set[int] = set()
 
     # -- the scheduler's thread ---------------------------------------------------------------
     def run(self) -> None:
@@ -139,15 +154,19 @@ class Scheduler:
             lane.join()
 
     # -- the lanes' threads -------------------------------------------------------------------
-    def park(self, name: str, lock: object = None, wait: Callable[[], bool] | None = None) -> None:
+    def park(self, name: str, lock: object = None, wait: Callable[[], bool] | None = None,
+             device: bool = False) -> None:
         """End the current step; the next one, `name`, runs when the scheduler picks this
-        lane again (after `lock` is free, or once `wait()` holds)."""
+        lane again (after `lock` is free, or once `wait()` holds). `device`: that step reads
+        the swap device (swap_map, the swap cache, the tag store)."""
         lane = self.lanes[self.current]
         lane.next, lane.lock, lane.wait = name, lock, wait
         self.parked.release()
         lane.go.acquire()
         if self.abandoned:
             raise Abandon()
+        if device and self.device == "freed":
+            raise UseAfterFree("swap device (swap_map)", self.freed_by, name, lane.index)
 
     def release(self, lock: object) -> None:
         """Drop `lock` (part of the current step)."""
@@ -159,16 +178,17 @@ class Scheduler:
 
 # -- what the model calls (each a no-op without a scheduler) --------------------------------
 
-def point(m, name: str) -> None:
-    """An atomic-step boundary: the next step of this thread is `name`."""
+def point(m, name: str, device: bool = False) -> None:
+    """An atomic-step boundary: the next step of this thread is `name` (`device`: it reads
+    the swap device, a use-after-free once swapoff freed it)."""
     if m.sched is not None:
-        m.sched.park(name)
+        m.sched.park(name, device=device)
 
 
-def lock(m, name: str, key: object) -> None:
+def lock(m, name: str, key: object, device: bool = False) -> None:
     """A boundary whose next step, `name`, starts by taking the lock `key` (blocking)."""
     if m.sched is not None:
-        m.sched.park(name, lock=key)
+        m.sched.park(name, lock=key, device=device)
 
 
 def unlock(m, key: object) -> None:
@@ -198,3 +218,40 @@ def ptl(mm) -> tuple:
 
 def folio_lock_key(folio) -> tuple:
     return ("folio", folio.pfn)
+
+
+# -- the swap device's lifetime (get_swap_device / swapoff) ---------------------------------
+
+def get_swap_device(m) -> bool:
+    """`get_swap_device()`: a reference that keeps swapoff from freeing the device; fails
+    once swapoff killed the percpu ref (the device is dying)."""
+    s = m.sched
+    if s is None:
+        return True
+    if s.device != "valid":
+        return False
+    s.device_refs.add(s.current)
+    return True
+
+
+def put_swap_device(m) -> None:
+    s = m.sched
+    if s is not None:
+        s.device_refs.discard(s.current)
+
+
+def swapoff_wait_users(m, name: str) -> None:
+    """swapoff's `percpu_ref_kill` + wait for the users: from here get_swap_device fails;
+    the step `name` runs once no thread holds a reference."""
+    s = m.sched
+    if s is not None:
+        s.device = "dying"
+        s.park(name, wait=lambda: not s.device_refs)
+
+
+def swap_device_freed(m, freer: str) -> None:
+    """swapoff freed swap_map (and the tag store of the area): any later read of it by
+    another thread is a use-after-free."""
+    s = m.sched
+    if s is not None:
+        s.device, s.freed_by = "freed", freer

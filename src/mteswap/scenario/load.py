@@ -46,6 +46,7 @@ VIOLATION_KINDS = (
     "tag-storage-use-after-free",
     "invariant",
     "deadlock",   # addition (issue 14): no thread of a parallel block can run
+    "use-after-free",   # addition (issue 14): a thread read the swap device swapoff freed
 )
 VERDICTS = ("pass", "fail", *VIOLATION_KINDS)
 SWAP_DEVICES = ("ssd", "zram", "rotational")

@@ -19,10 +19,13 @@ from mteswap.model import sched as S
 from mteswap.oracle import StepContext, Violation
 
 # State checks of the registry that hold only between system calls, not between two atomic
-# steps of a kernel path: I5 (SWAP_HAS_CACHE exactly on cached slots) is broken on purpose
-# by the skip-swapcache pin between swapcache_prepare and swapcache_clear. They run at the
-# end of the block (with every other check), not after each atomic step.
-QUIESCENT_ONLY = frozenset({"I5"})
+# steps of a kernel path. They run at the end of the block (with every other check), not
+# after each atomic step:
+# - I5 (SWAP_HAS_CACHE exactly on cached slots): the skip-swapcache pin holds a slot with no
+#   swap-cache folio between swapcache_prepare and swapcache_clear;
+# - tag-storage-leak ("saved tags left after swapoff"): swapoff clears SWP_WRITEOK first and
+#   drops the tags of the area only at its end (arch_swap_invalidate_area).
+QUIESCENT_ONLY = frozenset({"I5", "tag-storage-leak"})
 
 
 class ScheduleError(Exception):
@@ -62,10 +65,12 @@ class ParallelState:
     serial_cache: dict = field(default_factory=dict)
     current: tuple[int, int] | None = None     # (lane, pos) being run in a serial replay
     serial_observed: dict = field(default_factory=dict)   # ... and what its ops observed
+    stopped: bool = False      # an interleaving that cannot go on (use-after-free)
 
     def clone(self) -> "ParallelState":
         return ParallelState(self.prefix, list(self.decisions), list(self.blocks),
-                             self.serial_cache, self.current, self.serial_observed)
+                             self.serial_cache, self.current, self.serial_observed,
+                             self.stopped)
 
     @property
     def schedule(self) -> tuple[int, ...]:
@@ -132,7 +137,14 @@ def run_block(runner, step) -> None:
     except S.Deadlock as err:
         runner.oracle._add("deadlock", "deadlock", ctx, None, f"no thread can run: {err}")
         found_by[len(runner.oracle.violations) - 1] = err.waiting[0][0]
-    check_linearizable(runner, pre, step, rec, ctx)
+    except S.UseAfterFree as err:
+        # The lane cannot go on (its next read is of freed memory): the interleaving stops.
+        rec.steps.append((err.lane, err.reader))
+        runner.oracle._add("use-after-free", "use-after-free", ctx, None, f"{err} on CPU{err.lane}")
+        found_by[len(runner.oracle.violations) - 1] = err.lane
+        par.stopped = True
+    if not par.stopped:
+        check_linearizable(runner, pre, step, rec, ctx)
     _annotate(runner, first_violation, found_by, par.schedule)
 
 

@@ -180,6 +180,8 @@ class Runner:
     def run_remaining(self) -> None:
         """Run the steps not run yet (all of them on a fresh runner)."""
         for step in self.scenario.steps[self.steps_run:]:
+            if self.par.stopped:
+                break            # an interleaving that cannot go on (parallel.py)
             self.run_step(step)
 
     def result(self) -> RunResult:
