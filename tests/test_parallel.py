@@ -410,3 +410,27 @@ def test_second_fault_on_a_shared_entry_waits_on_the_folio_lock():
         (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
         (1, "do_swap_page:arch_swap_restore")]
     assert res.counters["swap_ins"] == 1
+
+
+def test_a_block_whose_threads_deadlock_reports_deadlock_with_its_schedule(monkeypatch):
+    """Two ops patched to take two locks in opposite orders: the exploration finds the
+    interleaving where each holds one, and reports `deadlock` with that schedule."""
+    from mteswap.scenario.runner import Runner
+
+    def locker(first, second):
+        def op(self, step, ctx, a):
+            S.lock(self.m, f"take {first}", first)
+            S.lock(self.m, f"take {second}", second)
+            S.unlock(self.m, second)
+            S.unlock(self.m, first)
+        return op
+
+    monkeypatch.setattr(Runner, "op_evict", locker("L1", "L2"))
+    monkeypatch.setattr(Runner, "op_drop_caches", locker("L2", "L1"))
+    sc = parse_scenario("version: 1\nname: d\nsteps:\n  - parallel: [evict, drop_caches]\n")
+    res = run_scenario(sc, get_design("merged"))
+    first = res.first()
+    assert (first.kind, first.step, first.thread) == ("deadlock", 1, 0)
+    assert first.schedule == (0, 0, 1, 1)
+    assert first.detail == "no thread can run: CPU0 waits at take L2; CPU1 waits at take L1"
+    assert len(res.violations) == 1        # the interleaving stopped there

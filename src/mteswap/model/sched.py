@@ -2,7 +2,7 @@
 
 Each lane of a block runs the same model functions as a sequential step, in its own
 `threading.Thread`; exactly one thread runs at a time. The model marks the boundary of each
-atomic step (one critical section, or one lockless shared access: races.md §1.2) with
+atomic step (one critical section, or one lockless shared access: the race catalogue §1.2) with
 `point(m, name)`: the thread parks there and the scheduler picks which thread runs next.
 Without a scheduler (`m.sched is None`: every sequential run, the explorer, the cost model) the
 callers test the attribute and skip the call, so nothing changes there.

@@ -137,6 +137,7 @@ def run_block(runner, step) -> None:
     except S.Deadlock as err:
         runner.oracle._add("deadlock", "deadlock", ctx, None, f"no thread can run: {err}")
         found_by[len(runner.oracle.violations) - 1] = err.waiting[0][0]
+        par.stopped = True         # the lanes cannot finish: nothing after this is meaningful
     except S.UseAfterFree as err:
         # The lane cannot go on (its next read is of freed memory): the interleaving stops.
         rec.steps.append((err.lane, err.reader))
