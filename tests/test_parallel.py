@@ -434,3 +434,30 @@ def test_a_block_whose_threads_deadlock_reports_deadlock_with_its_schedule(monke
     assert first.schedule == (0, 0, 1, 1)
     assert first.detail == "no thread can run: CPU0 waits at take L2; CPU1 waits at take L1"
     assert len(res.violations) == 1        # the interleaving stopped there
+
+
+# -- 6dca4ac6fc91: harmless while the skip-swapcache pin holds the slot ------------------------
+
+def _roundtrip_large_zram():
+    from mteswap.bundled import bundled_files
+    return load_scenario(next(p for p in bundled_files() if p.stem == "roundtrip-large-zram"))
+
+
+@pytest.mark.parametrize("reverts, want", [
+    ((), None),
+    (("6dca4ac6fc91",), None),                     # swap_free leaves the pinned slot alone
+    (("13ddaf26be32",), None),                     # alone, the restore still comes first
+    (("6dca4ac6fc91", "13ddaf26be32"), ("tag-check-fault", 4, 3)),   # tags freed first
+])
+def test_restore_after_swap_free_loses_tags_only_without_the_pin(reverts, want):
+    res = run_scenario(_reverted(_roundtrip_large_zram(), *reverts), get_design("merged"))
+    first = res.first()
+    assert (None if first is None else (first.kind, first.step, first.page)) == want
+
+
+def test_both_reverts_on_the_aba_scenario_give_stale_tags_not_stale_data_first():
+    sc = _reverted(load_scenario(ABA), "6dca4ac6fc91", "13ddaf26be32")
+    res = run_scenario(sc, get_design("merged"))
+    first = res.first()
+    assert (first.kind, first.step, first.page) == ("tag-check-fault", 4, 0)
+    assert first.schedule is not None

@@ -372,8 +372,12 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     exclusive = pte_swp_exclusive(orig) or not folio.swapcache
 
     notes = _no_tag_notes(m, page.pfn, start, nr * k, mm) if m.track_origins else {}
-    m.design.arch_swap_restore(m, entry, folio, page, k)
-    swap_free_nr(m, entry, nr * k)
+    if REVERT_RESTORE_BEFORE_FREE not in m.config.reverts:
+        m.design.arch_swap_restore(m, entry, folio, page, k)
+        swap_free_nr(m, entry, nr * k)
+    else:   # before the fix the restore ran from set_pte_at, after swap_free had run
+        swap_free_nr(m, entry, nr * k)
+        m.design.arch_swap_restore(m, entry, folio, page, k)
     if folio.swapcache and _should_try_to_free_swap(m, folio, write):
         folio_free_swap(m, folio, k)
     # "exclusive || folio_ref_count(folio) == 1": once out of the swap cache and mapped by
@@ -413,6 +417,9 @@ REVERT_SKIP_SWAPCACHE_PIN = "13ddaf26be32"
 # "swap: fix do_swap_page() race with swapoff" (v5.14): the fault holds a get_swap_device
 # reference from its start to its end, so swapoff cannot free the device under it.
 REVERT_SWAPOFF_REF = "2799e77529c2"
+# "mm: call arch_swap_restore() from do_swap_page()" (v6.5): the tags are restored before
+# swap_free_nr, which may free the slot and its saved tags (zram without a cache pin).
+REVERT_RESTORE_BEFORE_FREE = "6dca4ac6fc91"
 
 
 def _do_swap_page_holding_device(m, mm, vpn: int, write: bool) -> None:

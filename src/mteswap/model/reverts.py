@@ -14,4 +14,7 @@ REVERTS: dict[str, str] = {
     # memory.py REVERT_SWAPOFF_REF: do_swap_page takes no get_swap_device reference, so
     # swapoff may free the device while a fault still reads it (before v5.14).
     "2799e77529c2": "swap: fix do_swap_page() race with swapoff",
+    # memory.py REVERT_RESTORE_BEFORE_FREE: do_swap_page restores the tags after swap_free_nr
+    # (from set_pte_at, as before v6.5), so a slot freed there has lost its tags.
+    "6dca4ac6fc91": "mm: call arch_swap_restore() from do_swap_page()",
 }
