@@ -281,24 +281,30 @@ def test_preemption_bound_zero_misses_the_aba_and_one_finds_it():
     assert one.first().kind == "data-corruption" and one.first().schedule == ABA_SCHEDULE
 
 
-def test_serial_interleavings_equal_the_steps_run_one_after_another():
-    """Each lane run to its end before the next: the same as the lanes' steps written
-    sequentially (violations, counters, final state)."""
-    sc = load_scenario(ABA)
-    block = sc.steps[3]
-    lanes = block.args["lanes"]
-    for order, schedule_lanes in (((0, 1), None), ((1, 0), None)):
-        flat = [s for ln in order for s in lanes[ln]]
-        seq = replace(sc, steps=sc.steps[:3] + tuple(flat) + sc.steps[4:])
-        from mteswap.scenario.runner import Runner
-        r_seq = Runner(seq, get_design("merged"))
+@pytest.mark.parametrize("path", parallel_files(), ids=lambda p: p.stem)
+def test_serial_interleavings_equal_the_steps_run_one_after_another(path):
+    """Each lane run to its end before the next: the same machine state, counters and
+    violations as the lanes' steps written one after another (every bundled block has two
+    lanes: after the first lane ends, the schedule goes on with the other)."""
+    from mteswap.scenario.runner import Runner
+    sc = load_scenario(path)
+    at = next(i for i, s in enumerate(sc.steps) if s.op == "parallel")
+    lanes = sc.steps[at].args["lanes"]
+    assert len(lanes) == 2
+    for order in ((0, 1), (1, 0)):
+        flat = tuple(s for ln in order for s in lanes[ln])
+        r_seq = Runner(replace(sc, steps=sc.steps[:at] + flat + sc.steps[at + 1:]),
+                       get_design("merged"))
         r_seq.run()
         r_par = Runner(sc, get_design("merged"))
-        for st in sc.steps[:3]:
+        for st in sc.steps[:at]:
             r_par.run_step(st)
         r_par.par.prefix = (order[0],)        # then no preemption: that lane to its end
         r_par.run_remaining()
+        assert [ln for ln, _ in r_par.par.blocks[0].steps] == sorted(
+            (ln for ln, _ in r_par.par.blocks[0].steps), key=order.index)
         assert r_par.m.snapshot() == r_seq.m.snapshot(), order
+        assert dict(r_par.m.counters) == dict(r_seq.m.counters), order
         assert r_par.violations == r_seq.violations == []
 
 
@@ -461,3 +467,13 @@ def test_both_reverts_on_the_aba_scenario_give_stale_tags_not_stale_data_first()
     first = res.first()
     assert (first.kind, first.step, first.page) == ("tag-check-fault", 4, 0)
     assert first.schedule is not None
+
+
+def test_cli_compare_with_revert_reports_the_mismatch_with_expect():
+    res = _cli("compare", ABA, "--designs", "merged,folio-marker", "--revert", "13ddaf26be32",
+               "--json")
+    assert res.exit_code == 1                       # the file's expect says pass
+    cells = json.loads(res.output)["cells"]
+    assert [(c["design"], c["first"]["kind"], c["matches"]) for c in cells] == \
+        [("merged", "data-corruption", False), ("folio-marker", "data-corruption", False)]
+    assert _cli("compare", ABA, "--designs", "merged").exit_code == 0

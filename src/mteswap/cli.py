@@ -300,7 +300,8 @@ def compare(files: Optional[List[str]] = typer.Argument(None, help="scenario fil
             designs_opt: Optional[str] = typer.Option(None, "--designs", help="comma-separated designs: names or path/to/file.py:ClassName (default: every built-in design)"),
             as_json: bool = typer.Option(False, "--json", help="one JSON document with every cell"),
             markdown: bool = typer.Option(False, "--markdown", help="a GitHub markdown table"),
-            kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP)):
+            kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP),
+            revert: Optional[List[str]] = typer.Option(None, "--revert", help="take this fix out of the model (a commit id; repeatable; see `mteswap reverts`)")):
     """Run every scenario under every design and print the matrix; each cell is `pass` or the
     first violation as kind@step. Exit 0 when every cell with an `expect` matches it, 1 if
     any does not, 2 on bad input."""
@@ -310,7 +311,7 @@ def compare(files: Optional[List[str]] = typer.Argument(None, help="scenario fil
     chosen = _compare_designs(specs)
     paths = list(files) if files else [str(p) for p in bundled_files()]
     try:
-        scenarios = [with_kernel(load_scenario(f), kernel) for f in paths]
+        scenarios = [with_reverts(with_kernel(load_scenario(f), kernel), revert) for f in paths]
     except ScenarioError as err:
         _fail_input(str(err))
     if not scenarios:
