@@ -246,6 +246,7 @@ def test_ops_table_and_kinds():
     assert VIOLATION_KINDS == (
         "tag-check-fault", "data-corruption", "tag-storage-leak",
         "tag-storage-use-after-free", "invariant",
+        "deadlock", "use-after-free",   # additions (issue 14): parallel blocks
     )
 
 

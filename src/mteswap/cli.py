@@ -18,7 +18,10 @@ from mteswap.explore.cli import check_command
 from mteswap.kernel.cli import kernel_app
 from mteswap.designs import BUILTIN, DEFAULT, UnknownDesign
 from mteswap.designs.loader import available_designs, design_factory
-from mteswap.scenario.load import KERNELS, ScenarioError, load_scenario, with_kernel
+from mteswap.model.reverts import REVERTS
+from mteswap.scenario.load import (KERNELS, ScenarioError, load_scenario, with_kernel,
+                                   with_reverts)
+from mteswap.scenario.parallel import cpu_trace
 from mteswap.scenario.runner import REPORTED_COUNTERS, RunResult, run_scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -46,18 +49,21 @@ _KERNEL_HELP = f"kernel version whose behaviour to follow: {' or '.join(KERNELS)
 
 
 def run_files(files: list[str], design, keep_trace: bool, kernel: str | None = None,
-              keep_states: bool = False) -> list[RunResult]:
+              keep_states: bool = False, reverts: list[str] | None = None,
+              schedule: tuple[int, ...] | None = None,
+              preemptions: int | None = None) -> list[RunResult]:
     """Load every file first, then run each; any bad input raises before output is printed.
 
     `design` is None (each file's `design:`, else merged), a spec for `load_design`, or a
     maker of fresh design instances (what `design_factory` returns). `kernel` (None: each
-    file's) overrides `config.kernel`."""
+    file's) overrides `config.kernel`; `reverts` adds fixes to take out (`--revert`).
+    `schedule` / `preemptions`: for parallel blocks (scenario/parallel.py)."""
     if isinstance(design, str):
         try:
             design = design_factory(design)
         except UnknownDesign as err:
             raise ScenarioError("--design", str(err)) from None
-    scenarios = [with_kernel(load_scenario(f), kernel) for f in files]
+    scenarios = [with_reverts(with_kernel(load_scenario(f), kernel), reverts) for f in files]
     makers = {}
     for sc in scenarios:    # every file's design is checked before the first one runs
         if design is None:
@@ -70,7 +76,8 @@ def run_files(files: list[str], design, keep_trace: bool, kernel: str | None = N
     results = []
     for sc in scenarios:
         make = design if design is not None else makers[sc.design or DEFAULT]
-        results.append(run_scenario(sc, make(), keep_trace=keep_trace, keep_states=keep_states))
+        results.append(run_scenario(sc, make(), keep_trace=keep_trace, keep_states=keep_states,
+                                    schedule=schedule, preemptions=preemptions))
     return results
 
 
@@ -81,15 +88,22 @@ def run(files: List[str] = typer.Argument(..., help="scenario files (YAML, forma
         trace: bool = typer.Option(False, "--trace", help="print the kernel functions each step went through"),
         states: bool = typer.Option(False, "--states", help="after each step that names a process and a VMA, that VMA one letter per page (H/t large folio head/tail, p small folio, z zero page, S swap PTE, C swap PTE in the swap cache, - no PTE, x unmapped) and PG_mte_tagged (M, . or space); in --json as \"states\""),
         kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP),
-        html_out: Optional[str] = typer.Option(None, "--html", help="also write the runs as one self-contained HTML page (mteswap report)")):
-    """Run scenario files; exit 0 if no violation, 1 if any, 2 on bad input."""
+        html_out: Optional[str] = typer.Option(None, "--html", help="also write the runs as one self-contained HTML page (mteswap report)"),
+        revert: Optional[List[str]] = typer.Option(None, "--revert", help="take this fix out of the model (a commit id; repeatable; see `mteswap reverts`)"),
+        schedule: Optional[str] = typer.Option(None, "--schedule", help="parallel blocks: replay this interleaving, the lane of each atomic step (e.g. 0,0,1,1,0), then no preemption"),
+        preemptions: Optional[int] = typer.Option(None, "--preemptions", min=0, help="parallel blocks: explore only interleavings with at most N preemptions")):
+    """Run scenario files; exit 0 if no violation, 1 if any, 2 on bad input. A file with
+    parallel blocks is run under every interleaving (or the one --schedule gives); a failing
+    one is printed as CPU0 | CPU1 columns."""
     make = None if design is None else _design_option(design)
     try:
-        results = run_files(files, make, keep_trace=trace, kernel=kernel, keep_states=states)
+        results = run_files(files, make, keep_trace=trace, kernel=kernel, keep_states=states,
+                            reverts=revert, schedule=_schedule(schedule),
+                            preemptions=preemptions)
     except ScenarioError as err:
         _fail_input(str(err))
     if html_out is not None:
-        _report_results(html_out, files, make, kernel, "mteswap run")
+        _report_results(html_out, files, make, kernel, revert, "mteswap run")
     out = Console(highlight=False, soft_wrap=True)
     for res in results:
         if as_json:
@@ -99,8 +113,38 @@ def run(files: List[str] = typer.Argument(..., help="scenario files (YAML, forma
             print_trace(out, res)
         elif states:
             print_states(out, res)
+        if res.blocks and (res.violations or schedule is not None):
+            print_interleaving(out, res)
         print_result(out, res)
     raise typer.Exit(1 if any(r.violations for r in results) else 0)
+
+
+def _schedule(text: str | None) -> tuple[int, ...] | None:
+    """`--schedule 0,1,1,0`: lane numbers 0-2."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p in ("0", "1", "2") for p in parts):
+        _fail_input(f"--schedule: expected lane numbers 0-2 separated by commas, got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def print_interleaving(out: Console, res: RunResult) -> None:
+    """Each parallel block of the interleaving reported, as CPU columns."""
+    out.print(f"# {res.scenario}: interleaving {','.join(map(str, res.schedule))} "
+              f"({len(res.schedule)} atomic steps; {res.interleavings} explored)", markup=False)
+    for rec in res.blocks:
+        lanes = 1 + max(lane for lane, _ in rec.steps)
+        out.print(f"step {rec.index} (parallel):", markup=False)
+        for line in cpu_trace(rec, lanes):
+            out.print("  " + line, markup=False)
+
+
+@app.command()
+def reverts():
+    """List the fixes `--revert` can take out of the model."""
+    for commit, title in REVERTS.items():
+        print(f"{commit}  {title}")
 
 
 def print_trace(out: Console, res: RunResult) -> None:
@@ -132,6 +176,9 @@ def print_result(out: Console, res: RunResult) -> None:
     for v in res.violations:
         where = " ".join(x for x in (v.proc, v.vma, None if v.page is None else f"page {v.page}") if x)
         out.print(f"  {v.kind} at step {v.step} ({v.op}{' ' + where if where else ''}): {v.detail}", markup=False)
+        if v.schedule is not None:
+            cpu = "" if v.thread is None else f" on CPU{v.thread}"
+            out.print(f"    found{cpu} in interleaving {','.join(map(str, v.schedule))}", markup=False)
     shown = " ".join(f"{k}={res.counters.get(k, 0)}" for k in REPORTED_COUNTERS)
     out.print(f"  counters: {shown}", markup=False)
 
@@ -257,7 +304,8 @@ def compare(files: Optional[List[str]] = typer.Argument(None, help="scenario fil
             as_json: bool = typer.Option(False, "--json", help="one JSON document with every cell"),
             markdown: bool = typer.Option(False, "--markdown", help="a GitHub markdown table"),
             kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP),
-            html_out: Optional[str] = typer.Option(None, "--html", help="also write the matrix and every cell's run as one self-contained HTML page (each cell links to its run)")):
+            html_out: Optional[str] = typer.Option(None, "--html", help="also write the matrix and every cell's run as one self-contained HTML page (each cell links to its run)"),
+            revert: Optional[List[str]] = typer.Option(None, "--revert", help="take this fix out of the model (a commit id; repeatable; see `mteswap reverts`)")):
     """Run every scenario under every design and print the matrix; each cell is `pass` or the
     first violation as kind@step. Exit 0 when every cell with an `expect` matches it, 1 if
     any does not, 2 on bad input."""
@@ -267,7 +315,7 @@ def compare(files: Optional[List[str]] = typer.Argument(None, help="scenario fil
     chosen = _compare_designs(specs)
     paths = list(files) if files else [str(p) for p in bundled_files()]
     try:
-        scenarios = [with_kernel(load_scenario(f), kernel) for f in paths]
+        scenarios = [with_reverts(with_kernel(load_scenario(f), kernel), revert) for f in paths]
     except ScenarioError as err:
         _fail_input(str(err))
     if not scenarios:
@@ -397,10 +445,12 @@ def _collect(sc, make) -> dict:
     return collect(sc, make())
 
 
-def _report_results(path: str, files: list[str], make, kernel, what: str) -> None:
-    """`run --html`: the same files under the same design (`make`; None: each file's)."""
+def _report_results(path: str, files: list[str], make, kernel, reverts, what: str) -> None:
+    """`run --html`: the same files under the same design (`make`; None: each file's), kernel
+    and reverts."""
     try:
-        runs = [_collect(with_kernel(load_scenario(f), kernel), make) for f in files]
+        runs = [_collect(with_reverts(with_kernel(load_scenario(f), kernel), reverts), make)
+                for f in files]
     except ScenarioError as err:
         _fail_input(str(err))
     _write_page(path, runs, f"{what}: " + ", ".join(r["scenario"] for r in runs))

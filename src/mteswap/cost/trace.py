@@ -195,7 +195,9 @@ def _config_kind(default):
     return _optional_int      # tag_alloc_fail_after: a count, or none
 
 
-CONFIG_KINDS = {f.name: _config_kind(f.default) for f in dataclasses.fields(Config)}
+# `revert` (issue 14) takes a fix out of the model: not a setting of a cost trace.
+CONFIG_KINDS = {f.name: _config_kind(f.default) for f in dataclasses.fields(Config)
+                if f.name != "revert"}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -436,6 +438,8 @@ def _text(value, where: str) -> str:
 def _config_line(config: Config) -> str:
     parts = [CONFIG]
     for f in dataclasses.fields(config):
+        if f.name not in CONFIG_KINDS:
+            continue                          # revert: not a cost-trace setting
         value = getattr(config, f.name)
         if value is None:
             continue                          # absent means the default (None)

@@ -32,6 +32,7 @@ class MachineConfig:
     tag_alloc_fail_after: int | None = None   # the (N+1)-th tag buffer allocation fails once
     tag_storage: str = "plain"        # plain | compressed (V7 inline compression, mtecomp.py)
     kernel: str = "6.12"              # 6.12 | 7.2: whose behaviour where they differ (model.md)
+    reverts: frozenset = frozenset()  # fixes taken out (--revert): commit ids, model/reverts.py
 
 
 class Machine:
@@ -101,6 +102,9 @@ class Machine:
         # use-after-free check (reads of a pinned slot are fine and not recorded).
         self.tag_reads: list[tuple[int, int]] = []
         self.step = 0
+        # The scheduler of a `parallel` block (sched.py) while one runs; None otherwise, and
+        # every kernel step boundary then costs one attribute test.
+        self.sched = None
         # diagnostic: pfn -> (NO_SAVED_TAGS | SPLIT_CLEARED, text): why it has no saved tags
         self.pending_notes: dict[int, tuple[str, str]] = {}
 
@@ -188,7 +192,8 @@ class Machine:
                          "zero_page", "folios", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
-                         "flags_per_page", "compressed_tags", "folio_sizes_desc", "trace_regions"))
+                         "flags_per_page", "compressed_tags", "folio_sizes_desc", "trace_regions",
+                         "sched"))
 
     def clone(self) -> "Machine":
         """An independent copy of the machine between two steps, far cheaper than deepcopy.
@@ -228,6 +233,7 @@ class Machine:
         new.trace_regions = []                       # clones are taken between steps
         new.tag_reads = list(self.tag_reads)
         new.pending_notes = dict(self.pending_notes)
+        new.sched = None                             # clones are taken outside a block
         return new
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from array import array
 
 from mteswap.model.mte import copy_highpage
+from mteswap.model import sched
 from mteswap.model.origin import NO_SAVED_TAGS
 from mteswap.model.page_alloc import alloc_folio, folio_put
 from mteswap.model.pgtable import set_ptes
@@ -43,9 +44,13 @@ def handle_mm_fault(m, mm, vpn: int, write: bool, reach: int | None = None) -> N
         m.counters["faults"] += 1
         do_anonymous_page(m, mm, vpn, write)
     elif is_swap_pte(e):
-        k, _ = swapin_batch(m, mm, vpn, reach or vpn + 1, write)
+        # A batch assumes no other thread runs between its faults: one fault per thread.
+        k = swapin_batch(m, mm, vpn, reach or vpn + 1, write)[0] if m.sched is None else 1
         m.counters["faults"] += k
-        do_swap_page(m, mm, vpn, write, k)
+        if m.sched is None:
+            do_swap_page(m, mm, vpn, write, k)
+        else:
+            _do_swap_page_holding_device(m, mm, vpn, write)
     elif write and not pte_write(e):
         m.counters["faults"] += 1
         do_wp_page(m, mm, vpn)
@@ -311,9 +316,11 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     orig = mm.ptes[vpn]
     entry = orig_entry = pte_to_swp_entry(orig, vpn)
     si = m.swap
-    need_clear_cache = False
+    need_clear_cache = skipped = False
     if m.tracing:
         _trace_batch_start(m, mm, vpn, entry, write, k)
+    if m.sched is not None:      # f2: lockless swap-cache lookup and swap_count read
+        sched.point(m, "do_swap_page:swap_cache_get_folio", device=True)
     folio = swap_cache_get_folio(m, entry) if k == 1 else None    # a batch is not cached
     if folio is not None:
         m.count("swap_cache_hits")
@@ -325,10 +332,19 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
             raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
         if folio.nr > 1:
             entry -= entry % folio.nr
-        swapcache_prepare(m, entry, folio.nr * k)
-        need_clear_cache = True
+        skipped = True
+        if REVERT_SKIP_SWAPCACHE_PIN not in m.config.reverts:
+            if m.sched is not None:      # f3: under the cluster lock
+                sched.point(m, "do_swap_page:swapcache_prepare", device=True)
+            if not swapcache_prepare(m, entry, folio.nr * k):
+                return _swapcache_busy(m, mm, vpn, orig, folio, entry)   # concurrent only
+            need_clear_cache = True
+        if m.sched is not None:          # f4: the synchronous read
+            sched.point(m, "do_swap_page:swap_read_folio", device=True)
         swap_read_folio(m, folio, entry, k)
     else:
+        if m.sched is not None and not _can_pin(m, entry):
+            return _swapcache_busy(m, mm, vpn, orig, None, entry)       # concurrent only
         folio = None
         if k == 1 and si.synchronous and m.config.kernel != "6.12":
             folio = swap_cache_alloc_folio(m, mm, vma, vpn, entry)
@@ -337,12 +353,17 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         if folio is None:
             raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
 
+    if m.sched is not None and not _lock_and_revalidate(m, mm, vpn, orig, folio, skipped):
+        if need_clear_cache:             # the kernel's out_nomap / out paths
+            swapcache_clear(m, entry, folio.nr * k)
+        return
+
     # page = folio_file_page(folio, swp_offset(entry)); map it alone unless the whole folio fits.
     fpfn, fnr = folio.pfn, folio.nr
     idx = swp_offset(orig_entry) % fnr
     page = m.pages[fpfn + idx]
     start, nr = vpn, 1
-    if need_clear_cache and fnr > 1:
+    if skipped and fnr > 1:
         start, nr = vpn - idx, fnr          # fresh large folio: map all N (v6.12)
     elif fnr > 1 and folio.swapcache and m.config.map_whole_folio:
         fstart = vpn - idx
@@ -357,8 +378,12 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     exclusive = pte_swp_exclusive(orig) or not folio.swapcache
 
     notes = _no_tag_notes(m, page.pfn, start, nr * k, mm) if m.track_origins else {}
-    m.design.arch_swap_restore(m, entry, folio, page, k)
-    swap_free_nr(m, entry, nr * k)
+    if REVERT_RESTORE_BEFORE_FREE not in m.config.reverts:
+        m.design.arch_swap_restore(m, entry, folio, page, k)
+        swap_free_nr(m, entry, nr * k)
+    else:   # before the fix the restore ran from set_pte_at, after swap_free had run
+        swap_free_nr(m, entry, nr * k)
+        m.design.arch_swap_restore(m, entry, folio, page, k)
     if folio.swapcache and _should_try_to_free_swap(m, folio, write):
         folio_free_swap(m, folio, k)
     # "exclusive || folio_ref_count(folio) == 1": once out of the swap cache and mapped by
@@ -379,12 +404,102 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
            if m.tracing or m.track_origins else "do_swap_page")
     set_ptes(m, mm, start, first_pfn, nr * k, vma.vm_mte, writable, why)
     m.pending_notes = {}
+    if m.sched is not None:
+        _unlock_fault(m, mm, folio, skipped)
     if need_clear_cache:
+        if m.sched is not None:          # f7: under the cluster lock, after the PTL
+            sched.point(m, "do_swap_page:swapcache_clear", device=True)
         swapcache_clear(m, entry, fnr * k)
     if m.tracing and k > 1:
         m.end_trace_region()
     if write and not writable:
         do_wp_page(m, mm, vpn)
+
+
+# -- do_swap_page between other threads (only with a scheduler: model/sched.py) ---------------
+# "mm/swap: fix race when skipping swapcache" (v6.8): the skip-swapcache path pins its slots
+# with SWAP_HAS_CACHE (swapcache_prepare) so that no other fault reads them meanwhile.
+REVERT_SKIP_SWAPCACHE_PIN = "13ddaf26be32"
+# "swap: fix do_swap_page() race with swapoff" (v5.14): the fault holds a get_swap_device
+# reference from its start to its end, so swapoff cannot free the device under it.
+REVERT_SWAPOFF_REF = "2799e77529c2"
+# "mm: call arch_swap_restore() from do_swap_page()" (v6.5): the tags are restored before
+# swap_free_nr, which may free the slot and its saved tags (zram without a cache pin).
+REVERT_RESTORE_BEFORE_FREE = "6dca4ac6fc91"
+
+
+def _do_swap_page_holding_device(m, mm, vpn: int, write: bool) -> None:
+    """`do_swap_page` between other threads: its `get_swap_device` at the start (a fault on
+    a dying device backs out: swapoff replaces the PTE) and `put_swap_device` on every way
+    out."""
+    if REVERT_SWAPOFF_REF in m.config.reverts:
+        do_swap_page(m, mm, vpn, write)
+        return
+    if not sched.get_swap_device(m):
+        orig = mm.ptes[vpn]
+        sched.wait_until(m, "do_swap_page:refault", lambda: mm.ptes[vpn] != orig)
+        return
+    try:
+        do_swap_page(m, mm, vpn, write)
+    finally:
+        sched.put_swap_device(m)
+
+
+def _can_pin(m, entry: int) -> bool:
+    """Could `__read_swap_cache_async` pin the slot now? Not when it is free (the entry went
+    away since the PTE was read: -ENOENT) or when another fault's skip-swapcache pin holds
+    it without a swap-cache folio (-EEXIST)."""
+    si, off = m.swap, swp_offset(entry)
+    if si.cache.get(off) is not None:
+        return True
+    return si.count(off) > 0 and not si.swap_map[off] & SWAP_HAS_CACHE
+
+
+def _swapcache_busy(m, mm, vpn: int, orig: int, folio, entry: int) -> None:
+    """`swapcache_prepare` lost (-EEXIST), or the slot is gone: release the folio and leave
+    the fault. The kernel sleeps and refaults; here the thread blocks until the pin clears,
+    the swap cache holds the slot or the PTE changed, then returns (the access refaults)."""
+    if folio is not None:
+        folio_put(m, folio)
+    si, off = m.swap, swp_offset(entry)
+    sched.wait_until(m, "do_swap_page:refault", lambda: (
+        not si.swap_map[off] & SWAP_HAS_CACHE or si.cache.get(off) is not None
+        or mm.ptes[vpn] != orig))
+
+
+def _lock_and_revalidate(m, mm, vpn: int, orig: int, folio, skipped: bool) -> bool:
+    """The steps from the folio to the PTL: a swap-cache folio is locked (`folio_lock_or_retry`,
+    blocking) and rechecked (still in the swap cache, for this entry); then the PTL is taken
+    and the PTE revalidated (`pte_same`; for a fresh large folio every PTE of its range:
+    `swap_pte_batch`). False: the fault backs out (folio unlocked and put, locks dropped)."""
+    entry = pte_to_swp_entry(orig, vpn)
+    if not skipped:
+        key = sched.folio_lock_key(folio)
+        sched.lock(m, "do_swap_page:folio_lock", key)
+        head = m.folio_swap[folio.pfn]
+        if not folio.swapcache or not head <= entry < head + folio.nr:
+            sched.unlock(m, key)
+            folio_put(m, folio)
+            return False
+    sched.lock(m, "do_swap_page:pte_same", sched.ptl(mm))
+    same = mm.ptes[vpn] == orig
+    if same and skipped and folio.nr > 1:
+        idx = swp_offset(entry) % folio.nr
+        first = mm.ptes[vpn - idx]
+        same = is_swap_pte(first) and swap_pte_batch(mm, vpn - idx, folio.nr, first) == folio.nr
+    if not same:
+        _unlock_fault(m, mm, folio, skipped)
+        folio_put(m, folio)
+        return False
+    sched.point(m, "do_swap_page:arch_swap_restore", device=True)   # f6, under the PTL
+    return True
+
+
+def _unlock_fault(m, mm, folio, skipped: bool) -> None:
+    """Drop the PTL and, for a swap-cache folio, the folio lock."""
+    sched.unlock(m, sched.ptl(mm))
+    if not skipped:
+        sched.unlock(m, sched.folio_lock_key(folio))
 
 
 def _trace_batch_start(m, mm, vpn: int, entry: int, write: bool, k: int) -> None:

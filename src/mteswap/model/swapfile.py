@@ -88,11 +88,12 @@ def put_swap_folio(m, folio, entry: int, k: int = 1) -> None:
 
 def swapcache_prepare(m, entry: int, nr: int) -> bool:
     """`swapcache_prepare(entry, nr)`: set SWAP_HAS_CACHE on nr slots, pinning them; fails if
-    any already has it (another task is bringing the slot in)."""
+    any already has it (another task is bringing the slot in: -EEXIST) or is free (the entry
+    went away since the caller read it: -ENOENT, only between threads)."""
     si = m.swap
     start = swp_offset(entry)
     slots = si.swap_map[start:start + nr]
-    if any_slot_has(slots, SWAP_HAS_CACHE):
+    if any_slot_has(slots, SWAP_HAS_CACHE) or (m.sched is not None and 0 in slots):
         return False
     si.swap_map[start:start + nr] = each_slot(slots, lambda v: v | SWAP_HAS_CACHE)
     if m.tracing: m.log_range("swapcache_prepare", "slot", start, nr,

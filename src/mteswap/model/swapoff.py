@@ -3,13 +3,14 @@ then `arch_swap_invalidate_area` drops whatever tags remain for the device."""
 
 from __future__ import annotations
 
+from mteswap.model import sched
 from mteswap.model.page_alloc import folio_put
 from mteswap.model.pgtable import set_ptes
 from mteswap.model.rmap import folio_add_anon_rmap_pte
 from mteswap.model.pte import is_swap_pte, pte_swp_exclusive, pte_to_swp_entry
 from mteswap.model.swap_state import swap_cache_get_folio, swapin_readahead
 from mteswap.model.swapfile import folio_free_swap, swap_free_nr
-from mteswap.model.swapinfo import SWP_TYPE, swp_offset
+from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_offset
 
 
 class SwapoffFailed(Exception):
@@ -36,16 +37,40 @@ def try_to_unuse(m) -> None:
     swap-cache folio whose slots are no longer referenced (`folio_free_swap`)."""
     for mm in m.mms:
         for vpn in [v for v, e in mm.ptes.items() if is_swap_pte(e)]:
+            if m.sched is not None and not _unuse_pte_concurrent(m, mm, vpn):
+                continue
             entry = pte_to_swp_entry(mm.ptes[vpn], vpn)
             folio = swap_cache_get_folio(m, entry) or swapin_readahead(m, entry)
             if folio is None:
                 raise SwapoffFailed("no free frame to bring a page back")
             unuse_pte(m, mm, vpn, folio)
             folio_free_swap(m, folio)
+            sched.unlock(m, sched.ptl(mm))
     for off in sorted(m.swap.cache):
         folio = m.swap.cache.get(off)
         if folio is not None and folio_free_swap(m, folio):
             folio_put(m, folio)
+
+
+def _unuse_pte_concurrent(m, mm, vpn: int) -> bool:
+    """Between other threads, `unuse_pte_range` for one PTE is its own step under the PTL;
+    the PTE may have changed since the walk (a fault mapped it: nothing to do), and a slot a
+    skip-swapcache fault pins (SWAP_HAS_CACHE without a swap-cache folio) makes
+    `__read_swap_cache_async` wait (-EEXIST) until the pin goes. True: unuse it now."""
+    sched.lock(m, "try_to_unuse:unuse_pte", sched.ptl(mm))
+    e = mm.ptes[vpn]
+    if is_swap_pte(e):
+        si, off = m.swap, swp_offset(pte_to_swp_entry(e, vpn))
+        if si.swap_map[off] & SWAP_HAS_CACHE and si.cache.get(off) is None:
+            sched.unlock(m, sched.ptl(mm))
+            sched.wait_until(m, "try_to_unuse:__read_swap_cache_async", lambda: mm.ptes[vpn] != e or not (
+                si.swap_map[off] & SWAP_HAS_CACHE))
+            sched.lock(m, "try_to_unuse:unuse_pte", sched.ptl(mm))
+            e = mm.ptes[vpn]
+    done = is_swap_pte(e)
+    if not done:
+        sched.unlock(m, sched.ptl(mm))
+    return done
 
 
 def swapoff(m) -> None:
@@ -55,7 +80,10 @@ def swapoff(m) -> None:
     if not si.active:
         if m.tracing: m.log("swapoff", "no swap device: nothing to do")
         return
-    si.active = False
-    try_to_unuse(m)
-    m.design.arch_swap_invalidate_area(m, SWP_TYPE)
+    si.active = False                                   # so1: SWP_WRITEOK cleared
+    try_to_unuse(m)                                     # so2: a step per PTE
+    # so3: percpu_ref_kill and wait for every get_swap_device user to leave
+    sched.swapoff_wait_users(m, "swapoff:free_swap_map")
+    m.design.arch_swap_invalidate_area(m, SWP_TYPE)     # so4: swap_map and tags go
+    sched.swap_device_freed(m, "swapoff")
     if m.tracing: m.log("swapoff", f"type={SWP_TYPE} done")

@@ -25,6 +25,11 @@ def _mapped_pte(m, mm, vpn: int, write: bool, reach: int) -> int:
     if not pte_access_permitted(e, write):
         handle_mm_fault(m, mm, vpn, write, reach)
         e = ents[vpn]
+        # Between other threads a fault may back out (pte_same failed, swapcache_prepare
+        # lost): the access traps again. Alone, one fault always suffices.
+        while m.sched is not None and not pte_access_permitted(e, write):
+            handle_mm_fault(m, mm, vpn, write, reach)
+            e = ents[vpn]
     return e
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from array import array
 from collections import deque
 
+from mteswap.model import sched
 from mteswap.model.huge_memory import split_folio
 from mteswap.model.mte import page_mte_tagged
 from mteswap.model.page_alloc import folio_put
@@ -157,6 +158,8 @@ def _queue_tails(queue, tails: list) -> None:
 
 
 def _shrink_folio(m, folio, keep_cached: bool, queue) -> None:
+    if m.sched is not None and not sched.trylock(m, sched.folio_lock_key(folio)):
+        return            # folio_trylock failed: another thread (a fault) holds the folio lock
     if not folio.swapcache:
         if folio.nr > 1 and folio.partially_mapped:
             # "Split partially mapped folios right away": unmapped pages go without I/O.

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from mteswap.model.origin import TagOrigin
 
 KINDS = ("tag-check-fault", "data-corruption", "tag-storage-leak",
-         "tag-storage-use-after-free", "invariant")
+         "tag-storage-use-after-free", "invariant", "deadlock", "use-after-free")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,10 @@ class Violation:
     # tag-check faults: where the tags met came from (model/origin.py), as data; kept out of
     # to_dict too (the kernel comparison reads it in process)
     origin: TagOrigin | None = field(default=None, compare=False, repr=False)
+    # Found in a parallel block (issue 14): the schedule (the lane of each atomic step, in
+    # order) and the lane whose step found it. None otherwise; to_dict adds them when set.
+    schedule: tuple[int, ...] | None = field(default=None, compare=False)
+    thread: int | None = field(default=None, compare=False)
 
     def __post_init__(self):
         if not self.check:
@@ -32,7 +36,11 @@ class Violation:
 
     def to_dict(self) -> dict:
         """The violation as the scenario contract prints it."""
-        return {f: getattr(self, f) for f in ("kind", "step", "op", "proc", "vma", "page", "detail")}
+        out = {f: getattr(self, f) for f in ("kind", "step", "op", "proc", "vma", "page", "detail")}
+        if self.schedule is not None:
+            out["schedule"] = list(self.schedule)
+            out["thread"] = self.thread
+        return out
 
     def short(self) -> str:
         """`kind@step`, the form tables use."""

@@ -18,6 +18,8 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from mteswap.model.reverts import REVERTS
+
 __all__ = [
     "ALL",
     "OPS",
@@ -43,6 +45,8 @@ VIOLATION_KINDS = (
     "tag-storage-leak",
     "tag-storage-use-after-free",
     "invariant",
+    "deadlock",   # addition (issue 14): no thread of a parallel block can run
+    "use-after-free",   # addition (issue 14): a thread read the swap device swapoff freed
 )
 VERDICTS = ("pass", "fail", *VIOLATION_KINDS)
 SWAP_DEVICES = ("ssd", "zram", "rotational")
@@ -178,13 +182,18 @@ class Config:
     tag_storage: str = "plain"
     # Addition (issue 13): which kernel's behaviour to follow where 6.12 and 7.2 differ.
     kernel: str = KERNELS[0]
+    # Addition (issue 14): fixes taken out of the model, by commit id (model/reverts.py).
+    revert: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Step:
     index: int  # 1-based position in `steps`, as used in every message
-    op: str  # a key of OPS
+    op: str  # a key of OPS, or PARALLEL (args {"lanes": (lane, ...)}, a lane a tuple of Steps)
     args: Mapping[str, Any]  # every field of the op, defaults filled in
+    # A step in a lane of a parallel block has the block's index; what its `write` stores is
+    # numbered by `value_base` instead, unique in the scenario (0: use `index`).
+    value_base: int = 0
 
 
 @dataclass(frozen=True)
@@ -354,6 +363,15 @@ def _stg_tag(value: Any) -> int | str:
     return tag
 
 
+def _reverts(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise _Invalid()
+    unknown = [v for v in value if v not in REVERTS]
+    if unknown:
+        raise _Invalid(f"expected commit ids among {_names(REVERTS)}, got {_clip(_names(unknown))}")
+    return tuple(dict.fromkeys(value))
+
+
 def _mte_added(value: Any) -> bool:
     if value is True:
         return True
@@ -438,6 +456,7 @@ _CONFIG_FIELDS = (
     FieldSpec("tag_alloc_fail_after", "a count >= 0 or null", _optional_count),
     FieldSpec("tag_storage", f"one of {_names(TAG_STORAGES)}", _one_of(TAG_STORAGES)),
     FieldSpec("kernel", f"one of {_names(repr(k) for k in KERNELS)}", _kernel),
+    FieldSpec("revert", f"a list of commit ids among {_names(REVERTS)}", lambda v: _reverts(v)),
 )
 
 _TOP_KEYS = ("version", "name", "description", "design", "config", "expect", "steps")
@@ -713,21 +732,74 @@ def _steps(where: _Where, doc: dict) -> tuple[Step, ...]:
         )
     steps = []
     budget = MAX_TOTAL_PAGE_INDICES
+    values = len(raw)          # write values of lane steps are numbered after every step
     for index, item in enumerate(raw, start=1):
-        step = _step(where.file, index, item)
-        pages = step.args.get("pages")
-        if isinstance(pages, (tuple, range)):
-            # Every page named costs work: a short file (or one alias repeated) could
-            # otherwise ask for hours of it, e.g. thousands of 'pages: 0-65535'.
-            budget -= len(pages)
-            if budget < 0:
-                raise _Where(where.file, index, step.op).error(
-                    f"scenario too large: more than {MAX_TOTAL_PAGE_INDICES} page indices "
-                    "in all steps together",
-                    field="pages",
-                )
+        if isinstance(item, dict) and len(item) == 1 and PARALLEL in item:
+            step = _parallel(where.file, index, item[PARALLEL], values)
+            values += sum(len(lane) for lane in step.args["lanes"])
+        else:
+            step = _step(where.file, index, item)
+        for inner in _inner(step):
+            budget = _page_budget(where, inner, index, budget)
         steps.append(step)
     return tuple(steps)
+
+
+def _inner(step: Step) -> tuple[Step, ...]:
+    """The step itself, or the steps of a parallel block's lanes."""
+    if step.op != PARALLEL:
+        return (step,)
+    return tuple(s for lane in step.args["lanes"] for s in lane)
+
+
+def _page_budget(where: _Where, step: Step, index: int, budget: int) -> int:
+    """The page-index budget left after `step`."""
+    pages = step.args.get("pages")
+    if isinstance(pages, (tuple, range)):
+        # Every page named costs work: a short file (or one alias repeated) could
+        # otherwise ask for hours of it, e.g. thousands of 'pages: 0-65535'.
+        budget -= len(pages)
+        if budget < 0:
+            raise _Where(where.file, index, step.op).error(
+                f"scenario too large: more than {MAX_TOTAL_PAGE_INDICES} page indices "
+                "in all steps together",
+                field="pages",
+            )
+    return budget
+
+
+PARALLEL = "parallel"
+NOT_IN_LANES = ("mmap", "fork", "exit")   # they change which mms and VMAs exist
+MAX_LANES = 3
+
+
+def _parallel(file: str, index: int, body: Any, values: int) -> Step:
+    """Addition (issue 14): `- parallel: [lane, lane(, lane)]`, a lane one step or a list of
+    steps, each lane run by one kernel thread (docs/concurrency.md)."""
+    where = _Where(file, step=index, op=PARALLEL)
+    if not isinstance(body, list) or not 2 <= len(body) <= MAX_LANES:
+        raise where.error(f"expected a list of 2 to {MAX_LANES} lanes (each one step or a list "
+                          f"of steps), got {_describe(body)}", field=PARALLEL)
+    lanes = []
+    for n, raw in enumerate(body):
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            raise where.error("expected a step or a non-empty list of steps, got an empty list",
+                              field=f"{PARALLEL}[{n}]")
+        lane = []
+        for item in items:
+            if isinstance(item, dict) and PARALLEL in item:
+                raise where.error("a parallel block cannot be nested in a lane",
+                                  field=f"{PARALLEL}[{n}]")
+            step = _step(file, index, item)
+            if step.op in NOT_IN_LANES:
+                raise where.error(f"{step.op} cannot run in a parallel lane (lanes may not "
+                                  f"create or end processes or VMAs: {_names(NOT_IN_LANES)})",
+                                  field=f"{PARALLEL}[{n}]")
+            values += 1
+            lane.append(replace(step, value_base=values))
+        lanes.append(tuple(lane))
+    return Step(index=index, op=PARALLEL, args={"lanes": tuple(lanes)})
 
 
 def _split_step(where: _Where, raw: Any) -> tuple[str, Any]:
@@ -838,6 +910,19 @@ def with_kernel(scenario: Scenario, kernel: str | None) -> Scenario:
         raise ScenarioError("--kernel", f"expected one of {_names(KERNELS)}, got {_describe(kernel)}")
     return replace(scenario, config=replace(scenario.config, kernel=kernel),
                    expect=scenario.expect_by_kernel.get(kernel, scenario.expect))
+
+
+def with_reverts(scenario: Scenario, reverts: list[str] | tuple[str, ...] | None) -> Scenario:
+    """The scenario with the fixes `reverts` (a command line's `--revert`) taken out, added to
+    the file's `config.revert`; an unknown id raises ScenarioError naming the option."""
+    if not reverts:
+        return scenario
+    unknown = [r for r in reverts if r not in REVERTS]
+    if unknown:
+        raise ScenarioError("--revert", f"expected one of {_names(REVERTS)} (see `mteswap "
+                            f"reverts`), got {_describe(unknown[0])}")
+    merged = tuple(dict.fromkeys(scenario.config.revert + tuple(reverts)))
+    return replace(scenario, config=replace(scenario.config, revert=merged))
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:

@@ -24,7 +24,8 @@ from mteswap.model.snapshot import MachineSnapshot
 from mteswap.model.state import ZERO_PFN
 from mteswap.ranges import format_ranges, ordered_runs, runs
 from mteswap.oracle import Oracle, StepContext, Violation
-from mteswap.scenario.load import ALL, Scenario, ScenarioError, Step
+from mteswap.scenario import parallel as par_mod
+from mteswap.scenario.load import ALL, PARALLEL, Scenario, ScenarioError, Step
 from mteswap.scenario.states import vma_states
 
 REPORTED_COUNTERS = ("tag_saves", "tag_restores", "restore_calls", "restore_page_iterations",
@@ -42,6 +43,11 @@ class RunResult:
     trace: list[tuple[int, str, list[tuple[str, str]]]] = field(default_factory=list)
     expect: dict = field(default_factory=dict)
     states: list[dict] | None = None     # with keep_states: `Runner.step_states` of each step
+    # Parallel blocks (issue 14): each block's record (parallel.BlockRecord: the atomic steps
+    # by lane), the schedule of the interleaving reported, how many were explored.
+    blocks: list = field(default_factory=list)
+    schedule: tuple[int, ...] = ()
+    interleavings: int = 0
 
     @property
     def verdict(self) -> str:
@@ -90,7 +96,8 @@ def machine_config(scenario: Scenario) -> MachineConfig:
                          swap_slots=c.swap_slots, frames=c.frames,
                          map_whole_folio=c.map_whole_folio, large_swapin=c.large_swapin,
                          tag_alloc_fail_after=c.tag_alloc_fail_after,
-                         tag_storage=c.tag_storage, kernel=c.kernel)
+                         tag_storage=c.tag_storage, kernel=c.kernel,
+                         reverts=frozenset(c.revert))
 
 
 PAGE_VALUE_SHIFT = 19   # page indices stay below MAX_VMA_PAGES = 2^18
@@ -140,11 +147,12 @@ class Runner:
         self.keep_states = keep_states
         self.states: list[dict] = []     # with keep_states: step_states after each step
         self._names = (0, ())        # (len(vmas), snapshot's name table) when last built
+        self.par = par_mod.ParallelState()   # parallel blocks: schedule, records
         self._spawn("A", None)
 
     _CLONED = frozenset(("scenario", "design", "m", "oracle", "keep_trace", "check_state", "trace",
                          "pids", "vmas", "unmapped_at", "steps_run", "_names", "keep_states",
-                         "states"))
+                         "states", "par"))
 
     def clone(self) -> "Runner":
         """An independent copy of this runner between two steps (machine, oracle and the name
@@ -160,17 +168,28 @@ class Runner:
         new.pids = dict(self.pids)
         new.vmas = dict(self.vmas)
         new.unmapped_at = dict(self.unmapped_at)
+        new.par = self.par.clone()
         return new
 
     # -- running ----------------------------------------------------------------------------
     def run(self) -> RunResult:
-        for step in self.scenario.steps:
+        self.run_remaining()
+        return self.result()
+
+    def run_remaining(self) -> None:
+        """Run the steps not run yet (all of them on a fresh runner)."""
+        for step in self.scenario.steps[self.steps_run:]:
+            if self.par.stopped:
+                break            # an interleaving that cannot go on (parallel.py)
             self.run_step(step)
+
+    def result(self) -> RunResult:
         counters = dict(self.m.counters)
         return RunResult(self.scenario.name, self.scenario.file, self.design.name,
                          list(self.oracle.violations), counters, self.trace,
                          dict(self.scenario.expect),
-                         self.states if self.keep_states else None)
+                         self.states if self.keep_states else None,
+                         list(self.par.blocks), self.par.schedule)
 
     def run_step(self, step: Step) -> None:
         m = self.m
@@ -184,6 +203,8 @@ class Runner:
             raise self.error(step, "frames", f"the machine ran out of memory: {err}; raise config.frames") from None
         except SwapoffFailed as err:
             raise self.error(step, None, f"swapoff failed: {err}; raise config.frames") from None
+        except par_mod.ScheduleError as err:
+            raise ScenarioError("--schedule", str(err)) from None
         if self.check_state:
             self.oracle.check_state(ctx, m)
         else:
@@ -195,6 +216,31 @@ class Runner:
             if state is not None:
                 self.states.append(state)
         self.steps_run += 1
+
+    def run_lane_op(self, step: Step) -> None:
+        """One operation of a parallel block's lane (in its kernel thread, or alone in a
+        serial replay): the op itself; the state checks are the block's."""
+        args = step.args
+        ctx = StepContext(step.index, step.op, args.get("proc"), args.get("vma"))
+        getattr(self, "op_" + step.op)(step, ctx, args)
+
+    def op_parallel(self, step, ctx, a):
+        """Addition (issue 14): one interleaving of the lanes (scenario/parallel.py)."""
+        par_mod.run_block(self, step)
+
+    def probe_vma(self, mm, name: str, start: int, n: int) -> list[tuple]:
+        """(pid, vma, page, value, tags met) of each page of the VMA still mapped, as a
+        load would see it (it faults pages in: run on a clone)."""
+        out = []
+        indices = [i for i in range(n) if mm.find_vma(start + i)]
+        for lo, hi in ordered_runs(indices):
+            i = lo
+            while i < hi:
+                k = user_span(self.m, mm, start + i, start + hi, False)
+                mets, data = user_load_span(self.m, mm, start + i, k)
+                out.extend((mm.pid, name, i + j, data[j], mets[j]) for j in range(k))
+                i += k
+        return out
 
     def step_states(self, step: Step) -> dict | None:
         """For a step that names a process and a VMA: that VMA in that process now, one
@@ -362,7 +408,7 @@ class Runner:
         tag = a.get("tag")
         m, oracle, expect, pid = self.m, self.oracle, self.oracle.expect, mm.pid
         origin_of = partial(self._origin, mm)
-        base = step.index << PAGE_VALUE_SHIFT         # page_value(step, i) = base | (i + 1)
+        base = (step.value_base or step.index) << PAGE_VALUE_SHIFT   # page_value(step, i)
         for i, vpn, n in self.spans(step, mm, write=True):
             if tag is not None:
                 tags = _tags_for(tag, i, n)
@@ -371,6 +417,8 @@ class Runner:
             mets = user_store_span(m, mm, vpn, values)
             oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
             expect.set_values_span(pid, vpn, values)
+            if m.sched is not None or self.par.current is not None:
+                par_mod.observe(self, i, None, mets)
 
     def op_stg(self, step, ctx, a):
         """Addition: STG over each page without storing data (the page stays zero-filled if
@@ -389,6 +437,8 @@ class Runner:
             mets, data = user_load_span(m, mm, vpn, n)
             oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
             oracle.check_values_span(ctx, i, pid, vpn, data)
+            if m.sched is not None or self.par.current is not None:
+                par_mod.observe(self, i, data, mets)
 
     def vpns(self, step: Step, mm) -> list[int]:
         start, indices = self.pages(step, mm)
@@ -451,6 +501,9 @@ class Runner:
 
 
 def describe_step(step: Step) -> str:
+    if step.op == PARALLEL:
+        return "parallel " + " | ".join("; ".join(describe_step(s) for s in lane)
+                                        for lane in step.args["lanes"])
     parts = [step.op]
     for key, value in step.args.items():
         if value is None or value is False:
@@ -462,5 +515,25 @@ def describe_step(step: Step) -> str:
 
 
 def run_scenario(scenario: Scenario, design, keep_trace: bool = False,
-                 keep_states: bool = False) -> RunResult:
-    return Runner(scenario, design, keep_trace, keep_states=keep_states).run()
+                 keep_states: bool = False, schedule: tuple[int, ...] | None = None,
+                 preemptions: int | None = None) -> RunResult:
+    """Run a scenario. With parallel blocks: the interleaving `schedule` names (then no
+    preemption), or else every interleaving (at most `preemptions` preemptions each): the
+    result is a shortest failing one, or the first one when all pass."""
+    runner = Runner(scenario, design, keep_trace, keep_states=keep_states)
+    if all(step.op != PARALLEL for step in scenario.steps):
+        return runner.run()
+    for step in scenario.steps:
+        if step.op == PARALLEL:
+            break
+        runner.run_step(step)
+    if schedule is not None:
+        runner.par.prefix = tuple(schedule)
+        runner.run_remaining()
+        res = runner.result()
+        res.interleavings = 1
+        return res
+    ex = par_mod.explore(runner, bound=preemptions)
+    res = (ex.best or ex.first).result()
+    res.interleavings = ex.runs
+    return res

@@ -1,0 +1,20 @@
+"""Fixes the model can take out (`--revert COMMIT`, `config: {revert: [...]}`): the code then
+runs as the kernel had it before the fix. Each id is tested where the model reads it (the
+constant named in the comment) and has a bundled scenario that passes without the revert and
+fails with it (docs/concurrency.md)."""
+
+from __future__ import annotations
+
+# commit id (12 hex digits, mainline) -> its title
+REVERTS: dict[str, str] = {
+    # memory.py REVERT_SKIP_SWAPCACHE_PIN: do_swap_page's skip-swapcache path takes no
+    # SWAP_HAS_CACHE pin (swapcache_prepare / swapcache_clear), as from 0bcac06f27d7 (2017)
+    # until v6.8.
+    "13ddaf26be32": "mm/swap: fix race when skipping swapcache",
+    # memory.py REVERT_SWAPOFF_REF: do_swap_page takes no get_swap_device reference, so
+    # swapoff may free the device while a fault still reads it (before v5.14).
+    "2799e77529c2": "swap: fix do_swap_page() race with swapoff",
+    # memory.py REVERT_RESTORE_BEFORE_FREE: do_swap_page restores the tags after swap_free_nr
+    # (from set_pte_at, as before v6.5), so a slot freed there has lost its tags.
+    "6dca4ac6fc91": "mm: call arch_swap_restore() from do_swap_page()",
+}

@@ -1,0 +1,257 @@
+"""Kernel threads for `parallel` blocks: Python threads passing one baton (docs/concurrency.md).
+
+Each lane of a block runs the same model functions as a sequential step, in its own
+`threading.Thread`; exactly one thread runs at a time. The model marks the boundary of each
+atomic step (one critical section, or one lockless shared access: the race catalogue §1.2) with
+`point(m, name)`: the thread parks there and the scheduler picks which thread runs next.
+Without a scheduler (`m.sched is None`: every sequential run, the explorer, the cost model) the
+callers test the attribute and skip the call, so nothing changes there.
+
+Locks the kernel holds across two steps live in the scheduler's lock table: a thread whose
+next step takes a lock another thread holds is not enabled (the PTL of an mm, a folio lock).
+A thread that waits for a condition (`wait_until`: e.g. SWAP_HAS_CACHE of a slot clearing,
+after `swapcache_prepare` lost) is not enabled until the condition holds: the refault loop of
+the kernel becomes one blocked step, never a busy loop. No thread enabled while some are not
+done is a deadlock.
+
+Standard library only; the model never imports the explorer.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+
+class Abandon(BaseException):
+    """Raised in a parked thread to unwind it when an interleaving stops early. A
+    BaseException, so that no `except Exception` in the model catches it."""
+
+
+class UseAfterFree(BaseException):
+    """A thread read an object another thread had freed: stops the interleaving (what the
+    model would do next reads memory that no longer exists)."""
+
+    def __init__(self, obj: str, freer: str, reader: str, lane: int):
+        self.obj, self.freer, self.reader, self.lane = obj, freer, reader, lane
+        super().__init__(f"{obj} freed by {freer}, then read by {reader}")
+
+
+class Deadlock(Exception):
+    """No thread is enabled and not all are done."""
+
+    def __init__(self, waiting: list[tuple[int, str]]):
+        self.waiting = waiting
+        super().__init__("; ".join(f"CPU{i} waits at {name}" for i, name in waiting))
+
+
+class _Lane(threading.Thread):
+    """One kernel thread: runs `body` between batons."""
+
+    def __init__(self, sched: "Scheduler", index: int, body: Callable[[], None], name: str):
+        super().__init__(daemon=True, name=f"mteswap-cpu{index}")
+        self.sched, self.index, self.body = sched, index, body
+        self.go = threading.Semaphore(0)
+        self.next = name              # the name of the step it runs when resumed
+        self.lock: object = None      # the lock that step takes (must be free)
+        self.wait: Callable[[], bool] | None = None   # ... or the condition it waits for
+        self.done = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        self.go.acquire()
+        try:
+            if not self.sched.abandoned:
+                self.body()
+        except Abandon:
+            pass
+        except BaseException as err:       # handed to the scheduler's thread, re-raised there
+            self.error = err
+        finally:
+            self.done = True
+            self.sched.parked.release()
+
+
+class Scheduler:
+    """Runs lane bodies one atomic step at a time. `choose(enabled, last)` picks the lane to
+    run next from the enabled lane indices (`last`: the lane that ran the previous step, or
+    None); `after_step(lane, name)` is called after each step (the oracle's per-step checks).
+    `steps` records (lane, step name) in order: the schedule and the trace."""
+
+    def __init__(self, m, bodies: list[tuple[str, Callable[[], None]]],
+                 choose: Callable[[list[int], int | None], int],
+                 after_step: Callable[[int, str], None] | None = None):
+        self.m = m
+        self.lanes = [_Lane(self, i, body, name) for i, (name, body) in enumerate(bodies)]
+        self.choose = choose
+        self.after_step = after_step
+        self.parked = threading.Semaphore(0)
+        self.locks: dict[object, int] = {}
+        self.current: int | None = None
+        self.abandoned = False
+        self.steps: list[tuple[int, str]] = []
+        # The swap device's lifetime within the block: valid, dying (swapoff killed its
+        # percpu ref: get_swap_device fails), freed (swap_map gone; by `freed_by`); and the
+        # lanes holding a get_swap_device reference.
+        self.device = "valid"
+        self.freed_by = ""
+        self.device_refs: set[int] = set()
+
+    # -- the scheduler's thread ---------------------------------------------------------------
+    def run(self) -> None:
+        """Run every lane to its end, or raise: Deadlock, or a lane's own exception. Parked
+        lanes are unwound (Abandon) before anything is raised, so no thread is left behind."""
+        self.m.sched = self
+        for lane in self.lanes:
+            lane.start()
+        try:
+            self._loop()
+        finally:
+            self.m.sched = None
+            self._abandon()
+
+    def _loop(self) -> None:
+        last = None
+        while True:
+            enabled = [lane.index for lane in self.lanes if not lane.done and self._enabled(lane)]
+            if not enabled:
+                waiting = [(lane.index, lane.next) for lane in self.lanes if not lane.done]
+                if waiting:
+                    raise Deadlock(waiting)
+                return
+            i = self.choose(enabled, last)
+            lane = self.lanes[i]
+            name = lane.next
+            self._resume(lane)
+            if lane.error is not None:
+                raise lane.error
+            self.steps.append((i, name))
+            if self.after_step is not None:
+                self.after_step(i, name)
+            last = i
+
+    def _enabled(self, lane: _Lane) -> bool:
+        if lane.lock is not None and self.locks.get(lane.lock, lane.index) != lane.index:
+            return False
+        return lane.wait is None or lane.wait()
+
+    def _resume(self, lane: _Lane) -> None:
+        self.current = lane.index
+        if lane.lock is not None:
+            self.locks[lane.lock] = lane.index     # the step starts by taking it
+        lane.lock = lane.wait = None
+        lane.go.release()
+        self.parked.acquire()                      # until it parks again or ends
+        self.current = None
+
+    def _abandon(self) -> None:
+        self.abandoned = True
+        for lane in self.lanes:
+            if lane.is_alive() and not lane.done:
+                lane.go.release()
+                self.parked.acquire()
+        for lane in self.lanes:
+            lane.join()
+
+    # -- the lanes' threads -------------------------------------------------------------------
+    def park(self, name: str, lock: object = None, wait: Callable[[], bool] | None = None,
+             device: bool = False) -> None:
+        """End the current step; the next one, `name`, runs when the scheduler picks this
+        lane again (after `lock` is free, or once `wait()` holds). `device`: that step reads
+        the swap device (swap_map, the swap cache, the tag store)."""
+        lane = self.lanes[self.current]
+        lane.next, lane.lock, lane.wait = name, lock, wait
+        self.parked.release()
+        lane.go.acquire()
+        if self.abandoned:
+            raise Abandon()
+        if device and self.device == "freed":
+            raise UseAfterFree("swap device (swap_map)", self.freed_by, name, lane.index)
+
+    def release(self, lock: object) -> None:
+        """Drop `lock` (part of the current step)."""
+        self.locks.pop(lock, None)
+
+    def holder(self, lock: object) -> int | None:
+        return self.locks.get(lock)
+
+
+# -- what the model calls (each a no-op without a scheduler) --------------------------------
+
+def point(m, name: str, device: bool = False) -> None:
+    """An atomic-step boundary: the next step of this thread is `name` (`device`: it reads
+    the swap device, a use-after-free once swapoff freed it)."""
+    if m.sched is not None:
+        m.sched.park(name, device=device)
+
+
+def lock(m, name: str, key: object, device: bool = False) -> None:
+    """A boundary whose next step, `name`, starts by taking the lock `key` (blocking)."""
+    if m.sched is not None:
+        m.sched.park(name, lock=key, device=device)
+
+
+def unlock(m, key: object) -> None:
+    """Release `key` inside the current step."""
+    if m.sched is not None:
+        m.sched.release(key)
+
+
+def wait_until(m, name: str, cond: Callable[[], bool]) -> None:
+    """Block until cond() holds; the step `name` then runs (a refault that sleeps until what
+    it waits for changes, instead of spinning)."""
+    if m.sched is not None:
+        m.sched.park(name, wait=cond)
+
+
+def trylock(m, key: object) -> bool:
+    """A trylock of `key` by code that does not keep it across a step (folio_trylock in
+    reclaim): False when another thread holds it."""
+    s = m.sched
+    return s is None or s.locks.get(key, s.current) == s.current
+
+
+def ptl(mm) -> tuple:
+    """The key of an mm's page-table lock (split PTLs are not modelled: one per mm)."""
+    return ("ptl", mm.pid)
+
+
+def folio_lock_key(folio) -> tuple:
+    return ("folio", folio.pfn)
+
+
+# -- the swap device's lifetime (get_swap_device / swapoff) ---------------------------------
+
+def get_swap_device(m) -> bool:
+    """`get_swap_device()`: a reference that keeps swapoff from freeing the device; fails
+    once swapoff killed the percpu ref (the device is dying)."""
+    s = m.sched
+    if s is None:
+        return True
+    if s.device != "valid":
+        return False
+    s.device_refs.add(s.current)
+    return True
+
+
+def put_swap_device(m) -> None:
+    s = m.sched
+    if s is not None:
+        s.device_refs.discard(s.current)
+
+
+def swapoff_wait_users(m, name: str) -> None:
+    """swapoff's `percpu_ref_kill` + wait for the users: from here get_swap_device fails;
+    the step `name` runs once no thread holds a reference."""
+    s = m.sched
+    if s is not None:
+        s.device = "dying"
+        s.park(name, wait=lambda: not s.device_refs)
+
+
+def swap_device_freed(m, freer: str) -> None:
+    """swapoff freed swap_map (and the tag store of the area): any later read of it by
+    another thread is a use-after-free."""
+    s = m.sched
+    if s is not None:
+        s.device, s.freed_by = "freed", freer

@@ -1,0 +1,479 @@
+"""Parallel blocks (issue 14): the baton-passing scheduler, the parallel syntax, one given
+interleaving, the exhaustive exploration with its linearizability oracle, and the revert of
+13ddaf26be32 (docs/concurrency.md)."""
+
+import json
+import threading
+from dataclasses import replace
+
+import pytest
+
+from mteswap.bundled import parallel_files
+from mteswap.designs import BUILTIN, get_design
+from mteswap.model import sched as S
+from mteswap.scenario.load import ScenarioError, load_scenario, parse_scenario
+from mteswap.scenario.parallel import serial_orders
+from mteswap.scenario.runner import run_scenario
+
+ABA = next(p for p in parallel_files() if p.stem == "p1-skip-swapcache-aba-zram")
+ABA_SCHEDULE = (0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0)
+SWAPOFF = next(p for p in parallel_files() if p.stem == "p2-fault-vs-swapoff-zram")
+SHARED = next(p for p in parallel_files() if p.stem == "p3-two-processes-fault-shared-entry-ssd")
+
+
+class _M:
+    sched = None
+
+
+def _run_lanes(bodies, schedule, after=None, m=None):
+    """Run fake lane bodies under a Scheduler following `schedule` (then lowest lane)."""
+    m = m or _M()
+    picks = list(schedule)
+
+    def choose(enabled, last):
+        return picks.pop(0) if picks else enabled[0]
+
+    s = S.Scheduler(m, bodies, choose, after)
+    s.run()
+    return s
+
+
+# -- the scheduler ---------------------------------------------------------------------------
+
+def test_points_are_no_ops_without_a_scheduler():
+    m = _M()
+    S.point(m, "x")
+    S.lock(m, "x", "L")
+    S.unlock(m, "L")
+    S.wait_until(m, "x", lambda: False)      # would block forever with a scheduler
+    assert S.trylock(m, "L")
+
+
+def test_two_threads_follow_a_fixed_schedule():
+    m_holder = {}
+    log = []
+
+    def lane(tag):
+        def body():
+            m = m_holder["m"]
+            log.append(f"{tag}1")
+            S.point(m, f"{tag}-second")
+            log.append(f"{tag}2")
+            S.point(m, f"{tag}-third")
+            log.append(f"{tag}3")
+        return body
+
+    m = _M()
+    m_holder["m"] = m
+    picks = [1, 0, 0, 1, 1, 0]
+    s = S.Scheduler(m, [("a-first", lane("a")), ("b-first", lane("b"))],
+                    lambda enabled, last: picks.pop(0))
+    s.run()
+    assert log == ["b1", "a1", "a2", "b2", "b3", "a3"]
+    assert s.steps == [(1, "b-first"), (0, "a-first"), (0, "a-second"), (1, "b-second"),
+                       (1, "b-third"), (0, "a-third")]
+    assert m.sched is None
+
+
+def test_a_held_lock_disables_the_thread_that_wants_it():
+    holder = {}
+    enabled_seen = []
+
+    def a():
+        m = holder["m"]
+        S.lock(m, "a-locked", "L")
+        S.point(m, "a-inside")
+        S.unlock(m, "L")
+
+    def b():
+        S.lock(holder["m"], "b-locked", "L")
+        S.unlock(holder["m"], "L")
+
+    m = _M()
+    holder["m"] = m
+    picks = [1, 0, 0]
+
+    def choose(enabled, last):
+        enabled_seen.append(tuple(enabled))
+        return picks.pop(0) if picks else enabled[0]
+
+    s = S.Scheduler(m, [("a", a), ("b", b)], choose)
+    s.run()
+    # CPU1 waits for L; once CPU0 took it (step 3), only CPU0 is enabled until it drops L.
+    assert enabled_seen[:4] == [(0, 1), (0, 1), (0, 1), (0,)]
+    assert s.steps == [(1, "b"), (0, "a"), (0, "a-locked"), (0, "a-inside"), (1, "b-locked")]
+
+
+def test_deadlock_is_reported_and_threads_unwound():
+    holder = {}
+    before = threading.active_count()
+
+    def lane(first, second):
+        def body():
+            m = holder["m"]
+            S.lock(m, f"take {first}", first)
+            S.lock(m, f"take {second}", second)
+        return body
+
+    m = _M()
+    holder["m"] = m
+    picks = [0, 1, 0, 1]
+    s = S.Scheduler(m, [("a", lane("L1", "L2")), ("b", lane("L2", "L1"))],
+                    lambda enabled, last: picks.pop(0) if picks else enabled[0])
+    with pytest.raises(S.Deadlock) as err:
+        s.run()
+    assert err.value.waiting == [(0, "take L2"), (1, "take L1")]
+    assert threading.active_count() == before       # parked threads were unwound
+    assert m.sched is None
+
+
+def test_wait_until_blocks_until_the_condition_holds():
+    holder = {"flag": False}
+
+    def waiter():
+        S.wait_until(holder["m"], "woken", lambda: holder["flag"])
+
+    def setter():
+        S.point(holder["m"], "set")
+        holder["flag"] = True
+
+    m = _M()
+    holder["m"] = m
+    s = _run_lanes([("w", waiter), ("s", setter)], [0, 1, 1, 0], m=m)
+    assert [(i, n) for i, n in s.steps] == [(0, "w"), (1, "s"), (1, "set"), (0, "woken")]
+
+
+def test_a_lane_exception_reaches_the_caller():
+    def bad():
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        _run_lanes([("bad", bad), ("ok", lambda: None)], [0])
+
+
+# -- syntax ----------------------------------------------------------------------------------
+
+def _doc(steps: str) -> str:
+    return "version: 1\nname: t\nsteps:\n  - mmap: {proc: A, vma: b, pages: 2}\n" + steps
+
+
+def test_parallel_block_parses_into_lanes():
+    sc = parse_scenario(_doc(
+        "  - parallel:\n"
+        "      - read: {proc: A, vma: b, pages: 0}\n"
+        "      - [write: {proc: A, vma: b, pages: 1}, pageout: {proc: A, vma: b, pages: 1}]\n"
+        "      - swapoff\n"))
+    block = sc.steps[1]
+    assert block.op == "parallel" and block.index == 2
+    lanes = block.args["lanes"]
+    assert [[s.op for s in lane] for lane in lanes] == [["read"], ["write", "pageout"], ["swapoff"]]
+    assert all(s.index == 2 for lane in lanes for s in lane)
+    # write values of lane steps are numbered after every step of the file: unique
+    assert [s.value_base for lane in lanes for s in lane] == [3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ("      - fork: {proc: A, child: B}\n      - read: {proc: A, vma: b, pages: 0}\n",
+     "parallel[0]", "fork cannot run in a parallel lane"),
+    ("      - read: {proc: A, vma: b, pages: 0}\n      - [exit: {proc: A}]\n",
+     "parallel[1]", "exit cannot run in a parallel lane"),
+    ("      - read: {proc: A, vma: b, pages: 0}\n",
+     "parallel", "expected a list of 2 to 3 lanes"),
+    ("      - read: {proc: A, vma: b, pages: 0}\n      - []\n",
+     "parallel[1]", "expected a step or a non-empty list"),
+])
+def test_bad_parallel_blocks_name_file_step_and_field(body, field, message):
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(_doc("  - parallel:\n" + body), "f.yaml")
+    text = str(err.value)
+    assert "f.yaml" in text and "step 2" in text and f"'{field}'" in text and message in text
+
+
+def test_unknown_revert_is_bad_input():
+    with pytest.raises(ScenarioError, match="config.revert"):
+        parse_scenario("version: 1\nname: t\nconfig: {revert: [deadbeef]}\n"
+                       "steps:\n  - evict\n")
+
+
+def test_bad_schedule_is_bad_input():
+    sc = load_scenario(ABA)
+    with pytest.raises(ScenarioError, match="--schedule: schedule position 8: CPU0 cannot "
+                                            "run here"):
+        # CPU0's lane (one read: 7 atomic steps) has ended after 7 steps
+        run_scenario(sc, get_design("merged"), schedule=(0,) * 7 + (0,))
+
+
+# -- one interleaving ------------------------------------------------------------------------
+
+def _reverted(sc, *commits):
+    return replace(sc, config=replace(sc.config, revert=commits))
+
+
+def test_with_the_fix_the_second_fault_loses_swapcache_prepare_and_waits():
+    sc = load_scenario(ABA)
+    # CPU0 pins the slot (3 steps), CPU1 faults, loses -EEXIST and blocks; CPU0 finishes.
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 1, 1, 1, 0, 0, 0, 0))
+    assert res.verdict == "pass"
+    steps = res.blocks[0].steps
+    assert steps[:6] == [(0, "read proc=A vma=buf pages=0"),
+                         (0, "do_swap_page:swap_cache_get_folio"),
+                         (0, "do_swap_page:swapcache_prepare"),
+                         (1, "read proc=A vma=buf pages=0"),
+                         (1, "do_swap_page:swap_cache_get_folio"),
+                         (1, "do_swap_page:swapcache_prepare")]
+    # CPU1's refault runs only after CPU0's swapcache_clear
+    refault = steps.index((1, "do_swap_page:refault"))
+    assert steps.index((0, "do_swap_page:swapcache_clear")) < refault
+    assert res.schedule[:10] == (0, 0, 0, 1, 1, 1, 0, 0, 0, 0)
+
+
+def test_reverted_fix_replays_the_aba_schedule_to_data_corruption():
+    sc = _reverted(load_scenario(ABA), "13ddaf26be32")
+    res = run_scenario(sc, get_design("merged"), schedule=ABA_SCHEDULE)
+    first = res.first()
+    assert (first.kind, first.step, first.page, first.thread) == ("data-corruption", 4, 0, 0)
+    assert first.schedule == ABA_SCHEDULE
+    assert first.detail == "expected value 0x400001, found 0x100001"   # step 2's data
+    lin = [v for v in res.violations if v.check == "linearizability"]
+    assert len(lin) == 1 and lin[0].kind == "data-corruption"
+    assert "holds value 0x100001 with tags 5" in lin[0].detail       # old data, new tags
+
+
+def test_the_same_schedule_with_the_fix_is_refused_at_the_lost_prepare():
+    # With the fix CPU1 cannot reach pte_same while CPU0 holds the pin: the ABA schedule
+    # names a blocked lane.
+    sc = load_scenario(ABA)
+    with pytest.raises(ScenarioError, match="--schedule"):
+        run_scenario(sc, get_design("merged"), schedule=ABA_SCHEDULE)
+
+
+# -- every interleaving ----------------------------------------------------------------------
+
+def test_serial_orders_keep_each_lanes_order():
+    lanes = (("a1", "a2"), ("b1",))
+    assert serial_orders(lanes) == [((0, 0), (0, 1), (1, 0)), ((0, 0), (1, 0), (0, 1)),
+                                    ((1, 0), (0, 0), (0, 1))]
+
+
+@pytest.mark.parametrize("design", list(BUILTIN))
+@pytest.mark.parametrize("path", parallel_files(), ids=lambda p: p.stem)
+def test_bundled_parallel_scenarios_give_their_expect(path, design):
+    sc = load_scenario(path)
+    res = run_scenario(sc, get_design(design))
+    assert res.matches_expect(), (res.verdict, [v.short() for v in res.violations])
+    assert res.interleavings > 10
+
+
+def test_exploration_finds_the_shortest_aba_with_the_revert():
+    sc = _reverted(load_scenario(ABA), "13ddaf26be32")
+    res = run_scenario(sc, get_design("merged"))
+    first = res.first()
+    assert first.kind == "data-corruption" and first.step == 4
+    assert first.schedule == ABA_SCHEDULE
+    assert len(res.schedule) == 12
+
+
+def test_preemption_bound_zero_misses_the_aba_and_one_finds_it():
+    sc = _reverted(load_scenario(ABA), "13ddaf26be32")
+    none = run_scenario(sc, get_design("merged"), preemptions=0)
+    assert none.verdict == "pass" and none.interleavings == 2      # lane order only
+    one = run_scenario(sc, get_design("merged"), preemptions=1)
+    assert one.first().kind == "data-corruption" and one.first().schedule == ABA_SCHEDULE
+
+
+@pytest.mark.parametrize("path", parallel_files(), ids=lambda p: p.stem)
+def test_serial_interleavings_equal_the_steps_run_one_after_another(path):
+    """Each lane run to its end before the next: the same machine state, counters and
+    violations as the lanes' steps written one after another (every bundled block has two
+    lanes: after the first lane ends, the schedule goes on with the other)."""
+    from mteswap.scenario.runner import Runner
+    sc = load_scenario(path)
+    at = next(i for i, s in enumerate(sc.steps) if s.op == "parallel")
+    lanes = sc.steps[at].args["lanes"]
+    assert len(lanes) == 2
+    for order in ((0, 1), (1, 0)):
+        flat = tuple(s for ln in order for s in lanes[ln])
+        r_seq = Runner(replace(sc, steps=sc.steps[:at] + flat + sc.steps[at + 1:]),
+                       get_design("merged"))
+        r_seq.run()
+        r_par = Runner(sc, get_design("merged"))
+        for st in sc.steps[:at]:
+            r_par.run_step(st)
+        r_par.par.prefix = (order[0],)        # then no preemption: that lane to its end
+        r_par.run_remaining()
+        assert [ln for ln, _ in r_par.par.blocks[0].steps] == sorted(
+            (ln for ln, _ in r_par.par.blocks[0].steps), key=order.index)
+        assert r_par.m.snapshot() == r_seq.m.snapshot(), order
+        assert dict(r_par.m.counters) == dict(r_seq.m.counters), order
+        assert r_par.violations == r_seq.violations == []
+
+
+# -- the command line ------------------------------------------------------------------------
+
+def _cli(*args):
+    from typer.testing import CliRunner
+    from mteswap.cli import app
+    return CliRunner().invoke(app, list(map(str, args)))
+
+
+def test_cli_run_with_revert_prints_the_cpu_columns_then_the_violation():
+    res = _cli("run", ABA, "--revert", "13ddaf26be32")
+    assert res.exit_code == 1
+    lines = res.output.splitlines()
+    assert lines[0].startswith("# p1-skip-swapcache-aba-zram: interleaving "
+                               "0,0,0,1,1,1,1,1,1,1,0,0 (12 atomic steps")
+    assert lines[2].split() == ["CPU0", "|", "CPU1"]
+    # CPU1's pageout, in the right column, then CPU0's stale pte_same in the left
+    assert lines[13].split() == ["|", "pageout", "proc=A", "vma=buf", "pages=0"]
+    assert lines[14].split() == ["do_swap_page:pte_same", "|"]
+    assert "data-corruption at step 4 (read A buf page 0)" in res.output
+    assert "found on CPU0 in interleaving 0,0,0,1,1,1,1,1,1,1,0,0" in res.output
+
+
+def test_cli_run_schedule_replays_and_json_carries_schedule_and_thread():
+    res = _cli("run", ABA, "--revert", "13ddaf26be32", "--json",
+               "--schedule", ",".join(map(str, ABA_SCHEDULE)))
+    assert res.exit_code == 1
+    out = json.loads(res.output.splitlines()[0])
+    first = out["violations"][0]
+    assert (first["kind"], first["step"], first["schedule"], first["thread"]) == \
+        ("data-corruption", 4, list(ABA_SCHEDULE), 0)
+
+
+def test_cli_without_revert_passes():
+    res = _cli("run", ABA, "--preemptions", "2")
+    assert res.exit_code == 0, res.output
+    assert "PASS" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--schedule", "0,1,7"), "--schedule: expected lane numbers 0-2"),
+    (("--revert", "0bcac06f27d7"), "--revert: expected one of 13ddaf26be32"),
+])
+def test_cli_bad_parallel_options_exit_2(args, message):
+    res = _cli("run", ABA, *args)
+    assert res.exit_code == 2 and message in res.output
+
+
+def test_cli_reverts_lists_titles():
+    res = _cli("reverts")
+    assert res.exit_code == 0
+    assert "13ddaf26be32  mm/swap: fix race when skipping swapcache" in res.output
+
+
+# -- swapoff and the device's lifetime; the folio lock ---------------------------------------
+
+@pytest.mark.parametrize("reverts", [("2799e77529c2",), ("2799e77529c2", "13ddaf26be32")])
+def test_fault_vs_swapoff_without_get_swap_device_is_a_use_after_free(reverts):
+    sc = _reverted(load_scenario(SWAPOFF), *reverts)
+    res = run_scenario(sc, get_design("merged"))
+    first = res.first()
+    assert (first.kind, first.step, first.thread) == ("use-after-free", 4, 0)
+    assert first.schedule == (0, 1, 1, 1, 0)
+    assert first.detail == ("swap device (swap_map) freed by swapoff, then read by "
+                            "do_swap_page:swap_cache_get_folio on CPU0")
+    assert res.blocks[0].steps[-1] == (0, "do_swap_page:swap_cache_get_folio")
+    assert len(res.violations) == 1           # the interleaving stopped there
+
+
+def test_with_get_swap_device_swapoff_waits_for_the_fault():
+    sc = load_scenario(SWAPOFF)
+    # CPU0 holds its reference from the fault's start and has chosen the skip-swapcache path;
+    # CPU1's unuse_pte brings the page back (the slot is freed), then swapoff waits for CPU0.
+    # CPU0's swapcache_prepare finds the slot free (-ENOENT) and its refault finds the page.
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 1, 1))
+    assert res.verdict == "pass"
+    assert res.blocks[0].steps[2:] == [(1, "swapoff"), (1, "try_to_unuse:unuse_pte"),
+                                       (0, "do_swap_page:swapcache_prepare"),
+                                       (0, "do_swap_page:refault"),
+                                       (1, "swapoff:free_swap_map")]
+    assert res.schedule == (0, 0, 1, 1, 0, 0, 1)    # CPU1 could not run at position 5
+    assert res.counters["swap_ins"] == 1            # only unuse_pte read the slot
+
+
+def test_swapoff_unuse_waits_for_the_skip_swapcache_pin():
+    sc = load_scenario(SWAPOFF)
+    # CPU0 pins the slot (swapcache_prepare); swapoff's unuse_pte cannot read it in
+    # (__read_swap_cache_async: -EEXIST) and waits; the fault completes, and unuse finds the
+    # PTE mapped.
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 1, 1))
+    assert res.verdict == "pass"
+    steps = res.blocks[0].steps
+    wait = steps.index((1, "try_to_unuse:__read_swap_cache_async"))
+    assert steps.index((0, "do_swap_page:swapcache_clear")) == wait - 1
+    assert res.counters["swap_ins"] == 1            # only the fault read the slot
+
+
+def test_second_fault_on_a_shared_entry_waits_on_the_folio_lock():
+    sc = load_scenario(SHARED)
+    # CPU0 reads the page into the swap cache and takes its folio lock; CPU1 finds the
+    # folio and cannot lock it until CPU0's fault is done.
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 1, 1))
+    assert res.verdict == "pass"
+    assert res.blocks[0].steps[3:] == [
+        (1, "read proc=B vma=buf pages=0"), (1, "do_swap_page:swap_cache_get_folio"),
+        (0, "do_swap_page:pte_same"), (0, "do_swap_page:arch_swap_restore"),   # CPU1 blocked
+        (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
+        (1, "do_swap_page:arch_swap_restore")]
+    assert res.counters["swap_ins"] == 1
+
+
+def test_a_block_whose_threads_deadlock_reports_deadlock_with_its_schedule(monkeypatch):
+    """Two ops patched to take two locks in opposite orders: the exploration finds the
+    interleaving where each holds one, and reports `deadlock` with that schedule."""
+    from mteswap.scenario.runner import Runner
+
+    def locker(first, second):
+        def op(self, step, ctx, a):
+            S.lock(self.m, f"take {first}", first)
+            S.lock(self.m, f"take {second}", second)
+            S.unlock(self.m, second)
+            S.unlock(self.m, first)
+        return op
+
+    monkeypatch.setattr(Runner, "op_evict", locker("L1", "L2"))
+    monkeypatch.setattr(Runner, "op_drop_caches", locker("L2", "L1"))
+    sc = parse_scenario("version: 1\nname: d\nsteps:\n  - parallel: [evict, drop_caches]\n")
+    res = run_scenario(sc, get_design("merged"))
+    first = res.first()
+    assert (first.kind, first.step, first.thread) == ("deadlock", 1, 0)
+    assert first.schedule == (0, 0, 1, 1)
+    assert first.detail == "no thread can run: CPU0 waits at take L2; CPU1 waits at take L1"
+    assert len(res.violations) == 1        # the interleaving stopped there
+
+
+# -- 6dca4ac6fc91: harmless while the skip-swapcache pin holds the slot ------------------------
+
+def _roundtrip_large_zram():
+    from mteswap.bundled import bundled_files
+    return load_scenario(next(p for p in bundled_files() if p.stem == "roundtrip-large-zram"))
+
+
+@pytest.mark.parametrize("reverts, want", [
+    ((), None),
+    (("6dca4ac6fc91",), None),                     # swap_free leaves the pinned slot alone
+    (("13ddaf26be32",), None),                     # alone, the restore still comes first
+    (("6dca4ac6fc91", "13ddaf26be32"), ("tag-check-fault", 4, 3)),   # tags freed first
+])
+def test_restore_after_swap_free_loses_tags_only_without_the_pin(reverts, want):
+    res = run_scenario(_reverted(_roundtrip_large_zram(), *reverts), get_design("merged"))
+    first = res.first()
+    assert (None if first is None else (first.kind, first.step, first.page)) == want
+
+
+def test_both_reverts_on_the_aba_scenario_give_stale_tags_not_stale_data_first():
+    sc = _reverted(load_scenario(ABA), "6dca4ac6fc91", "13ddaf26be32")
+    res = run_scenario(sc, get_design("merged"))
+    first = res.first()
+    assert (first.kind, first.step, first.page) == ("tag-check-fault", 4, 0)
+    assert first.schedule is not None
+
+
+def test_cli_compare_with_revert_reports_the_mismatch_with_expect():
+    res = _cli("compare", ABA, "--designs", "merged,folio-marker", "--revert", "13ddaf26be32",
+               "--json")
+    assert res.exit_code == 1                       # the file's expect says pass
+    cells = json.loads(res.output)["cells"]
+    assert [(c["design"], c["first"]["kind"], c["matches"]) for c in cells] == \
+        [("merged", "data-corruption", False), ("folio-marker", "data-corruption", False)]
+    assert _cli("compare", ABA, "--designs", "merged").exit_code == 0
