@@ -12,11 +12,11 @@ import re
 import pytest
 
 from helpers import invoke
-from mteswap.bundled import bundled_files
+from mteswap.bundled import bundled_files, parallel_files
 from mteswap.designs import get_design
 from mteswap.report import collect, page_html
 from mteswap.report.html import RUN_ABOVE
-from mteswap.scenario.load import load_scenario, parse_scenario
+from mteswap.scenario.load import load_scenario, parse_scenario, with_reverts
 
 BUNDLED = {p.stem: p for p in bundled_files()}
 
@@ -62,6 +62,7 @@ def cells(text: str, run: int, step: int) -> dict[tuple[str, str], str]:
     """(proc, vma) -> the letters of that step's cells, runs expanded, from the page's text."""
     article = text.split(f'data-run="{run}"', 1)[1].split("</article>", 1)[0]
     section = article.split(f'<section class="step" data-step="{step}"', 1)[1].split("</section>", 1)[0]
+    section = section.split('<div class="interleaving">', 1)[0]      # the step's own rows
     out = {}
     for proc, vma, body in re.findall(r'<div class="vma" data-proc="([^"]*)" data-vma="([^"]*)">(.*?)</div>', section):
         out[(proc, vma)] = "".join(letter * int(n) for n, letter in
@@ -144,3 +145,33 @@ def test_report_bad_file_and_unwritable_output_exit_2(tmp_path):
     res = invoke("report", BUNDLED["fork-cow-swap"], "-o", tmp_path / "no" / "dir" / "r.html")
     assert res.exit_code == 2 and "cannot write the report" in res.stderr
     assert list(tmp_path.iterdir()) == [bad]                 # no temporary file left behind
+
+
+def test_parallel_block_collects_the_state_after_each_atomic_step(tmp_path):
+    """p1 with 13ddaf26be32 reverted: the block's step lists both lanes and, for each atomic
+    step of the reported interleaving (its schedule), the lane, the kernel step and the
+    state after it; the page shows one row per atomic step in its CPU's column."""
+    p1 = next(p for p in parallel_files() if p.stem.startswith("p1-"))
+    sc = with_reverts(load_scenario(p1), ["13ddaf26be32"])
+    run = collect(sc, get_design("merged"))
+    assert run["verdict"] == "fail" and run["schedule"] == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+    block = run["steps"][3]
+    assert block["lanes"] == [["read proc=A vma=buf pages=0"],
+                              ["read proc=A vma=buf pages=0", "write proc=A vma=buf pages=0 tag=5",
+                               "pageout proc=A vma=buf pages=0"]]
+    assert [a["lane"] for a in block["atomic"]] == run["schedule"]
+    pages = [a["vmas"][0]["pages"] for a in block["atomic"]]
+    assert pages == ["S", "S", "S", "S", "S", "S", "S", "p", "p", "S", "S", "p"]
+    assert block["atomic"][7]["name"] == "do_swap_page:arch_swap_restore"
+    assert {v["kind"] for v in block["violations"]} == {"data-corruption"}
+    # another schedule shows another interleaving: the first lane to the end, then the second
+    serial = collect(sc, get_design("merged"), (0,) * 5)
+    assert serial["verdict"] == "pass" and serial["schedule"][:5] == [0] * 5
+    text = page_html([run], "p1")
+    assert text.count('<details class="atomic"') == 12
+    assert re.findall(r'<details class="atomic" data-atomic="\d+" data-lane="(\d)"', text) == \
+        [str(x) for x in run["schedule"]]
+    # run --html shows the interleaving the run reported
+    out = tmp_path / "run.html"
+    assert invoke("run", p1, "--revert", "13ddaf26be32", "--html", out).exit_code == 1
+    assert out.read_text().count('<details class="atomic"') == 12

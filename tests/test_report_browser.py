@@ -17,7 +17,7 @@ import pytest
 
 import browser
 from helpers import invoke
-from mteswap.bundled import bundled_files
+from mteswap.bundled import bundled_files, parallel_files
 from mteswap.scenario.load import load_scenario
 
 pytestmark = [pytest.mark.browser,
@@ -28,7 +28,7 @@ LETTERS = """
   var art = document.querySelectorAll('article.report')[arguments[0]];
   var sec = art.querySelector('section.step[data-step="' + arguments[1] + '"]');
   var out = {};
-  sec.querySelectorAll('div.vma').forEach(function (v) {
+  sec.querySelectorAll(':scope > div.vmas > div.vma').forEach(function (v) {
     out[v.dataset.proc + ' ' + v.dataset.vma] = [].map.call(v.querySelectorAll('span.pg'),
       function (c) { return c.dataset.letter.repeat(+c.dataset.n); }).join('');
   });
@@ -57,7 +57,7 @@ CELLS = """
   var art = document.querySelectorAll('article.report')[arguments[0]];
   var out = {};
   art.querySelectorAll('section.step').forEach(function (sec) {
-    sec.querySelectorAll('div.vma').forEach(function (v) {
+    sec.querySelectorAll(':scope > div.vmas > div.vma').forEach(function (v) {
       out[sec.dataset.step + ' ' + v.dataset.proc + ' ' + v.dataset.vma] =
         v.querySelectorAll('span.pg').length;
     });
@@ -194,3 +194,28 @@ def png_colours(png: bytes) -> set:
         colours.update(bytes(line[i:i + 3]) for i in range(0, stride, bpp * 7))
         prev = line
     return colours
+
+
+def test_parallel_block_shows_its_interleaving_step_by_step(tmp_path):
+    """p1 with 13ddaf26be32 reverted: the failing interleaving as CPU0 | CPU1 rows, one per
+    atomic step in the schedule `run` reports, each opening to the state after it."""
+    p1 = next(p for p in parallel_files() if p.stem.startswith("p1-"))
+    res = json.loads(invoke("run", p1, "--revert", "13ddaf26be32", "--json").stdout)
+    schedule = res["violations"][0]["schedule"]
+    out = tmp_path / "p1.html"
+    assert invoke("report", p1, "--revert", "13ddaf26be32", "-o", out).exit_code == 0
+    b = browser.Browser()
+    try:
+        b.open(out)
+        b.click('ol.steps li[data-to="4"]')
+        rows = b.js("return [].map.call(document.querySelectorAll('section.step[data-step=\"4\"] details.atomic'),"
+                    " function (d) { return [+d.dataset.lane, d.open, d.querySelectorAll('summary span')[+d.dataset.lane].textContent]; })")
+        assert [lane for lane, _, _ in rows] == schedule
+        assert not any(opened for _, opened, _ in rows)
+        assert rows[1][2] == "do_swap_page:swap_cache_get_folio"
+        b.click('section.step[data-step="4"] details.atomic[data-atomic="7"] summary')
+        state = b.js("var d = document.querySelector('section.step[data-step=\"4\"] details.atomic[data-atomic=\"7\"]');"
+                     "return [d.open, [].map.call(d.querySelectorAll('span.pg'), function (c) { return c.dataset.letter; })]")
+        assert state == [True, ["p"]]               # CPU1 has mapped the page it read
+    finally:
+        b.close()

@@ -103,7 +103,7 @@ def run(files: List[str] = typer.Argument(..., help="scenario files (YAML, forma
     except ScenarioError as err:
         _fail_input(str(err))
     if html_out is not None:
-        _report_results(html_out, files, make, kernel, revert, "mteswap run")
+        _report_results(html_out, files, make, kernel, revert, [r.schedule for r in results])
     out = Console(highlight=False, soft_wrap=True)
     for res in results:
         if as_json:
@@ -415,7 +415,9 @@ def report(files: List[str] = typer.Argument(..., help="scenario files (YAML, fo
            design: Optional[str] = typer.Option(None, "--design", help="one design: a name, or path/to/file.py:ClassName (default: the file's, else merged)"),
            designs_opt: Optional[str] = typer.Option(None, "--designs", help="comma-separated designs: every file under each"),
            kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP),
-           out: str = typer.Option("mteswap-report.html", "-o", "--out", help="the HTML file to write")):
+           out: str = typer.Option("mteswap-report.html", "-o", "--out", help="the HTML file to write"),
+           revert: Optional[List[str]] = typer.Option(None, "--revert", help="take this fix out of the model (a commit id; repeatable; see `mteswap reverts`)"),
+           schedule: Optional[str] = typer.Option(None, "--schedule", help="parallel blocks: show this interleaving (default: the one `mteswap run` reports)")):
     """Write one self-contained HTML page (no network, opens from disk) showing each run step
     by step: every VMA page by page, folios, swap slots, tags, kernel functions, violations.
     Exit 0 when written, 2 on bad input (nothing is written then)."""
@@ -426,34 +428,36 @@ def report(files: List[str] = typer.Argument(..., help="scenario files (YAML, fo
     else:
         chosen = [None if design is None else _design_option(design)]
     try:
-        scenarios = [with_kernel(load_scenario(f), kernel) for f in files]
-        runs = [_collect(sc, make) for make in chosen for sc in scenarios]
+        scenarios = [with_reverts(with_kernel(load_scenario(f), kernel), revert) for f in files]
+        runs = [_collect(sc, make, _schedule(schedule)) for make in chosen for sc in scenarios]
     except ScenarioError as err:
         _fail_input(str(err))
     title = "mteswap report: " + ", ".join(dict.fromkeys(r["scenario"] for r in runs))
     _write_page(out, runs, title)
 
 
-def _collect(sc, make) -> dict:
-    """One run for the report: `make` a design maker, or None for the file's design."""
+def _collect(sc, make, schedule: tuple[int, ...] | None = None) -> dict:
+    """One run for the report: `make` a design maker, or None for the file's design;
+    `schedule` the interleaving of its parallel blocks (None: the one `run` reports)."""
     from mteswap.report import collect
     if make is None:
         try:
             make = design_factory(sc.design or DEFAULT, files=False)
         except UnknownDesign as err:
             raise ScenarioError(sc.file, str(err), field="design") from None
-    return collect(sc, make())
+    return collect(sc, make(), schedule)
 
 
-def _report_results(path: str, files: list[str], make, kernel, reverts, what: str) -> None:
+def _report_results(path: str, files: list[str], make, kernel, reverts, schedules) -> None:
     """`run --html`: the same files under the same design (`make`; None: each file's), kernel
-    and reverts."""
+    and reverts, each parallel block in the interleaving the run reported."""
     try:
-        runs = [_collect(with_reverts(with_kernel(load_scenario(f), kernel), reverts), make)
-                for f in files]
+        runs = [_collect(with_reverts(with_kernel(load_scenario(f), kernel), reverts), make,
+                         tuple(sched) or None)
+                for f, sched in zip(files, schedules)]
     except ScenarioError as err:
         _fail_input(str(err))
-    _write_page(path, runs, f"{what}: " + ", ".join(r["scenario"] for r in runs))
+    _write_page(path, runs, "mteswap run: " + ", ".join(r["scenario"] for r in runs))
 
 
 def _report_matrix(path: str, scenarios, chosen, rows, names) -> None:

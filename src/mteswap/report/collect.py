@@ -15,21 +15,37 @@ from mteswap.model.pte import is_swap_pte, pte_pfn, pte_to_swp_entry
 from mteswap.model.state import ZERO_PFN
 from mteswap.model.swapinfo import SWAP_HAS_CACHE
 from mteswap.model.tags import describe
-from mteswap.scenario.load import Scenario
-from mteswap.scenario.runner import Runner, describe_step
+from mteswap.scenario.load import PARALLEL, Scenario
+from mteswap.scenario.runner import Runner, describe_step, run_scenario
 from mteswap.scenario.states import vma_states
 
 
-def collect(scenario: Scenario, design) -> dict:
+def collect(scenario: Scenario, design, schedule: tuple[int, ...] | None = None) -> dict:
     """{"scenario", "file", "design", "kernel", "device", "description", "steps": [...],
-    "verdict", "violations"}; each step: {"index", "text", "trace": [[function, text]],
-    "vmas": [{"proc", "vma", "pages", "mte", "tags"}], "slots": [{"offset", "count",
-    "cached", "saved"}], "counters": {name: change}, "violations": [Violation.to_dict()]}."""
+    "verdict", "violations", "schedule"}; each step: {"index", "text", "trace": [[function,
+    text]], "vmas": [{"proc", "vma", "pages", "mte", "tags"}], "slots": [{"offset", "count",
+    "cached", "saved"}], "counters": {name: change}, "violations": [Violation.to_dict()]}, and
+    for a parallel block also "lanes" (each lane's operations) and "atomic": per atomic step
+    of the interleaving shown, {"lane", "name", "vmas", "slots"} after it.
+
+    The interleaving shown is `schedule`, else the one `mteswap run` reports (a shortest
+    failing one, or the first when all pass)."""
+    parallel = any(step.op == PARALLEL for step in scenario.steps)
+    if parallel and schedule is None:
+        schedule = run_scenario(scenario, design).schedule
     r = Runner(scenario, design, keep_trace=True)
+    atomic: list[dict] = []
+    if parallel:
+        r.par.prefix = tuple(schedule)
+        r.on_atomic_step = lambda lane, name: atomic.append(
+            {"lane": lane, "name": name, "vmas": _vmas(r), "slots": _slots(r.m)})
     steps = []
     seen = 0
     for step in scenario.steps:
+        if r.par.stopped:          # a use-after-free or deadlock ended the interleaving
+            break
         before = dict(r.counters)
+        atomic.clear()
         r.run_step(step)
         new = r.violations[seen:]
         seen = len(r.violations)
@@ -44,11 +60,15 @@ def collect(scenario: Scenario, design) -> dict:
                          if after.get(k, 0) != before.get(k, 0)},
             "violations": [v.to_dict() for v in new],
         })
+        if step.op == PARALLEL:
+            steps[-1]["lanes"] = [[describe_step(op) for op in lane] for lane in step.args["lanes"]]
+            steps[-1]["atomic"] = list(atomic)
     return {"scenario": scenario.name, "file": scenario.file, "design": design.name,
             "kernel": scenario.config.kernel, "device": scenario.config.swap_device,
             "description": scenario.description.strip(), "steps": steps,
             "verdict": "fail" if r.violations else "pass",
-            "violations": [v.to_dict() for v in r.violations]}
+            "violations": [v.to_dict() for v in r.violations],
+            "schedule": list(r.par.schedule)}
 
 
 def _vmas(r: Runner) -> list[dict]:

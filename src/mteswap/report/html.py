@@ -8,10 +8,14 @@ violation and shows a page's history. DOM contract (the browser tests read it):
 
 - a run: `article.report` with `data-run` (its index); a step: `section.step` with
   `data-step` (the step number), `hidden` unless current;
-- a VMA of a step: `div.vma` with `data-proc`, `data-vma`, its pages as `span.pg` cells, each
+- a VMA of a step: `section.step > div.vmas > div.vma` with `data-proc`, `data-vma`, its
+  pages as `span.pg` cells, each
   with `data-page` (the first page it stands for), `data-n` (how many: 1, or a run of equal
   pages in a VMA above RUN_ABOVE pages) and `data-letter`; `span.pg.bad` marks a page a
-  violation of that step names; `div.step-bad` marks a step with a violation.
+  violation of that step names; `div.step-bad` marks a step with a violation;
+- a parallel block's step also has `div.interleaving`: one `details.atomic` per atomic step
+  of the interleaving shown (`data-atomic` its position, `data-lane` its CPU), holding the
+  VMAs after that step as above.
 """
 
 from __future__ import annotations
@@ -92,9 +96,29 @@ def _step(s: dict, current: bool) -> str:
             f"<h2>step {s['index']}: {_e(s['text'])}</h2>"
             + (f"<div class=\"step-bad\"><ul>{viol}</ul></div>" if viol else "")
             + f"<div class=\"vmas\">{vmas}</div>{_slots(s['slots'])}"
+            + (_interleaving(s, bad) if "atomic" in s else "")
             + (f"<p class=\"counters\">{counters}</p>" if counters else "")
             + f"<details><summary>kernel functions ({len(s['trace'])})</summary><pre>{trace}</pre></details>"
             + "</section>")
+
+
+def _interleaving(s: dict, bad: set) -> str:
+    """A parallel block: each lane's operations, then the interleaving shown as the
+    `CPU0 | CPU1` columns, one atomic step per row; a row opens to the state after it."""
+    n = len(s["lanes"])
+    lanes = "".join(f"<li><b>CPU{i}</b>: {_e('; '.join(ops))}</li>" for i, ops in enumerate(s["lanes"]))
+    head = "".join(f"<span>CPU{i}</span>" for i in range(n))
+    rows = []
+    for k, a in enumerate(s["atomic"]):
+        cols = "".join(f"<span>{_e(a['name']) if i == a['lane'] else ''}</span>" for i in range(n))
+        state = "".join(_vma(v, set()) for v in a["vmas"])
+        rows.append(f"<details class=\"atomic\" data-atomic=\"{k}\" data-lane=\"{a['lane']}\">"
+                    f"<summary style=\"--n:{n}\">{cols}</summary>"
+                    f"<div class=\"vmas\">{state}</div>{_slots(a['slots'])}</details>")
+    return (f"<div class=\"interleaving\"><p>lanes (one kernel thread each):</p><ul>{lanes}</ul>"
+            f"<p>the interleaving shown ({len(s['atomic'])} atomic steps; open a row for the "
+            f"state after it):</p><div class=\"cpuhead\" style=\"--n:{n}\">{head}</div>"
+            + "".join(rows) + "</div>")
 
 
 def _vma(v: dict, bad: set) -> str:
@@ -252,6 +276,10 @@ ol.steps li.cur{background:#333;color:#fff}
 .counters span{margin-right:.8em;color:#333}
 pre{background:#f7f7f7;padding:.5em;overflow:auto}
 .history{border:1px solid #333;padding:.5em;margin:.5em 0;background:#fafafa}
+.interleaving{border-left:4px solid #1565c0;padding-left:.5em;margin:.5em 0}
+.cpuhead,.atomic summary{display:grid;grid-template-columns:repeat(var(--n),minmax(12em,24em));gap:0 1em;font-family:ui-monospace,monospace}
+.cpuhead{font-weight:bold;border-bottom:1px solid #333;margin-left:1.2em}
+.atomic summary{cursor:pointer}.atomic[open]{background:#f5f9ff}
 .matrix table{border-collapse:collapse}.matrix td,.matrix th{border:1px solid #ccc;padding:2px 6px}
 .matrix td.ok a{color:#1b5e20}.matrix td.bad a{color:#b00020;font-weight:bold}
 """

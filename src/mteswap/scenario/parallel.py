@@ -122,6 +122,8 @@ def run_block(runner, step) -> None:
     def after_step(lane_no, name):
         rec.steps.append((lane_no, name))
         _extend_span(rec, lane_no)
+        if runner.on_atomic_step is not None:
+            runner.on_atomic_step(lane_no, name)
         n = len(runner.oracle.violations)
         if runner.check_state:
             runner.oracle.check_state(ctx, m, skip=QUIESCENT_ONLY)

@@ -148,11 +148,14 @@ class Runner:
         self.states: list[dict] = []     # with keep_states: step_states after each step
         self._names = (0, ())        # (len(vmas), snapshot's name table) when last built
         self.par = par_mod.ParallelState()   # parallel blocks: schedule, records
+        # Diagnostics: called as (lane, kernel step name) after each atomic step of a parallel
+        # block (the HTML report takes the state there); never changes what runs.
+        self.on_atomic_step = None
         self._spawn("A", None)
 
     _CLONED = frozenset(("scenario", "design", "m", "oracle", "keep_trace", "check_state", "trace",
                          "pids", "vmas", "unmapped_at", "steps_run", "_names", "keep_states",
-                         "states", "par"))
+                         "states", "par", "on_atomic_step"))
 
     def clone(self) -> "Runner":
         """An independent copy of this runner between two steps (machine, oracle and the name
