@@ -30,9 +30,9 @@ differing step (step s, page p, kernel letter k, model letter m):
 6. reverse-tails-7.2 (model): 7.2, the offsets first differ at a step where the kernel's
    offsets descend (page i+1 one slot below page i): 7.2 writes a folio split during reclaim
    head first, then its tails from the last page down (fuzz-13-0020).
-7. new-slots-7.2 (unexplained): 7.2, the offsets first differ at a step where the model puts a
-   page back in the slot it had before (its folio still in the swap cache) and the kernel gives
-   it a new one.
+7. new-slots-7.2 (model): 7.2, the offsets first differ at a step where the model puts a page
+   back in the slot it had before (its folio still in the swap cache) and the kernel gives it a
+   new one: 7.2 had freed the swap cache when the last swap PTE was faulted in (zram).
 8. unexplained: the rest, listed by row.
 
 Prints the cause table (rows, differing steps in them, where, kind, example) and with --rows
@@ -74,8 +74,10 @@ CAUSES = {
                         "order-0 slots differ, so later large swap-ins/outs differ"),
     "reverse-tails-7.2": ("model", "7.2 writes a fallback-split folio's tails in reverse order "
                           "after the head; the model writes them in address order"),
-    "new-slots-7.2": ("unexplained", "7.2 writes a swap-cache folio whose slots no PTE refers to "
-                      "any more to new slots; the model (as 6.12) reuses them; kernel change not identified"),
+    "new-slots-7.2": ("model", "7.2's do_swap_page always tries folio_free_swap on a "
+                      "SWP_SYNCHRONOUS_IO device, so a folio leaves the swap cache when its last "
+                      "swap PTE is faulted in and a later swap-out takes new slots; the model keeps "
+                      "it cached (6.12's rule) and reuses them"),
     "unexplained": ("unexplained", "see docs/fidelity.md"),
 }
 
