@@ -33,7 +33,11 @@ differing step (step s, page p, kernel letter k, model letter m):
 7. new-slots-7.2 (model): 7.2, the offsets first differ at a step where the model puts a page
    back in the slot it had before (its folio still in the swap cache) and the kernel gives it a
    new one: 7.2 had freed the swap cache when the last swap PTE was faulted in (zram).
-8. unexplained: the rest, listed by row.
+8. anon-exclusive-7.2 (model): 7.2 on zram, the offsets agree up to s, and the kernel swaps in
+   order 0 (`p`) where the model swaps in a large folio (`H`/`t`): in fuzz-13-0023 and in
+   docs/fidelity-examples/swapin-exclusive-7.2.yaml, the swap PTEs' exclusive bits differ on
+   the kernel (inferred; not observable from user space).
+9. unexplained: the rest, listed by row.
 
 Prints the cause table (rows, differing steps in them, where, kind, example) and with --rows
 every row with its cause.
@@ -78,6 +82,10 @@ CAUSES = {
                       "SWP_SYNCHRONOUS_IO device, so a folio leaves the swap cache when its last "
                       "swap PTE is faulted in and a later swap-out takes new slots; the model keeps "
                       "it cached (6.12's rule) and reuses them"),
+    "anon-exclusive-7.2": ("model", "7.2 maps a folio swapped in from non-exclusive swap PTEs "
+                           "(after fork) non-exclusive and a write makes only its page exclusive, so "
+                           "the next swap-out leaves swap PTEs whose exclusive bits differ and no "
+                           "large swap-in is possible; the model maps such a folio exclusive (inferred)"),
     "unexplained": ("unexplained", "see docs/fidelity.md"),
 }
 
@@ -210,6 +218,9 @@ def attribute(row: dict) -> tuple[str, str]:
             return "reverse-tails-7.2", f"offsets differ from step {div}, kernel's descend there"
         if reused_slot(trace, k, div):
             return "new-slots-7.2", f"offsets differ from step {div}: the model reuses a page's old slot"
+    if div is None and row["kernel"] != "6.12" and row["device"] == "zram" \
+            and d["kernel"] == "p" and d["model"] in "Ht":
+        return "anon-exclusive-7.2", "offsets agree; the kernel swapped in order 0 where the model did not"
     return "unexplained", "offsets agree" if div is None else f"offsets differ from step {div}"
 
 

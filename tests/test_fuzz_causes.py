@@ -60,10 +60,12 @@ def test_new_slots_and_slot_cache(tmp_path):
     assert attributed(mod, folder) == ["new-slots-7.2", "slot-cache-6.12"]
 
 
-def test_offsets_that_agree_are_unexplained(tmp_path):
+def test_offsets_that_agree(tmp_path):
+    """An order-0 swap-in on 7.2 / zram where the model's is large: anon-exclusive-7.2; other
+    letters, or 6.12: unexplained."""
     mod = load_module()
-    folder = corpus(tmp_path, [row("7.2", 1, 1, ("p", "H"))])
-    assert attributed(mod, folder) == ["unexplained"]
+    folder = corpus(tmp_path, [row("7.2", 1, 1, ("p", "H")), row("7.2", 1, 1, ("z", "S"))])
+    assert attributed(mod, folder) == ["anon-exclusive-7.2", "unexplained"]
 
 
 def test_descending_kernel_offsets_are_reverse_tails(tmp_path):
