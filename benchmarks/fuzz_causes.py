@@ -76,8 +76,9 @@ CAUSES = {
                          "reproduced when the scenario is run again"),
     "slot-cache-6.12": ("model", "6.12's per-CPU swap-slot cache (mm/swap_slots.c) is not modelled: "
                         "order-0 slots differ, so later large swap-ins/outs differ"),
-    "reverse-tails-7.2": ("model", "7.2 writes a fallback-split folio's tails in reverse order "
-                          "after the head; the model writes them in address order"),
+    "reverse-tails-7.2": ("model", "7.2 writes a folio split during reclaim head first, then its "
+                          "tails from the last page down; the model writes the tails in address "
+                          "order after the rest of the list"),
     "new-slots-7.2": ("model", "7.2's do_swap_page always tries folio_free_swap on a "
                       "SWP_SYNCHRONOUS_IO device, so a folio leaves the swap cache when its last "
                       "swap PTE is faulted in and a later swap-out takes new slots; the model keeps "
@@ -107,8 +108,8 @@ def kernel_offsets(ev: dict) -> dict[int, int]:
 
 class ModelTrace:
     """The model rerun as `mteswap kernel run` ran it, with what the rules need after each step:
-    the step's pages' swap offsets, and for every swap PTE of the step's VMA whether its slot's
-    folio is in the swap cache with no process mapping it."""
+    the swap offsets of the step's VMA, the swap cache's offsets, and every swap PTE (of any
+    VMA) whose slot's folio is in the swap cache with no process mapping it."""
 
     def __init__(self, row: dict):
         path = Path(row["_folder"]).parent / row["file"]
