@@ -40,7 +40,8 @@ differing step (step s, page p, kernel letter k, model letter m):
 9. unexplained: the rest, listed by row.
 
 Prints the cause table (rows, differing steps in them, where, kind, example) and with --rows
-every row with its cause.
+every row with its cause. A row whose first differing step the model rerun here no longer gives
+the recorded state is flagged (the model changed since the corpus run: re-run the corpus).
 """
 
 from __future__ import annotations
@@ -186,11 +187,24 @@ def slot_divergence(row: dict, trace: ModelTrace, upto: int) -> int | None:
 
 
 def attribute(row: dict) -> tuple[str, str]:
+    """(cause, why) of a row's first differing step; `why` starts with a warning when the model
+    rerun here no longer gives that step the state the row recorded (the model changed since
+    the corpus was run: re-run the corpus)."""
+    trace = ModelTrace(row)
+    cause, why = _attribute(row, trace)
+    d = row["first_state_diff"]
+    entry = next(e for e in row["states"] if e["step"] == d["step"])
+    now = next((x for x in trace.runner.states if x["step"] == d["step"]), None)
+    if now is None or now["pages"] != entry["model_pages"]:
+        why = "MODEL CHANGED since the corpus run; " + why
+    return cause, why
+
+
+def _attribute(row: dict, trace: ModelTrace) -> tuple[str, str]:
     d = row["first_state_diff"]
     s, p = d["step"], d["page"]
     ev = {e["step"]: e for e in row["evidence"]}
     entry = next(e for e in row["states"] if e["step"] == s)
-    trace = ModelTrace(row)
     cg_steps = [k for k in sorted(ev) if k <= s and any(CGROUP_NOTE in n for n in ev[k]["notes"])]
     if d["field"] == "pages" and d["kernel"] == "C" and d["model"] == "S":
         if s in cg_steps and not trace.sc.steps[s - 1].args.get("keep_cached"):
@@ -285,6 +299,10 @@ def main(argv: list[str]) -> int:
         print(f"| {cause} | {len(items)} | {sum(differing_steps(r) for r, _ in items)} "
               f"| {', '.join(f'{k}: {n}' for k, n in sorted(where.items()))} "
               f"| {CAUSES[cause][0]} | {example(shortest(items))} |")
+    changed = sum(why.startswith("MODEL CHANGED") for v in by_cause.values() for _, why in v)
+    if changed:
+        print(f"\n{changed} row(s) rerun here no longer give the recorded model state at their first "
+              "differing step: the model changed since the corpus run; re-run the corpus (--rows lists them).")
     total = sum(len(v) for v in by_cause.values())
     print(f"\n{total} rows with a state difference, {sum(differing_steps(r) for r in rows)} differing steps.")
     return 0

@@ -85,6 +85,18 @@ def test_cgroup_reclaim_of_an_unmapped_cached_page(tmp_path):
     assert attributed(mod, folder) == ["unexplained"]
 
 
+def test_a_changed_model_is_reported(tmp_path, capsys):
+    """The rows above record the model's `p`/`H`; the model really gives `SSSS` at step 8."""
+    mod = load_module()
+    r = row("7.2", 1, 5, ("p", "S"))
+    r["states"][0]["model_pages"] = "SSSS"
+    folder = corpus(tmp_path, [r, row("7.2", 1, 5, ("p", "H"))])
+    whys = [mod.attribute(x)[1] for x in mod.load([str(folder)])]
+    assert not whys[0].startswith("MODEL CHANGED") and whys[1].startswith("MODEL CHANGED")
+    assert mod.main([str(folder)]) == 0
+    assert "1 row(s) rerun here no longer give the recorded model state" in capsys.readouterr().out
+
+
 def test_cause_table_and_bad_folder(tmp_path, capsys):
     mod = load_module()
     folder = corpus(tmp_path, [row("7.2", 1, 5, ("p", "H")), row("6.12", 513, 517, ("p", "H"))])
