@@ -294,3 +294,29 @@ def test_write_faults_on_a_large_swap_cache_folio_mapped_page_by_page(kernel, pa
     r.run()
     assert r.states[-1]["pages"] == pages
     assert r.m.counters["cow_copies"] == (7 if kernel == "6.12" else 8) and kinds(r) == []
+
+
+# docs/fidelity-examples/swapcache-free-zram-7.2.yaml, seen on both kernels (zram): entries
+# shared after fork, read by A (into the swap cache), then by B, whose fault drops the last
+# swap reference; after B exits, A's pages go out again.
+SWAPCACHE_FREE_ZRAM = [_mmap("v", 4), _op("write", "v", tag=0), _op("pageout", "v"),
+                       {"fork": {"proc": "A", "child": "B"}}, _op("read", "v"),
+                       _op("read", "v", proc="B"), {"exit": {"proc": "B"}}, _op("pageout", "v")]
+
+
+@pytest.mark.parametrize(("kernel", "cached_after_b", "slots_at_end", "writes"), [
+    ("6.12", [512, 513, 514, 515], [512, 513, 514, 515], 4),   # clean in the cache: no I/O
+    ("7.2", [], [5, 6, 7, 8], 8),                               # freed at B's fault: new slots
+])
+def test_7_2_frees_the_swap_cache_on_zram_when_no_swap_pte_is_left(kernel, cached_after_b,
+                                                                     slots_at_end, writes):
+    """7.2 always tries folio_free_swap after a zram swap-in ("mm, swap: always try to free
+    swap cache for SWP_SYNCHRONOUS_IO devices"); 6.12 only on a write fault."""
+    sc = scenario(SWAPCACHE_FREE_ZRAM, folio_pages=[1], swap_device="zram", kernel=kernel)
+    r = Runner(sc, get_design("merged"))
+    for step in sc.steps:
+        r.run_step(step)
+        if step.index == 6:
+            assert sorted(r.m.swap.cache.keys()) == cached_after_b
+    assert sorted(r.m.swap.allocated) == slots_at_end and r.m.counters["pswpout"] == writes
+    assert kinds(r) == []

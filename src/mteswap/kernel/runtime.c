@@ -649,14 +649,22 @@ static void worker(void)
 				_exit(3);
 			continue;
 		}
-		if (k < 0) { /* probe: how many of step -k's pages are in core (swap cache included) */
+		if (k < 0) { /* probe: how many of step -k's pages are swap PTEs whose folio is in
+			      * the swap cache (`C`; mincore alone also counts a present page,
+			      * the zero page included) */
 			const step_t *pr = &S->steps[-k - 1];
 			struct ack a = { k, 0, getpid(), 0, 0 };
+			int pmfd = open("/proc/self/pagemap", O_RDONLY), kpffd = open("/proc/kpageflags", O_RDONLY);
 			for (int i = 0; i < pr->n; i++) {
-				unsigned char vec = 0;
-				if (!mincore(vbase[pr->vma] + (uintptr_t)pr->pg[i] * PG, PG, &vec) && (vec & 1))
+				char w[2];
+				page_letters(pmfd, kpffd, pr->vma, pr->pg[i], w);
+				if (w[0] == 'C')
 					a.nviol++;
 			}
+			if (pmfd >= 0)
+				close(pmfd);
+			if (kpffd >= 0)
+				close(kpffd);
 			if (write(ackfd[1], &a, sizeof a) != sizeof a)
 				_exit(3);
 			continue;

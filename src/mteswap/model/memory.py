@@ -515,8 +515,9 @@ def _trace_batch_start(m, mm, vpn: int, entry: int, write: bool, k: int) -> None
 
 
 def _should_try_to_free_swap(m, folio, write: bool) -> bool:
-    """`should_try_to_free_swap()`: when swap is more than half full, or on a write fault when
-    nothing else maps the folio (refcount == 1 + nr). On 7.2 the write-fault case never holds
+    """`should_try_to_free_swap()`: when swap is more than half full, on 7.2 always on a
+    synchronous device (zram), or on a write fault when nothing else maps the folio
+    (refcount == 1 + nr). On 7.2 the write-fault case never holds
     for a large folio: seen on the kernel, not read in its source (HALF_UNMAPPED_WRITE in
     tests/test_kernel_versions.py: on the fault that drops a half-unmapped swap-cache folio's
     last slot reference, 6.12 frees the swap cache here and maps the page writable, 7.2
@@ -524,6 +525,12 @@ def _should_try_to_free_swap(m, folio, write: bool) -> bool:
     swap-cache reference per folio rather than one per page, so the refcount no longer
     matches: not confirmed."""
     if m.swap.vm_swap_full():
+        return True
+    if m.config.kernel != "6.12" and m.swap.synchronous:
+        # 7.x always tries on a SWP_SYNCHRONOUS_IO device ("mm, swap: always try to free swap
+        # cache for SWP_SYNCHRONOUS_IO devices", swap table phase II): every zram swap-in goes
+        # through the swap cache now, and a folio no swap PTE names any more leaves it at once
+        # (folio_free_swap checks that), so a later swap-out takes new slots.
         return True
     return write and m.folio_mapcount(folio) == 0 and (folio.nr == 1 or m.config.kernel == "6.12")
 
