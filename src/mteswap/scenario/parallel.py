@@ -66,11 +66,14 @@ class ParallelState:
     current: tuple[int, int] | None = None     # (lane, pos) being run in a serial replay
     serial_observed: dict = field(default_factory=dict)   # ... and what its ops observed
     stopped: bool = False      # an interleaving that cannot go on (use-after-free)
+    # A reducing explorer's hook (scenario/por.py), None otherwise: it picks the lane past
+    # the prefix (`choose`) and is told each step's footprint (`stepped`).
+    hook: object = None
 
     def clone(self) -> "ParallelState":
         return ParallelState(self.prefix, list(self.decisions), list(self.blocks),
                              self.serial_cache, self.current, self.serial_observed,
-                             self.stopped)
+                             self.stopped, self.hook)
 
     @property
     def schedule(self) -> tuple[int, ...]:
@@ -112,16 +115,22 @@ def run_block(runner, step) -> None:
             if c not in enabled:
                 raise ScheduleError(f"schedule position {pos + 1}: CPU{c} cannot run here "
                                     f"(enabled: {', '.join(f'CPU{e}' for e in enabled)})")
+        elif par.hook is not None:
+            c = par.hook.choose(pos, tuple(enabled), last, len(par.blocks) - 1)
         else:
             c = last if last in enabled else enabled[0]
         par.decisions.append(Decision(tuple(enabled), c, last))
         return c
 
     ctx = StepContext(step.index, "parallel")
+    shared = [None]            # what the previous step left shared (for footprints)
 
     def after_step(lane_no, name):
         rec.steps.append((lane_no, name))
         _extend_span(rec, lane_no)
+        if par.hook is not None:
+            before, shared[0] = shared[0], shared_state(runner, scheduler)
+            par.hook.stepped(step_footprint(rec, lane_no, before, shared[0]))
         n = len(runner.oracle.violations)
         if runner.check_state:
             runner.oracle.check_state(ctx, m, skip=QUIESCENT_ONLY)
@@ -132,6 +141,8 @@ def run_block(runner, step) -> None:
 
     scheduler = S.Scheduler(m, [(describe_lane_step(lane[0]), body(i, lane))
                                 for i, lane in enumerate(lanes)], choose, after_step)
+    if par.hook is not None:
+        shared[0] = shared_state(runner, scheduler)
     try:
         scheduler.run()
     except S.Deadlock as err:
@@ -147,6 +158,23 @@ def run_block(runner, step) -> None:
     if not par.stopped:
         check_linearizable(runner, pre, step, rec, ctx)
     _annotate(runner, first_violation, found_by, par.schedule)
+
+
+def shared_state(runner, scheduler) -> tuple:
+    """Everything a step of one lane can change that another lane can see: the machine, the
+    program's expected view, the swap device's lifetime and references, the lock table."""
+    return (runner.m.snapshot(), runner.oracle.expect.snapshot(), scheduler.device,
+            tuple(sorted(scheduler.device_refs)),
+            tuple(sorted(scheduler.locks.items(), key=repr)))
+
+
+def step_footprint(rec: BlockRecord, lane_no: int, before: tuple, after: tuple):
+    """The footprint of the step just run (scenario/por.py): `por.PURE` when it changed
+    nothing shared and starts no user operation, else `por.GLOBAL`."""
+    from mteswap.scenario import por
+    last = len(rec.steps) - 1
+    starts_op = any(ln == lane_no and span[0] == last for (ln, _), span in rec.spans.items())
+    return por.PURE if before == after and not starts_op else por.GLOBAL
 
 
 def _extend_span(rec: BlockRecord, lane_no: int) -> None:
