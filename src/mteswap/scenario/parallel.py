@@ -313,6 +313,7 @@ class Exploration:
     best: object = None          # the runner of a shortest failing interleaving
     first: object = None         # the runner of the first interleaving (no preemption)
     best_len: int = 0
+    nodes: int = 0               # schedule prefixes run (the nodes of the search tree)
 
 
 def preemptions(decisions) -> int:
@@ -332,6 +333,7 @@ def explore(base, bound: int | None = None, limit: int | None = None) -> Explora
         r.run_remaining()
         ex.runs += 1
         ds = r.par.decisions
+        ex.nodes += len(ds) - max(len(prefix) - 1, 0)
         if ex.first is None:
             ex.first = r
         if r.oracle.violations:

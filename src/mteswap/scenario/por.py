@@ -151,7 +151,17 @@ def symmetric_lanes(base) -> dict[int, frozenset]:
 @dataclass
 class Reduced(par_mod.Exploration):
     pruned: int = 0              # runs stopped because every enabled lane slept
-    nodes: int = 0               # atomic-step states run (choice points, all runs)
+
+
+def start(scenario, design):
+    """A runner of `scenario` stopped at its first parallel block (what both explorers take)."""
+    from mteswap.scenario.runner import Runner
+    runner = Runner(scenario, design)
+    for step in scenario.steps:
+        if step.op == PARALLEL:
+            break
+        runner.run_step(step)
+    return runner
 
 
 def explore(base, symmetry: bool = True, limit: int | None = None) -> Reduced:
