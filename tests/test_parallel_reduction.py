@@ -3,6 +3,8 @@ sleep sets and lane symmetry give the verdicts and the shortest failing interlea
 the plain search (scenario/parallel.py `explore`) on every bundled parallel scenario and with
 each revert."""
 
+import json
+
 import pytest
 
 from mteswap.bundled import parallel_files
@@ -123,3 +125,89 @@ def test_reduced_run_replays_with_its_schedule():
     r.run_remaining()
     assert {v.kind for v in r.oracle.violations} == {"data-corruption"}
     assert r.par.schedule == red.best.par.schedule
+
+
+# -- mteswap check with parallel blocks ------------------------------------------------------
+
+from typer.testing import CliRunner  # noqa: E402
+
+from mteswap.cli import app as mteswap_app  # noqa: E402
+from mteswap.explore.alphabet import PRESETS, Problem, action_text  # noqa: E402
+from mteswap.scenario.load import ScenarioError  # noqa: E402
+from mteswap.scenario.runner import run_scenario  # noqa: E402
+
+
+def test_parallel_presets_race_a_fault_against_a_fault_a_zap_reclaim_and_swapoff():
+    for model, device in (("parallel-zram", "zram"), ("parallel-ssd", "ssd")):
+        assert PRESETS[model].config["swap_device"] == device
+        blocks = [action_text(a) for a in Problem(model=model).actions()
+                  if "parallel" in a]
+        assert blocks == [
+            "parallel read buf 0 A | read buf 0 A",
+            "parallel read buf 0 A | read buf 0 B",
+            "parallel read buf 0 A | read buf 0 A; write buf 0 A tag=6; pageout buf 0 A",
+            "parallel read buf 0 A | dontneed buf 0 A",
+            "parallel read buf 0 A | pageout buf 0 A",
+            "parallel read buf 0 A | swapoff"]
+
+
+def _check(tmp_path, *args):
+    res = CliRunner().invoke(mteswap_app, ["check", "--workers", "1", "--json",
+                                           "--out", str(tmp_path), *args])
+    summary = json.loads(res.stdout.strip().splitlines()[-1]) if res.exit_code != 2 else None
+    return res, summary
+
+
+@pytest.mark.parametrize("model", ["parallel-zram", "parallel-ssd"])
+def test_parallel_check_passes_with_every_fix(tmp_path, model):
+    res, s = _check(tmp_path, "--model", model, "--depth", "3")
+    assert res.exit_code == 0 and s["violation"] is None and s["distinct_states"] > 5
+
+
+@pytest.mark.parametrize("commit, kind, block", [
+    ("13ddaf26be32", "data-corruption",
+     "parallel read buf 0 A | read buf 0 A; write buf 0 A tag=6; pageout buf 0 A"),
+    ("2799e77529c2", "use-after-free", "parallel read buf 0 A | swapoff")])
+def test_check_revert_finds_the_race_and_the_file_replays(tmp_path, commit, kind, block):
+    res, s = _check(tmp_path, "--model", "parallel-zram", "--depth", "4", "--revert", commit)
+    v = s["violation"]
+    assert res.exit_code == 1 and v["kind"] == kind and v["step"] == 3 and v["trace"][2] == block
+    path = v["files"]["yaml"]
+    sc = load_scenario(path)
+    assert sc.config.revert == (commit,)
+    run = CliRunner().invoke(mteswap_app, ["run", path, "--json"])
+    out = json.loads(run.stdout)
+    assert run.exit_code == 1 and out["violations"][0]["kind"] == kind
+    assert out["violations"][0]["schedule"]
+
+
+def test_check_bad_revert_is_bad_input(tmp_path):
+    res = CliRunner().invoke(mteswap_app, ["check", "--model", "parallel-zram", "--depth", "1",
+                                           "--revert", "nope", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--revert" in res.output and "nope" in res.output
+
+
+ZAP = """
+version: 1
+name: fault-vs-zap
+config: {folio_pages: [1], swap_device: zram, swap_slots: 2, frames: 16}
+steps:
+  - mmap:    {proc: A, vma: buf, pages: 1, mte: true}
+  - write:   {proc: A, vma: buf, pages: 0, tag: 3}
+  - pageout: {proc: A, vma: buf, pages: 0}
+  - parallel:
+      - read: {proc: A, vma: buf, pages: 0}
+      - dontneed: {proc: A, vma: buf, pages: 0}
+"""
+
+
+def test_a_zap_waits_for_the_ptl_a_fault_holds_from_pte_same_to_set_ptes():
+    sc = parse_scenario(ZAP, "zap.yaml")
+    ex = P.explore(_base(sc))
+    assert ex.failing == 0
+    # read, swap_cache_get_folio, swapcache_prepare, swap_read_folio, pte_same: CPU0 now
+    # holds A's PTL, so the zap (CPU1) cannot be the next step.
+    with pytest.raises(ScenarioError, match="CPU1 cannot run here"):
+        run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 0, 0, 1))
+    ok = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 0, 0, 0, 1))
+    assert ok.violations == []

@@ -211,7 +211,7 @@ def validate_problem(pr: Problem) -> None:
     try:
         scenario_doc(pr, [])
     except ScenarioError as err:
-        option = "--revert" if err.field == "revert" else "--set"
+        option = "--revert" if (err.field or "").endswith("revert") else "--set"
         raise BadInput(f"{option}: {err.message} (field {err.field})") from None
 
 
