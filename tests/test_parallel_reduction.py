@@ -91,14 +91,16 @@ steps:
   - write:   {proc: A, vma: buf, pages: 0, tag: 3}
   - pageout: {proc: A, vma: buf, pages: 0}
   - parallel:
-      - [read: {proc: A, vma: buf, pages: 0}, write: {proc: A, vma: buf, pages: 0, tag: 5}, pageout: {proc: A, vma: buf, pages: 0}]
-      - [read: {proc: A, vma: buf, pages: 0}, write: {proc: A, vma: buf, pages: 0, tag: 5}, pageout: {proc: A, vma: buf, pages: 0}]
+      - [read: {proc: A, vma: buf, pages: 0}, stg: {proc: A, vma: buf, pages: 0, tag: 5}, pageout: {proc: A, vma: buf, pages: 0}]
+      - [read: {proc: A, vma: buf, pages: 0}, stg: {proc: A, vma: buf, pages: 0, tag: 5}, pageout: {proc: A, vma: buf, pages: 0}]
 """
 
 
 def test_identical_lanes_of_one_process_are_alike_others_not():
     twins = parse_scenario(TWINS, "twins.yaml")
     assert por.symmetric_lanes(_base(twins)) == {0: frozenset({1})}
+    writers = parse_scenario(TWINS.replace("stg:", "write:"), "writers.yaml")
+    assert por.symmetric_lanes(_base(writers)) == {0: frozenset()}   # they store other values
     other = parse_scenario(TWINS.replace("- [read: {proc: A", "- [read: {proc: B", 1)
                            .replace("  - parallel:", "  - fork: {proc: A, child: B}\n  - parallel:"),
                            "other.yaml")

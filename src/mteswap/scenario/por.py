@@ -67,7 +67,10 @@ class _Hook:
     def choose(self, pos, enabled, last, block):
         self.pos = pos
         if pos < len(self.nodes):            # replaying: the prefix's own choice
-            return self.nodes[pos].lane
+            lane = self.nodes[pos].lane
+            if lane not in enabled:          # replay is deterministic: a bug if not
+                raise RuntimeError(f"replay diverged at step {pos + 1}: CPU{lane} not enabled")
+            return lane
         node = Node(enabled, block, self._sleep(pos, block), mirrors=self._mirrors(pos, block))
         awake = [i for i in enabled if i not in node.sleep and i not in node.mirrors]
         if not awake:
@@ -133,7 +136,8 @@ def _races(nodes: list[Node], finished: set[int]) -> None:
 
 def symmetric_lanes(base) -> dict[int, frozenset]:
     """For each parallel block, the lanes that are copies of a lower lane: the same steps
-    of the same process, so threads of one mm that nothing tells apart (the lock table and
+    of the same process storing the same values (so no `write`: each write's values are
+    numbered by its place in the file), so threads of one mm that nothing tells apart (the lock table and
     the device references are keyed by lane but treat lanes alike). Exploring one of them
     first covers the others (their subtrees are mirror images: the same verdicts, the same
     lengths). Lanes of different processes are never taken as alike (pids, rmap order and
@@ -142,10 +146,16 @@ def symmetric_lanes(base) -> dict[int, frozenset]:
     blocks = [s for s in base.scenario.steps[base.steps_run:] if s.op == PARALLEL]
     for b, step in enumerate(blocks):
         lanes = step.args["lanes"]
-        keys = [tuple((s.op, tuple(sorted((k, repr(v)) for k, v in s.args.items())))
-                      for s in lane) for lane in lanes]
+        # value_base: a write stores values numbered by its place in the file, so two lanes
+        # that write are told apart by what they store (never alike).
+        keys = [tuple(_lane_step_key(s) for s in lane) for lane in lanes]
         out[b] = frozenset(i for i, k in enumerate(keys) if k in keys[:i])
     return out
+
+
+def _lane_step_key(s) -> tuple:
+    return (s.op, s.value_base if s.op == "write" else 0,
+            tuple(sorted((k, repr(v)) for k, v in s.args.items())))
 
 
 @dataclass
