@@ -137,8 +137,8 @@ def _races(nodes: list[Node], finished: set[int]) -> None:
 def symmetric_lanes(base) -> dict[int, frozenset]:
     """For each parallel block, the lanes that are copies of a lower lane: the same steps
     of the same process storing the same values (so no `write`: each write's values are
-    numbered by its place in the file), so threads of one mm that nothing tells apart (the lock table and
-    the device references are keyed by lane but treat lanes alike). Exploring one of them
+    numbered by its place in the file), so threads of one mm that nothing tells apart (the
+    lock table and the device references are keyed by lane but treat lanes alike). Exploring one of them
     first covers the others (their subtrees are mirror images: the same verdicts, the same
     lengths). Lanes of different processes are never taken as alike (pids, rmap order and
     the final view per process tell them apart)."""
