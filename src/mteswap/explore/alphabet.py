@@ -30,6 +30,7 @@ class Preset:
     page_sets: tuple               # pages fields: int, "a-b" or "all"
     description: str
     reaches: str = ""              # which sometimes properties (explore/model.py) it can reach (--help)
+    parallel: bool = False         # a small alphabet of its own, with parallel blocks (issue 14)
 
 
 _SMALL = Preset(
@@ -54,6 +55,42 @@ PRESETS = {
         "48 frames, 1024 swap slots",
         "no large swap-in (ssd)"),
 }
+
+# Issue 14: presets whose alphabet contains parallel blocks (explore/blocks.py runs each block
+# under every interleaving). One MTE page of A (B by fork): enough to put it in swap and race
+# on its entry, small enough that each block is explored in well under a second.
+_PAR = dict(folio_pages=[1], swap_slots=2, frames=16)
+for _dev in ("zram", "ssd"):
+    PRESETS[f"parallel-{_dev}"] = Preset(
+        f"parallel-{_dev}", dict(_PAR, swap_device=_dev), ("A", "B"), "buf", 1, (0,),
+        f"one MTE page of A (B by fork) on {_dev}, and parallel blocks: two faults (threads of "
+        "A; A and B; one thread faulting, rewriting and swapping out again), a fault and a zap "
+        "(MADV_DONTNEED), a fault and reclaim (MADV_PAGEOUT), a fault and swapoff; every block "
+        "is explored under every interleaving (DPOR, docs/concurrency.md §5)",
+        "tags restored from swap", parallel=True)
+
+
+def parallel_actions(p: Preset) -> list[dict]:
+    """The parallel presets' alphabet: the sequential steps that put page 0 in swap, then
+    blocks racing a fault of page 0 against a second fault, a zap, reclaim and swapoff."""
+    base = {"vma": p.vma, "pages": 0}
+    a0, b0 = dict(base, proc="A"), dict(base, proc="B")
+    fault = {"read": a0}
+    return [
+        {"mmap": dict(a0, pages=p.vma_pages, mte=True)},
+        {"write": dict(a0, tag=FIXED_TAG)},
+        {"fork": {"proc": "A", "child": "B"}},
+        {"pageout": dict(a0)},
+        {"reclaim": dict(a0)},
+        {"parallel": [fault, {"read": a0}]},
+        {"parallel": [fault, {"read": b0}]},
+        {"parallel": [fault, [{"read": a0}, {"write": dict(a0, tag=FIXED_TAG + 1)},
+                              {"pageout": dict(a0)}]]},
+        {"parallel": [fault, {"dontneed": a0}]},
+        {"parallel": [fault, {"pageout": a0}]},
+        {"parallel": [fault, "swapoff"]},
+    ]
+
 
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Config))
 
@@ -115,11 +152,17 @@ def action_op(action) -> str:
     return action if isinstance(action, str) else next(iter(action))
 
 
+def _lane_text(lane) -> str:
+    return "; ".join(action_text(a) for a in lane) if isinstance(lane, list) else action_text(lane)
+
+
 def action_text(action) -> str:
     """One-line human form, e.g. `write A buf 0-3 tag=distinct`."""
     if isinstance(action, str):
         return action
     op, args = next(iter(action.items()))
+    if op == "parallel":
+        return "parallel " + " | ".join(_lane_text(lane) for lane in args)
     parts = [op]
     for k, val in args.items():
         if k in ("proc", "vma", "pages"):
@@ -139,14 +182,18 @@ class Problem:
     overrides: tuple = ()          # ((key, value), ...) from --set
     ops: tuple | None = None       # restrict to these ops (None: all)
     reduce: bool = True            # symmetry reduction (symmetry.py)
+    reverts: tuple = ()            # fixes taken out (--revert; config.revert of the scenario)
 
     def config_doc(self) -> dict:
         doc = dict(PRESETS[self.model].config)
         doc.update(dict(self.overrides))
+        if self.reverts:
+            doc["revert"] = sorted(set(doc.get("revert", ())) | set(self.reverts))
         return doc
 
     def actions(self) -> list:
-        acts = preset_actions(PRESETS[self.model])
+        p = PRESETS[self.model]
+        acts = parallel_actions(p) if p.parallel else preset_actions(p)
         if self.ops is not None:
             acts = [a for a in acts if action_op(a) in self.ops]
         return acts
@@ -164,7 +211,8 @@ def validate_problem(pr: Problem) -> None:
     try:
         scenario_doc(pr, [])
     except ScenarioError as err:
-        raise BadInput(f"--set: {err.message} (field {err.field})") from None
+        option = "--revert" if (err.field or "").endswith("revert") else "--set"
+        raise BadInput(f"{option}: {err.message} (field {err.field})") from None
 
 
 def scenario_doc(pr: Problem, actions: list, name: str = "explore", design: str | None = None,
@@ -201,14 +249,25 @@ class Alphabet:
         """Each action as the step with 1-based position `index` (values written depend on it)."""
         got = self._steps.get(index)
         if got is None:
-            got = [Step(index, s.op, s.args) for s in self.base_steps]
+            got = [Step(index, s.op, _at(s.args, index) if s.op == "parallel" else s.args)
+                   for s in self.base_steps]
             self._steps[index] = got
         return got
+
+
+def _at(args: dict, index: int) -> dict:
+    """A parallel block's lanes with their steps at position `index` (what a violation in a
+    lane names: the block's step)."""
+    return {"lanes": tuple(tuple(dataclasses.replace(s, index=index) for s in lane)
+                           for lane in args["lanes"])}
 
 
 def step_action(step: Step):
     """The scenario-file mapping of a parsed step (the inverse of the loader, defaults left
     out), for writing a counterexample: `{"write": {"proc": "A", ..., "pages": "0-3"}}`."""
+    if step.op == "parallel":
+        return {"parallel": [step_action(lane[0]) if len(lane) == 1
+                             else [step_action(s) for s in lane] for lane in step.args["lanes"]]}
     defaults = {spec.name: spec.default for spec in OPS[step.op] if not spec.required}
     args = {}
     for key, value in step.args.items():

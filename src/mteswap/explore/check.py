@@ -38,6 +38,7 @@ class Options:
     progress: bool = True
     checkpoint_every: float = 5.0
     time_limit: float | None = None   # exhaustive: stop cleanly after this many seconds
+    revert: list = field(default_factory=list)   # fixes taken out (--revert COMMIT)
 
 
 def make_problem(o: Options) -> Problem:
@@ -46,7 +47,8 @@ def make_problem(o: Options) -> Problem:
         ops = tuple(x.strip() for x in o.ops.split(",") if x.strip())
     overrides = tuple(sorted(parse_set(o.set).items(), key=lambda kv: kv[0]))
     overrides = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides)
-    pr = Problem(design=o.design, model=o.model, overrides=overrides, ops=ops, reduce=o.reduce)
+    pr = Problem(design=o.design, model=o.model, overrides=overrides, ops=ops, reduce=o.reduce,
+                 reverts=tuple(sorted(set(o.revert))))
     validate_problem(pr)
     design_maker(o.design)
     return pr

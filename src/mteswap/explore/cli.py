@@ -40,6 +40,7 @@ def check_command(
     kernel: Optional[str] = typer.Option(None, "--kernel", help="kernel version to follow: 6.12 or 7.2 (the same as --set kernel=...)"),
     html_out: Optional[str] = typer.Option(None, "--html", help="write the counterexample as a self-contained HTML page (mteswap report)"),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="exhaustive: stop cleanly after this many seconds and say what was covered (default: 60 when --depth is not given, else none)"),
+    revert: Optional[List[str]] = typer.Option(None, "--revert", help="take this fix out of the model (a commit id; repeatable; see `mteswap reverts`); the counterexample file carries it as config.revert"),
 ):
     """Search operation sequences of a small machine for a violation; write the shortest (or
     shrunk) failing sequence as a scenario file. Exit 0 no violation, 1 violation, 2 bad input."""
@@ -51,7 +52,8 @@ def check_command(
                 walks=walks, seed=seed,
                 set=list(set_ or []) + ([f"kernel={kernel!r}"] if kernel is not None else []), ops=ops, out=out, workers=workers,
                 scheduler=scheduler, checkpoint=checkpoint, resume=resume,
-                reduce=not no_symmetry, checkpoint_every=checkpoint_every)
+                reduce=not no_symmetry, checkpoint_every=checkpoint_every,
+                revert=list(revert or []))
     try:
         summary, status = run_check(o)
     except BadInput as err:

@@ -81,8 +81,12 @@ def itf_trace(scenario, make_design, description: str = "") -> dict:
     """Replay `scenario` and record the state after every step (up to the first violation)."""
     r = Runner(scenario, make_design())
     states = [_state(r, 0, "init", [])]
+    from mteswap.explore.blocks import run_block_exhaustively
     for step in scenario.steps:
-        r.run_step(step)
+        if step.op == "parallel":
+            run_block_exhaustively(r, step)     # the interleaving the check reported
+        else:
+            r.run_step(step)
         v = [x.to_dict() for x in r.oracle.violations[:1]]
         from mteswap.scenario.runner import describe_step
         states.append(_state(r, step.index, describe_step(step), v))
@@ -126,8 +130,16 @@ def _flow(action) -> str:
     if isinstance(action, str):
         return action
     (op, args), = action.items()
+    if op == "parallel":          # lanes: one step, or a list of steps (flow style)
+        return f"parallel: [{', '.join(_lane_flow(lane) for lane in args)}]"
     inner = ", ".join(f"{k}: {_scalar(v)}" for k, v in args.items())
     return f"{op}: {{{inner}}}"
+
+
+def _lane_flow(lane) -> str:
+    def one(a):
+        return a if isinstance(a, str) else "{" + _flow(a) + "}"
+    return "[" + ", ".join(one(a) for a in lane) + "]" if isinstance(lane, list) else one(lane)
 
 
 def _scalar(v) -> str:

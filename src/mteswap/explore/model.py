@@ -26,8 +26,9 @@ from itertools import compress
 from typing import Callable
 
 from mteswap.explore.alphabet import Alphabet, BadInput, Problem
+from mteswap.explore.blocks import run_block_exhaustively
 from mteswap.explore.symmetry import fingerprint
-from mteswap.scenario.load import VIOLATION_KINDS, ScenarioError, Step
+from mteswap.scenario.load import PARALLEL, VIOLATION_KINDS, ScenarioError, Step
 from mteswap.scenario.runner import Runner
 
 ALWAYS, SOMETIMES = "always", "sometimes"
@@ -138,8 +139,12 @@ class Model:
         """`step` without the copy, for a state the caller no longer needs: False if the action
         cannot apply (bad input there, including running out of frames: the model has no OOM
         killer, so such a transition is disabled; the state is then unusable)."""
+        step = self.alpha.steps_at(state.steps_run + 1)[action]
         try:
-            state.run_step(self.alpha.steps_at(state.steps_run + 1)[action])
+            if step.op == PARALLEL:
+                run_block_exhaustively(state, step)      # every interleaving (blocks.py)
+            else:
+                state.run_step(step)
         except ScenarioError:
             return False
         return True
@@ -186,7 +191,10 @@ class Model:
 def run_step(r: Runner, step: Step) -> bool:
     """Run `step` on `r`; False if it cannot apply (ScenarioError)."""
     try:
-        r.run_step(step)
+        if step.op == PARALLEL:
+            run_block_exhaustively(r, step)
+        else:
+            r.run_step(step)
     except ScenarioError:
         return False
     return True

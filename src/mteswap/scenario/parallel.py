@@ -66,11 +66,14 @@ class ParallelState:
     current: tuple[int, int] | None = None     # (lane, pos) being run in a serial replay
     serial_observed: dict = field(default_factory=dict)   # ... and what its ops observed
     stopped: bool = False      # an interleaving that cannot go on (use-after-free)
+    # A reducing explorer's hook (scenario/por.py), None otherwise: it picks the lane past
+    # the prefix (`choose`) and is told each step's footprint (`stepped`).
+    hook: object = None
 
     def clone(self) -> "ParallelState":
         return ParallelState(self.prefix, list(self.decisions), list(self.blocks),
                              self.serial_cache, self.current, self.serial_observed,
-                             self.stopped)
+                             self.stopped, self.hook)
 
     @property
     def schedule(self) -> tuple[int, ...]:
@@ -98,11 +101,14 @@ def run_block(runner, step) -> None:
     def body(lane_no, lane):
         def run():
             for pos, inner in enumerate(lane):
+                key = whole_op_lock(runner, inner)
                 if pos:
-                    S.point(m, describe_lane_step(inner))
+                    S.lock(m, describe_lane_step(inner), key)    # key None: a plain point
                 rec.spans[(lane_no, pos)] = [len(rec.steps), len(rec.steps)]
                 rec.observed[(lane_no, pos)] = []
                 runner.run_lane_op(inner)
+                if key is not None:
+                    S.unlock(m, key)
         return run
 
     def choose(enabled, last):
@@ -112,16 +118,22 @@ def run_block(runner, step) -> None:
             if c not in enabled:
                 raise ScheduleError(f"schedule position {pos + 1}: CPU{c} cannot run here "
                                     f"(enabled: {', '.join(f'CPU{e}' for e in enabled)})")
+        elif par.hook is not None:
+            c = par.hook.choose(pos, tuple(enabled), last, len(par.blocks) - 1)
         else:
             c = last if last in enabled else enabled[0]
         par.decisions.append(Decision(tuple(enabled), c, last))
         return c
 
     ctx = StepContext(step.index, "parallel")
+    shared = [None]            # what the previous step left shared (for footprints)
 
     def after_step(lane_no, name):
         rec.steps.append((lane_no, name))
         _extend_span(rec, lane_no)
+        if par.hook is not None:
+            before, shared[0] = shared[0], shared_state(runner, scheduler)
+            par.hook.stepped(step_footprint(rec, lane_no, before, shared[0]))
         if runner.on_atomic_step is not None:
             runner.on_atomic_step(lane_no, name)
         n = len(runner.oracle.violations)
@@ -134,6 +146,10 @@ def run_block(runner, step) -> None:
 
     scheduler = S.Scheduler(m, [(describe_lane_step(lane[0]), body(i, lane))
                                 for i, lane in enumerate(lanes)], choose, after_step)
+    for lane_no, lane in enumerate(lanes):          # a lane's first op: its lock, if any
+        scheduler.lanes[lane_no].lock = whole_op_lock(runner, lane[0])
+    if par.hook is not None:
+        shared[0] = shared_state(runner, scheduler)
     try:
         scheduler.run()
     except S.Deadlock as err:
@@ -149,6 +165,38 @@ def run_block(runner, step) -> None:
     if not par.stopped:
         check_linearizable(runner, pre, step, rec, ctx)
     _annotate(runner, first_violation, found_by, par.schedule)
+
+
+# Lane operations still run as one atomic step that the kernel runs under the mm's PTL:
+# `zap_pte_range` (mm/memory.c) holds the PTL over the range it zaps, so MADV_DONTNEED and
+# munmap cannot run between a fault's `pte_same` and its `set_ptes` (which hold that PTL).
+# Once zap is split into its own steps (z1-z3, each taking the PTL itself), this goes.
+WHOLE_OP_PTL = frozenset({"dontneed", "munmap"})
+
+
+def whole_op_lock(runner, step):
+    """The lock a lane operation run as one atomic step holds throughout, or None."""
+    if step.op not in WHOLE_OP_PTL:
+        return None
+    pid = runner.pids.get(step.args.get("proc"))
+    return None if pid is None else S.ptl(runner.m.mms[pid])
+
+
+def shared_state(runner, scheduler) -> tuple:
+    """Everything a step of one lane can change that another lane can see: the machine, the
+    program's expected view, the swap device's lifetime and references, the lock table."""
+    return (runner.m.snapshot(), runner.oracle.expect.snapshot(), scheduler.device,
+            tuple(sorted(scheduler.device_refs)),
+            tuple(sorted(scheduler.locks.items(), key=repr)))
+
+
+def step_footprint(rec: BlockRecord, lane_no: int, before: tuple, after: tuple):
+    """The footprint of the step just run (scenario/por.py): `por.PURE` when it changed
+    nothing shared and starts no user operation, else `por.GLOBAL`."""
+    from mteswap.scenario import por
+    last = len(rec.steps) - 1
+    starts_op = any(ln == lane_no and span[0] == last for (ln, _), span in rec.spans.items())
+    return por.PURE if before == after and not starts_op else por.GLOBAL
 
 
 def _extend_span(rec: BlockRecord, lane_no: int) -> None:
@@ -287,6 +335,7 @@ class Exploration:
     best: object = None          # the runner of a shortest failing interleaving
     first: object = None         # the runner of the first interleaving (no preemption)
     best_len: int = 0
+    nodes: int = 0               # schedule prefixes run (the nodes of the search tree)
 
 
 def preemptions(decisions) -> int:
@@ -306,6 +355,7 @@ def explore(base, bound: int | None = None, limit: int | None = None) -> Explora
         r.run_remaining()
         ex.runs += 1
         ds = r.par.decisions
+        ex.nodes += len(ds) - max(len(prefix) - 1, 0)
         if ex.first is None:
             ex.first = r
         if r.oracle.violations:

@@ -1,0 +1,230 @@
+"""Reduced exploration of parallel blocks (scenario/por.py, docs/concurrency.md §5): DPOR with
+sleep sets and lane symmetry give the verdicts and the shortest failing interleaving length of
+the plain search (scenario/parallel.py `explore`) on every bundled parallel scenario and with
+each revert."""
+
+import json
+
+import pytest
+
+from mteswap.bundled import parallel_files
+from mteswap.designs import BUILTIN, get_design
+from mteswap.model.reverts import REVERTS
+from mteswap.scenario import parallel as P
+from mteswap.scenario import por
+from mteswap.scenario.load import load_scenario, parse_scenario, with_reverts
+
+ABA = next(p for p in parallel_files() if p.stem == "p1-skip-swapcache-aba-zram")
+
+REVERT_SETS = [()] + [(c,) for c in sorted(REVERTS)] + [("13ddaf26be32", "6dca4ac6fc91")]
+
+
+def _base(scenario, reverts=()):
+    sc = with_reverts(scenario, list(reverts)) if reverts else scenario
+    return por.start(sc, get_design("merged"))
+
+
+def _verdict(ex):
+    """What an exploration decides: the violation kinds of its reported run, whether any
+    interleaving failed, and the length of a shortest failing one."""
+    run = ex.best or ex.first
+    return sorted({v.kind for v in run.oracle.violations}), ex.failing > 0, ex.best_len
+
+
+@pytest.mark.parametrize("reverts", REVERT_SETS, ids=lambda r: "+".join(r) or "fixed")
+@pytest.mark.parametrize("path", parallel_files(), ids=lambda p: p.stem)
+def test_reduced_exploration_gives_the_full_verdict(path, reverts):
+    sc = load_scenario(path)
+    full = P.explore(_base(sc, reverts))
+    for symmetry in (False, True):
+        red = por.explore(_base(sc, reverts), symmetry=symmetry)
+        assert _verdict(red) == _verdict(full), (symmetry, red.runs, full.runs)
+        assert red.runs <= full.runs and red.nodes <= full.nodes
+
+
+def test_the_reduction_cuts_the_aba_search_and_keeps_its_12_step_counterexample():
+    sc = load_scenario(ABA)
+    full = P.explore(_base(sc, ("13ddaf26be32",)))
+    red = por.explore(_base(sc, ("13ddaf26be32",)))
+    assert (full.runs, full.best_len) == (284, 12)
+    assert red.runs < full.runs and red.best_len == 12
+    assert {v.kind for v in red.best.oracle.violations} == {"data-corruption"}
+
+
+def test_footprints_pure_only_for_steps_that_change_nothing_shared():
+    """p1's first interleaving: the user operations' first steps and every step that writes
+    shared state are GLOBAL; the synchronous read into the private folio is PURE."""
+    class Record:
+        fps: list = []
+
+        def choose(self, pos, enabled, last, block):
+            return last if last in enabled else enabled[0]
+
+        def stepped(self, fp):
+            self.fps.append(fp)
+
+    r = _base(load_scenario(ABA))
+    hook = Record()
+    hook.fps = []
+    r.par.hook = hook
+    r.run_remaining()
+    names = [name for _, name in r.par.blocks[0].steps]
+    pure = [n for n, fp in zip(names, hook.fps) if fp == por.PURE]
+    assert pure == ["do_swap_page:swap_read_folio"]
+    assert hook.fps[0] is por.GLOBAL and names[0] == "read proc=A vma=buf pages=0"
+
+
+def test_dependence_taken_too_weak_loses_the_aba(monkeypatch):
+    """The differential test can fail: with every pair of steps taken as independent the
+    reduced search runs one interleaving per block and misses 13ddaf26be32's race."""
+    monkeypatch.setattr(por, "dependent", lambda a, b: False)
+    red = por.explore(_base(load_scenario(ABA), ("13ddaf26be32",)))
+    assert red.failing == 0 and red.runs == 1
+
+
+TWINS = """
+version: 1
+name: twins
+config: {folio_pages: [1], swap_device: zram, swap_slots: 2, frames: 16}
+steps:
+  - mmap:    {proc: A, vma: buf, pages: 1, mte: true}
+  - write:   {proc: A, vma: buf, pages: 0, tag: 3}
+  - pageout: {proc: A, vma: buf, pages: 0}
+  - parallel:
+      - [read: {proc: A, vma: buf, pages: 0}, stg: {proc: A, vma: buf, pages: 0, tag: 5}, pageout: {proc: A, vma: buf, pages: 0}]
+      - [read: {proc: A, vma: buf, pages: 0}, stg: {proc: A, vma: buf, pages: 0, tag: 5}, pageout: {proc: A, vma: buf, pages: 0}]
+"""
+
+
+def test_identical_lanes_of_one_process_are_alike_others_not():
+    twins = parse_scenario(TWINS, "twins.yaml")
+    assert por.symmetric_lanes(_base(twins)) == {0: frozenset({1})}
+    writers = parse_scenario(TWINS.replace("stg:", "write:"), "writers.yaml")
+    assert por.symmetric_lanes(_base(writers)) == {0: frozenset()}   # they store other values
+    other = parse_scenario(TWINS.replace("- [read: {proc: A", "- [read: {proc: B", 1)
+                           .replace("  - parallel:", "  - fork: {proc: A, child: B}\n  - parallel:"),
+                           "other.yaml")
+    assert por.symmetric_lanes(_base(other)) == {0: frozenset()}
+
+
+@pytest.mark.parametrize("reverts", [(), ("13ddaf26be32",)], ids=["fixed", "13ddaf26be32"])
+def test_symmetry_halves_identical_lanes_and_keeps_the_verdict(reverts):
+    twins = parse_scenario(TWINS, "twins.yaml")
+    full = P.explore(_base(twins, reverts))
+    plain = por.explore(_base(twins, reverts), symmetry=False)
+    sym = por.explore(_base(twins, reverts), symmetry=True)
+    assert _verdict(sym) == _verdict(plain) == _verdict(full)
+    assert sym.runs * 2 == plain.runs
+
+
+def test_reduced_run_replays_with_its_schedule():
+    """The counterexample the reduced search keeps is an ordinary schedule: replayed as
+    `--schedule` it gives the same violation."""
+    sc = with_reverts(load_scenario(ABA), ["13ddaf26be32"])
+    red = por.explore(por.start(sc, get_design("merged")))
+    r = por.start(sc, get_design("merged"))
+    r.par.prefix = red.best.par.schedule
+    r.run_remaining()
+    assert {v.kind for v in r.oracle.violations} == {"data-corruption"}
+    assert r.par.schedule == red.best.par.schedule
+
+
+# -- mteswap check with parallel blocks ------------------------------------------------------
+
+from typer.testing import CliRunner  # noqa: E402
+
+from mteswap.cli import app as mteswap_app  # noqa: E402
+from mteswap.explore.alphabet import PRESETS, Problem, action_text  # noqa: E402
+from mteswap.scenario.load import ScenarioError  # noqa: E402
+from mteswap.scenario.runner import run_scenario  # noqa: E402
+
+
+def test_parallel_presets_race_a_fault_against_a_fault_a_zap_reclaim_and_swapoff():
+    for model, device in (("parallel-zram", "zram"), ("parallel-ssd", "ssd")):
+        assert PRESETS[model].config["swap_device"] == device
+        blocks = [action_text(a) for a in Problem(model=model).actions()
+                  if "parallel" in a]
+        assert blocks == [
+            "parallel read buf 0 A | read buf 0 A",
+            "parallel read buf 0 A | read buf 0 B",
+            "parallel read buf 0 A | read buf 0 A; write buf 0 A tag=6; pageout buf 0 A",
+            "parallel read buf 0 A | dontneed buf 0 A",
+            "parallel read buf 0 A | pageout buf 0 A",
+            "parallel read buf 0 A | swapoff"]
+
+
+def _check(tmp_path, *args):
+    res = CliRunner().invoke(mteswap_app, ["check", "--workers", "1", "--json",
+                                           "--out", str(tmp_path), *args])
+    summary = json.loads(res.stdout.strip().splitlines()[-1]) if res.exit_code != 2 else None
+    return res, summary
+
+
+@pytest.mark.parametrize("model", ["parallel-zram", "parallel-ssd"])
+def test_parallel_check_passes_with_every_fix(tmp_path, model):
+    res, s = _check(tmp_path, "--model", model, "--depth", "3")
+    assert res.exit_code == 0 and s["violation"] is None and s["distinct_states"] > 5
+
+
+@pytest.mark.parametrize("commit, kind, block", [
+    ("13ddaf26be32", "data-corruption",
+     "parallel read buf 0 A | read buf 0 A; write buf 0 A tag=6; pageout buf 0 A"),
+    ("2799e77529c2", "use-after-free", "parallel read buf 0 A | swapoff")])
+def test_check_revert_finds_the_race_and_the_file_replays(tmp_path, commit, kind, block):
+    res, s = _check(tmp_path, "--model", "parallel-zram", "--depth", "4", "--revert", commit)
+    v = s["violation"]
+    assert res.exit_code == 1 and v["kind"] == kind and v["step"] == 3 and v["trace"][2] == block
+    path = v["files"]["yaml"]
+    sc = load_scenario(path)
+    assert sc.config.revert == (commit,)
+    run = CliRunner().invoke(mteswap_app, ["run", path, "--json"])
+    out = json.loads(run.stdout)
+    assert run.exit_code == 1 and out["violations"][0]["kind"] == kind
+    assert out["violations"][0]["schedule"]
+
+
+def test_check_bad_revert_is_bad_input(tmp_path):
+    res = CliRunner().invoke(mteswap_app, ["check", "--model", "parallel-zram", "--depth", "1",
+                                           "--revert", "nope", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--revert" in res.output and "nope" in res.output
+
+
+ZAP = """
+version: 1
+name: fault-vs-zap
+config: {folio_pages: [1], swap_device: zram, swap_slots: 2, frames: 16}
+steps:
+  - mmap:    {proc: A, vma: buf, pages: 1, mte: true}
+  - write:   {proc: A, vma: buf, pages: 0, tag: 3}
+  - pageout: {proc: A, vma: buf, pages: 0}
+  - parallel:
+      - read: {proc: A, vma: buf, pages: 0}
+      - dontneed: {proc: A, vma: buf, pages: 0}
+"""
+
+
+def test_a_zap_waits_for_the_ptl_a_fault_holds_from_pte_same_to_set_ptes():
+    sc = parse_scenario(ZAP, "zap.yaml")
+    ex = P.explore(_base(sc))
+    assert ex.failing == 0
+    # read, swap_cache_get_folio, swapcache_prepare, swap_read_folio, pte_same: CPU0 now
+    # holds A's PTL, so the zap (CPU1) cannot be the next step.
+    with pytest.raises(ScenarioError, match="CPU1 cannot run here"):
+        run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 0, 0, 1))
+    ok = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 0, 0, 0, 1))
+    assert ok.violations == []
+
+
+@pytest.mark.parametrize("design", sorted(BUILTIN))
+def test_reduced_exploration_gives_the_full_verdict_under_every_design(design):
+    """The blocks other than p1 (which the merged test covers with every revert), under each
+    design, fixed and with 2799e77529c2 reverted."""
+    for path in parallel_files():
+        if path == ABA:
+            continue
+        for reverts in ((), ("2799e77529c2",)):
+            sc = load_scenario(path)
+            sc = with_reverts(sc, list(reverts)) if reverts else sc
+            full = P.explore(por.start(sc, get_design(design)))
+            red = por.explore(por.start(sc, get_design(design)))
+            assert _verdict(red) == _verdict(full), (path.stem, reverts)
