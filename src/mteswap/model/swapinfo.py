@@ -356,6 +356,13 @@ class SwapInfo:
         # 6.12's per-CPU `next[0]`: the offset where the next order-0 search starts, in the
         # cluster the last order-0 slot came from; -1 when unset (SWAP_NEXT_INVALID).
         self.next0 = -1
+        # 6.12's per-CPU swap slot cache (model/swap_slots.py): order-0 slots handed out in
+        # batches, and freed slots waiting on a return list; both pinned by SWAP_HAS_CACHE.
+        self.has_slots_cache = kernel == "6.12"
+        self.slots_cache_enabled = self.has_slots_cache   # swap_slot_cache_enabled
+        self.slots_cache_active = False                   # swap_slot_cache_active
+        self.slots_cache: tuple[int, ...] = ()            # cache->slots[cur..], in order
+        self.slots_ret: tuple[int, ...] = ()              # cache->slots_ret
         self.synchronous = device == "zram"          # SWP_SYNCHRONOUS_IO
         self.rotational = device == "rotational"     # no cluster info: order-0 slots only
         self.active = True                           # SWP_WRITEOK until swapoff
@@ -396,6 +403,16 @@ class SwapInfo:
 
     def has_cache(self, offset: int) -> bool:
         return bool(self.swap_map[offset] & SWAP_HAS_CACHE)
+
+    def nr_swap_pages(self) -> int:
+        """`get_nr_swap_pages()`: free slots (the header and slots pinned in the slot caches
+        are not free)."""
+        return len(self.swap_map) - 1 - self.inuse
+
+    def in_slot_caches(self, offset: int) -> bool:
+        """Is the slot waiting in 6.12's per-CPU slot cache or its return list (pinned by
+        SWAP_HAS_CACHE without a swap-cache folio)?"""
+        return offset in self.slots_cache or offset in self.slots_ret
 
     def inuse_pages(self) -> int:
         """`si->inuse_pages`: slots allocated (the header slot not counted)."""
@@ -510,7 +527,10 @@ class SwapInfo:
             for off in range(nxt, stop):
                 if self.swap_map[off] == 0:
                     return off
-        ci = self._lowest_free_cluster(1)
+        # Only a full-size cluster is on the free list: `setup_clusters` counts the slots past
+        # the end of a short last cluster as in use, so that one is a partly used order-0
+        # cluster after cluster 0 (`_find_in_clusters` takes it after cluster 0's room).
+        ci = self._lowest_free_cluster(SWAPFILE_CLUSTER)
         if ci is not None:
             self.cluster_order[ci] = 0
             self._update_room(ci)
@@ -567,7 +587,8 @@ class SwapInfo:
     _CLONED = frozenset(("device", "synchronous", "rotational", "active", "swap_map", "nclusters",
                          "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
                          "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next",
-                         "order0_free_first", "next0"))
+                         "order0_free_first", "next0", "has_slots_cache", "slots_cache_enabled",
+                         "slots_cache_active", "slots_cache", "slots_ret"))
 
     def clone(self) -> "SwapInfo":
         """An independent copy (for `Machine.clone`, which points the copy's cache at the copy
@@ -590,11 +611,13 @@ class SwapInfo:
     def snapshot(self) -> SwapSnapshot:
         used = sorted(self.allocated)                                   # in offset order
         used = tuple(zip(used, map(self.swap_map.__getitem__, used)))
-        # The per-CPU order-0 `next` offset rides at the end of the cluster orders: it decides
-        # later placement on 6.12. None (no order) is -1: hash(None) differs between processes.
+        # The per-CPU order-0 `next` offset and slot cache ride at the end of the cluster
+        # orders: they decide later placement on 6.12. None (no order) is -1: hash(None)
+        # differs between processes.
         return swap_snapshot((self.active, used,
                               tuple([o if o is not None else -1 for o in self.cluster_order]
-                                    + [self.next0]),
+                                    + [self.next0, int(self.slots_cache_active),
+                                       self.slots_cache, self.slots_ret]),
                               tuple(self.contents.items()), tuple(sorted(self.zeromap)),
                               tuple([(o, -1 if t is None else t)
                                      for o, t in self.written_tags.items()])))
