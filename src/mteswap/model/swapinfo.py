@@ -353,9 +353,16 @@ class SwapInfo:
         # 6.12 places order-0 slots differently from 7.2 (find_slots; docs/model.md).
         # A rotational disk keeps the old linear scan from slot 1 on 6.12 (no SWP_SOLIDSTATE).
         self.order0_free_first = kernel == "6.12" and device != "rotational"
-        # 6.12's per-CPU `next[0]`: the offset where the next order-0 search starts, in the
-        # cluster the last order-0 slot came from; -1 when unset (SWAP_NEXT_INVALID).
-        self.next0 = -1
+        # The per-CPU `next` offset of each order (6.12 `percpu_cluster->next[order]`, 7.2
+        # `percpu_swap_cluster.offset[order]`, or on a 7.2 HDD the device's
+        # `global_cluster`): where the next search for that order starts, in the cluster the
+        # last folio of the order came from; absent when unset (SWAP_NEXT_INVALID). Order 0
+        # has none on a 6.12 HDD (the old linear scan).
+        self.order0_next = not (kernel == "6.12" and device == "rotational")
+        self.next_offset: dict[int, int] = {}
+        # 7.2's `swap_alloc_fast` goes on in its cluster even once it is empty again, from
+        # the cluster's first slot; 6.12 finds such a cluster through its lists instead.
+        self.next_in_empty_cluster = kernel != "6.12"
         # 6.12's per-CPU swap slot cache (model/swap_slots.py): order-0 slots handed out in
         # batches, and freed slots waiting on a return list; both pinned by SWAP_HAS_CACHE.
         self.has_slots_cache = kernel == "6.12"
@@ -499,34 +506,73 @@ class SwapInfo:
         """First offset of nr free, naturally aligned slots, as `cluster_alloc_swap_entry`
         would choose them, or None. A large folio only gets slots inside one full-size
         cluster already serving its order, or a free cluster; never on a rotational disk.
-        Order 0 follows `config.kernel`: 6.12 takes a free cluster before partly used ones
+        Order 0 follows `config.kernel`: both continue from the per-CPU cluster's `next`
+        offset (`_scan_from_next`); else 6.12 takes a free cluster before partly used ones
         (`_find_order0_free_first`), 7.2 the reverse (docs/model.md, "Kernel versions")."""
         if nr > 1:
             if self.rotational:
                 return None
-            return self._find_in_clusters(nr, full_size_only=True)
-        if self.order0_free_first:
+            found = self._scan_from_next(nr)
+            if found is None:
+                found = self._find_in_clusters(nr, full_size_only=True)
+        elif self.order0_free_first:
             found = self._find_order0_free_first()
         else:
-            found = self._find_in_clusters(1, full_size_only=False)
-        if found is None:   # order-0 may steal a free slot from any cluster (frag list)
-            found = next((o for o in range(1, len(self.swap_map)) if self.swap_map[o] == 0), None)
-        if self.order0_free_first:
-            self.next0 = -1 if found is None or (found + 1) % SWAPFILE_CLUSTER == 0 else found + 1
+            found = self._scan_from_next(1) if self.order0_next else None
+            if found is None:
+                found = self._find_in_clusters(1, full_size_only=False)
+            if found is None:   # order-0 may steal a free slot from any cluster (frag list)
+                found = next((o for o in range(1, len(self.swap_map)) if self.swap_map[o] == 0), None)
+        if nr > 1 or self.order0_next:
+            self._set_next(nr, found)
         return found
+
+    def _set_next(self, nr: int, found: int | None) -> None:
+        """The next search for this order starts after the slots just found, unless they
+        end their cluster (or none were found)."""
+        order = nr.bit_length() - 1
+        if found is None or (found + nr) % SWAPFILE_CLUSTER == 0:
+            self.next_offset.pop(order, None)
+        else:
+            self.next_offset[order] = found + nr
+
+    def _scan_from_next(self, nr: int) -> int | None:
+        """The per-CPU cluster from its `next` offset of this order up (6.12's first step of
+        `cluster_alloc_swap_entry`, 7.2's `swap_alloc_fast` → `alloc_swap_scan_cluster`): the
+        first aligned run of nr free slots there, in a cluster serving the order, or free again
+        on 7.2 (from its first slot; it serves the order once more; a large folio only in a
+        full-size cluster); slots freed below the offset wait until a search comes back."""
+        order = nr.bit_length() - 1
+        nxt = self.next_offset.get(order, -1)
+        if nxt < 0:
+            return None
+        ci = nxt // SWAPFILE_CLUSTER
+        owner = self.cluster_order[ci]
+        if owner is None and self.next_in_empty_cluster:
+            nxt = ci * SWAPFILE_CLUSTER        # empty: from its start (never cluster 0's header)
+        elif owner != order:
+            return None
+        if nr > 1 and not self.cluster_is_full_size(ci):
+            return None
+        swap_map = self.swap_map
+        stop = min((ci + 1) * SWAPFILE_CLUSTER, len(swap_map))
+        for off in range(nxt, stop - nr + 1, nr):
+            if swap_map[off:off + nr].count(0) == nr:
+                if self.cluster_order[ci] is None:
+                    self.cluster_order[ci] = order
+                    self._update_room(ci)
+                return off
+        return None
 
     def _find_order0_free_first(self) -> int | None:
         """6.12's `cluster_alloc_swap_entry` for order 0: the per-CPU cluster from its `next`
-        offset up (freed slots below it wait), else a free cluster, and only then the partly
-        used order-0 clusters (cluster 0, with the header, is one from `setup_clusters`). So the
+        offset up (`_scan_from_next`), else a free cluster, and only then the partly used
+        order-0 clusters (cluster 0, with the header, is one from `setup_clusters`). So the
         first order-0 pages go to slot 512 and up, not slot 1. (7.2 tries the partly used
         clusters first: `_find_in_clusters`.)"""
-        nxt = self.next0
-        if nxt >= 0 and self.cluster_order[nxt // SWAPFILE_CLUSTER] == 0:
-            stop = min((nxt // SWAPFILE_CLUSTER + 1) * SWAPFILE_CLUSTER, len(self.swap_map))
-            for off in range(nxt, stop):
-                if self.swap_map[off] == 0:
-                    return off
+        found = self._scan_from_next(1)
+        if found is not None:
+            return found
         # Only a full-size cluster is on the free list: `setup_clusters` counts the slots past
         # the end of a short last cluster as in use, so that one is a partly used order-0
         # cluster after cluster 0 (`_find_in_clusters` takes it after cluster 0's room).
@@ -587,7 +633,7 @@ class SwapInfo:
     _CLONED = frozenset(("device", "synchronous", "rotational", "active", "swap_map", "nclusters",
                          "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
                          "zeromap", "written_tags", "last_partial", "room", "free_heap", "cluster_next",
-                         "order0_free_first", "next0", "has_slots_cache", "slots_cache_enabled",
+                         "order0_free_first", "order0_next", "next_offset", "next_in_empty_cluster", "has_slots_cache", "slots_cache_enabled",
                          "slots_cache_active", "slots_cache", "slots_ret"))
 
     def clone(self) -> "SwapInfo":
@@ -601,6 +647,7 @@ class SwapInfo:
         new.room = {order: set(cis) for order, cis in self.room.items()}
         new.free_heap = list(self.free_heap)
         new.cluster_next = list(self.cluster_next)
+        new.next_offset = dict(self.next_offset)
         new._allocated = None if self._allocated is None else set(self._allocated)
         new.cache = self.cache.copy()
         new.contents = self.contents.copy()
@@ -611,12 +658,13 @@ class SwapInfo:
     def snapshot(self) -> SwapSnapshot:
         used = sorted(self.allocated)                                   # in offset order
         used = tuple(zip(used, map(self.swap_map.__getitem__, used)))
-        # The per-CPU order-0 `next` offset and slot cache ride at the end of the cluster
-        # orders: they decide later placement on 6.12. None (no order) is -1: hash(None)
-        # differs between processes.
+        # The per-CPU `next` offsets and 6.12's slot cache ride at the end of the cluster
+        # orders: they decide later placement. None (no order) is -1: hash(None) differs
+        # between processes.
         return swap_snapshot((self.active, used,
                               tuple([o if o is not None else -1 for o in self.cluster_order]
-                                    + [self.next0, int(self.slots_cache_active),
+                                    + [tuple(sorted(self.next_offset.items())),
+                                       int(self.slots_cache_active),
                                        self.slots_cache, self.slots_ret]),
                               tuple(self.contents.items()), tuple(sorted(self.zeromap)),
                               tuple([(o, -1 if t is None else t)
