@@ -49,13 +49,15 @@ def test_first_violation(scenario, design, kernel):
 def test_expectations_differ_by_kernel_where_7_2_swaps_in_large_folios():
     """The cells whose expectation is per kernel: 7.2 swaps a large folio in whole on every
     device (the swap cache path), where rfc-v2 and rfc-v3 restore one page; 7.2 places the
-    split pages of s3z at slots 1-16, unaligned, so split-before-swap swaps in order 0."""
+    split pages of s3z at slots 1-16, unaligned, and writes a split folio's tails from the last
+    page down (roundtrip-large-zram), so split-before-swap swaps in order 0 there."""
     differ = {(name, d) for name, sc in LOADED.items() for d in BUILTIN
               if sc.expect_by_kernel["6.12"][d] != sc.expect_by_kernel["7.2"][d]}
     assert differ == {("roundtrip-large-ssd", "rfc-v2"), ("roundtrip-large-ssd", "rfc-v3"),
                       ("s3-refault-swapcache", "rfc-v2"), ("s3-refault-swapcache", "rfc-v3"),
                       ("tag-alloc-failure-rollback", "rfc-v3"),
-                      ("s3z-fresh-large-swapin-zram", "split-before-swap")}
+                      ("s3z-fresh-large-swapin-zram", "split-before-swap"),
+                      ("roundtrip-large-zram", "split-before-swap")}
 
 
 def test_merged_fails_only_through_a_split_and_merged_split_fix_never():

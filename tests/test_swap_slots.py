@@ -170,3 +170,59 @@ def test_7_2_writes_a_split_folios_tails_from_the_last_down_so_page_0_comes_back
     r.run_step(r.scenario.steps[6])
     assert r.m.counters["large_swap_ins"] == 0
     assert [s["pages"] for s in r.states if s["vma"] == "buf"][-2:] == ["SSSS", "pSSS"]
+
+
+# -- the per-CPU `next` offset of each order (swapinfo.find_slots), both kernels ------------
+
+def test_7_2_order0_goes_on_after_the_last_slot_past_a_freed_one():
+    # Pages 0 and 1 at slots 1 and 2; page 0 faults back (slot 1 freed at once: no slot
+    # cache on 7.2); page 2 then goes to slot 3, after the last one, not to slot 1.
+    steps = [_mmap("v", 3), _op("write", "v", tag=3), _op("pageout", "v", "0-1"),
+             _op("read", "v", 0), _op("pageout", "v", 2)]
+    r = runner(steps, swap_device="zram", folio_pages=[1], kernel="7.2")
+    assert r.m.swap.swap_map[1] == 0
+    assert sorted(r.m.swap.allocated) == [2, 3]
+    assert r.m.swap.next_offset == {0: 4}
+
+
+LARGE_NEXT = [_mmap("a", 8), _mmap("b", 8), _mmap("c", 8)] + [
+    _op("write", v, tag="distinct") for v in "abc"] + [
+    _op("pageout", "a"), _op("pageout", "b"), {"munmap": {"proc": "A", "vma": "a", "pages": "all"}},
+    _op("pageout", "c")]
+
+
+def test_a_large_folio_goes_after_the_last_one_of_its_order_past_freed_slots():
+    for kernel in ("6.12", "7.2"):
+        r = runner(LARGE_NEXT, swap_device="ssd", folio_pages=[1, 8], kernel=kernel)
+        assert r.m.counters["large_swap_outs"] == 3
+        assert (_slots(r, "b"), _slots(r, "c")) == (list(range(520, 528)), list(range(528, 536)))
+        assert all(r.m.swap.swap_map[o] == 0 for o in range(512, 520))   # a's, freed
+
+
+def test_7_2_starts_an_empty_cluster_over_from_its_first_slot():
+    # a and b (512-527) both freed: cluster 1 is empty, the next offset (528) is not used.
+    steps = LARGE_NEXT[:8] + [{"munmap": {"proc": "A", "vma": v, "pages": "all"}} for v in "ab"] \
+        + [_op("pageout", "c")]
+    r = runner(steps, swap_device="ssd", folio_pages=[1, 8], kernel="7.2")
+    assert _slots(r, "c") == list(range(512, 520))
+
+
+# Two 4-page folios fall back in one pageout: each folio's tails are written right after its
+# head, before the next folio (the old model wrote both heads first).
+TWO_SPLITS = [_mmap("small", 3), _op("write", "small", tag=1), _op("pageout", "small"),
+              _mmap("buf", 8), _op("write", "buf", tag="distinct"), _op("pageout", "buf"),
+              _op("read", "buf", 4)]
+
+
+def test_each_split_folios_tails_come_before_the_next_folio():
+    want = {"6.12": ([4, 5, 6, 7, 8, 9, 10, 11], "SSSSHttt"),
+            "7.2": ([4, 7, 6, 5, 8, 11, 10, 9], "SSSSpSSS")}
+    for kernel, (slots, after) in want.items():
+        r = Runner(scenario(TWO_SPLITS, swap_device="zram", swap_slots=512, folio_pages=[1, 4],
+                            kernel=kernel), get_design("merged"), keep_states=True)
+        for step in r.scenario.steps[:6]:
+            r.run_step(step)
+        assert r.m.counters["swpout_fallback"] == 2
+        assert _slots(r, "buf") == slots, kernel
+        r.run_step(r.scenario.steps[6])
+        assert r.states[-1]["pages"] == after, kernel
