@@ -574,7 +574,7 @@ class SwapInfo:
         A short last cluster is not on the free list: `setup_clusters` counts the slots past
         the device's end as in use, so it is a partly used order-0 cluster after cluster 0
         (641 slots: the first order-0 pages at slot 1; `_find_in_clusters` reaches it)."""
-        ci = self._first_free_cluster(nr)
+        ci = self._first_free_cluster()
         if ci is not None:
             self.cluster_order[ci] = nr.bit_length() - 1
             self._update_room(ci)
@@ -600,7 +600,7 @@ class SwapInfo:
             for off in range(start, stop - nr + 1, nr):
                 if swap_map[off:off + nr].count(0) == nr:
                     return off
-        ci = self._first_free_cluster(nr)
+        ci = self._first_free_cluster()
         if ci is None:
             ci = self._short_last_cluster(nr)      # the short last cluster comes last
         if ci is None:
@@ -613,16 +613,14 @@ class SwapInfo:
         ci, gen = entry
         return gen == self.free_gen[ci] and self.cluster_order[ci] is None
 
-    def _first_free_cluster(self, nr: int) -> int | None:
+    def _first_free_cluster(self) -> int | None:
         """The head of the kernel's `free_clusters` list (fuzz-13-0093, 6.12: a cluster freed
         by swap-ins goes behind the never-used ones, so an order-3 folio got cluster 2 where
         the lowest free cluster was 1)."""
         free = self.free_list
         while free and not self._free_entry_valid(free[0]):
             free.popleft()                         # stale: taken or freed again since
-        if free:
-            return free[0][0]
-        return None
+        return free[0][0] if free else None
 
     def _short_last_cluster(self, nr: int) -> int | None:
         """The short last cluster, unused, for order 0 once no full-size one is free."""
