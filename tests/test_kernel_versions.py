@@ -323,5 +323,7 @@ def test_7_2_frees_the_swap_cache_on_zram_when_no_swap_pte_is_left(kernel, cache
         r.run_step(step)
         if step.index == 6:
             assert sorted(r.m.swap.cache.keys()) == cached_after_b
-    assert sorted(r.m.swap.allocated) == slots_at_end and r.m.counters["pswpout"] == writes
+    si = r.m.swap      # slots waiting in 6.12's swap slot cache (swap_slots.py) are not the folio's
+    assert [o for o in sorted(si.allocated) if not si.in_slot_caches(o)] == slots_at_end
+    assert r.m.counters["pswpout"] == writes
     assert kinds(r) == []
