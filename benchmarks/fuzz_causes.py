@@ -21,22 +21,35 @@ differing step (step s, page p, kernel letter k, model letter m):
    the range's mapped folios.
 3. cgroup-writeback (environment): k `C`, m `S` at a `reclaim` (keep_cached false) the guest did
    through the cgroup: its two memory.reclaim passes left a folio under writeback.
-4. pageout-partial-folio (environment): k `C`, m `S`, and the model dropped the page's slot from
-   the swap cache at a `reclaim` the guest did by MADV_PAGEOUT ("reclaim by MADV_PAGEOUT of whole
-   folios"): the process maps only part of the folio, so MADV_PAGEOUT splits it and reclaims
-   the mapped pages only, where the model's reclaim frees the whole folio.
-5. slots-6.12 (model): 6.12, and the swap offsets of the step's pages differed between the
+4. pageout-partial-folio (environment): the guest's `reclaim` by MADV_PAGEOUT ("reclaim by
+   MADV_PAGEOUT of whole folios") of a large folio the process maps only in part: MADV_PAGEOUT
+   splits it itself (`madvise_cold_or_pageout_pte_range`) and reclaims the mapped pages only, in
+   address order, where memory-pressure reclaim (the model's `reclaim`) takes the whole folio.
+   Two forms: (a) k `C`, m `S`, and the model dropped the page's slot from the swap cache at
+   such a reclaim (the folio's unmapped pages stay cached on the kernel); (b) 7.2, the offsets
+   first differ at such a reclaim, where the model's offsets descend and the kernel's do not,
+   over pages that before the step mapped a large folio the process maps only in part (7.2's
+   reclaim writes a split folio's tails from the last page down; MADV_PAGEOUT's split does not).
+5. slot-cache-boot-6.12 (environment): 6.12, the offsets differ at s or before, and the model
+   rerun with the per-CPU slot cache already active at the start agrees with the kernel at
+   every compared step of the row. `swap_slot_cache_active` (mm/swap_slots.c) is one flag for
+   the whole boot, turned on by the first order-0 swap-out and not reset by swapoff/swapon, so
+   a scenario run after another in the same boot starts with it on; the model starts as a
+   fresh boot, with it off. It matters only until the scenario's first order-0 swap-out: the
+   slots of a large folio freed before it go to the return list (cache on) or are freed at
+   once, and the next order-0 pages land in cluster 0 or in the freed cluster.
+6. slots-6.12 (model): 6.12, and the swap offsets of the step's pages differed between the
    kernel and the model at s or before: a slot-placement difference left (the per-CPU slot
    cache of mm/swap_slots.c and the per-order next offsets are modelled; model/swap_slots.py).
-6. reverse-tails-7.2 (model): 7.2, the offsets first differ at a step where the kernel's
+7. reverse-tails-7.2 (model): 7.2, the offsets first differ at a step where the kernel's
    offsets descend (page i+1 one slot below page i): how 7.2 writes a folio split during
    reclaim (head first, then its tails from the last page down: modelled, vmscan._queue_tails)
    still differs there.
-7. anon-exclusive-7.2 (model): 7.2 on zram, the offsets agree up to s, and the kernel swaps in
+8. anon-exclusive-7.2 (model): 7.2 on zram, the offsets agree up to s, and the kernel swaps in
    order 0 (`p`) where the model swaps in a large folio (`H`/`t`): in fuzz-13-0023 and in
    docs/fidelity-examples/swapin-exclusive-7.2.yaml, the swap PTEs' exclusive bits differ on
    the kernel (inferred; not observable from user space).
-8. unexplained: the rest, listed by row.
+9. unexplained: the rest, listed by row.
 
 Prints the cause table (rows, differing steps in them, where, kind, example) and with --rows
 every row with its cause. A row whose first differing step the model rerun here no longer gives
@@ -69,8 +82,12 @@ CAUSES = {
                           "compared instead of set aside as keep-cached"),
     "pageout-partial-folio": ("environment", "the guest's reclaim by MADV_PAGEOUT of a folio mapped "
                               "only in part by the process splits it (madvise_cold_or_pageout_pte_range) "
-                              "and reclaims only the mapped pages; memory-pressure reclaim (the model) "
-                              "takes the whole folio and frees its unmapped swap-cache pages too"),
+                              "and reclaims only the mapped pages, in address order; memory-pressure "
+                              "reclaim (the model) takes the whole folio, frees its unmapped swap-cache "
+                              "pages too and on 7.2 writes the split tails from the last page down"),
+    "slot-cache-boot-6.12": ("environment", "6.12's swap_slot_cache_active is one flag per boot, left "
+                             "on by the previous scenario of the same boot; the model starts as a "
+                             "fresh boot (off), which differs until the first order-0 swap-out"),
     "cgroup-writeback": ("environment", "memory.reclaim, run twice for keep_cached: false, left a "
                          "written folio in the swap cache (its write not yet complete); not "
                          "reproduced when the scenario is run again"),
@@ -106,18 +123,25 @@ class ModelTrace:
     the swap offsets of the step's VMA, the swap cache's offsets, and every swap PTE (of any
     VMA) whose slot's folio is in the swap cache with no process mapping it."""
 
-    def __init__(self, row: dict):
+    def __init__(self, row: dict, warm_slot_cache: bool = False):
+        """`warm_slot_cache`: start with 6.12's per-CPU slot cache active, as a scenario run
+        after another in the same boot finds it (rule slot-cache-boot-6.12)."""
         path = Path(row["_folder"]).parent / row["file"]
         if not path.exists():
             path = Path(row["_folder"]) / Path(row["file"]).name
         own = frozenset(e["step"] for e in row["evidence"] if OWN_RECLAIM_NOTE in e["notes"])
         self.sc = as_booted(load_scenario(path), row["kernel"], row["device"], own)
         self.runner = Runner(self.sc, get_design("merged"), keep_states=True)
+        if warm_slot_cache:
+            self.runner.m.swap.slots_cache_active = self.runner.m.swap.has_slots_cache
         self.offsets: dict[int, dict[int, int]] = {}
         self.unmapped_cached: dict[int, dict[tuple[str, str, int], bool]] = {}
         self.cached: dict[int, frozenset[int]] = {0: frozenset()}     # swap-cache offsets
+        self.partial: dict[int, frozenset[int]] = {}   # own reclaim step -> pages of a part-mapped folio
         self.own = own
         for step in self.sc.steps:
+            if step.index in own:
+                self.partial[step.index] = self._partly_mapped(step)
             self.runner.run_step(step)
             self.offsets[step.index] = self._offsets(step)
             self.cached[step.index] = frozenset(self.runner.m.swap.cache.keys())
@@ -142,6 +166,21 @@ class ModelTrace:
             if e and is_swap_pte(e):
                 out[i] = swp_offset(pte_to_swp_entry(e, start + i))
         return out
+
+    def _partly_mapped(self, step) -> frozenset[int]:
+        """Pages of the step's VMA that map a large folio this process maps fewer pages of
+        than it has (MADV_PAGEOUT splits such a folio itself)."""
+        where = self._vma(step.args.get("proc"), step.args.get("vma"))
+        if where is None:
+            return frozenset()
+        mm, start, pages = where
+        m, ents = self.runner.m, mm.ptes.ents
+        folios = {}
+        for vpn, e in enumerate(ents):
+            if e and pte_present(e) and (f := m.folio_at(pte_pfn(e, vpn))) is not None and f.nr > 1:
+                folios.setdefault(f.pfn, [f.nr, set()])[1].add(vpn)
+        return frozenset(vpn - start for nr, vpns in folios.values() if len(vpns) < nr
+                         for vpn in vpns if start <= vpn < start + pages)
 
     def _unmapped_cached(self) -> dict[tuple[str, str, int], bool]:
         """(proc, vma, page) -> True for a swap PTE whose slot's folio is cached and unmapped."""
@@ -178,6 +217,19 @@ def slot_divergence(row: dict, trace: ModelTrace, upto: int) -> int | None:
         if any(p in mo and mo[p] != o for p, o in k.items()):
             return ev["step"]
     return None
+
+
+def descending(offsets: dict[int, int]) -> frozenset[int]:
+    """Pages p whose next page p + 1 has the slot just below p's (written last first)."""
+    return frozenset(p for p, o in offsets.items() if offsets.get(p + 1) == o - 1)
+
+
+def warm_cache_agrees(row: dict) -> bool:
+    """Does the model, rerun with 6.12's slot cache active from the start, give the kernel's
+    pages and mte at every compared step of the row?"""
+    warm = {x["step"]: (x["pages"], x["mte"]) for x in ModelTrace(row, warm_slot_cache=True).runner.states}
+    return all(warm.get(e["step"]) == (e["kernel_pages"], e["kernel_mte"])
+               for e in row["states"] if e["kernel_pages"] is not None)
 
 
 def attribute(row: dict) -> tuple[str, str]:
@@ -219,11 +271,18 @@ def _attribute(row: dict, trace: ModelTrace) -> tuple[str, str]:
             if before.get(key) or trace.unmapped_cached.get(c, {}).get(key):
                 return "cgroup-unmapped-cache", f"cgroup reclaim at step {c}"
     div = slot_divergence(row, trace, s)
+    if div is not None and row["kernel"] != "6.12" and div in trace.own:
+        down = descending(trace.offsets.get(div, {})) & trace.partial.get(div, frozenset())
+        if down and not descending(kernel_offsets(ev[div])) & down:
+            return "pageout-partial-folio", (f"step {div}: the model wrote pages {min(down)}-{max(down) + 1} "
+                                             "of a part-mapped folio last first, the kernel in address order")
+    if div is not None and row["kernel"] == "6.12":
+        if warm_cache_agrees(row):
+            return "slot-cache-boot-6.12", (f"offsets differ from step {div}; the model with the slot "
+                                            "cache active from the start agrees at every step")
+        return "slots-6.12", f"offsets differ from step {div}"
     if div is not None:
-        if row["kernel"] == "6.12":
-            return "slots-6.12", f"offsets differ from step {div}"
-        k = kernel_offsets(ev[div])
-        if any(k.get(p + 1) == o - 1 for p, o in k.items()):
+        if descending(kernel_offsets(ev[div])):
             return "reverse-tails-7.2", f"offsets differ from step {div}, kernel's descend there"
     if div is None and row["kernel"] != "6.12" and row["device"] == "zram" \
             and d["kernel"] == "p" and d["model"] in "Ht":

@@ -107,3 +107,86 @@ def test_cause_table_and_bad_folder(tmp_path, capsys):
     assert "2 rows with a state difference, 2 differing steps." in out
     assert mod.main([str(tmp_path / "nothing")]) == 2
     assert "no rows.jsonl" in capsys.readouterr().err
+
+
+# Rows of the r3 corpus (seed 13) and of a kernel run, cut to what the rules read: each op,
+# the kernel's swap offsets (pagemap evidence) where they matter, the guest's reclaim notes,
+# and the steps whose states differ.
+OWN = "reclaim by MADV_PAGEOUT of whole folios"
+EXAMPLES = ROOT / "docs" / "fidelity-examples"
+
+
+def real_row(name: str, file: str, kernel: str, ops: list[str], pagemaps: dict[int, str],
+             own: set[int], states: list[tuple], first: tuple) -> dict:
+    """states: (step, vma, kernel pages, kernel mte, model pages, model mte); first: the first
+    differing (step, page, kernel letter, model letter)."""
+    evidence = [{"step": k, "op": op, "counters": {}, "pfns": {},
+                 "pagemap": {"after": pagemaps[k]} if k in pagemaps else {},
+                 "notes": [OWN] if k in own else []} for k, op in enumerate(ops, start=1)]
+    return {"scenario": name, "file": f"corpus/{file}", "kernel": kernel, "device": "zram",
+            "agree": True, "evidence": evidence, "state_steps": len(states),
+            "states": [{"step": s, "proc": "A", "vma": v, "kernel_pages": kp, "kernel_mte": km,
+                        "model_pages": mp, "model_mte": mm} for s, v, kp, km, mp, mm in states],
+            "first_state_diff": {"step": first[0], "page": first[1], "field": "pages",
+                                 "kernel": first[2], "model": first[3]}}
+
+
+def real_corpus(tmp_path: Path, rows: list[dict]) -> Path:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for r in rows:
+        shutil.copy(EXAMPLES / Path(r["file"]).name, folder / Path(r["file"]).name)
+    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def fuzz_0151(kernel_step16: str = "SSSSSSSSSSpppppppppp") -> dict:
+    """fuzz-13-0151 on 6.12 / zram, run after fuzz-13-0150 in the same boot: its pageout of
+    pages 6-7 (step 14) took slots 1-2, where the model, starting with the slot cache off,
+    took 512-513; run alone on the kernel it agrees at every step."""
+    ops = ["mmap", "reclaim", "write", "read", "reclaim", "mprotect", "reclaim", "split", "write",
+           "reclaim", "mprotect", "write", "write", "pageout", "reclaim", "write", "munmap", "pageout",
+           "read", "reclaim", "pageout", "swapoff", "write", "read", "pageout", "reclaim", "read",
+           "write", "read"]
+    step15 = " ".join(f"{p}:S{o}" for p, o in zip(range(20), [3, 4, 5, 6, 7, 8, 1, 2] + list(range(9, 21))))
+    states = [(16, "v1", kernel_step16, "          MMMMMMMMMM", "SSSSSSSSHtttttttpppp", "        MMMMMMMMMMMM"),
+              (17, "v1", "SSSSSSSSSxxxxxxxxxpp", "                  MM", "SSSSSSSSHxxxxxxxxxpp", "        M         MM"),
+              (18, "v1", "SSSSSSSSSxxxxxxxxxpS", "                  M ", "SSSSSSSSHxxxxxxxxxpS", "        M         M "),
+              (19, "v1", "SSpppSSSSxxxxxxxxxpS", "  MMM             M ", "SSpppSSSHxxxxxxxxxpS", "  MMM   M         M "),
+              (20, "v1", "SSpppSSSSxxxxxxxxxSS", "  MMM               ", "SSpppSSSHxxxxxxxxxSS", "  MMM   M           ")]
+    return real_row("fuzz-13-0151", "fuzz-13-0151.yaml", "6.12", ops,
+                    {14: "6:S1 7:S2", 15: step15}, {2, 5, 7, 10, 15, 20}, states, (16, 8, "S", "H"))
+
+
+def test_6_12_slot_cache_left_on_by_an_earlier_scenario_of_the_boot(tmp_path):
+    """With the slot cache active from the start the model gives the kernel's states at every
+    differing step: slot-cache-boot-6.12 (environment). A kernel state it does not give
+    (step 16 changed here) leaves the row to slots-6.12."""
+    mod = load_module()
+    folder = real_corpus(tmp_path, [fuzz_0151(), fuzz_0151("SSSSSSSSSSSSpppppppp")])
+    got = [mod.attribute(r) for r in mod.load([str(folder)])]
+    assert [c for c, _ in got] == ["slot-cache-boot-6.12", "slots-6.12"]
+    assert got[0][1].startswith("offsets differ from step 14; the model with the slot cache active")
+
+
+def partial_reclaim(own: set[int]) -> dict:
+    """docs/fidelity-examples/partial-reclaim-7.2.yaml as the 7.2 kernel ran it (zram): the
+    guest reclaimed A's part-mapped folio (pages 4-7) by MADV_PAGEOUT, slots 4-7 in order."""
+    ops = ["mmap", "write", "pageout", "mmap", "write", "dontneed", "reclaim", "read"]
+    return real_row("partial-reclaim-72", "partial-reclaim-7.2.yaml", "7.2", ops,
+                    {3: "0:S1 1:S2 2:S3", 7: "4:S4 5:S5 6:S6 7:S7"}, own,
+                    [(8, "v", "----Httt", "    ....", "----pppp", "    ....")], (8, 4, "H", "p"))
+
+
+def test_7_2_madv_pageout_of_a_part_mapped_folio_writes_in_address_order(tmp_path):
+    """The model's reclaim wrote pages 7, 6, 5, 4 to slots 4-7, the kernel 4-7 in order: when the
+    guest did that reclaim by MADV_PAGEOUT, pageout-partial-folio (environment); through the
+    cgroup (no note), no rule explains it."""
+    mod = load_module()
+    folder = real_corpus(tmp_path, [partial_reclaim({7}), partial_reclaim(set())])
+    rows = mod.load([str(folder)])
+    trace = mod.ModelTrace(rows[0])
+    assert trace.offsets[7] == {4: 7, 5: 6, 6: 5, 7: 4} and trace.partial[7] == frozenset(range(4, 8))
+    got = [mod.attribute(r) for r in rows]
+    assert [c for c, _ in got] == ["pageout-partial-folio", "unexplained"]
+    assert got[0][1] == "step 7: the model wrote pages 4-7 of a part-mapped folio last first, the kernel in address order"
