@@ -477,3 +477,63 @@ def test_cli_compare_with_revert_reports_the_mismatch_with_expect():
     assert [(c["design"], c["first"]["kind"], c["matches"]) for c in cells] == \
         [("merged", "data-corruption", False), ("folio-marker", "data-corruption", False)]
     assert _cli("compare", ABA, "--designs", "merged").exit_code == 0
+
+
+# -- the thread's cases: David's folio-lock claim with large folios (docs/discussion.md) ------
+
+def _bundled_parallel(stem):
+    return load_scenario(next(p for p in parallel_files() if p.stem == stem))
+
+
+@pytest.mark.parametrize("design", ["merged", "folio-marker", "per-folio-flag",
+                                    "restore-all-unmarked"])
+def test_shared_large_folio_read_once_second_fault_waits_on_its_folio_lock(design):
+    """p6 (7.2, zram): CPU0 reads the shared 16 KiB folio into the swap cache and takes its
+    folio lock; CPU1 finds it and cannot lock it until CPU0 has restored and mapped."""
+    sc = _bundled_parallel("p6-shared-large-folio-swapped-out-zram-72")
+    res = run_scenario(sc, get_design(design), schedule=(0, 0, 0, 1, 1))
+    assert res.verdict == "pass"
+    assert res.blocks[0].steps[3:] == [
+        (1, "read proc=B vma=buf pages=0"), (1, "do_swap_page:swap_cache_get_folio"),
+        (0, "do_swap_page:pte_same"), (0, "do_swap_page:arch_swap_restore"),   # CPU1 blocked
+        (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
+        (1, "do_swap_page:arch_swap_restore")]
+    assert (res.counters["swap_ins"], res.counters["large_swap_ins"]) == (1, 1)
+    # the folio's 4 pages restored once; restore-all-unmarked restores them again on the
+    # second fault (unconditionally, as it does sequentially), still under the folio lock
+    assert res.counters["tag_restores"] == (8 if design == "restore-all-unmarked" else 4)
+
+
+def test_shared_large_folio_in_the_swap_cache_restores_in_turn_under_the_folio_lock():
+    sc = _bundled_parallel("p7-shared-large-folio-in-swapcache-ssd")
+    res = run_scenario(sc, get_design("folio-marker"), schedule=(0, 0, 0, 1, 1))
+    assert res.verdict == "pass"
+    steps = res.blocks[0].steps
+    assert steps.index((1, "do_swap_page:folio_lock")) == \
+        steps.index((0, "do_swap_page:arch_swap_restore")) + 1
+    assert res.counters["swap_ins"] == 0 and res.counters["restore_calls"] == 2
+
+
+def test_two_threads_faulting_one_large_zram_folio_the_second_loses_swapcache_prepare():
+    sc = _bundled_parallel("p8-two-threads-fault-large-folio-zram")
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 1, 1, 1))
+    assert res.verdict == "pass"
+    steps = res.blocks[0].steps
+    assert steps[5] == (1, "do_swap_page:swapcache_prepare")    # -EEXIST on the 4 slots
+    assert steps[-1] == (1, "do_swap_page:refault")
+    assert steps.index((0, "do_swap_page:swapcache_clear")) == len(steps) - 2
+    assert (res.counters["swap_ins"], res.counters["large_swap_ins"]) == (1, 1)
+
+
+@pytest.mark.parametrize("stem,design,want", [
+    ("p8-two-threads-fault-large-folio-zram", "rfc-v2", ("tag-check-fault", 4, 2)),
+    ("p8-two-threads-fault-large-folio-zram", "split-before-swap", ("tag-check-fault", 4, 2)),
+    ("p6-shared-large-folio-swapped-out-zram-72", "rfc-v3", ("tag-check-fault", 5, 1)),
+])
+def test_large_folio_designs_that_fail_fail_with_the_lanes_run_in_order(stem, design, want):
+    """The failures of these designs on the large-folio blocks are sequential: the
+    shortest failing interleaving runs CPU0 to its end first (no preemption)."""
+    res = run_scenario(_bundled_parallel(stem), get_design(design))
+    first = res.first()
+    assert (first.kind, first.step, first.page) == want
+    assert list(first.schedule) == sorted(first.schedule)      # CPU0's steps, then CPU1's
