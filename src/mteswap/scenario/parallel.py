@@ -24,8 +24,10 @@ from mteswap.oracle import StepContext, Violation
 # - I5 (SWAP_HAS_CACHE exactly on cached slots): the skip-swapcache pin holds a slot with no
 #   swap-cache folio between swapcache_prepare and swapcache_clear;
 # - tag-storage-leak ("saved tags left after swapoff"): swapoff clears SWP_WRITEOK first and
-#   drops the tags of the area only at its end (arch_swap_invalidate_area).
-QUIESCENT_ONLY = frozenset({"I5", "tag-storage-leak"})
+#   drops the tags of the area only at its end (arch_swap_invalidate_area);
+# - I7 (a slot's count equals the swap PTEs that name it): zap_pte_range clears the swap
+#   PTEs under the PTL, then drops their counts in free_swap_and_cache_nr's own step.
+QUIESCENT_ONLY = frozenset({"I5", "I7", "tag-storage-leak"})
 
 
 class ScheduleError(Exception):
