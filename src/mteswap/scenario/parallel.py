@@ -24,8 +24,10 @@ from mteswap.oracle import StepContext, Violation
 # - I5 (SWAP_HAS_CACHE exactly on cached slots): the skip-swapcache pin holds a slot with no
 #   swap-cache folio between swapcache_prepare and swapcache_clear;
 # - tag-storage-leak ("saved tags left after swapoff"): swapoff clears SWP_WRITEOK first and
-#   drops the tags of the area only at its end (arch_swap_invalidate_area).
-QUIESCENT_ONLY = frozenset({"I5", "tag-storage-leak"})
+#   drops the tags of the area only at its end (arch_swap_invalidate_area);
+# - I7 (a slot's count equals the swap PTEs that name it): zap_pte_range clears the swap
+#   PTEs under the PTL, then drops their counts in free_swap_and_cache_nr's own step.
+QUIESCENT_ONLY = frozenset({"I5", "I7", "tag-storage-leak"})
 
 
 class ScheduleError(Exception):
@@ -101,14 +103,11 @@ def run_block(runner, step) -> None:
     def body(lane_no, lane):
         def run():
             for pos, inner in enumerate(lane):
-                key = whole_op_lock(runner, inner)
                 if pos:
-                    S.lock(m, describe_lane_step(inner), key)    # key None: a plain point
+                    S.point(m, describe_lane_step(inner))
                 rec.spans[(lane_no, pos)] = [len(rec.steps), len(rec.steps)]
                 rec.observed[(lane_no, pos)] = []
                 runner.run_lane_op(inner)
-                if key is not None:
-                    S.unlock(m, key)
         return run
 
     def choose(enabled, last):
@@ -146,8 +145,6 @@ def run_block(runner, step) -> None:
 
     scheduler = S.Scheduler(m, [(describe_lane_step(lane[0]), body(i, lane))
                                 for i, lane in enumerate(lanes)], choose, after_step)
-    for lane_no, lane in enumerate(lanes):          # a lane's first op: its lock, if any
-        scheduler.lanes[lane_no].lock = whole_op_lock(runner, lane[0])
     if par.hook is not None:
         shared[0] = shared_state(runner, scheduler)
     try:
@@ -165,21 +162,6 @@ def run_block(runner, step) -> None:
     if not par.stopped:
         check_linearizable(runner, pre, step, rec, ctx)
     _annotate(runner, first_violation, found_by, par.schedule)
-
-
-# Lane operations still run as one atomic step that the kernel runs under the mm's PTL:
-# `zap_pte_range` (mm/memory.c) holds the PTL over the range it zaps, so MADV_DONTNEED and
-# munmap cannot run between a fault's `pte_same` and its `set_ptes` (which hold that PTL).
-# Once zap is split into its own steps (z1-z3, each taking the PTL itself), this goes.
-WHOLE_OP_PTL = frozenset({"dontneed", "munmap"})
-
-
-def whole_op_lock(runner, step):
-    """The lock a lane operation run as one atomic step holds throughout, or None."""
-    if step.op not in WHOLE_OP_PTL:
-        return None
-    pid = runner.pids.get(step.args.get("proc"))
-    return None if pid is None else S.ptl(runner.m.mms[pid])
 
 
 def shared_state(runner, scheduler) -> tuple:
@@ -255,9 +237,12 @@ def serial_orders(lanes) -> list[tuple[tuple[int, int], ...]]:
     return orders
 
 
-def serial_outcomes(runner, pre, step) -> list[tuple[tuple, dict, tuple]]:
-    """(order, observations, final view) of each serial order of the block, run one
-    operation after another from the state before the block (cached by that state)."""
+def serial_outcomes(runner, pre, step) -> list[tuple[tuple, dict, tuple, tuple]]:
+    """(order, observations, final view, access violations) of each serial order of the
+    block, run one operation after another from the state before the block (cached by that
+    state). The access violations are those of the sequential per-access checks (the
+    program's expected view, exact when operations do not overlap): a serial order with
+    none is a correct sequential execution."""
     key = (step.index, pre.snapshot())
     cache = runner.par.serial_cache
     if key not in cache:
@@ -267,12 +252,13 @@ def serial_outcomes(runner, pre, step) -> list[tuple[tuple, dict, tuple]]:
             r = pre.clone()
             r.par = ParallelState()
             r.par.serial_observed = {op: [] for op in order}
+            before = len(r.oracle.violations)
             for op in order:
                 r.par.current = op
                 r.run_lane_op(lanes[op[0]][op[1]])
             r.par.current = None
             outs.append((order, {k: tuple(v) for k, v in r.par.serial_observed.items()},
-                         final_view(r)))
+                         final_view(r), tuple(r.oracle.violations[before:])))
         cache[key] = outs
     return cache[key]
 
@@ -288,17 +274,25 @@ def _admissible(order, spans) -> bool:
 
 
 def check_linearizable(runner, pre, step, rec: BlockRecord, ctx) -> None:
-    """Report a violation when no admissible serial order gives what this interleaving gave:
-    every access's observation and each process's data and tags after the block."""
+    """Report a violation when no admissible, correct serial order gives what this
+    interleaving gave: every access's observation and each process's data and tags after the
+    block. This is the only judge of a lane's accesses (they are not checked against the
+    expected view at their instant, docs/concurrency.md §4). When the interleaving equals
+    only serial orders that are themselves wrong (a design that fails sequentially), the
+    access violations of the first such order are reported."""
     seen = {k: tuple(v) for k, v in rec.observed.items()}
     view = final_view(runner)
     outs = [o for o in serial_outcomes(runner, pre, step) if _admissible(o[0], rec.spans)]
-    if any(obs == seen and v == view for _, obs, v in outs):
+    same = [bad for _, obs, v, bad in outs if obs == seen and v == view]
+    if any(not bad for bad in same):
+        return
+    if same:
+        runner.oracle.violations.extend(same[0])
         return
     data_only = any(_values(obs) == _values(seen) and _values_view(v) == _values_view(view)
-                    for _, obs, v in outs)
+                    for _, obs, v, _ in outs)
     kind = "tag-check-fault" if data_only else "data-corruption"
-    order, _, v = outs[0] if outs else ((), {}, ())
+    order, _, v, _ = outs[0] if outs else ((), {}, (), ())
     diff = next(((a, b) for a, b in zip(view, v) if a != b), None)
     page = proc = vma = None
     if diff:
