@@ -13,6 +13,7 @@ replay).
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from mteswap.model import sched as S
@@ -71,6 +72,9 @@ class ParallelState:
     # A reducing explorer's hook (scenario/por.py), None otherwise: it picks the lane past
     # the prefix (`choose`) and is told each step's footprint (`stepped`).
     hook: object = None
+    # Indices in the oracle's violations of the per-access checks made inside the running
+    # block: provisional until the linearizability check (`provisional`).
+    pending: list = field(default_factory=list)
 
     def clone(self) -> "ParallelState":
         return ParallelState(self.prefix, list(self.decisions), list(self.blocks),
@@ -159,9 +163,36 @@ def run_block(runner, step) -> None:
         runner.oracle._add("use-after-free", "use-after-free", ctx, None, f"{err} on CPU{err.lane}")
         found_by[len(runner.oracle.violations) - 1] = err.lane
         par.stopped = True
+    pending, par.pending = par.pending, []
     if not par.stopped:
-        check_linearizable(runner, pre, step, rec, ctx)
+        verdict = check_linearizable(runner, pre, step, rec, ctx)
+        if verdict is not None:          # linearizable: the instant checks were premature
+            found_by = _drop(runner, pending, found_by)
+            runner.oracle.violations.extend(verdict)
     _annotate(runner, first_violation, found_by, par.schedule)
+
+
+@contextmanager
+def provisional(runner):
+    """Per-access checks (Runner.op_read / op_write) against the program's expected view at
+    the access's instant. Inside an interleaved block that view changes only when an
+    operation ends, not at the atomic step that makes its effect visible, so what they find
+    is provisional: kept only when the block is not linearizable (where they say which
+    access of which lane went wrong), dropped otherwise (docs/concurrency.md §4)."""
+    vs, par = runner.oracle.violations, runner.par
+    n = len(vs)
+    yield
+    if runner.m.sched is not None:
+        par.pending.extend(range(n, len(vs)))
+
+
+def _drop(runner, indices, found_by: dict[int, int]) -> dict[int, int]:
+    """Remove the violations at `indices`; the lane map follows the shifted indices."""
+    gone = set(indices)
+    vs = runner.oracle.violations
+    keep = [k for k in range(len(vs)) if k not in gone]
+    runner.oracle.violations[:] = [vs[k] for k in keep]
+    return {new: found_by[old] for new, old in enumerate(keep) if old in found_by}
 
 
 def shared_state(runner, scheduler) -> tuple:
@@ -273,22 +304,22 @@ def _admissible(order, spans) -> bool:
     return True
 
 
-def check_linearizable(runner, pre, step, rec: BlockRecord, ctx) -> None:
+def check_linearizable(runner, pre, step, rec: BlockRecord, ctx) -> tuple | None:
     """Report a violation when no admissible, correct serial order gives what this
     interleaving gave: every access's observation and each process's data and tags after the
-    block. This is the only judge of a lane's accesses (they are not checked against the
-    expected view at their instant, docs/concurrency.md §4). When the interleaving equals
-    only serial orders that are themselves wrong (a design that fails sequentially), the
-    access violations of the first such order are reported."""
+    block; a serial order counts only when its own sequential per-access checks pass.
+    Returns what the block's provisional access violations are replaced by when it is
+    linearizable: () when it equals a correct serial order, the access violations of the
+    first failing serial order it equals (a design that fails sequentially); None when it
+    is not linearizable (reported here; the provisional ones stay)."""
     seen = {k: tuple(v) for k, v in rec.observed.items()}
     view = final_view(runner)
     outs = [o for o in serial_outcomes(runner, pre, step) if _admissible(o[0], rec.spans)]
     same = [bad for _, obs, v, bad in outs if obs == seen and v == view]
     if any(not bad for bad in same):
-        return
+        return ()
     if same:
-        runner.oracle.violations.extend(same[0])
-        return
+        return same[0]
     data_only = any(_values(obs) == _values(seen) and _values_view(v) == _values_view(view)
                     for _, obs, v, _ in outs)
     kind = "tag-check-fault" if data_only else "data-corruption"
@@ -306,6 +337,7 @@ def check_linearizable(runner, pre, step, rec: BlockRecord, ctx) -> None:
                   f"order (e.g. {_order_text(order)})")
     runner.oracle.violations.append(Violation(kind, step.index, "parallel", proc, vma, page,
                                               detail, "linearizability"))
+    return None
 
 
 def _values(obs: dict) -> dict:
