@@ -25,19 +25,18 @@ differing step (step s, page p, kernel letter k, model letter m):
    the swap cache at a `reclaim` the guest did by MADV_PAGEOUT ("reclaim by MADV_PAGEOUT of whole
    folios"): the process maps only part of the folio, so MADV_PAGEOUT splits it and reclaims
    the mapped pages only, where the model's reclaim frees the whole folio.
-5. slot-cache-6.12 (model): 6.12, and the swap offsets of the step's pages differed between the
-   kernel and the model at s or before (mm/swap_slots.c: the per-CPU slot cache, not modelled).
+5. slots-6.12 (model): 6.12, and the swap offsets of the step's pages differed between the
+   kernel and the model at s or before: a slot-placement difference left (the per-CPU slot
+   cache of mm/swap_slots.c and the per-order next offsets are modelled; model/swap_slots.py).
 6. reverse-tails-7.2 (model): 7.2, the offsets first differ at a step where the kernel's
-   offsets descend (page i+1 one slot below page i): 7.2 writes a folio split during reclaim
-   head first, then its tails from the last page down (fuzz-13-0020).
-7. new-slots-7.2 (model): 7.2, the offsets first differ at a step where the model puts a page
-   back in the slot it had before (its folio still in the swap cache) and the kernel gives it a
-   new one: 7.2 had freed the swap cache when the last swap PTE was faulted in (zram).
-8. anon-exclusive-7.2 (model): 7.2 on zram, the offsets agree up to s, and the kernel swaps in
+   offsets descend (page i+1 one slot below page i): how 7.2 writes a folio split during
+   reclaim (head first, then its tails from the last page down: modelled, vmscan._queue_tails)
+   still differs there.
+7. anon-exclusive-7.2 (model): 7.2 on zram, the offsets agree up to s, and the kernel swaps in
    order 0 (`p`) where the model swaps in a large folio (`H`/`t`): in fuzz-13-0023 and in
    docs/fidelity-examples/swapin-exclusive-7.2.yaml, the swap PTEs' exclusive bits differ on
    the kernel (inferred; not observable from user space).
-9. unexplained: the rest, listed by row.
+8. unexplained: the rest, listed by row.
 
 Prints the cause table (rows, differing steps in them, where, kind, example) and with --rows
 every row with its cause. A row whose first differing step the model rerun here no longer gives
@@ -75,15 +74,10 @@ CAUSES = {
     "cgroup-writeback": ("environment", "memory.reclaim, run twice for keep_cached: false, left a "
                          "written folio in the swap cache (its write not yet complete); not "
                          "reproduced when the scenario is run again"),
-    "slot-cache-6.12": ("model", "6.12's per-CPU swap-slot cache (mm/swap_slots.c) is not modelled: "
-                        "order-0 slots differ, so later large swap-ins/outs differ"),
-    "reverse-tails-7.2": ("model", "7.2 writes a folio split during reclaim head first, then its "
-                          "tails from the last page down; the model writes the tails in address "
-                          "order after the rest of the list"),
-    "new-slots-7.2": ("model", "7.2's do_swap_page always tries folio_free_swap on a "
-                      "SWP_SYNCHRONOUS_IO device, so a folio leaves the swap cache when its last "
-                      "swap PTE is faulted in and a later swap-out takes new slots; the model keeps "
-                      "it cached (6.12's rule) and reuses them"),
+    "slots-6.12": ("model", "6.12 slot placement still differs (the per-CPU slot cache and "
+                   "next offsets are modelled): order-0 slots differ, so later large swap-ins/outs differ"),
+    "reverse-tails-7.2": ("model", "the order 7.2 writes a folio split during reclaim in (head, "
+                          "then the tails from the last page down: modelled) still differs here"),
     "anon-exclusive-7.2": ("model", "7.2 maps a folio swapped in from non-exclusive swap PTEs "
                            "(after fork) non-exclusive and a write makes only its page exclusive, so "
                            "the next swap-out leaves swap PTEs whose exclusive bits differ and no "
@@ -227,24 +221,14 @@ def _attribute(row: dict, trace: ModelTrace) -> tuple[str, str]:
     div = slot_divergence(row, trace, s)
     if div is not None:
         if row["kernel"] == "6.12":
-            return "slot-cache-6.12", f"offsets differ from step {div}"
+            return "slots-6.12", f"offsets differ from step {div}"
         k = kernel_offsets(ev[div])
         if any(k.get(p + 1) == o - 1 for p, o in k.items()):
             return "reverse-tails-7.2", f"offsets differ from step {div}, kernel's descend there"
-        if reused_slot(trace, k, div):
-            return "new-slots-7.2", f"offsets differ from step {div}: the model reuses a page's old slot"
     if div is None and row["kernel"] != "6.12" and row["device"] == "zram" \
             and d["kernel"] == "p" and d["model"] in "Ht":
         return "anon-exclusive-7.2", "offsets agree; the kernel swapped in order 0 where the model did not"
     return "unexplained", "offsets agree" if div is None else f"offsets differ from step {div}"
-
-
-def reused_slot(trace: ModelTrace, k: dict[int, int], step: int) -> bool:
-    """At `step` the model put a page back in a slot it had at an earlier step (its folio still
-    in the swap cache with that slot) where the kernel gave it another."""
-    mo = trace.offsets[step]
-    earlier = {(p, o) for s, offs in trace.offsets.items() if s < step for p, o in offs.items()}
-    return any(p in mo and mo[p] != o and (p, mo[p]) in earlier for p, o in k.items())
 
 
 def differing_steps(r: dict) -> int:

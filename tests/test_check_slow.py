@@ -80,8 +80,10 @@ def test_merged_small_exhaustive_depth4(tmp_path, monkeypatch):
     # boundaries are one state; and (33200, 121320) -> these: reclaim/pageout keep_cached of a
     # zero-filled folio frees it as keep_cached false does (no I/O, nothing under writeback);
     # and (30348, 114795) -> these: every order has its own `next` offset in the snapshot
-    # (swapinfo: a 64 KiB folio's next slots), so states differing only there are apart.
-    assert (summary["distinct_states"], summary["transitions"]) == (30644, 114795)
+    # (swapinfo: a 64 KiB folio's next slots), so states differing only there are apart;
+    # and (30644, 114795) -> these: 6.12's per-CPU swap slot cache (model/swap_slots.py: a
+    # batch of order-0 slots and a return list) is part of the state too (no new transitions).
+    assert (summary["distinct_states"], summary["transitions"]) == (30950, 114795)
 
 
 def _cmd(tmp_path, *extra):

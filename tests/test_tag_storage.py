@@ -19,6 +19,7 @@ from mteswap.designs import BUILTIN, get_design
 from mteswap.model import tags as T
 from mteswap.model.mte import saved_tags
 from mteswap.model.pte import pte_pfn
+from mteswap.model.swap_slots import drain_slots_cache_cpu
 from mteswap.model.state import Counters
 from mteswap.model.swapinfo import SWAP_HAS_CACHE
 from mteswap.scenario.load import load_scenario
@@ -255,6 +256,11 @@ def test_mixed_tags_are_stored_inline_or_plain_and_restored_exactly(case, device
     assert c["tag_restores"] == 16
     assert c["tag_decompressions"] == (15 if handle is None else 16)   # a plain buffer is copied
     step(r, 5)
+    if m.swap.slots_ret:
+        # 6.12, order-0 slots: freed onto the slot cache's return list, tags kept until it is
+        # drained (mm/swap_slots.c; model/swap_slots.py)
+        assert sorted(m.mte_pages) == sorted(m.swap.slots_ret) and c["tag_invalidations"] == 0
+        drain_slots_cache_cpu(m)
     assert m.mte_pages == {} and m.tag_heap_bytes == 0
     assert c["tag_invalidations"] == 16
     assert c["tag_invalidations_inline"] == (15 if handle is None else 16)

@@ -7,7 +7,8 @@ from array import array
 
 from mteswap.model.page_alloc import alloc_folio
 from mteswap.model.state import CLEAR_FOLIO_SWAPCACHE, SET_FOLIO_SWAPCACHE
-from mteswap.model.swapfile import put_swap_folio, swapcache_prepare
+from mteswap.model.swap_slots import take_cached_slot
+from mteswap.model.swapfile import get_swap_pages, put_swap_folio, swapcache_prepare
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_entry, swp_offset
 
 
@@ -20,12 +21,16 @@ def folio_alloc_swap(m, folio) -> int | None:
         return None
     if folio.nr > 1 and not m.design.arch_thp_swp_supported(m):
         return None
-    offset = si.find_slots(folio.nr)
+    # 6.12: an order-0 folio takes the next slot of the per-CPU slot cache while it is active
+    # (model/swap_slots.py); otherwise, and for large folios, `get_swap_pages` of one.
+    offset = take_cached_slot(m) if folio.nr == 1 and si.has_slots_cache else None
     if offset is None:
-        m.counters["swap_slot_alloc_fails"] += 1
-        return None
+        got = get_swap_pages(m, 1, folio.nr)
+        if not got:
+            m.counters["swap_slot_alloc_fails"] += 1
+            return None
+        offset = got[0]
     m.counters["swap_slot_allocs"] += 1          # one allocation of folio.nr slots
-    si.take_slots(offset, folio.nr, SWAP_HAS_CACHE)
     return swp_entry(SWP_TYPE, offset)
 
 

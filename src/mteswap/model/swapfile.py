@@ -1,8 +1,10 @@
 """Swap slot reference counting (mm/swapfile.c, v6.12 era): swap_map updates, slot freeing
 and the `arch_swap_invalidate_page` hook, `free_swap_and_cache_nr`, `folio_free_swap`.
 
-Slots are freed at once when their swap_map byte reaches 0: the per-CPU slot cache that
-delayed the free until ~v6.14 is not modelled (the delay only postpones reuse).
+On 7.2 a slot is freed when its swap_map byte reaches 0. On 6.12 an order-0 free goes
+through the per-CPU slot cache's return list (`free_swap_slot`, model/swap_slots.py) while
+that cache is active; a whole large folio's slots are freed at once (`put_swap_folio`,
+`free_swap_and_cache_nr`), as there.
 """
 
 from __future__ import annotations
@@ -37,15 +39,53 @@ def swap_range_free(m, offset: int, nr: int) -> None:
     si.release_cluster_if_free(offset + nr - 1)
 
 
+def swapcache_free_entries(m, offsets) -> None:
+    """`swapcache_free_entries()` (6.12): free each slot, left at SWAP_HAS_CACHE by the slot
+    cache that held it, in the order given (`swap_entry_range_free` of one slot)."""
+    for off in offsets:
+        swap_entry_range_free(m, off, 1)
+
+
+def swap_entry_range_free(m, offset: int, nr: int) -> None:
+    """`swap_entry_range_free()` (6.12): nr slots holding SWAP_HAS_CACHE only become free
+    (`swap_range_free`)."""
+    assert m.swap.swap_map[offset:offset + nr].count(SWAP_HAS_CACHE) == nr
+    swap_range_free(m, offset, nr)
+
+
+def get_swap_pages(m, n_goal: int, nr: int) -> list[int]:
+    """`get_swap_pages()` (6.12; 7.2 allocates one folio's slots through `swap_alloc_fast`
+    or `swap_alloc_slow`, which `find_slots` follows per kernel): up to n_goal allocations of
+    nr slots each (at most SWAP_BATCH, and no more than the free space holds), each set to
+    SWAP_HAS_CACHE; their first offsets, in the order `cluster_alloc_swap_entry` found them."""
+    si = m.swap
+    got: list[int] = []
+    for _ in range(min(n_goal, 64, si.nr_swap_pages() // nr)):
+        offset = si.find_slots(nr)
+        if offset is None:
+            break
+        si.take_slots(offset, nr, SWAP_HAS_CACHE)
+        got.append(offset)
+    return got
+
+
 def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
     """Apply `swap_map[o] = (swap_map[o] & ~bit) + delta` to nr slots from start, then free
     (`swap_range_free`) each run of slots left at 0, in offset order: the loop shared by
-    `swap_free_nr`, `put_swap_folio` and `swapcache_clear`."""
+    `swap_free_nr`, `put_swap_folio` and `swapcache_clear`. On 6.12, while the slot cache is
+    active, each such slot goes to `free_swap_slot` instead, one by one (without it,
+    `free_swap_slot` frees the slot at once, which the runs do)."""
+    from mteswap.model.swap_slots import free_swap_slot, use_swap_slot_cache
     swap_map = m.swap.swap_map
     new = each_slot(swap_map[start:start + nr], lambda v: (v & ~bit) + delta)
     swap_map[start:start + nr] = new
     zeros = new.count(0)
     if not zeros:
+        return
+    if use_swap_slot_cache(m.swap):
+        for i, v in enumerate(new):
+            if v == 0:
+                free_swap_slot(m, start + i)
         return
     if zeros == nr:                          # all free now: one run
         swap_range_free(m, start, nr)
@@ -80,11 +120,21 @@ def swap_free_nr(m, entry: int, nr: int) -> None:
 def put_swap_folio(m, folio, entry: int, k: int = 1) -> None:
     """`put_swap_folio()`: the folio (k folios in slots one after another) left the swap
     cache; drop SWAP_HAS_CACHE on its slots and free the ones no page table references."""
-    start = swp_offset(entry)
+    start, nr = swp_offset(entry), folio.nr
     if m.tracing:
-        m.log_range("put_swap_folio", "slot", start, folio.nr * k,
+        m.log_range("put_swap_folio", "slot", start, nr * k,
                     lambda s, n: f"entry={swp_entry(SWP_TYPE, s):#x} nr={n}")
-    _clear_and_free(m, start, folio.nr * k, SWAP_HAS_CACHE, 0)
+    si = m.swap
+    if nr > 1 and si.has_slots_cache:
+        # 6.12: a large folio whose slots only the cache pins frees them all at once
+        # (`swap_entry_range_free`), never through the slot cache; else slot by slot.
+        for j in range(start, start + nr * k, nr):
+            if si.swap_map[j:j + nr].count(SWAP_HAS_CACHE) == nr:
+                swap_entry_range_free(m, j, nr)
+            else:
+                _clear_and_free(m, j, nr, SWAP_HAS_CACHE, 0)
+        return
+    _clear_and_free(m, start, nr * k, SWAP_HAS_CACHE, 0)
 
 
 def swapcache_prepare(m, entry: int, nr: int) -> bool:
@@ -196,10 +246,20 @@ def _free_swap_and_cache(m, entry: int, nr: int) -> None:
     start = swp_offset(entry)
     if m.tracing: m.log("free_swap_and_cache_nr", f"entry={entry:#x} nr={nr}")
     any_only_cache = False
+    # 6.12's `__swap_entries_free`: nr slots in one cluster, each with count 1 and the same
+    # cache bit, are dropped together, and freed at once when none is cached; any other slot
+    # whose last reference goes takes `__swap_entry_free` → `free_swap_slot`.
+    from mteswap.model.swap_slots import free_swap_slot, use_swap_slot_cache
+    per_slot = use_swap_slot_cache(si) and not (
+        nr > 1 and si.count(start) == 1 and start // SWAPFILE_CLUSTER == (start + nr - 1) // SWAPFILE_CLUSTER
+        and si.swap_map[start:start + nr].count(si.swap_map[start]) == nr)
     for off in range(start, start + nr):
         si.swap_map[off] -= 1
         if si.swap_map[off] == 0:
-            swap_range_free(m, off, 1)
+            if per_slot:
+                free_swap_slot(m, off)
+            else:
+                swap_range_free(m, off, 1)
         elif si.swap_map[off] == SWAP_HAS_CACHE:
             any_only_cache = True
     if not any_only_cache:

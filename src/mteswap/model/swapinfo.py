@@ -367,6 +367,13 @@ class SwapInfo:
         # 7.2 keeps clusters on every device (one global cluster instead of per-CPU ones for a
         # rotational disk), so a rotational disk takes large folios like an ssd (model.md).
         self.large_slots = not (self.rotational and kernel == "6.12")
+        # 6.12's per-CPU swap slot cache (model/swap_slots.py): order-0 slots handed out in
+        # batches, and freed slots waiting on a return list; both pinned by SWAP_HAS_CACHE.
+        self.has_slots_cache = kernel == "6.12"
+        self.slots_cache_enabled = self.has_slots_cache   # swap_slot_cache_enabled
+        self.slots_cache_active = False                   # swap_slot_cache_active
+        self.slots_cache: tuple[int, ...] = ()            # cache->slots[cur..], in order
+        self.slots_ret: tuple[int, ...] = ()              # cache->slots_ret
         self.active = True                           # SWP_WRITEOK until swapoff
         self.swap_map = array("q", bytes(8 * nslots))   # an int per slot, no object
         self.swap_map[0] = SWAP_MAP_BAD
@@ -410,6 +417,16 @@ class SwapInfo:
 
     def has_cache(self, offset: int) -> bool:
         return bool(self.swap_map[offset] & SWAP_HAS_CACHE)
+
+    def nr_swap_pages(self) -> int:
+        """`get_nr_swap_pages()`: free slots (the header and slots pinned in the slot caches
+        are not free)."""
+        return len(self.swap_map) - 1 - self.inuse
+
+    def in_slot_caches(self, offset: int) -> bool:
+        """Is the slot waiting in 6.12's per-CPU slot cache or its return list (pinned by
+        SWAP_HAS_CACHE without a swap-cache folio)?"""
+        return offset in self.slots_cache or offset in self.slots_ret
 
     def inuse_pages(self) -> int:
         """`si->inuse_pages`: slots allocated (the header slot not counted)."""
@@ -553,8 +570,11 @@ class SwapInfo:
         """6.12's `cluster_alloc_swap_entry` once `next` gave nothing: a free cluster, and
         only then the partly used clusters of the order (cluster 0, with the header, is an
         order-0 one from `setup_clusters`). So the first order-0 pages go to slot 512 and
-        up, not slot 1. (7.2 tries the partly used clusters first: `_find_in_clusters`.)"""
-        ci = self._first_free_cluster(nr)
+        up, not slot 1. (7.2 tries the partly used clusters first: `_find_in_clusters`.)
+        A short last cluster is not on the free list: `setup_clusters` counts the slots past
+        the device's end as in use, so it is a partly used order-0 cluster after cluster 0
+        (641 slots: the first order-0 pages at slot 1; `_find_in_clusters` reaches it)."""
+        ci = self._first_free_cluster()
         if ci is not None:
             self.cluster_order[ci] = nr.bit_length() - 1
             self._update_room(ci)
@@ -580,7 +600,9 @@ class SwapInfo:
             for off in range(start, stop - nr + 1, nr):
                 if swap_map[off:off + nr].count(0) == nr:
                     return off
-        ci = self._first_free_cluster(nr)
+        ci = self._first_free_cluster()
+        if ci is None:
+            ci = self._short_last_cluster(nr)      # the short last cluster comes last
         if ci is None:
             return None
         self.cluster_order[ci] = order
@@ -591,19 +613,21 @@ class SwapInfo:
         ci, gen = entry
         return gen == self.free_gen[ci] and self.cluster_order[ci] is None
 
-    def _first_free_cluster(self, nr: int) -> int | None:
+    def _first_free_cluster(self) -> int | None:
         """The head of the kernel's `free_clusters` list (fuzz-13-0093, 6.12: a cluster freed
         by swap-ins goes behind the never-used ones, so an order-3 folio got cluster 2 where
         the lowest free cluster was 1)."""
         free = self.free_list
         while free and not self._free_entry_valid(free[0]):
             free.popleft()                         # stale: taken or freed again since
-        if free:
-            return free[0][0]
+        return free[0][0] if free else None
+
+    def _short_last_cluster(self, nr: int) -> int | None:
+        """The short last cluster, unused, for order 0 once no full-size one is free."""
         last = self.nclusters - 1
         if self.last_partial and nr == 1 \
                 and self.cluster_free(last) and self.cluster_order[last] is None:
-            return last                            # the short last cluster comes last
+            return last
         return None
 
     def release_cluster_if_free(self, offset: int) -> None:
@@ -620,7 +644,8 @@ class SwapInfo:
                          "swap_map", "nclusters", "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
                          "zeromap", "written_tags", "last_partial", "room", "free_list", "free_gen",
                          "cluster_next",
-                         "free_first", "uses_next", "next_off"))
+                         "free_first", "uses_next", "next_off", "has_slots_cache",
+                         "slots_cache_enabled", "slots_cache_active", "slots_cache", "slots_ret"))
 
     def clone(self) -> "SwapInfo":
         """An independent copy (for `Machine.clone`, which points the copy's cache at the copy
@@ -646,11 +671,13 @@ class SwapInfo:
         used = sorted(self.allocated)                                   # in offset order
         used = tuple(zip(used, map(self.swap_map.__getitem__, used)))
         # The allocator's state beside each cluster's order, as it decides later placement:
-        # the per-order `next` offsets ((order, offset) pairs in order) and the free list.
+        # the per-order `next` offsets ((order, offset) pairs in order), the free list, and
+        # 6.12's slot cache (active or not, its batch and return list).
         # None (no order) is -1: hash(None) differs between processes.
         placement = (tuple([o if o is not None else -1 for o in self.cluster_order]),
                      tuple([x for item in sorted(self.next_off.items()) for x in item]),
-                     tuple([ci for ci, gen in self.free_list if self._free_entry_valid((ci, gen))]))
+                     tuple([ci for ci, gen in self.free_list if self._free_entry_valid((ci, gen))]),
+                     (int(self.slots_cache_active), self.slots_cache, self.slots_ret))
         return swap_snapshot((self.active, used, placement,
                               tuple(self.contents.items()), tuple(sorted(self.zeromap)),
                               tuple([(o, -1 if t is None else t)

@@ -8,6 +8,8 @@ from mteswap.model.page_alloc import folio_put
 from mteswap.model.pgtable import set_ptes
 from mteswap.model.rmap import folio_add_anon_rmap_pte
 from mteswap.model.pte import is_swap_pte, pte_swp_exclusive, pte_to_swp_entry
+from mteswap.model.swap_slots import (disable_swap_slots_cache_lock,
+                                      reenable_swap_slots_cache_unlock)
 from mteswap.model.swap_state import swap_cache_get_folio, swapin_readahead
 from mteswap.model.swapfile import folio_free_swap, swap_free_nr
 from mteswap.model.swapinfo import SWAP_HAS_CACHE, SWP_TYPE, swp_offset
@@ -94,7 +96,9 @@ def swapoff(m) -> None:
         if m.tracing: m.log("swapoff", "no swap device: nothing to do")
         return
     si.active = False                                   # so1: SWP_WRITEOK cleared
+    disable_swap_slots_cache_lock(m)    # 6.12: the slot cache drained; frees go straight on
     try_to_unuse(m)                                     # so2: a step per PTE
+    reenable_swap_slots_cache_unlock(m)
     # so3: percpu_ref_kill and wait for every get_swap_device user to leave
     sched.swapoff_wait_users(m, "swapoff:free_swap_map")
     m.design.arch_swap_invalidate_area(m, SWP_TYPE)     # so4: swap_map and tags go

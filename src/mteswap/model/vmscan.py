@@ -139,7 +139,7 @@ def swap_writepage(m, folio) -> bool:
 
 
 def shrink_folio_list(m, folios: list, keep_cached: bool) -> None:
-    """`shrink_folio_list()`: reclaim each folio; tails of a split join the end of the list.
+    """`shrink_folio_list()`: reclaim each folio; tails of a split come next (`_queue_tails`).
     The queue is a deque (a list's pop(0) made a split of every folio quadratic), and the
     tails of one split wait in it as the range of their pfns rather than a view each (a split
     of every folio of a 1 GiB range queues 15/16 of its pages); each is looked up in turn."""
@@ -151,10 +151,17 @@ def shrink_folio_list(m, folios: list, keep_cached: bool) -> None:
                 _shrink_folio(m, folio, keep_cached, queue)
 
 
-def _queue_tails(queue, tails: list) -> None:
-    """The tail folios a split left (ascending pfns) join the end of the list."""
+def _queue_tails(m, queue, tails: list) -> None:
+    """The tail folios a split left (ascending pfns) are reclaimed next, before the rest of
+    the list: the split puts them at the end of `folio_list`, which is where
+    `shrink_folio_list` takes its next folio from (`lru_to_folio` reads the list's last).
+    6.12's `__split_huge_page` adds them from the last tail down, so they come back in
+    ascending order; 7.2's `__folio_split` adds them ascending (`lru_add_split_folio`), so
+    the last page's comes first and the others follow downwards (docs/model.md)."""
     if tails:
-        queue.append(range(tails[0].pfn, tails[-1].pfn + 1))
+        first, last = tails[0].pfn, tails[-1].pfn
+        queue.appendleft(range(first, last + 1) if m.config.kernel == "6.12"
+                         else range(last, first - 1, -1))
 
 
 def _shrink_folio(m, folio, keep_cached: bool, queue) -> None:
@@ -163,14 +170,14 @@ def _shrink_folio(m, folio, keep_cached: bool, queue) -> None:
     if not folio.swapcache:
         if folio.nr > 1 and folio.partially_mapped:
             # "Split partially mapped folios right away": unmapped pages go without I/O.
-            _queue_tails(queue, split_folio(m, folio, "shrink_folio_list: partially mapped"))
+            _queue_tails(m, queue, split_folio(m, folio, "shrink_folio_list: partially mapped"))
             if _freed_if_unused(m, folio):
                 return
         if not add_to_swap(m, folio):
             if folio.nr == 1:
                 return                                   # activate_locked: no swap space
             m.count("swpout_fallback")                   # THP_SWPOUT_FALLBACK
-            _queue_tails(queue, split_folio(m, folio, "shrink_folio_list: swap-out fallback"))
+            _queue_tails(m, queue, split_folio(m, folio, "shrink_folio_list: swap-out fallback"))
             if _freed_if_unused(m, folio) or not add_to_swap(m, folio):
                 return
     if m.folio_mapcount(folio):

@@ -110,12 +110,16 @@ def i5_cache_pins_slots(m):
     I5: a slot whose buffer may be read is pinned by `SWAP_HAS_CACHE`, which the swap
     cache holds for each slot of a folio it holds (`swapcache_prepare` → `add_to_swap_cache`,
     mm/swap_state.c; dropped by `put_swap_folio`/`swapcache_clear`, mm/swapfile.c). Checked
-    as: the bit is set exactly on the slots the swap cache holds."""
+    as: the bit is set exactly on the slots the swap cache holds, apart from the slots 6.12's
+    per-CPU slot cache holds (mm/swap_slots.c: handed out or returned, no folio yet or any
+    more)."""
     si = m.swap
     swap_map, cache = si.swap_map, si.cache
     if not cache and not si.allocated:     # no slot in use: nothing pinned, nothing held
         return
     pinned = {off for off in si.allocated if swap_map[off] & SWAP_HAS_CACHE}
+    if si.slots_cache or si.slots_ret:
+        pinned.difference_update(si.slots_cache, si.slots_ret)
     held = set(cache.keys())
     if pinned == held:                 # the usual case: one set comparison
         return

@@ -15,7 +15,9 @@ def tag_storage_leaks(m):
     or after the last process exited. A slot that only the swap cache still holds is not
     leaked then: its folio is reclaimable, and reclaim frees the slot and its tags
     (`__remove_mapping` → `put_swap_folio`, mm/vmscan.c), as after a split leaves an unmapped
-    swap-cache folio behind (`__split_huge_page` keeps the head in the swap cache)."""
+    swap-cache folio behind (`__split_huge_page` keeps the head in the swap cache). Nor is
+    a slot on 6.12's slot-cache return list (mm/swap_slots.c): the next flush frees it and
+    its tags (`swapcache_free_entries`)."""
     if not m.mte_pages:              # the usual state: nothing saved, nothing to keep
         return
     si = m.swap
@@ -26,7 +28,8 @@ def tag_storage_leaks(m):
             why = f"saved tags kept for free slot {off:#x}"
         elif not si.active:
             why = f"saved tags of slot {off:#x} left after swapoff"
-        elif everyone_gone and not (si.swap_map[off] == SWAP_HAS_CACHE and off in si.cache):
+        elif everyone_gone and not (si.swap_map[off] == SWAP_HAS_CACHE
+                                    and (off in si.cache or off in si.slots_ret)):
             why = f"saved tags of slot {off:#x} left after the last process exited"
         else:
             continue
