@@ -284,14 +284,15 @@ def test_preemption_bound_zero_misses_the_aba_and_one_finds_it():
 @pytest.mark.parametrize("path", parallel_files(), ids=lambda p: p.stem)
 def test_serial_interleavings_equal_the_steps_run_one_after_another(path):
     """Each lane run to its end before the next: the same machine state, counters and
-    violations as the lanes' steps written one after another (every bundled block has two
-    lanes: after the first lane ends, the schedule goes on with the other)."""
+    violations as the lanes' steps written one after another (after the first lane ends, the
+    schedule goes on with the lowest lane left: each lane first, the others in order)."""
     from mteswap.scenario.runner import Runner
     sc = load_scenario(path)
     at = next(i for i, s in enumerate(sc.steps) if s.op == "parallel")
     lanes = sc.steps[at].args["lanes"]
-    assert len(lanes) == 2
-    for order in ((0, 1), (1, 0)):
+    assert len(lanes) in (2, 3)
+    every = range(len(lanes))
+    for order in [(f,) + tuple(ln for ln in every if ln != f) for f in every]:
         flat = tuple(s for ln in order for s in lanes[ln])
         r_seq = Runner(replace(sc, steps=sc.steps[:at] + flat + sc.steps[at + 1:]),
                        get_design("merged"))
@@ -359,6 +360,8 @@ def test_cli_reverts_lists_titles():
     res = _cli("reverts")
     assert res.exit_code == 0
     assert "13ddaf26be32  mm/swap: fix race when skipping swapcache" in res.output
+    assert ("82b1c07a0af6  mm: swap: fix race between free_swap_and_cache() and swapoff()"
+            in res.output)
 
 
 # -- swapoff and the device's lifetime; the folio lock ---------------------------------------
@@ -477,3 +480,132 @@ def test_cli_compare_with_revert_reports_the_mismatch_with_expect():
     assert [(c["design"], c["first"]["kind"], c["matches"]) for c in cells] == \
         [("merged", "data-corruption", False), ("folio-marker", "data-corruption", False)]
     assert _cli("compare", ABA, "--designs", "merged").exit_code == 0
+
+
+# -- the thread's cases: David's folio-lock claim with large folios (docs/discussion.md) ------
+
+def _bundled_parallel(stem):
+    return load_scenario(next(p for p in parallel_files() if p.stem == stem))
+
+
+@pytest.mark.parametrize("design", ["merged", "folio-marker", "per-folio-flag",
+                                    "restore-all-unmarked"])
+def test_shared_large_folio_read_once_second_fault_waits_on_its_folio_lock(design):
+    """p6 (7.2, zram): CPU0 reads the shared 16 KiB folio into the swap cache and takes its
+    folio lock; CPU1 finds it and cannot lock it until CPU0 has restored and mapped."""
+    sc = _bundled_parallel("p6-shared-large-folio-swapped-out-zram-72")
+    res = run_scenario(sc, get_design(design), schedule=(0, 0, 0, 1, 1))
+    assert res.verdict == "pass"
+    assert res.blocks[0].steps[3:] == [
+        (1, "read proc=B vma=buf pages=0"), (1, "do_swap_page:swap_cache_get_folio"),
+        (0, "do_swap_page:pte_same"), (0, "do_swap_page:arch_swap_restore"),   # CPU1 blocked
+        (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
+        (1, "do_swap_page:arch_swap_restore")]
+    assert (res.counters["swap_ins"], res.counters["large_swap_ins"]) == (1, 1)
+    # the folio's 4 pages restored once; restore-all-unmarked restores them again on the
+    # second fault (unconditionally, as it does sequentially), still under the folio lock
+    assert res.counters["tag_restores"] == (8 if design == "restore-all-unmarked" else 4)
+
+
+def test_shared_large_folio_in_the_swap_cache_restores_in_turn_under_the_folio_lock():
+    sc = _bundled_parallel("p7-shared-large-folio-in-swapcache-ssd")
+    res = run_scenario(sc, get_design("folio-marker"), schedule=(0, 0, 0, 1, 1))
+    assert res.verdict == "pass"
+    steps = res.blocks[0].steps
+    assert steps.index((1, "do_swap_page:folio_lock")) == \
+        steps.index((0, "do_swap_page:arch_swap_restore")) + 1
+    assert res.counters["swap_ins"] == 0 and res.counters["restore_calls"] == 2
+
+
+def test_two_threads_faulting_one_large_zram_folio_the_second_loses_swapcache_prepare():
+    sc = _bundled_parallel("p8-two-threads-fault-large-folio-zram")
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 1, 1, 1))
+    assert res.verdict == "pass"
+    steps = res.blocks[0].steps
+    assert steps[5] == (1, "do_swap_page:swapcache_prepare")    # -EEXIST on the 4 slots
+    assert steps[-1] == (1, "do_swap_page:refault")
+    assert steps.index((0, "do_swap_page:swapcache_clear")) == len(steps) - 2
+    assert (res.counters["swap_ins"], res.counters["large_swap_ins"]) == (1, 1)
+
+
+@pytest.mark.parametrize("stem,design,want", [
+    ("p8-two-threads-fault-large-folio-zram", "rfc-v2", ("tag-check-fault", 4, 2)),
+    ("p8-two-threads-fault-large-folio-zram", "split-before-swap", ("tag-check-fault", 4, 2)),
+    ("p6-shared-large-folio-swapped-out-zram-72", "rfc-v3", ("tag-check-fault", 5, 1)),
+])
+def test_large_folio_designs_that_fail_fail_with_the_lanes_run_in_order(stem, design, want):
+    """The failures of these designs on the large-folio blocks are sequential: the
+    shortest failing interleaving runs CPU0 to its end first (no preemption)."""
+    res = run_scenario(_bundled_parallel(stem), get_design(design))
+    first = res.first()
+    assert (first.kind, first.step, first.page) == want
+    assert list(first.schedule) == sorted(first.schedule)      # CPU0's steps, then CPU1's
+
+
+# -- zap as steps z1-z3 against swapoff: 82b1c07a0af6 ---------------------------------------
+
+ZAPS = next(p for p in parallel_files() if p.stem == "p9-zaps-of-swapcache-large-folio-vs-swapoff-ssd")
+# David Hildenbrand's schedule (82b1c07a0af6's message): A's zap drops slot 0 to
+# SWAP_HAS_CACHE (z1) and is preempted; B's zap drops slot 1 and reclaims the folio (z1-z3:
+# every slot freed); swapoff starts, finds nothing in use, and waits; A reads swap_map (z2).
+DAVID = (0, 0, 0, 1, 1, 1, 1, 1, 2)
+
+
+def test_zap_steps_are_critical_sections_under_the_ptl():
+    res = run_scenario(load_scenario(ZAPS), get_design("merged"), schedule=DAVID)
+    assert res.verdict == "pass"
+    assert res.blocks[0].steps == [
+        (0, "dontneed proc=A vma=buf pages=0"), (0, "zap_pte_range:pte_offset_map_lock"),
+        (0, "free_swap_and_cache_nr:__swap_entries_free"),
+        (1, "dontneed proc=B vma=buf pages=1"), (1, "zap_pte_range:pte_offset_map_lock"),
+        (1, "free_swap_and_cache_nr:__swap_entries_free"),
+        (1, "free_swap_and_cache_nr:__try_to_reclaim_swap"),
+        (1, "__try_to_reclaim_swap:folio_trylock"),
+        (2, "swapoff"),
+        # swapoff waits (CPU0's get_swap_device reference, and its PTL for synchronize_rcu)
+        (0, "free_swap_and_cache_nr:__try_to_reclaim_swap"),
+        (2, "swapoff:free_swap_map")]
+
+
+@pytest.mark.parametrize("reverts", [(), ("82b1c07a0af6",)])
+def test_zap_vs_swapoff_passes_with_the_fix_and_reverted_synchronize_rcu_closes_it(reverts):
+    res = run_scenario(_reverted(load_scenario(ZAPS), *reverts), get_design("merged"),
+                       schedule=DAVID)
+    assert res.verdict == "pass"
+    assert res.blocks[0].steps[-2:] == [(0, "free_swap_and_cache_nr:__try_to_reclaim_swap"),
+                                        (2, "swapoff:free_swap_map")]
+
+
+def test_without_the_rcu_wait_the_reverted_zap_reads_freed_swap_map(monkeypatch):
+    """What synchronize_rcu closes: with no wait for PTL holders, the reverted zap (no
+    get_swap_device reference) reads swap_map after swapoff freed it."""
+    monkeypatch.setattr(S, "rcu_readers", lambda s: False)
+    sc = _reverted(load_scenario(ZAPS), "82b1c07a0af6")
+    res = run_scenario(sc, get_design("merged"), schedule=DAVID + (2, 0))
+    first = res.first()
+    assert (first.kind, first.step, first.thread) == ("use-after-free", 8, 0)
+    assert first.detail == ("swap device (swap_map) freed by swapoff, then read by "
+                            "free_swap_and_cache_nr:__try_to_reclaim_swap on CPU0")
+    assert first.schedule == DAVID + (2, 0)
+    # and the fix alone (its reference) holds swapoff back on the same schedule
+    with pytest.raises(ScenarioError, match="CPU2 cannot run here"):
+        run_scenario(load_scenario(ZAPS), get_design("merged"), schedule=DAVID + (2, 0))
+
+
+def test_without_the_rcu_wait_exploration_finds_a_shorter_window(monkeypatch):
+    """Exhaustively, the shortest use-after-free needs no second zap: swapoff's own
+    try_to_unuse unmaps B's page and frees the cache-only folio between A's z1 and z2."""
+    monkeypatch.setattr(S, "rcu_readers", lambda s: False)
+    sc = _reverted(load_scenario(ZAPS), "82b1c07a0af6")
+    res = run_scenario(sc, get_design("merged"), preemptions=1)
+    first = res.first()
+    assert (first.kind, first.thread, first.schedule) == ("use-after-free", 0,
+                                                          (0, 0, 0, 2, 2, 2, 0))
+
+
+def test_swapoff_synchronize_rcu_waits_for_a_ptl_holder():
+    class _Fake:
+        locks = {("ptl", 1): 0}
+    assert S.rcu_readers(_Fake())
+    _Fake.locks = {("folio", 3): 0}
+    assert not S.rcu_readers(_Fake())

@@ -553,7 +553,11 @@ def _no_tag_notes(m, pfn: int, start: int, nr: int, mm) -> dict[int, tuple[str, 
 def zap_pte_range(m, mm, start: int, end: int) -> None:
     """`zap_pte_range()` (madvise_dontneed_free, munmap, exit): present PTEs are unmapped
     (the folio freed when nothing else holds it); runs of swap PTEs with contiguous entries go
-    to `free_swap_and_cache_nr` in one batch (`zap_nonpresent_ptes`, v6.10+)."""
+    to `free_swap_and_cache_nr` in one batch (`zap_nonpresent_ptes`, v6.10+). Between other
+    threads the PTL is held from the first PTE to the end (one PTL per mm), and the steps of
+    `free_swap_and_cache_nr` run under it."""
+    if m.sched is not None:
+        sched.lock(m, "zap_pte_range:pte_offset_map_lock", sched.ptl(mm))
     vpn = start
     while vpn < end:
         e = mm.ptes[vpn]
@@ -576,6 +580,7 @@ def zap_pte_range(m, mm, start: int, end: int) -> None:
                 del mm.ptes[v]
             free_swap_and_cache_nr(m, pte_to_swp_entry(e, vpn), nr)
             vpn += nr
+    sched.unlock(m, sched.ptl(mm))
     if m.tracing: m.log("zap_pte_range", f"pid={mm.pid} vpn={start}-{end - 1}")
 
 

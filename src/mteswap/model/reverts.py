@@ -17,4 +17,8 @@ REVERTS: dict[str, str] = {
     # memory.py REVERT_RESTORE_BEFORE_FREE: do_swap_page restores the tags after swap_free_nr
     # (from set_pte_at, as before v6.5), so a slot freed there has lost its tags.
     "6dca4ac6fc91": "mm: call arch_swap_restore() from do_swap_page()",
+    # swapfile.py REVERT_ZAP_SWAPOFF_REF: free_swap_and_cache_nr (the zap path) takes no
+    # get_swap_device reference (before v6.9); swapoff's synchronize_rcu still waits for a
+    # zap that holds its PTL (docs/concurrency.md §6).
+    "82b1c07a0af6": "mm: swap: fix race between free_swap_and_cache() and swapoff()",
 }

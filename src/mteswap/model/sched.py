@@ -241,12 +241,22 @@ def put_swap_device(m) -> None:
 
 
 def swapoff_wait_users(m, name: str) -> None:
-    """swapoff's `percpu_ref_kill` + wait for the users: from here get_swap_device fails;
-    the step `name` runs once no thread holds a reference."""
+    """swapoff's `percpu_ref_kill`, `synchronize_rcu()` and wait for the users: from here
+    get_swap_device fails; the step `name` runs once no thread holds a reference and no
+    thread is inside a spinlock's critical section (`rcu_readers`)."""
     s = m.sched
     if s is not None:
         s.device = "dying"
-        s.park(name, wait=lambda: not s.device_refs)
+        s.park(name, wait=lambda: not s.device_refs and not rcu_readers(s))
+
+
+def rcu_readers(s) -> bool:
+    """Is a thread inside an RCU read-side section that `synchronize_rcu()` waits out? Every
+    spinlock-held region is one (it disables preemption; on PREEMPT_RT `spin_lock` takes
+    `rcu_read_lock`), so a thread holding a PTL across steps counts (swapoff's comment
+    before `percpu_ref_kill`: "all swap operations protected by RCU reader side lock
+    (including any spinlock) will be waited too"). Folio locks sleep: not counted."""
+    return any(key[0] == "ptl" for key in s.locks)
 
 
 def swap_device_freed(m, freer: str) -> None:

@@ -9,6 +9,7 @@ that cache is active; a whole large folio's slots are freed at once (`put_swap_f
 
 from __future__ import annotations
 
+from mteswap.model import sched
 from mteswap.model.state import FOLIO_SWAPCACHE, FOLIO_WRITEBACK, folio_mark_dirty
 from mteswap.model.trace import SlotOrder
 from mteswap.model.swapinfo import (SWAP_HAS_CACHE, SWAPFILE_CLUSTER, SWP_TYPE, any_slot_has,
@@ -191,6 +192,13 @@ def __try_to_reclaim_swap(m, offset: int) -> int:
     folio = si.cache.get(offset)
     if folio is None:
         return 0
+    if m.sched is not None:
+        # z3: folio_trylock, then the checks and delete_from_swap_cache under the cluster lock
+        sched.point(m, "__try_to_reclaim_swap:folio_trylock", device=True)
+        if folio.pfn not in m.folios or not sched.trylock(m, sched.folio_lock_key(folio)):
+            return -folio.nr              # freed meanwhile (the kernel holds a reference), or locked
+        if not folio.swapcache or m.swap.cache.get(offset) is not folio:
+            return -folio.nr              # left the swap cache meanwhile (folio_swapcache_freeable)
     if m.folio_mapcount(folio) and not si.vm_swap_full():
         return -folio.nr
     start = swp_offset(folio.swap)
@@ -203,9 +211,37 @@ def __try_to_reclaim_swap(m, offset: int) -> int:
     return folio.nr
 
 
+# "mm: swap: fix race between free_swap_and_cache() and swapoff()" (v6.9): the zap holds a
+# get_swap_device reference, so swapoff cannot free swap_map between its steps.
+REVERT_ZAP_SWAPOFF_REF = "82b1c07a0af6"
+
+
 def free_swap_and_cache_nr(m, entry: int, nr: int) -> None:
     """`free_swap_and_cache_nr()` (v6.10+), the zap path: drop one reference on each of nr
-    contiguous slots, then try to reclaim swap-cache folios whose slots are now cache-only."""
+    contiguous slots, then try to reclaim swap-cache folios whose slots are now cache-only.
+
+    Between other threads (zap_pte_range holds the PTL throughout): `get_swap_device`, then
+    z1 `__swap_entries_free` under the cluster lock, z2 the lockless READ_ONCE of each
+    slot's swap_map and the swap-cache lookup, z3 `__try_to_reclaim_swap`'s trylock and
+    reclaim; each reads the device (a use-after-free once swapoff freed it), and
+    `put_swap_device` at the end. With 82b1c07a0af6 reverted no reference is taken."""
+    if m.sched is None:
+        return _free_swap_and_cache(m, entry, nr)
+    reverted = REVERT_ZAP_SWAPOFF_REF in m.config.reverts
+    # z1; with the fix the reference comes first: the struct outlives swapoff, so a failed
+    # get_swap_device reads nothing freed
+    sched.point(m, "free_swap_and_cache_nr:__swap_entries_free", device=reverted)
+    if reverted:
+        return _free_swap_and_cache(m, entry, nr)
+    if not sched.get_swap_device(m):
+        return
+    try:
+        _free_swap_and_cache(m, entry, nr)
+    finally:
+        sched.put_swap_device(m)
+
+
+def _free_swap_and_cache(m, entry: int, nr: int) -> None:
     si = m.swap
     start = swp_offset(entry)
     if m.tracing: m.log("free_swap_and_cache_nr", f"entry={entry:#x} nr={nr}")
@@ -230,6 +266,8 @@ def free_swap_and_cache_nr(m, entry: int, nr: int) -> None:
         return
     off = start
     while off < start + nr:
+        if m.sched is not None:          # z2: READ_ONCE(si->swap_map[offset]), lockless
+            sched.point(m, "free_swap_and_cache_nr:__try_to_reclaim_swap", device=True)
         step = 1
         if si.swap_map[off] == SWAP_HAS_CACHE:
             got = abs(__try_to_reclaim_swap(m, off)) or 1

@@ -36,7 +36,20 @@ def unuse_pte(m, mm, vpn: int, folio) -> None:
 def try_to_unuse(m) -> None:
     """`try_to_unuse()`: walk every process's swap PTEs (`unuse_mm` → `unuse_pte_range`), each
     page from the swap cache or read in order-0 (`swapin_readahead`), then drop every
-    swap-cache folio whose slots are no longer referenced (`folio_free_swap`)."""
+    swap-cache folio whose slots are no longer referenced (`folio_free_swap`). Between other
+    threads it starts over while slots are still in use (`si->inuse_pages`): a zap that
+    cleared its swap PTE but has not dropped the slot's count yet, a fault between its map
+    and `swapcache_clear`; the retry is one step that waits for swap_map to change."""
+    while True:
+        _unuse_all(m)
+        si = m.swap
+        if m.sched is None or not si.inuse_pages():
+            return
+        seen = si.swap_map.tolist()
+        sched.wait_until(m, "try_to_unuse:retry", lambda: si.swap_map.tolist() != seen)
+
+
+def _unuse_all(m) -> None:
     for mm in m.mms:
         for vpn in [v for v, e in mm.ptes.items() if is_swap_pte(e)]:
             if m.sched is not None and not _unuse_pte_concurrent(m, mm, vpn):

@@ -13,6 +13,7 @@ replay).
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from mteswap.model import sched as S
@@ -24,8 +25,10 @@ from mteswap.oracle import StepContext, Violation
 # - I5 (SWAP_HAS_CACHE exactly on cached slots): the skip-swapcache pin holds a slot with no
 #   swap-cache folio between swapcache_prepare and swapcache_clear;
 # - tag-storage-leak ("saved tags left after swapoff"): swapoff clears SWP_WRITEOK first and
-#   drops the tags of the area only at its end (arch_swap_invalidate_area).
-QUIESCENT_ONLY = frozenset({"I5", "tag-storage-leak"})
+#   drops the tags of the area only at its end (arch_swap_invalidate_area);
+# - I7 (a slot's count equals the swap PTEs that name it): zap_pte_range clears the swap
+#   PTEs under the PTL, then drops their counts in free_swap_and_cache_nr's own step.
+QUIESCENT_ONLY = frozenset({"I5", "I7", "tag-storage-leak"})
 
 
 class ScheduleError(Exception):
@@ -69,6 +72,9 @@ class ParallelState:
     # A reducing explorer's hook (scenario/por.py), None otherwise: it picks the lane past
     # the prefix (`choose`) and is told each step's footprint (`stepped`).
     hook: object = None
+    # Indices in the oracle's violations of the per-access checks made inside the running
+    # block: provisional until the linearizability check (`provisional`).
+    pending: list = field(default_factory=list)
 
     def clone(self) -> "ParallelState":
         return ParallelState(self.prefix, list(self.decisions), list(self.blocks),
@@ -101,14 +107,11 @@ def run_block(runner, step) -> None:
     def body(lane_no, lane):
         def run():
             for pos, inner in enumerate(lane):
-                key = whole_op_lock(runner, inner)
                 if pos:
-                    S.lock(m, describe_lane_step(inner), key)    # key None: a plain point
+                    S.point(m, describe_lane_step(inner))
                 rec.spans[(lane_no, pos)] = [len(rec.steps), len(rec.steps)]
                 rec.observed[(lane_no, pos)] = []
                 runner.run_lane_op(inner)
-                if key is not None:
-                    S.unlock(m, key)
         return run
 
     def choose(enabled, last):
@@ -146,8 +149,6 @@ def run_block(runner, step) -> None:
 
     scheduler = S.Scheduler(m, [(describe_lane_step(lane[0]), body(i, lane))
                                 for i, lane in enumerate(lanes)], choose, after_step)
-    for lane_no, lane in enumerate(lanes):          # a lane's first op: its lock, if any
-        scheduler.lanes[lane_no].lock = whole_op_lock(runner, lane[0])
     if par.hook is not None:
         shared[0] = shared_state(runner, scheduler)
     try:
@@ -162,24 +163,36 @@ def run_block(runner, step) -> None:
         runner.oracle._add("use-after-free", "use-after-free", ctx, None, f"{err} on CPU{err.lane}")
         found_by[len(runner.oracle.violations) - 1] = err.lane
         par.stopped = True
+    pending, par.pending = par.pending, []
     if not par.stopped:
-        check_linearizable(runner, pre, step, rec, ctx)
+        verdict = check_linearizable(runner, pre, step, rec, ctx)
+        if verdict is not None:          # linearizable: the instant checks were premature
+            found_by = _drop(runner, pending, found_by)
+            runner.oracle.violations.extend(verdict)
     _annotate(runner, first_violation, found_by, par.schedule)
 
 
-# Lane operations still run as one atomic step that the kernel runs under the mm's PTL:
-# `zap_pte_range` (mm/memory.c) holds the PTL over the range it zaps, so MADV_DONTNEED and
-# munmap cannot run between a fault's `pte_same` and its `set_ptes` (which hold that PTL).
-# Once zap is split into its own steps (z1-z3, each taking the PTL itself), this goes.
-WHOLE_OP_PTL = frozenset({"dontneed", "munmap"})
+@contextmanager
+def provisional(runner):
+    """Per-access checks (Runner.op_read / op_write) against the program's expected view at
+    the access's instant. Inside an interleaved block that view changes only when an
+    operation ends, not at the atomic step that makes its effect visible, so what they find
+    is provisional: kept only when the block is not linearizable (where they say which
+    access of which lane went wrong), dropped otherwise (docs/concurrency.md §4)."""
+    vs, par = runner.oracle.violations, runner.par
+    n = len(vs)
+    yield
+    if runner.m.sched is not None:
+        par.pending.extend(range(n, len(vs)))
 
 
-def whole_op_lock(runner, step):
-    """The lock a lane operation run as one atomic step holds throughout, or None."""
-    if step.op not in WHOLE_OP_PTL:
-        return None
-    pid = runner.pids.get(step.args.get("proc"))
-    return None if pid is None else S.ptl(runner.m.mms[pid])
+def _drop(runner, indices, found_by: dict[int, int]) -> dict[int, int]:
+    """Remove the violations at `indices`; the lane map follows the shifted indices."""
+    gone = set(indices)
+    vs = runner.oracle.violations
+    keep = [k for k in range(len(vs)) if k not in gone]
+    runner.oracle.violations[:] = [vs[k] for k in keep]
+    return {new: found_by[old] for new, old in enumerate(keep) if old in found_by}
 
 
 def shared_state(runner, scheduler) -> tuple:
@@ -255,9 +268,12 @@ def serial_orders(lanes) -> list[tuple[tuple[int, int], ...]]:
     return orders
 
 
-def serial_outcomes(runner, pre, step) -> list[tuple[tuple, dict, tuple]]:
-    """(order, observations, final view) of each serial order of the block, run one
-    operation after another from the state before the block (cached by that state)."""
+def serial_outcomes(runner, pre, step) -> list[tuple[tuple, dict, tuple, tuple]]:
+    """(order, observations, final view, access violations) of each serial order of the
+    block, run one operation after another from the state before the block (cached by that
+    state). The access violations are those of the sequential per-access checks (the
+    program's expected view, exact when operations do not overlap): a serial order with
+    none is a correct sequential execution."""
     key = (step.index, pre.snapshot())
     cache = runner.par.serial_cache
     if key not in cache:
@@ -267,12 +283,13 @@ def serial_outcomes(runner, pre, step) -> list[tuple[tuple, dict, tuple]]:
             r = pre.clone()
             r.par = ParallelState()
             r.par.serial_observed = {op: [] for op in order}
+            before = len(r.oracle.violations)
             for op in order:
                 r.par.current = op
                 r.run_lane_op(lanes[op[0]][op[1]])
             r.par.current = None
             outs.append((order, {k: tuple(v) for k, v in r.par.serial_observed.items()},
-                         final_view(r)))
+                         final_view(r), tuple(r.oracle.violations[before:])))
         cache[key] = outs
     return cache[key]
 
@@ -287,18 +304,26 @@ def _admissible(order, spans) -> bool:
     return True
 
 
-def check_linearizable(runner, pre, step, rec: BlockRecord, ctx) -> None:
-    """Report a violation when no admissible serial order gives what this interleaving gave:
-    every access's observation and each process's data and tags after the block."""
+def check_linearizable(runner, pre, step, rec: BlockRecord, ctx) -> tuple | None:
+    """Report a violation when no admissible, correct serial order gives what this
+    interleaving gave: every access's observation and each process's data and tags after the
+    block; a serial order counts only when its own sequential per-access checks pass.
+    Returns what the block's provisional access violations are replaced by when it is
+    linearizable: () when it equals a correct serial order, the access violations of the
+    first failing serial order it equals (a design that fails sequentially); None when it
+    is not linearizable (reported here; the provisional ones stay)."""
     seen = {k: tuple(v) for k, v in rec.observed.items()}
     view = final_view(runner)
     outs = [o for o in serial_outcomes(runner, pre, step) if _admissible(o[0], rec.spans)]
-    if any(obs == seen and v == view for _, obs, v in outs):
-        return
+    same = [bad for _, obs, v, bad in outs if obs == seen and v == view]
+    if any(not bad for bad in same):
+        return ()
+    if same:
+        return same[0]
     data_only = any(_values(obs) == _values(seen) and _values_view(v) == _values_view(view)
-                    for _, obs, v in outs)
+                    for _, obs, v, _ in outs)
     kind = "tag-check-fault" if data_only else "data-corruption"
-    order, _, v = outs[0] if outs else ((), {}, ())
+    order, _, v, _ = outs[0] if outs else ((), {}, (), ())
     diff = next(((a, b) for a, b in zip(view, v) if a != b), None)
     page = proc = vma = None
     if diff:
@@ -312,6 +337,7 @@ def check_linearizable(runner, pre, step, rec: BlockRecord, ctx) -> None:
                   f"order (e.g. {_order_text(order)})")
     runner.oracle.violations.append(Violation(kind, step.index, "parallel", proc, vma, page,
                                               detail, "linearizability"))
+    return None
 
 
 def _values(obs: dict) -> dict:
