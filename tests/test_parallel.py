@@ -407,17 +407,23 @@ def test_swapoff_unuse_waits_for_the_skip_swapcache_pin():
     assert res.counters["swap_ins"] == 1            # only the fault read the slot
 
 
+# After CPU0's first three steps (it has read the page into the swap cache and holds its folio lock),
+# CPU1's fault finds the folio in the swap cache and blocks on folio_lock until CPU0 has
+# restored the tags; then it locks, rechecks the PTE and restores in turn.
+SECOND_FAULT_WAITS_ON_FOLIO_LOCK = [
+    (1, "read proc=B vma=buf pages=0"), (1, "do_swap_page:swap_cache_get_folio"),
+    (0, "do_swap_page:pte_same"), (0, "do_swap_page:arch_swap_restore"),   # CPU1 blocked
+    (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
+    (1, "do_swap_page:arch_swap_restore")]
+
+
 def test_second_fault_on_a_shared_entry_waits_on_the_folio_lock():
     sc = load_scenario(SHARED)
     # CPU0 reads the page into the swap cache and takes its folio lock; CPU1 finds the
     # folio and cannot lock it until CPU0's fault is done.
     res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 1, 1))
     assert res.verdict == "pass"
-    assert res.blocks[0].steps[3:] == [
-        (1, "read proc=B vma=buf pages=0"), (1, "do_swap_page:swap_cache_get_folio"),
-        (0, "do_swap_page:pte_same"), (0, "do_swap_page:arch_swap_restore"),   # CPU1 blocked
-        (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
-        (1, "do_swap_page:arch_swap_restore")]
+    assert res.blocks[0].steps[3:] == SECOND_FAULT_WAITS_ON_FOLIO_LOCK
     assert res.counters["swap_ins"] == 1
 
 
@@ -496,11 +502,7 @@ def test_shared_large_folio_read_once_second_fault_waits_on_its_folio_lock(desig
     sc = _bundled_parallel("p6-shared-large-folio-swapped-out-zram-72")
     res = run_scenario(sc, get_design(design), schedule=(0, 0, 0, 1, 1))
     assert res.verdict == "pass"
-    assert res.blocks[0].steps[3:] == [
-        (1, "read proc=B vma=buf pages=0"), (1, "do_swap_page:swap_cache_get_folio"),
-        (0, "do_swap_page:pte_same"), (0, "do_swap_page:arch_swap_restore"),   # CPU1 blocked
-        (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
-        (1, "do_swap_page:arch_swap_restore")]
+    assert res.blocks[0].steps[3:] == SECOND_FAULT_WAITS_ON_FOLIO_LOCK
     assert (res.counters["swap_ins"], res.counters["large_swap_ins"]) == (1, 1)
     # the folio's 4 pages restored once; restore-all-unmarked restores them again on the
     # second fault (unconditionally, as it does sequentially), still under the folio lock
