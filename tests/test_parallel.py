@@ -407,9 +407,9 @@ def test_swapoff_unuse_waits_for_the_skip_swapcache_pin():
     assert res.counters["swap_ins"] == 1            # only the fault read the slot
 
 
-# After CPU0's first three steps (it has read the page into the swap cache and holds its folio lock),
-# CPU1's fault finds the folio in the swap cache and blocks on folio_lock until CPU0 has
-# restored the tags; then it locks, rechecks the PTE and restores in turn.
+# After CPU0's first three steps (it has read the page into the swap cache and holds its
+# folio lock), CPU1's fault finds the folio in the swap cache and blocks on folio_lock until
+# CPU0 has restored the tags; then it locks, rechecks the PTE and restores in turn.
 SECOND_FAULT_WAITS_ON_FOLIO_LOCK = [
     (1, "read proc=B vma=buf pages=0"), (1, "do_swap_page:swap_cache_get_folio"),
     (0, "do_swap_page:pte_same"), (0, "do_swap_page:arch_swap_restore"),   # CPU1 blocked
