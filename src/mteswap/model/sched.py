@@ -45,20 +45,29 @@ class Deadlock(Exception):
         super().__init__("; ".join(f"CPU{i} waits at {name}" for i, name in waiting))
 
 
-class _Lane(threading.Thread):
-    """One kernel thread: runs `body` between batons."""
+def _baton() -> "threading.Lock":
+    """A binary semaphore: a raw lock taken at birth; `release` hands the baton over,
+    `acquire` waits for it. One C call each way (threading.Semaphore is a Condition in
+    Python, which allocates a lock per wait): a block's interleaving hands the baton over
+    at every atomic step, so this is most of what an interleaving costs."""
+    b = threading.Lock()
+    b.acquire()
+    return b
+
+
+class _Lane:
+    """One kernel thread of a block: runs `body` between batons, on a pooled worker."""
 
     def __init__(self, sched: "Scheduler", index: int, body: Callable[[], None], name: str):
-        super().__init__(daemon=True, name=f"mteswap-cpu{index}")
         self.sched, self.index, self.body = sched, index, body
-        self.go = threading.Semaphore(0)
+        self.go = _baton()
         self.next = name              # the name of the step it runs when resumed
         self.lock: object = None      # the lock that step takes (must be free)
         self.wait: Callable[[], bool] | None = None   # ... or the condition it waits for
         self.done = False
         self.error: BaseException | None = None
 
-    def run(self) -> None:
+    def run(self, worker: "_Worker") -> None:
         self.go.acquire()
         try:
             if not self.sched.abandoned:
@@ -69,7 +78,61 @@ class _Lane(threading.Thread):
             self.error = err
         finally:
             self.done = True
+            _POOL.give_back(worker)        # idle again before the scheduler goes on
             self.sched.parked.release()
+
+
+class _Worker(threading.Thread):
+    """An OS thread that runs lanes one after another. Exploring a block runs thousands of
+    interleavings of two or three lanes each: starting a thread per lane cost more than the
+    lane's steps, so threads are kept and handed the next lane."""
+
+    def __init__(self, number: int):
+        super().__init__(daemon=True, name=f"mteswap-cpu-worker{number}")
+        self.job = _baton()
+        self.lane: _Lane | None = None
+
+    def run(self) -> None:
+        while True:
+            self.job.acquire()
+            lane, self.lane = self.lane, None
+            lane.run(self)
+
+
+class _Pool:
+    """The idle workers (a lock guards the list: explorers in several threads may run
+    blocks at once, each with its own scheduler)."""
+
+    def __init__(self):
+        self.idle: list[_Worker] = []
+        self.started = 0
+        self.mutex = threading.Lock()
+
+    def start(self, lane: _Lane) -> None:
+        with self.mutex:
+            worker = self.idle.pop() if self.idle else None
+            if worker is None:
+                self.started += 1
+                worker = _Worker(self.started)
+                worker.start()
+        worker.lane = lane
+        worker.job.release()
+
+    def give_back(self, worker: _Worker) -> None:
+        with self.mutex:
+            self.idle.append(worker)
+
+    def busy(self) -> int:
+        """Workers running a lane (0 once every scheduler has returned)."""
+        with self.mutex:
+            return self.started - len(self.idle)
+
+
+_POOL = _Pool()
+
+
+def busy_workers() -> int:
+    return _POOL.busy()
 
 
 class Scheduler:
@@ -85,7 +148,7 @@ class Scheduler:
         self.lanes = [_Lane(self, i, body, name) for i, (name, body) in enumerate(bodies)]
         self.choose = choose
         self.after_step = after_step
-        self.parked = threading.Semaphore(0)
+        self.parked = _baton()
         self.locks: dict[object, int] = {}
         self.current: int | None = None
         self.abandoned = False
@@ -103,7 +166,7 @@ class Scheduler:
         lanes are unwound (Abandon) before anything is raised, so no thread is left behind."""
         self.m.sched = self
         for lane in self.lanes:
-            lane.start()
+            _POOL.start(lane)
         try:
             self._loop()
         finally:
@@ -147,11 +210,9 @@ class Scheduler:
     def _abandon(self) -> None:
         self.abandoned = True
         for lane in self.lanes:
-            if lane.is_alive() and not lane.done:
+            if not lane.done:
                 lane.go.release()
-                self.parked.acquire()
-        for lane in self.lanes:
-            lane.join()
+                self.parked.acquire()      # it unwinds (Abandon) and ends
 
     # -- the lanes' threads -------------------------------------------------------------------
     def park(self, name: str, lock: object = None, wait: Callable[[], bool] | None = None,
