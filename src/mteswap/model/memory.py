@@ -374,8 +374,7 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
             start, nr = fstart, fnr         # "entirely map large folios found in swapcache"
     if nr > 1:
         entry, page = folio.swap if folio.swapcache else entry, m.pages[fpfn]
-    # A fresh folio (not from the swap cache) is exclusive; otherwise the swap PTE says.
-    exclusive = pte_swp_exclusive(orig) or not folio.swapcache
+    exclusive = _swapin_exclusive(m, orig, folio)
 
     notes = _no_tag_notes(m, page.pfn, start, nr * k, mm) if m.track_origins else {}
     if REVERT_RESTORE_BEFORE_FREE not in m.config.reverts:
@@ -386,9 +385,12 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         m.design.arch_swap_restore(m, entry, folio, page, k)
     if folio.swapcache and _should_try_to_free_swap(m, folio, write):
         folio_free_swap(m, folio, k)
-    # "exclusive || folio_ref_count(folio) == 1": once out of the swap cache and mapped by
-    # nobody else, the folio is ours even if the swap PTE was shared at fork.
-    exclusive = exclusive or (not folio.swapcache and m.folio_mapcount(folio) == 0)
+    # "exclusive || folio_ref_count(folio) == 1": on 6.12, once out of the swap cache and
+    # mapped by nobody else, the folio is ours even if the swap PTE was shared at fork. 7.2
+    # frees the swap cache only after set_ptes, so the count still holds the cache's
+    # references here and the rule never applies (_swapin_exclusive).
+    if m.config.kernel == "6.12":
+        exclusive = exclusive or (not folio.swapcache and m.folio_mapcount(folio) == 0)
     writable = exclusive
     first_pfn = page.pfn
     folio_add_anon_rmap_ptes(m, first_pfn, nr, mm.pid, start, exclusive, k)
@@ -414,6 +416,23 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         m.end_trace_region()
     if write and not writable:
         do_wp_page(m, mm, vpn)
+
+
+def _swapin_exclusive(m, orig: int, folio) -> bool:
+    """`do_swap_page()`'s "certainly exclusive" test (mm/memory.c), before the refcount rule.
+    6.12: the swap PTE's exclusive bit, or a fresh folio that skipped the swap cache
+    (SWP_SYNCHRONOUS_IO with one reference: zram). 7.2 (Kairui Song's swap-table series; the
+    commit not confirmed) adds that fresh folio to the swap cache too (`swapin_folio`), so only a KSM copy (not modelled) is fresh and the swap PTE's bit
+    alone decides; the model's skip-swapcache path stands for that swap-cache folio (the same
+    slots, read and freed in the same step). So on 7.2 a folio swapped in from swap PTEs that
+    `fork` left non-exclusive is mapped non-exclusive even when the process is its only
+    user, and a write then makes only the written page exclusive (`do_wp_page` reuse);
+    the next swap-out leaves swap PTEs whose exclusive bits differ, which `swap_pte_batch`
+    refuses to take as one large folio (docs/fidelity-examples/swapin-exclusive-7.2.yaml:
+    `pppp` on 7.2, `Httt` on 6.12)."""
+    if m.config.kernel == "6.12":
+        return pte_swp_exclusive(orig) or not folio.swapcache
+    return pte_swp_exclusive(orig)
 
 
 # -- do_swap_page between other threads (only with a scheduler: model/sched.py) ---------------
