@@ -224,9 +224,10 @@ def _alloc_large_swapin_folio(m, mm, vma, vpn: int, entry: int, why: str, k: int
 
 
 def swap_cache_alloc_folio(m, mm, vma, vpn: int, entry: int):
-    """7.2 only, on a SWP_SYNCHRONOUS_IO device (zram): a swap-in of entries shared after fork
-    (count > 1) goes through the swap cache with a large folio too (the swap-table series, "mm,
-    swap: unify large folio allocation"; release not confirmed). The largest size
+    """7.2 only, on a SWP_SYNCHRONOUS_IO device (zram): every swap-in goes through the swap cache,
+    with a large folio too, whether the entries are shared after fork (count > 1) or not (the
+    swap-table series, "mm, swap: unify large folio allocation"; release not confirmed:
+    `do_swap_page` passes the folio of `alloc_swap_folio` to `swapin_folio`). The largest size
     `alloc_swap_folio` would pick is added to the swap cache at its aligned entry and read;
     None if no size fits (the caller falls back to order-0 `swapin_readahead`). The folio
     stays in the swap cache while other references remain, so another process's fault finds
@@ -269,8 +270,8 @@ def swapin_batch(m, mm, vpn: int, reach: int, write: bool) -> tuple[int, int]:
     e = mm.ptes.ents[vpn]
     off = swp_offset(pte_to_swp_entry(e, vpn))
     # Cheap refusals first: a shared or cached slot, a neighbour not continuing the run.
-    # (7.2's large swap-cache folios are for shared zram slots only: never a batch.)
-    if si.swap_map[off] != 1:
+    # (7.2 reads every zram swap-in into the swap cache, one fault at a time: never a batch.)
+    if si.swap_map[off] != 1 or (si.synchronous and m.config.kernel != "6.12"):
         return 1, 1
     nr = large_swapin_size(m) if si.synchronous and m.config.large_swapin else 1
     if si.synchronous and (nr == 1 or vpn % nr or off % nr):
@@ -325,8 +326,9 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     if folio is not None:
         m.count("swap_cache_hits")
         if m.tracing: m.log("swap_cache_get_folio", f"hit folio={folio.pfn} order={folio.order}")
-    elif si.synchronous and si.count(swp_offset(entry)) == 1:
-        # Skip the swap cache (SWP_SYNCHRONOUS_IO and a single reference).
+    elif si.synchronous and si.count(swp_offset(entry)) == 1 and m.config.kernel == "6.12":
+        # Skip the swap cache (SWP_SYNCHRONOUS_IO and a single reference; 6.12 only: 7.2
+        # reads every zram swap-in into the swap cache, swap_cache_alloc_folio below).
         folio = alloc_swap_folio(m, mm, vma, vpn, entry, k)
         if folio is None:
             raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
@@ -423,8 +425,10 @@ def _swapin_exclusive(m, orig: int, folio) -> bool:
     6.12: the swap PTE's exclusive bit, or a fresh folio that skipped the swap cache
     (SWP_SYNCHRONOUS_IO with one reference: zram). 7.2 (Kairui Song's swap-table series; the
     commit not confirmed) adds that fresh folio to the swap cache too (`swapin_folio`), so only a KSM copy (not modelled) is fresh and the swap PTE's bit
-    alone decides; the model's skip-swapcache path stands for that swap-cache folio (the same
-    slots, read and freed in the same step). So on 7.2 a folio swapped in from swap PTEs that
+    alone decides (and the model, like 7.2, reads it through the swap cache:
+    `swap_cache_alloc_folio`). The folio stays there while a slot of it is still referenced
+    (fuzz-13-0280: another process's swap PTEs name two of its slots), so a write fault cannot
+    reuse it (`wp_can_reuse_anon_folio`) and copies. So on 7.2 a folio swapped in from swap PTEs that
     `fork` left non-exclusive is mapped non-exclusive even when the process is its only
     user, and a write then makes only the written page exclusive (`do_wp_page` reuse);
     the next swap-out leaves swap PTEs whose exclusive bits differ, which `swap_pte_batch`
