@@ -309,6 +309,8 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     """`do_swap_page()` (mm/memory.c, v6.12): find or read the folio, decide how many PTEs to
     map, then in this order: `arch_swap_restore` (I3, I4), `swap_free_nr`, maybe
     `folio_free_swap`, `set_ptes` (→ mte_sync_tags), and `swapcache_clear` for skip-swapcache.
+    On 7.2 a zram swap-in goes through the swap cache too and the anon-exclusive decision
+    differs (`_swapin_exclusive`).
 
     With k > 1, the k independent faults `swapin_batch` found (fault i at vpn + i * nr, on
     the next folio's frames and slots), each step taking all of them at once, as the kernel
@@ -424,16 +426,15 @@ def _swapin_exclusive(m, orig: int, folio) -> bool:
     """`do_swap_page()`'s "certainly exclusive" test (mm/memory.c), before the refcount rule.
     6.12: the swap PTE's exclusive bit, or a fresh folio that skipped the swap cache
     (SWP_SYNCHRONOUS_IO with one reference: zram). 7.2 (Kairui Song's swap-table series; the
-    commit not confirmed) adds that fresh folio to the swap cache too (`swapin_folio`), so only a KSM copy (not modelled) is fresh and the swap PTE's bit
-    alone decides (and the model, like 7.2, reads it through the swap cache:
-    `swap_cache_alloc_folio`). The folio stays there while a slot of it is still referenced
-    (fuzz-13-0280: another process's swap PTEs name two of its slots), so a write fault cannot
-    reuse it (`wp_can_reuse_anon_folio`) and copies. So on 7.2 a folio swapped in from swap PTEs that
-    `fork` left non-exclusive is mapped non-exclusive even when the process is its only
-    user, and a write then makes only the written page exclusive (`do_wp_page` reuse);
-    the next swap-out leaves swap PTEs whose exclusive bits differ, which `swap_pte_batch`
-    refuses to take as one large folio (docs/fidelity-examples/swapin-exclusive-7.2.yaml:
-    `pppp` on 7.2, `Httt` on 6.12)."""
+    commit not confirmed) adds that fresh folio to the swap cache too (`swapin_folio`; the
+    model reads it through `swap_cache_alloc_folio`), so only a KSM copy (not modelled) is
+    fresh and the swap PTE's bit alone decides. So on 7.2 a folio swapped in from swap PTEs
+    that `fork` left non-exclusive is mapped non-exclusive even when the process is its only
+    user, and a write then makes only the written page exclusive (`do_wp_page` reuse); the
+    next swap-out leaves swap PTEs whose exclusive bits differ, which `swap_pte_batch` will
+    not take as one large folio (docs/fidelity-examples/swapin-exclusive-7.2.yaml: `pppp` on
+    7.2, `Httt` on 6.12). And the folio stays in the swap cache while another process's swap
+    PTEs name one of its slots, so a write copies rather than reusing it (fuzz-13-0280)."""
     if m.config.kernel == "6.12":
         return pte_swp_exclusive(orig) or not folio.swapcache
     return pte_swp_exclusive(orig)
