@@ -361,3 +361,26 @@ def test_swap_in_from_swap_ptes_fork_left_non_exclusive(kernel, exclusive, last)
     assert [(s["step"], s["pages"]) for s in r.states] == [
         (1, "----"), (2, "Httt"), (5, "SSSS"), (6, "Httt"), (7, "SSSS"), (8, last)]
     assert r.states[-1]["mte"] == "...." and kinds(r) == []
+
+
+# docs/fidelity-examples/swapin-shared-slot-7.2.yaml (fuzz-13-0280's step 21; seen on both
+# kernels, zram): a 16 KiB folio shared after fork, A drops pages 0-1, reclaim swaps it out of
+# both, B reads page 0 (count 1) and writes pages 0-1.
+SWAPIN_SHARED_SLOT = [_mmap("v", 4, mte=False), _op("write", "v", tag=0),
+                      {"fork": {"proc": "A", "child": "B"}}, _op("dontneed", "v", "0-1"),
+                      _op("reclaim", "v", proc="B"), _op("read", "v", 0, proc="B"),
+                      _op("write", "v", "0-1", proc="B", tag=0)]
+
+
+@pytest.mark.parametrize(("kernel", "last", "cached", "copies"), [
+    ("6.12", "Httt", [], 0),     # a fresh exclusive folio (skip-swapcache): written in place
+    # through the swap cache, where A's swap PTEs (slots 514-515) keep it: not reusable, copied
+    ("7.2", "pptt", [512, 513, 514, 515], 2),
+])
+def test_zram_swap_in_of_a_folio_another_process_still_names(kernel, last, cached, copies):
+    sc = scenario(SWAPIN_SHARED_SLOT, folio_pages=[1, 4], swap_device="zram", kernel=kernel)
+    r = Runner(sc, get_design("merged"), keep_states=True)
+    r.run()
+    assert [(s["step"], s["pages"]) for s in r.states][-2:] == [(6, "Httt"), (7, last)]
+    assert sorted(r.m.swap.cache) == cached
+    assert r.m.counters["cow_copies"] == copies and kinds(r) == []
