@@ -327,3 +327,60 @@ def test_7_2_frees_the_swap_cache_on_zram_when_no_swap_pte_is_left(kernel, cache
     assert [o for o in sorted(si.allocated) if not si.in_slot_caches(o)] == slots_at_end
     assert r.m.counters["pswpout"] == writes
     assert kinds(r) == []
+
+
+# docs/fidelity-examples/swapin-exclusive-7.2.yaml (seen on both kernels, zram): after fork
+# and A's exit, B's 16 KiB folio goes out with swap PTEs fork left non-exclusive, comes back
+# whole on a write to page 2, goes out again and is read.
+SWAPIN_NOT_EXCLUSIVE = [_mmap("v", 4, mte=False), _op("write", "v", tag=0),
+                        {"fork": {"proc": "A", "child": "B"}}, {"exit": {"proc": "A"}},
+                        _op("pageout", "v", proc="B"), _op("write", "v", 2, proc="B", tag=0),
+                        _op("pageout", "v", proc="B"), _op("read", "v", proc="B")]
+
+
+@pytest.mark.parametrize(("kernel", "exclusive", "last"), [
+    # the fresh skip-swapcache folio is exclusive: every page writable, swapped in whole again
+    ("6.12", [True] * 4, "Httt"),
+    # 7.2 maps the swap-cache folio as the swap PTE says (not exclusive); the write reuses the
+    # folio and makes page 2 alone exclusive, so swap_pte_batch stops at it: order 0
+    ("7.2", [False, False, True, False], "pppp"),
+])
+def test_swap_in_from_swap_ptes_fork_left_non_exclusive(kernel, exclusive, last):
+    from mteswap.model.pte import pte_pfn, pte_swp_exclusive, pte_write
+    sc = scenario(SWAPIN_NOT_EXCLUSIVE, folio_pages=[1, 4], swap_device="zram", kernel=kernel)
+    r = Runner(sc, get_design("merged"), keep_states=True)
+    for step in sc.steps:
+        r.run_step(step)
+        mm = r.m.mms[-1]
+        if step.index == 6:
+            assert [r.m.pages[pte_pfn(mm.ptes[v], v)].anon_exclusive
+                    for v in range(4)] == exclusive
+            assert [bool(pte_write(mm.ptes[v])) for v in range(4)] == exclusive
+        if step.index == 7:
+            assert [bool(pte_swp_exclusive(mm.ptes[v])) for v in range(4)] == exclusive
+    assert [(s["step"], s["pages"]) for s in r.states] == [
+        (1, "----"), (2, "Httt"), (5, "SSSS"), (6, "Httt"), (7, "SSSS"), (8, last)]
+    assert r.states[-1]["mte"] == "...." and kinds(r) == []
+
+
+# docs/fidelity-examples/swapin-shared-slot-7.2.yaml (fuzz-13-0280's step 21; seen on both
+# kernels, zram): a 16 KiB folio shared after fork, A drops pages 0-1, reclaim swaps it out of
+# both, B reads page 0 (count 1) and writes pages 0-1.
+SWAPIN_SHARED_SLOT = [_mmap("v", 4, mte=False), _op("write", "v", tag=0),
+                      {"fork": {"proc": "A", "child": "B"}}, _op("dontneed", "v", "0-1"),
+                      _op("reclaim", "v", proc="B"), _op("read", "v", 0, proc="B"),
+                      _op("write", "v", "0-1", proc="B", tag=0)]
+
+
+@pytest.mark.parametrize(("kernel", "last", "cached", "copies"), [
+    ("6.12", "Httt", [], 0),     # a fresh exclusive folio (skip-swapcache): written in place
+    # through the swap cache, where A's swap PTEs (slots 514-515) keep it: not reusable, copied
+    ("7.2", "pptt", [512, 513, 514, 515], 2),
+])
+def test_zram_swap_in_of_a_folio_another_process_still_names(kernel, last, cached, copies):
+    sc = scenario(SWAPIN_SHARED_SLOT, folio_pages=[1, 4], swap_device="zram", kernel=kernel)
+    r = Runner(sc, get_design("merged"), keep_states=True)
+    r.run()
+    assert [(s["step"], s["pages"]) for s in r.states][-2:] == [(6, "Httt"), (7, last)]
+    assert sorted(r.m.swap.cache) == cached
+    assert r.m.counters["cow_copies"] == copies and kinds(r) == []

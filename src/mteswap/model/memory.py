@@ -224,9 +224,10 @@ def _alloc_large_swapin_folio(m, mm, vma, vpn: int, entry: int, why: str, k: int
 
 
 def swap_cache_alloc_folio(m, mm, vma, vpn: int, entry: int):
-    """7.2 only, on a SWP_SYNCHRONOUS_IO device (zram): a swap-in of entries shared after fork
-    (count > 1) goes through the swap cache with a large folio too (the swap-table series, "mm,
-    swap: unify large folio allocation"; release not confirmed). The largest size
+    """7.2 only, on a SWP_SYNCHRONOUS_IO device (zram): every swap-in goes through the swap cache,
+    with a large folio too, whether the entries are shared after fork (count > 1) or not (the
+    swap-table series, "mm, swap: unify large folio allocation"; release not confirmed:
+    `do_swap_page` passes the folio of `alloc_swap_folio` to `swapin_folio`). The largest size
     `alloc_swap_folio` would pick is added to the swap cache at its aligned entry and read;
     None if no size fits (the caller falls back to order-0 `swapin_readahead`). The folio
     stays in the swap cache while other references remain, so another process's fault finds
@@ -269,8 +270,8 @@ def swapin_batch(m, mm, vpn: int, reach: int, write: bool) -> tuple[int, int]:
     e = mm.ptes.ents[vpn]
     off = swp_offset(pte_to_swp_entry(e, vpn))
     # Cheap refusals first: a shared or cached slot, a neighbour not continuing the run.
-    # (7.2's large swap-cache folios are for shared zram slots only: never a batch.)
-    if si.swap_map[off] != 1:
+    # (7.2 reads every zram swap-in into the swap cache, one fault at a time: never a batch.)
+    if si.swap_map[off] != 1 or (si.synchronous and m.config.kernel != "6.12"):
         return 1, 1
     nr = large_swapin_size(m) if si.synchronous and m.config.large_swapin else 1
     if si.synchronous and (nr == 1 or vpn % nr or off % nr):
@@ -308,6 +309,8 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     """`do_swap_page()` (mm/memory.c, v6.12): find or read the folio, decide how many PTEs to
     map, then in this order: `arch_swap_restore` (I3, I4), `swap_free_nr`, maybe
     `folio_free_swap`, `set_ptes` (→ mte_sync_tags), and `swapcache_clear` for skip-swapcache.
+    On 7.2 a zram swap-in goes through the swap cache too and the anon-exclusive decision
+    differs (`_swapin_exclusive`).
 
     With k > 1, the k independent faults `swapin_batch` found (fault i at vpn + i * nr, on
     the next folio's frames and slots), each step taking all of them at once, as the kernel
@@ -325,8 +328,9 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
     if folio is not None:
         m.count("swap_cache_hits")
         if m.tracing: m.log("swap_cache_get_folio", f"hit folio={folio.pfn} order={folio.order}")
-    elif si.synchronous and si.count(swp_offset(entry)) == 1:
-        # Skip the swap cache (SWP_SYNCHRONOUS_IO and a single reference).
+    elif si.synchronous and si.count(swp_offset(entry)) == 1 and m.config.kernel == "6.12":
+        # Skip the swap cache (SWP_SYNCHRONOUS_IO and a single reference; 6.12 only: 7.2
+        # reads every zram swap-in into the swap cache, swap_cache_alloc_folio below).
         folio = alloc_swap_folio(m, mm, vma, vpn, entry, k)
         if folio is None:
             raise OutOfMemory(f"no free frame for swap-in at pid {mm.pid} vpn {vpn}")
@@ -374,8 +378,7 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
             start, nr = fstart, fnr         # "entirely map large folios found in swapcache"
     if nr > 1:
         entry, page = folio.swap if folio.swapcache else entry, m.pages[fpfn]
-    # A fresh folio (not from the swap cache) is exclusive; otherwise the swap PTE says.
-    exclusive = pte_swp_exclusive(orig) or not folio.swapcache
+    exclusive = _swapin_exclusive(m, orig, folio)
 
     notes = _no_tag_notes(m, page.pfn, start, nr * k, mm) if m.track_origins else {}
     if REVERT_RESTORE_BEFORE_FREE not in m.config.reverts:
@@ -386,9 +389,12 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         m.design.arch_swap_restore(m, entry, folio, page, k)
     if folio.swapcache and _should_try_to_free_swap(m, folio, write):
         folio_free_swap(m, folio, k)
-    # "exclusive || folio_ref_count(folio) == 1": once out of the swap cache and mapped by
-    # nobody else, the folio is ours even if the swap PTE was shared at fork.
-    exclusive = exclusive or (not folio.swapcache and m.folio_mapcount(folio) == 0)
+    # "exclusive || folio_ref_count(folio) == 1": on 6.12, once out of the swap cache and
+    # mapped by nobody else, the folio is ours even if the swap PTE was shared at fork. 7.2
+    # frees the swap cache only after set_ptes, so the count still holds the cache's
+    # references here and the rule never applies (_swapin_exclusive).
+    if m.config.kernel == "6.12":
+        exclusive = exclusive or (not folio.swapcache and m.folio_mapcount(folio) == 0)
     writable = exclusive
     first_pfn = page.pfn
     folio_add_anon_rmap_ptes(m, first_pfn, nr, mm.pid, start, exclusive, k)
@@ -414,6 +420,24 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         m.end_trace_region()
     if write and not writable:
         do_wp_page(m, mm, vpn)
+
+
+def _swapin_exclusive(m, orig: int, folio) -> bool:
+    """`do_swap_page()`'s "certainly exclusive" test (mm/memory.c), before the refcount rule.
+    6.12: the swap PTE's exclusive bit, or a fresh folio that skipped the swap cache
+    (SWP_SYNCHRONOUS_IO with one reference: zram). 7.2 (Kairui Song's swap-table series; the
+    commit not confirmed) adds that fresh folio to the swap cache too (`swapin_folio`; the
+    model reads it through `swap_cache_alloc_folio`), so only a KSM copy (not modelled) is
+    fresh and the swap PTE's bit alone decides. So on 7.2 a folio swapped in from swap PTEs
+    that `fork` left non-exclusive is mapped non-exclusive even when the process is its only
+    user, and a write then makes only the written page exclusive (`do_wp_page` reuse); the
+    next swap-out leaves swap PTEs whose exclusive bits differ, which `swap_pte_batch` will
+    not take as one large folio (docs/fidelity-examples/swapin-exclusive-7.2.yaml: `pppp` on
+    7.2, `Httt` on 6.12). And the folio stays in the swap cache while another process's swap
+    PTEs name one of its slots, so a write copies rather than reusing it (fuzz-13-0280)."""
+    if m.config.kernel == "6.12":
+        return pte_swp_exclusive(orig) or not folio.swapcache
+    return pte_swp_exclusive(orig)
 
 
 # -- do_swap_page between other threads (only with a scheduler: model/sched.py) ---------------
