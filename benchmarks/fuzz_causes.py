@@ -48,7 +48,8 @@ differing step (step s, page p, kernel letter k, model letter m):
 8. anon-exclusive-7.2 (model): 7.2 on zram, the offsets agree up to s, and the kernel swaps in
    order 0 (`p`) where the model swaps in a large folio (`H`/`t`): in fuzz-13-0023 and in
    docs/fidelity-examples/swapin-exclusive-7.2.yaml, the swap PTEs' exclusive bits differ on
-   the kernel (inferred; not observable from user space).
+   the kernel (not observable from user space). Modelled since r3 (memory._swapin_exclusive):
+   a row matching it on a newer corpus means that model still differs there.
 9. unexplained: the rest, listed by row.
 
 Prints the cause table (rows, differing steps in them, where, kind, example) and with --rows
@@ -98,7 +99,7 @@ CAUSES = {
     "anon-exclusive-7.2": ("model", "7.2 maps a folio swapped in from non-exclusive swap PTEs "
                            "(after fork) non-exclusive and a write makes only its page exclusive, so "
                            "the next swap-out leaves swap PTEs whose exclusive bits differ and no "
-                           "large swap-in is possible; the model maps such a folio exclusive (inferred)"),
+                           "large swap-in is possible (modelled since r3: memory._swapin_exclusive)"),
     "unexplained": ("unexplained", "see docs/fidelity.md"),
 }
 
