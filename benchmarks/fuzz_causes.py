@@ -72,6 +72,9 @@ from mteswap.model.swapinfo import swp_offset
 from mteswap.scenario.load import load_scenario
 from mteswap.scenario.runner import Runner
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # the corpus reader of fuzz_table.py
+from fuzz_table import load  # noqa: E402
+
 CGROUP_NOTE = "reclaim through the cgroup"
 SWAP_RE = re.compile(r"(\d+):S(\d+)")
 CAUSES = {
@@ -102,17 +105,6 @@ CAUSES = {
                            "large swap-in is possible (modelled since r3: memory._swapin_exclusive)"),
     "unexplained": ("unexplained", "see docs/fidelity.md"),
 }
-
-
-def load(folders: list[str]) -> list[dict]:
-    rows = []
-    for folder in folders:
-        for line in (Path(folder) / "rows.jsonl").read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                row["_folder"] = folder
-                rows.append(row)
-    return rows
 
 
 def kernel_offsets(ev: dict) -> dict[int, int]:
