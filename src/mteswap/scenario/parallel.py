@@ -13,7 +13,6 @@ replay).
 from __future__ import annotations
 
 import itertools
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from mteswap.model import sched as S
@@ -172,18 +171,15 @@ def run_block(runner, step) -> None:
     _annotate(runner, first_violation, found_by, par.schedule)
 
 
-@contextmanager
-def provisional(runner):
-    """Per-access checks (Runner.op_read / op_write) against the program's expected view at
+def provisional(runner, since: int) -> None:
+    """Hold the violations from index `since` on, which the per-access checks of an access
+    in a lane just found (Runner.op_read / op_write), against the program's expected view at
     the access's instant. Inside an interleaved block that view changes only when an
     operation ends, not at the atomic step that makes its effect visible, so what they find
     is provisional: kept only when the block is not linearizable (where they say which
-    access of which lane went wrong), dropped otherwise (docs/concurrency.md §4)."""
-    vs, par = runner.oracle.violations, runner.par
-    n = len(vs)
-    yield
-    if runner.m.sched is not None:
-        par.pending.extend(range(n, len(vs)))
+    access of which lane went wrong), dropped otherwise (docs/concurrency.md §4). Called
+    only while a scheduler runs: a sequential access's violations are final."""
+    runner.par.pending.extend(range(since, len(runner.oracle.violations)))
 
 
 def _drop(runner, indices, found_by: dict[int, int]) -> dict[int, int]:

@@ -418,8 +418,10 @@ class Runner:
                 expect.set_tags_span(pid, vpn, tags, user_stg_span(m, mm, vpn, tags))
             values = array("q", range(base + i + 1, base + i + n + 1))   # base | (k + 1), k < 2^19
             mets = user_store_span(m, mm, vpn, values)
-            with par_mod.provisional(self):
-                oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
+            held = len(oracle.violations)
+            oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
+            if m.sched is not None:
+                par_mod.provisional(self, held)
             expect.set_values_span(pid, vpn, values)
             if m.sched is not None or self.par.current is not None:
                 par_mod.observe(self, i, None, mets)
@@ -439,9 +441,11 @@ class Runner:
         origin_of = partial(self._origin, mm)
         for i, vpn, n in self.spans(step, mm, write=False):
             mets, data = user_load_span(m, mm, vpn, n)
-            with par_mod.provisional(self):
-                oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
-                oracle.check_values_span(ctx, i, pid, vpn, data)
+            held = len(oracle.violations)
+            oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
+            oracle.check_values_span(ctx, i, pid, vpn, data)
+            if m.sched is not None:
+                par_mod.provisional(self, held)
             if m.sched is not None or self.par.current is not None:
                 par_mod.observe(self, i, data, mets)
 
