@@ -228,3 +228,40 @@ def test_initialise_tags_alone_takes_no_steps_and_gives_the_same_result():
     m.frame_flags[pfn] &= ~PG_MTE_LOCK
     assert list(initialise_tags(m, pfn, [0])) == [pfn]   # no scheduler: no point is reached
     assert m.frame_tags[pfn] == 0 and not list(i1_lock_pairs_flag(m))
+
+
+# -- which initialisations are steps ---------------------------------------------------------
+
+def test_a_page_only_its_own_mprotect_maps_is_initialised_in_one_step():
+    # B wrote its copy of the page first (CoW): each mprotect initialises a page no other
+    # PTE maps, so neither takes try_page_mte_tagging / the tag write / the flag as steps.
+    doc = """version: 1
+name: t
+steps:
+  - mmap: {proc: A, vma: buf, pages: 1}
+  - write: {proc: A, vma: buf, pages: 0}
+  - fork: {proc: A, child: B}
+  - write: {proc: B, vma: buf, pages: 0}
+  - parallel:
+      - [mprotect: {proc: A, vma: buf, pages: 0, mte: true}, read: {proc: A, vma: buf, pages: 0}]
+      - [mprotect: {proc: B, vma: buf, pages: 0, mte: true}, read: {proc: B, vma: buf, pages: 0}]
+"""
+    res = run_scenario(parse_scenario(doc, "t.yaml"), get_design("merged"))
+    assert res.verdict == "pass"
+    assert [name for _, name in _steps(res)] == [
+        "mprotect proc=A vma=buf pages=0 mte=True", "change_pte_range:pte_offset_map_lock",
+        "read proc=A vma=buf pages=0",
+        "mprotect proc=B vma=buf pages=0 mte=True", "change_pte_range:pte_offset_map_lock",
+        "read proc=B vma=buf pages=0"]
+
+
+@pytest.mark.parametrize("stem, interleavings", [("p1-skip-swapcache-aba-zram", 781),
+                                                 ("p5-shared-large-folio-swapped-out-ssd", 517)])
+def test_faults_initialising_fresh_folios_take_no_tag_steps(stem, interleavings):
+    """A fault's set_ptes counts the folio's new rmap before mte_sync_tags: a fresh folio
+    mapped by nobody else is initialised as local work, and the fault blocks keep the
+    interleavings they had before tag initialisation had steps (docs/performance.md)."""
+    path = next(p for p in parallel_files() if p.stem == stem)
+    res = run_scenario(load_scenario(path), get_design("merged"))
+    assert res.interleavings == interleavings
+    assert not [s for s in _steps(res) if s[1].startswith(("mte_sync_tags:", "mte_restore_tags:"))]

@@ -80,7 +80,8 @@ def tag_clear_highpage(m, page: Page) -> None:
         set_page_mte_tagged(m, page)
 
 
-def initialise_tags(m, pfn: int, values: list, fn: str = "mte_sync_tags") -> list[int]:
+def initialise_tags(m, pfn: int, values: list, fn: str = "mte_sync_tags",
+                    own: int = 0) -> list[int]:
     """For frames pfn + i, i < len(values), that `values[i]` is not ABSENT for: take
     PG_mte_lock (`try_page_mte_tagging`) and, if this caller got it, write `values[i]` as the
     tags and set PG_mte_tagged (`set_page_mte_tagged`). The pfns initialised, in order. The
@@ -88,11 +89,13 @@ def initialise_tags(m, pfn: int, values: list, fn: str = "mte_sync_tags") -> lis
     page; with per-page flags and no other thread, one pass over the arrays when every frame
     takes them, or none does.
 
-    Between threads (docs/concurrency.md §2), a page some PTE maps is reachable by another
-    thread's set_ptes or CoW copy, so the three are atomic steps of their own
-    (`_claim_between_threads`, the tag write, `_publish_between_threads`); a page nothing
-    maps yet is private to this thread or under the folio lock every other initialiser of
-    it takes, so its initialisation is local work merged into the running step."""
+    Between threads (docs/concurrency.md §2), a page whose folio another PTE maps is
+    reachable by another thread's set_ptes or CoW copy, so the three are atomic steps of
+    their own (`_claim_between_threads`, the tag write, `_publish_between_threads`); `own`
+    is how many of the folio's mappings are the caller's (the PTEs set_ptes installs, whose
+    rmap is already counted, or the one mprotect rewrites). A page nothing else maps is
+    private to this thread or under the folio lock every other initialiser of it takes, so
+    its initialisation is local work merged into the running step."""
     nr = len(values)
     flags, tags = m.frame_flags, m.frame_tags
     if m.flags_per_page:
@@ -112,7 +115,7 @@ def initialise_tags(m, pfn: int, values: list, fn: str = "mte_sync_tags") -> lis
         if value is ABSENT:
             continue
         fp = p if flag_pfn is None else flag_pfn(m, Page(m, p)).pfn
-        stepped = m.sched is not None and _mapped(m, p)
+        stepped = m.sched is not None and _mapped_elsewhere(m, p, own)
         if stepped:
             if not _claim_between_threads(m, p, fp, fn):
                 continue
@@ -145,9 +148,10 @@ REVERT_TAGGING_LOCK = "d77e59a8fccd"
 _TAG_WRITE = {"mte_sync_tags": "mte_clear_page_tags", "mte_restore_tags": "mte_restore_page_tags"}
 
 
-def _mapped(m, pfn: int) -> bool:
-    """Does some PTE map the folio of frame pfn (so another thread may reach the page)?"""
-    return m.folio_mapcounts[pfn & -(1 << m.frame_order[pfn])] > 0
+def _mapped_elsewhere(m, pfn: int, own: int) -> bool:
+    """Does a PTE other than the caller's `own` map the folio of frame pfn (so that another
+    thread may reach the page)?"""
+    return m.folio_mapcounts[pfn & -(1 << m.frame_order[pfn])] > own
 
 
 def _claim_between_threads(m, pfn: int, fp: int, fn: str) -> bool:
@@ -194,9 +198,10 @@ def mte_sync_tags(m, pages, why: str) -> None:
     yet initialised gets zero tags and PG_mte_tagged. `pages`: a PageRange (the PTEs of one
     set_ptes) or a list of pages."""
     if isinstance(pages, PageRange):
-        zeroed = initialise_tags(m, pages.pfns.start, [0] * len(pages.pfns))
+        n = len(pages.pfns)
+        zeroed = initialise_tags(m, pages.pfns.start, [0] * n, own=n)
     else:
-        zeroed = [p for page in pages for p in initialise_tags(m, page.pfn, [0])]
+        zeroed = [p for page in pages for p in initialise_tags(m, page.pfn, [0], own=1)]
     if not zeroed:
         return
     if m.track_origins:
