@@ -265,3 +265,40 @@ def test_faults_initialising_fresh_folios_take_no_tag_steps(stem, interleavings)
     res = run_scenario(load_scenario(path), get_design("merged"))
     assert res.interleavings == interleavings
     assert not [s for s in _steps(res) if s[1].startswith(("mte_sync_tags:", "mte_restore_tags:"))]
+
+
+COW_DURING_MPROTECT = """version: 1
+name: cow-during-mprotect
+steps:
+  - mmap: {proc: A, vma: buf, pages: 1}
+  - write: {proc: A, vma: buf, pages: 0}
+  - fork: {proc: A, child: B}
+  - parallel:
+      - [mprotect: {proc: A, vma: buf, pages: 0, mte: true}, read: {proc: A, vma: buf, pages: 0}]
+      - - write: {proc: B, vma: buf, pages: 0}
+        - mprotect: {proc: B, vma: buf, pages: 0, mte: true}
+        - read: {proc: B, vma: buf, pages: 0}
+"""
+
+
+@pytest.mark.parametrize("reverts", [(), (NO_TAGGING_LOCK,)], ids=["fixed", NO_TAGGING_LOCK])
+def test_a_cow_copy_during_mprotect_passes_with_the_flag_set_after_the_tags(reverts):
+    sc = _reverted(parse_scenario(COW_DURING_MPROTECT, "t.yaml"), *reverts)
+    res = run_scenario(sc, get_design("merged"))
+    assert res.verdict == "pass" and res.interleavings > 50
+
+
+def test_reverted_flag_before_init_lets_a_cow_copy_take_the_stale_tags():
+    """e059853d14ca's other case: "a concurrent mprotect(PROT_MTE) with a copy on write ...
+    can cause the new page to have stale tags". B copies the shared page while A holds
+    PG_mte_tagged before clearing: copy_highpage copies the old tags and the flag, so B's own
+    mprotect later finds its copy tagged and leaves the stale tags for B's read."""
+    sc = _reverted(parse_scenario(COW_DURING_MPROTECT, "t.yaml"), TAGGED_BEFORE_INIT)
+    res = run_scenario(sc, get_design("merged"))
+    first = res.first()
+    assert (first.kind, first.step, first.proc, first.page, first.thread) == \
+        ("tag-check-fault", 4, "B", 0, 1)
+    assert "tags copied at step 4 from pfn" in first.detail and "by copy_highpage" in first.detail
+    assert res.schedule == (0, 0, 0, 1, 1, 1, 1, 0, 0)
+    lin = next(v for v in res.violations if v.check == "linearizability")
+    assert "B buf page 0 holds value" in lin.detail and "with tags unknown; the serial" in lin.detail
