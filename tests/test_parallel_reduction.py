@@ -21,14 +21,27 @@ REVERT_SETS = [()] + [(c,) for c in sorted(REVERTS)] + [("13ddaf26be32", "6dca4a
 # with the fix and with the revert it is about; under the other reverts, which change paths
 # it does not run (faults, the skip-swapcache pin), and under every design it is `slow`.
 ZAPS = "p9-zaps-of-swapcache-large-folio-vs-swapoff-ssd"
+# The tag-initialisation fixes change only pages two processes map while one initialises
+# them: routine on the blocks racing two mprotects (p11, p12), `slow` elsewhere, where no
+# initialisation takes steps and they change nothing; the other fixes, in turn, are `slow`
+# on p11 and p12, which run no swap path.
+TAG_INIT_FIXES = {"e059853d14ca", "d77e59a8fccd"}
+TAG_INIT_BLOCKS = ("p11-mprotect-mte-shared-cow-page", "p12-mprotect-mte-then-stg-shared-cow-page")
+
+
+def _heavy(stem: str, reverts: tuple) -> bool:
+    if stem == ZAPS:
+        return reverts not in ((), ("82b1c07a0af6",))
+    if reverts and (stem in TAG_INIT_BLOCKS) != bool(TAG_INIT_FIXES & set(reverts)):
+        return True
+    return False
 
 
 def _cases():
     for path in parallel_files():
         for reverts in REVERT_SETS:
             rid = "+".join(reverts) or "fixed"
-            heavy = path.stem == ZAPS and reverts not in ((), ("82b1c07a0af6",))
-            marks = [pytest.mark.slow] if heavy else []
+            marks = [pytest.mark.slow] if _heavy(path.stem, reverts) else []
             yield pytest.param(path, reverts, id=f"{path.stem}-{rid}", marks=marks)
 
 
@@ -253,11 +266,13 @@ def _same_verdict_reduced_and_full(path, design, reverts):
 @pytest.mark.parametrize("design", sorted(BUILTIN))
 def test_reduced_exploration_gives_the_full_verdict_under_every_design(design):
     """The blocks other than p1 (which the merged test covers with every revert) and p9
-    (below), under each design, fixed and with 2799e77529c2 reverted."""
+    (below), under each design, fixed and with 2799e77529c2 reverted (e059853d14ca on the
+    blocks of two mprotects, which run no swap path)."""
     for path in parallel_files():
         if path == ABA or path.stem == ZAPS:
             continue
-        for reverts in ((), ("2799e77529c2",)):
+        fix = "e059853d14ca" if path.stem in TAG_INIT_BLOCKS else "2799e77529c2"
+        for reverts in ((), (fix,)):
             _same_verdict_reduced_and_full(path, design, reverts)
 
 

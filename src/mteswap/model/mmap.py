@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from itertools import compress
 
+from mteswap.model import sched
 from mteswap.model.memory import zap_pte_range
 from mteswap.ranges import runs
 from mteswap.model.pgtable import set_ptes
@@ -70,11 +71,20 @@ def do_mprotect_mte(m, mm, vpns) -> None:
 
 
 def _change_pte_range(m, mm, start: int, end: int) -> None:
-    """`change_pte_range()` (mm/mprotect.c) after VM_MTE was set: present PTEs become tagged."""
+    """`change_pte_range()` (mm/mprotect.c) after VM_MTE was set: present PTEs become tagged.
+    Between threads the range is one critical section of the mm's PTL (one PTL per mm), in
+    which `set_pte_at` → `mte_sync_tags` initialises the tags of a page another process maps
+    as steps of their own (model/mte.py `initialise_tags`): a thread of another mm, under its
+    own PTL, can run between them. The VMA change before it runs under mmap_lock held for
+    writing, which keeps this mm's faults out (scenario/load.py: no other lane of the same
+    process beside an mprotect)."""
+    if m.sched is not None:
+        sched.lock(m, "change_pte_range:pte_offset_map_lock", sched.ptl(mm))
     for vpn in range(start, end):
         e = mm.ptes[vpn]
         if pte_present(e) and not pte_tagged(e):
             set_ptes(m, mm, vpn, pte_pfn(e, vpn), 1, True, pte_write(e), "change_pte_range (mprotect)")
+    sched.unlock(m, sched.ptl(mm))
 
 
 def copy_page_range(m, parent, child) -> None:

@@ -7,6 +7,7 @@ they are or do something else.
 
 from __future__ import annotations
 
+from mteswap.model import sched
 from mteswap.model import tags as T
 from mteswap.model.mtecomp import mte_compress, mte_decompress
 from mteswap.model.origin import (ALLOC_ZEROED, COPIED, RESTORED, SPLIT_CLEARED, SYNC_ZEROED,
@@ -43,10 +44,15 @@ def page_mte_tagged(m, page: Page) -> bool:
 
 def try_page_mte_tagging(m, page: Page) -> bool:
     """`try_page_mte_tagging()` (asm/mte.h): take PG_mte_lock; True if this caller must now
-    initialise the tags. False if the page was already initialised (the kernel would spin
-    until PG_mte_tagged is set; initialisation never stays half-done between our steps)."""
+    initialise the tags. False if another caller took it: the kernel spins
+    (`smp_cond_load_acquire`) until that caller sets PG_mte_tagged. Alone, an initialisation
+    is never half done between two steps; between threads the loser blocks until the flag is
+    set (a wait, not a busy loop)."""
     flags = mte_flags(m, page)
     if flags.mte_lock:
+        if m.sched is not None and not flags.mte_tagged:
+            sched.wait_until(m, "try_page_mte_tagging:smp_cond_load_acquire",
+                             lambda: flags.mte_tagged)
         return False
     flags.mte_lock = True
     return True
@@ -74,22 +80,33 @@ def tag_clear_highpage(m, page: Page) -> None:
         set_page_mte_tagged(m, page)
 
 
-def initialise_tags(m, pfn: int, values: list) -> list[int]:
+def initialise_tags(m, pfn: int, values: list, fn: str = "mte_sync_tags",
+                    own: int = 0) -> list[int]:
     """For frames pfn + i, i < len(values), that `values[i]` is not ABSENT for: take
     PG_mte_lock (`try_page_mte_tagging`) and, if this caller got it, write `values[i]` as the
     tags and set PG_mte_tagged (`set_page_mte_tagged`). The pfns initialised, in order. The
-    three steps `mte_sync_tags` and `mte_restore_tags` perform per page; with per-page flags,
-    one pass over the arrays when every frame takes them, or none does."""
+    three steps `mte_sync_tags` and `mte_restore_tags` (`fn`, for the step names) perform per
+    page; with per-page flags and no other thread, one pass over the arrays when every frame
+    takes them, or none does.
+
+    Between threads (docs/concurrency.md §2), a page whose folio another PTE maps is
+    reachable by another thread's set_ptes or CoW copy, so the three are atomic steps of
+    their own (`_claim_between_threads`, the tag write, `_publish_between_threads`); `own`
+    is how many of the folio's mappings are the caller's (the PTEs set_ptes installs, whose
+    rmap is already counted, or the one mprotect rewrites). A page nothing else maps is
+    private to this thread or under the folio lock every other initialiser of it takes, so
+    its initialisation is local work merged into the running step."""
     nr = len(values)
     flags, tags = m.frame_flags, m.frame_tags
     if m.flags_per_page:
-        locked = flags[pfn:pfn + nr].translate(IS_MTE_LOCK).count(1)
-        if locked == nr:                                   # every lock already taken
-            return []
-        if not locked and values.count(ABSENT) == 0:
-            tags[pfn:pfn + nr] = values
-            flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_TAGS_INIT_TAGGED_LOCK)
-            return range(pfn, pfn + nr)
+        if m.sched is None:
+            locked = flags[pfn:pfn + nr].translate(IS_MTE_LOCK).count(1)
+            if locked == nr:                               # every lock already taken
+                return []
+            if not locked and values.count(ABSENT) == 0:
+                tags[pfn:pfn + nr] = values
+                flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_TAGS_INIT_TAGGED_LOCK)
+                return range(pfn, pfn + nr)
         flag_pfn = None
     else:
         flag_pfn = m.design.mte_flag_page                  # whose flags stand for the page
@@ -98,15 +115,81 @@ def initialise_tags(m, pfn: int, values: list) -> list[int]:
         if value is ABSENT:
             continue
         fp = p if flag_pfn is None else flag_pfn(m, Page(m, p)).pfn
-        f = flags[fp]
-        if f & PG_MTE_LOCK:                                # try_page_mte_tagging: taken
-            continue
-        flags[fp] = f | PG_MTE_LOCK
+        stepped = m.sched is not None and _mapped_elsewhere(m, p, own)
+        if stepped:
+            if not _claim_between_threads(m, p, fp, fn):
+                continue
+            sched.point(m, f"{fn}:{_TAG_WRITE.get(fn, 'tag write')}")
+        else:
+            f = flags[fp]
+            if f & PG_MTE_LOCK:                            # try_page_mte_tagging: taken
+                continue
+            flags[fp] = f | PG_MTE_LOCK
         tags[p] = value
         flags[p] |= TAGS_INIT                              # the oracle's I1 ghost (state.py)
-        flags[fp] |= PG_MTE_TAGGED                         # set_page_mte_tagged
+        if stepped:
+            _publish_between_threads(m, p, fp, fn)
+        else:
+            flags[fp] |= PG_MTE_TAGGED                     # set_page_mte_tagged
         done.append(p)
     return done
+
+
+# Fixes of tag initialisation between threads (model/reverts.py). Read only with a scheduler
+# and for pages another thread can reach: alone, every form gives the same tags and flags.
+# "arm64: mte: Fix/clarify the PG_mte_tagged semantics" (v6.2): before it, mte_sync_tags and
+# mte_restore_tags took PG_mte_tagged with test_and_set_bit *before* writing the tags, so a
+# second mapper saw the flag and mapped the page with its old tags.
+REVERT_TAGGED_AFTER_INIT = "e059853d14ca"
+# "arm64: mte: Lock a page for MTE tag initialisation" (v6.2): before it (and after the fix
+# above), PG_mte_tagged was tested, the tags written, then the flag set, with no lock: two
+# initialisers could both write, the later one over tags set since.
+REVERT_TAGGING_LOCK = "d77e59a8fccd"
+_TAG_WRITE = {"mte_sync_tags": "mte_clear_page_tags", "mte_restore_tags": "mte_restore_page_tags"}
+
+
+def _mapped_elsewhere(m, pfn: int, own: int) -> bool:
+    """Does a PTE other than the caller's `own` map the folio of frame pfn (so that another
+    thread may reach the page)?"""
+    return m.folio_mapcounts[pfn & -(1 << m.frame_order[pfn])] > own
+
+
+def _claim_between_threads(m, pfn: int, fp: int, fn: str) -> bool:
+    """The first step of one page's initialisation between threads, `fn` being
+    mte_sync_tags or mte_restore_tags: True if this thread now writes the tags. A flag page
+    already PG_mte_tagged stays so while the page is mapped: that read is no step. Otherwise
+    a step of its own, one atomic access to the page flags: `try_page_mte_tagging` (the
+    loser waits for PG_mte_tagged); with e059853d14ca reverted `test_and_set_bit` of
+    PG_mte_tagged itself (v6.1; the model sets PG_mte_lock with it, as I1-lock pairs them);
+    with d77e59a8fccd reverted only the test of PG_mte_tagged (no lock)."""
+    flags, reverts = m.frame_flags, m.config.reverts
+    if flags[fp] & PG_MTE_TAGGED:
+        return False
+    if REVERT_TAGGED_AFTER_INIT in reverts:
+        sched.point(m, f"{fn}:test_and_set_bit")
+        if flags[fp] & PG_MTE_TAGGED:
+            return False
+        flags[fp] |= PG_MTE_TAGGED | PG_MTE_LOCK
+    elif REVERT_TAGGING_LOCK in reverts:
+        sched.point(m, f"{fn}:page_mte_tagged")
+        if flags[fp] & PG_MTE_TAGGED:
+            return False
+    else:
+        sched.point(m, f"{fn}:try_page_mte_tagging")
+        if not try_page_mte_tagging(m, Page(m, fp)):
+            return False
+    m.sched.tagging.update((pfn, fp))
+    return True
+
+
+def _publish_between_threads(m, pfn: int, fp: int, fn: str) -> None:
+    """The last step of one page's initialisation between threads: `set_page_mte_tagged`
+    after the tag write (with d77e59a8fccd reverted it sets the flag the lock stood for).
+    With e059853d14ca reverted the flag went up before the write: nothing left to do."""
+    if REVERT_TAGGED_AFTER_INIT not in m.config.reverts:
+        sched.point(m, f"{fn}:set_page_mte_tagged")
+        m.frame_flags[fp] |= PG_MTE_TAGGED | PG_MTE_LOCK
+    m.sched.tagging.difference_update((pfn, fp))
 
 
 def mte_sync_tags(m, pages, why: str) -> None:
@@ -115,9 +198,10 @@ def mte_sync_tags(m, pages, why: str) -> None:
     yet initialised gets zero tags and PG_mte_tagged. `pages`: a PageRange (the PTEs of one
     set_ptes) or a list of pages."""
     if isinstance(pages, PageRange):
-        zeroed = initialise_tags(m, pages.pfns.start, [0] * len(pages.pfns))
+        n = len(pages.pfns)
+        zeroed = initialise_tags(m, pages.pfns.start, [0] * n, own=n)
     else:
-        zeroed = [p for page in pages for p in initialise_tags(m, page.pfn, [0])]
+        zeroed = [p for page in pages for p in initialise_tags(m, page.pfn, [0], own=1)]
     if not zeroed:
         return
     if m.track_origins:
@@ -313,7 +397,7 @@ def mte_restore_tags(m, entry: int, page: Page, nr: int = 1) -> int:
         values = [v if v is ABSENT or v >= 0 else mte_load_saved_tags(m, entry + i)
                   for i, v in enumerate(values)]
     pfn = page.pfn
-    done = initialise_tags(m, pfn, values)
+    done = initialise_tags(m, pfn, values, "mte_restore_tags")
     m.counters["tag_restores"] += len(done)
     if done and m.track_origins:
         for p in done:

@@ -21,4 +21,12 @@ REVERTS: dict[str, str] = {
     # get_swap_device reference (before v6.9); swapoff's synchronize_rcu still waits for a
     # zap that holds its PTL (docs/concurrency.md §6).
     "82b1c07a0af6": "mm: swap: fix race between free_swap_and_cache() and swapoff()",
+    # mte.py REVERT_TAGGED_AFTER_INIT: mte_sync_tags / mte_restore_tags take PG_mte_tagged
+    # with test_and_set_bit before writing the tags, and take no PG_mte_lock (before v6.2):
+    # another mapper sees the flag and maps the page with its old tags.
+    "e059853d14ca": "arm64: mte: Fix/clarify the PG_mte_tagged semantics",
+    # mte.py REVERT_TAGGING_LOCK: PG_mte_tagged tested, tags written, flag set, with no
+    # PG_mte_lock (between e059853d14ca and this fix, v6.2-rc): two initialisers may both
+    # write; closed on private anonymous memory (docs/concurrency.md §6).
+    "d77e59a8fccd": "arm64: mte: Lock a page for MTE tag initialisation",
 }

@@ -159,6 +159,11 @@ class Scheduler:
         self.device = "valid"
         self.freed_by = ""
         self.device_refs: set[int] = set()
+        # Frames whose tag initialisation a lane has begun and not finished (claimed, tags
+        # maybe not written, PG_mte_tagged maybe not set; model/mte.py `initialise_tags`):
+        # the initialiser's own half state, which the per-step invariants I1 and I1-lock
+        # leave alone. Whether another thread acts on it is what the oracle judges.
+        self.tagging: set[int] = set()
 
     # -- the scheduler's thread ---------------------------------------------------------------
     def run(self) -> None:
@@ -279,6 +284,13 @@ def ptl(mm) -> tuple:
 
 def folio_lock_key(folio) -> tuple:
     return ("folio", folio.pfn)
+
+
+def tagging_in_progress(m) -> set[int]:
+    """Frames whose tag initialisation a lane is in the middle of (empty without a
+    scheduler): for the invariants, which hold between system calls for these frames."""
+    s = m.sched
+    return s.tagging if s is not None else set()
 
 
 # -- the swap device's lifetime (get_swap_device / swapoff) ---------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from mteswap.model import tags as T
+from mteswap.model.sched import tagging_in_progress
 from mteswap.model.mte import mte_flags, page_mte_tagged, saved_tags
 from mteswap.model.pte import swap_entries, tagged_normal_pfns
 from mteswap.model.state import PG_MTE_LOCK, PG_MTE_TAGGED, TAGS_INIT
@@ -61,7 +62,10 @@ def i1_init_before_valid(m):
     else:
         pfns = [page.pfn for folio in m.folios.values() for page in m.folio_pages(folio)
                 if page_mte_tagged(m, page) and not page.tags_init]
+    busy = tagging_in_progress(m)     # a lane's initialisation under way (model/sched.py)
     for pfn in pfns:
+        if pfn in busy:
+            continue
         yield (f"pfn {pfn} is PG_mte_tagged but its tags were not zeroed, copied or restored "
                f"since it was allocated")
 
@@ -73,13 +77,19 @@ def i1_lock_pairs_flag(m):
     I1's second half: exactly one initialiser wins, through `try_page_mte_tagging`
     (asm/mte.h), which takes `PG_mte_lock` before the tags are written and
     `set_page_mte_tagged` after. Between two steps no initialisation is half done, so every
-    page's flag page (`mte_flags`) has both flags or neither."""
+    page's flag page (`mte_flags`) has both flags or neither; inside a parallel block a lane
+    may be between the two (model/mte.py `initialise_tags`): those frames
+    (`sched.tagging_in_progress`) are left to the oracle, which judges what other threads
+    do with them. The same holds for I1."""
     if m.flags_per_page:
         pages = [m.pages[pfn] for pfn in _marked_frames(m, _HALF_LOCKED)]
     else:
         pages = [page for folio in m.folios.values() for page in m.folio_pages(folio)]
+    busy = tagging_in_progress(m)     # a lane between try_page_mte_tagging and set_page_mte_tagged
     for page in pages:
         flags = mte_flags(m, page)
+        if flags.pfn in busy:
+            continue
         if flags.mte_tagged and not flags.mte_lock:
             yield f"pfn {page.pfn} is PG_mte_tagged without PG_mte_lock"
         if flags.mte_lock and not flags.mte_tagged:

@@ -799,7 +799,22 @@ def _parallel(file: str, index: int, body: Any, values: int) -> Step:
             values += 1
             lane.append(replace(step, value_base=values))
         lanes.append(tuple(lane))
+    _mprotect_alone_in_its_mm(where, lanes)
     return Step(index=index, op=PARALLEL, args={"lanes": tuple(lanes)})
+
+
+def _mprotect_alone_in_its_mm(where: _Where, lanes: list) -> None:
+    """`mprotect` holds its mm's mmap_lock for writing from the VMA change to the end of
+    change_pte_range, which keeps every fault of that mm out; the model has no mmap_lock, so
+    a lane with an mprotect may not share its process with another lane."""
+    for n, lane in enumerate(lanes):
+        for proc in {s.args.get("proc") for s in lane if s.op == "mprotect"}:
+            other = next((k for k, ln in enumerate(lanes) if k != n
+                          and any(s.args.get("proc") == proc for s in ln)), None)
+            if other is not None:
+                raise where.error(f"mprotect of {proc} cannot run beside another lane of "
+                                  f"{proc} (lane {other}): mprotect holds the mmap_lock for "
+                                  f"writing, which the model does not take", field=f"{PARALLEL}[{n}]")
 
 
 def _split_step(where: _Where, raw: Any) -> tuple[str, Any]:

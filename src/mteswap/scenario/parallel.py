@@ -16,6 +16,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 
 from mteswap.model import sched as S
+from mteswap.model import tags as T
 from mteswap.oracle import StepContext, Violation
 
 # State checks of the registry that hold only between system calls, not between two atomic
@@ -326,14 +327,21 @@ def check_linearizable(runner, pre, step, rec: BlockRecord, ctx) -> tuple | None
         pid, vma, page = diff[0][0], diff[0][1], diff[0][2]
         proc = runner.m.mms[pid].name
         detail = (f"not linearizable: after the block {proc} {vma} page {page} holds value "
-                  f"{diff[0][3]:#x} with tags {diff[0][4]}; the serial order "
-                  f"{_order_text(order)} gives {diff[1][3]:#x} with tags {diff[1][4]}")
+                  f"{diff[0][3]:#x} with tags {_tags_text(diff[0][4])}; the serial order "
+                  f"{_order_text(order)} gives {diff[1][3]:#x} with tags "
+                  f"{_tags_text(diff[1][4])}")
     else:
         detail = (f"not linearizable: what the lanes' accesses observed matches no serial "
                   f"order (e.g. {_order_text(order)})")
     runner.oracle.violations.append(Violation(kind, step.index, "parallel", proc, vma, page,
                                               detail, "linearizability"))
     return None
+
+
+def _tags_text(tags) -> str:
+    """Tags a load met, as traces show them (`unknown` for never-initialised tags; None
+    through an untagged mapping)."""
+    return str(tags) if tags is None else T.describe(tags)
 
 
 def _values(obs: dict) -> dict:
