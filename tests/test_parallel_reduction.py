@@ -54,13 +54,13 @@ def test_reduced_exploration_gives_the_full_verdict(path, reverts):
         assert red.runs <= full.runs and red.nodes <= full.nodes
 
 
-def test_the_reduction_cuts_the_aba_search_and_keeps_its_12_step_counterexample():
+def test_the_reduction_cuts_the_aba_search_and_keeps_its_15_step_counterexample():
     sc = load_scenario(ABA)
     full = P.explore(_base(sc, ("13ddaf26be32",)))
     red = por.explore(_base(sc, ("13ddaf26be32",)))
-    assert (full.runs, full.best_len) == (284, 12)
-    assert red.runs < full.runs and red.best_len == 12
-    assert {v.kind for v in red.best.oracle.violations} == {"data-corruption"}
+    assert (full.runs, full.best_len) == (1231, 15)
+    assert red.runs < full.runs and red.best_len == 15
+    assert {v.kind for v in red.best.oracle.violations} == {"tag-check-fault", "data-corruption"}
 
 
 def test_footprints_pure_only_for_steps_that_change_nothing_shared():
@@ -103,9 +103,11 @@ steps:
   - write:   {proc: A, vma: buf, pages: 0, tag: 3}
   - pageout: {proc: A, vma: buf, pages: 0}
   - parallel:
-      - [read: {proc: A, vma: buf, pages: 0}, stg: {proc: A, vma: buf, pages: 0, tag: 5}, pageout: {proc: A, vma: buf, pages: 0}]
-      - [read: {proc: A, vma: buf, pages: 0}, stg: {proc: A, vma: buf, pages: 0, tag: 5}, pageout: {proc: A, vma: buf, pages: 0}]
+      - [read: {proc: A, vma: buf, pages: 0}, stg: {proc: A, vma: buf, pages: 0, tag: 5}]
+      - [read: {proc: A, vma: buf, pages: 0}, stg: {proc: A, vma: buf, pages: 0, tag: 5}]
 """
+# (Each lane also paged out again while reclaim was one step; with reclaim's four steps that
+# made two 9-step lanes, tens of thousands of interleavings for a test of symmetry.)
 
 
 def test_identical_lanes_of_one_process_are_alike_others_not():
@@ -137,8 +139,8 @@ def test_reduced_run_replays_with_its_schedule():
     r = por.start(sc, get_design("merged"))
     r.par.prefix = red.best.par.schedule
     r.run_remaining()
-    assert {v.kind for v in r.oracle.violations} == {"data-corruption"}
-    assert r.par.schedule == red.best.par.schedule
+    assert {v.kind for v in r.oracle.violations} == {v.kind for v in red.best.oracle.violations}
+    assert r.oracle.violations and r.par.schedule == red.best.par.schedule
 
 
 # -- mteswap check with parallel blocks ------------------------------------------------------
@@ -179,7 +181,7 @@ def test_parallel_check_passes_with_every_fix(tmp_path, model):
 
 
 @pytest.mark.parametrize("commit, kind, block", [
-    ("13ddaf26be32", "data-corruption",
+    ("13ddaf26be32", "tag-check-fault",     # restored before reclaim saved the new tags
      "parallel read buf 0 A | read buf 0 A; write buf 0 A tag=6; pageout buf 0 A"),
     ("2799e77529c2", "use-after-free", "parallel read buf 0 A | swapoff")])
 def test_check_revert_finds_the_race_and_the_file_replays(tmp_path, commit, kind, block):
@@ -253,9 +255,13 @@ def _same_verdict_reduced_and_full(path, design, reverts):
 @pytest.mark.parametrize("design", sorted(BUILTIN))
 def test_reduced_exploration_gives_the_full_verdict_under_every_design(design):
     """The blocks other than p1 (which the merged test covers with every revert) and p9
-    (below), under each design, fixed and with 2799e77529c2 reverted."""
+    (below), under each design, fixed and with 2799e77529c2 reverted. Not a block whose file
+    bounds this design's search (p10 under split-before-swap: millions of interleavings;
+    DPOR keeps no preemption bound)."""
     for path in parallel_files():
         if path == ABA or path.stem == ZAPS:
+            continue
+        if load_scenario(path).preemption_bound(design) is not None:
             continue
         for reverts in ((), ("2799e77529c2",)):
             _same_verdict_reduced_and_full(path, design, reverts)

@@ -159,6 +159,8 @@ class Scheduler:
         self.device = "valid"
         self.freed_by = ""
         self.device_refs: set[int] = set()
+        # lane -> pfns of the swap-cache folios a fault of that lane holds a reference to
+        self.folio_refs: dict[int, set[int]] = {}
 
     # -- the scheduler's thread ---------------------------------------------------------------
     def run(self) -> None:
@@ -270,6 +272,36 @@ def trylock(m, key: object) -> bool:
     reclaim): False when another thread holds it."""
     s = m.sched
     return s is None or s.locks.get(key, s.current) == s.current
+
+
+def trylock_hold(m, key: object) -> bool:
+    """`folio_trylock` by code that keeps the lock across steps (reclaim, r1 to r4): False
+    when another thread holds it; else this thread holds it until `unlock`."""
+    s = m.sched
+    if s.locks.get(key, s.current) != s.current:
+        return False
+    s.locks[key] = s.current
+    return True
+
+
+def get_folio_ref(m, folio) -> None:
+    """A fault holds a reference to the swap-cache folio it found (`swap_cache_get_folio`,
+    `swapin_readahead`) until it ends: `__remove_mapping` cannot free the folio meanwhile."""
+    s = m.sched
+    if s is not None:
+        s.folio_refs.setdefault(s.current, set()).add(folio.pfn)
+
+
+def put_folio_refs(m) -> None:
+    s = m.sched
+    if s is not None:
+        s.folio_refs.pop(s.current, None)
+
+
+def referenced_elsewhere(m, folio) -> bool:
+    """`folio_ref_freeze` in `__remove_mapping` fails: another thread holds a reference."""
+    s = m.sched
+    return any(folio.pfn in refs for lane, refs in s.folio_refs.items() if lane != s.current)
 
 
 def ptl(mm) -> tuple:
