@@ -275,8 +275,9 @@ def trylock(m, key: object) -> bool:
 
 
 def trylock_hold(m, key: object) -> bool:
-    """`folio_trylock` by code that keeps the lock across steps (reclaim, r1 to r4): False
-    when another thread holds it; else this thread holds it until `unlock`."""
+    """`folio_trylock` (include/linux/pagemap.h) by code that keeps the lock across steps
+    (reclaim's `shrink_folio_list`, r1 to r4; swapoff's unuse): False when another thread holds
+    it; else this thread holds it until `unlock`."""
     s = m.sched
     if s.locks.get(key, s.current) != s.current:
         return False
@@ -285,8 +286,10 @@ def trylock_hold(m, key: object) -> bool:
 
 
 def get_folio_ref(m, folio) -> None:
-    """A fault holds a reference to the swap-cache folio it found (`swap_cache_get_folio`,
-    `swapin_readahead`) until it ends: `__remove_mapping` cannot free the folio meanwhile."""
+    """A thread holds a reference to the swap-cache folio it looked up (`swap_cache_get_folio`
+    or `swapin_readahead` in do_swap_page and unuse_pte_range, `filemap_get_folio` in
+    `__try_to_reclaim_swap`; mm/swap_state.c, mm/swapfile.c) until `put_folio_refs`:
+    reclaim's `__remove_mapping` cannot free the folio meanwhile."""
     s = m.sched
     if s is not None:
         s.folio_refs.setdefault(s.current, set()).add(folio.pfn)
@@ -299,7 +302,8 @@ def put_folio_refs(m) -> None:
 
 
 def referenced_elsewhere(m, folio) -> bool:
-    """`folio_ref_freeze` in `__remove_mapping` fails: another thread holds a reference."""
+    """`folio_ref_freeze` in `__remove_mapping` (mm/vmscan.c) fails: another thread holds a
+    reference."""
     s = m.sched
     return any(folio.pfn in refs for lane, refs in s.folio_refs.items() if lane != s.current)
 

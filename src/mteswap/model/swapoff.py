@@ -97,11 +97,11 @@ def _swap_ptes_missed(m, visited: set) -> bool:
 
 
 def _cached_folio_lock(m, off: int, folio) -> bool:
-    """`try_to_unuse`'s last loop locks each swap-cache folio (`folio_lock`, blocking) before
-    `folio_free_swap`. Free, the lock is taken in the walk's step (a coarsening: the
-    lockless lookup and the critical section are one step, as before reclaim had steps);
-    held by another thread (reclaim, r1-r4), it is a step that waits for it, and the folio
-    is rechecked: still the cache's folio at that slot (reclaim may have freed it). True
+    """`try_to_unuse`'s last loop (mm/swapfile.c) locks each swap-cache folio (`folio_lock`,
+    blocking) before `folio_free_swap`. Free, the lock is taken in the walk's step (a
+    coarsening: the lockless lookup and the critical section are one step, as before reclaim had
+    steps); held by another thread (reclaim, r1-r4), it is a step that waits for it, and the
+    folio is rechecked: still the cache's folio at that slot (reclaim may have freed it). True
     with the lock held."""
     key = sched.folio_lock_key(folio)
     if sched.trylock_hold(m, key):
@@ -114,10 +114,10 @@ def _cached_folio_lock(m, off: int, folio) -> bool:
 
 
 def _folio_lock_concurrent(m, mm, vpn: int, folio) -> bool:
-    """`unuse_pte_range` locks the folio before `unuse_pte` takes the PTL: when another
-    thread (reclaim, r1-r4) holds the folio lock, drop the PTL, wait for the folio lock, then
-    take the PTL again and recheck that the PTE and the swap-cache folio are unchanged. True
-    with both held; False with neither."""
+    """`unuse_pte_range` (mm/swapfile.c) locks the folio before `unuse_pte` takes the PTL: when
+    another thread (reclaim, r1-r4) holds the folio lock, drop the PTL, wait for the folio lock,
+    then take the PTL again and recheck that the PTE and the swap-cache folio are unchanged.
+    True with both held; False with neither."""
     key, ptl = sched.folio_lock_key(folio), sched.ptl(mm)
     if sched.trylock_hold(m, key):
         return True

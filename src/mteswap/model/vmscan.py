@@ -41,8 +41,8 @@ def try_to_unmap(m, folio) -> None:
 
 
 def try_to_unmap_one(m, folio, pid: int, vpn: int, pfn: int) -> tuple:
-    """`try_to_unmap_one()` for one PTE: the slot's reference, the exclusive bit moved to the
-    swap PTE, the rmap dropped."""
+    """`try_to_unmap_one()` (mm/rmap.c) for one PTE: the slot's reference (`swap_duplicate`),
+    the exclusive bit moved to the swap PTE, the rmap dropped."""
     flags = m.frame_flags
     entry = folio.swap + (pfn - folio.pfn)
     swap_duplicate(m, entry)
@@ -54,10 +54,10 @@ def try_to_unmap_one(m, folio, pid: int, vpn: int, pfn: int) -> tuple:
 
 
 def _unmap_each_mm(m, folio) -> list:
-    """Between other threads (r2): the rmap walk visits each mm mapping the folio in turn and
-    `try_to_unmap_one` unmaps its PTEs under that mm's PTL, one step per mm; the walk is
-    redone in each step, since a zap in that mm may have removed PTEs meanwhile (the folio
-    lock keeps faults out, not zaps)."""
+    """Between other threads (r2): the rmap walk (`rmap_walk_anon`, mm/rmap.c) visits each mm
+    mapping the folio in turn and `try_to_unmap_one` unmaps its PTEs under that mm's PTL, one
+    step per mm; the walk is redone in each step, since a zap in that mm may have removed PTEs
+    meanwhile (the folio lock keeps faults out, not zaps)."""
     done = []
     for pid in sorted({pid for pid, _, _ in folio_rmap_walk(m, folio)}):
         mm = next(x for x in m.mms if x.pid == pid)
@@ -187,7 +187,7 @@ def _queue_tails(m, queue, tails: list) -> None:
 
 
 def _shrink_folio(m, folio, keep_cached: bool, queue) -> None:
-    """One folio of `shrink_folio_list`. Between other threads its steps are r1
+    """One folio of `shrink_folio_list` (mm/vmscan.c). Between other threads its steps are r1
     `folio_trylock` (the folio lock is then held to the end) with `add_to_swap`, r2 one
     `try_to_unmap_one` step per mm under its PTL, r3 `swap_writepage` → `arch_prepare_to_swap`
     and r4 `__remove_mapping`."""
@@ -259,7 +259,8 @@ def _freed_if_unused(m, folio) -> bool:
 
 
 def __remove_mapping(m, folio) -> None:
-    """`__remove_mapping()`: a clean, unmapped swap-cache folio leaves the cache and is freed."""
+    """`__remove_mapping()` (mm/vmscan.c): a clean, unmapped swap-cache folio leaves the cache
+    (`__delete_from_swap_cache`, mm/swap_state.c) and is freed."""
     delete_from_swap_cache(m, folio)
     folio_put(m, folio)
 
