@@ -686,6 +686,9 @@ def test_barry_case_rfc_v1_fails_as_it_does_with_the_steps_in_sequence():
     assert all(s.op != "parallel" for s in seq.steps)
     sfirst = run_scenario(seq, get_design("rfc-v1")).first()
     assert (sfirst.kind, sfirst.step, sfirst.detail) == ("invariant", 4, first.detail)
+    from mteswap.scenario import parallel as P, por
+    ex = P.explore(por.start(load_scenario(BARRY), get_design("rfc-v1")))
+    assert ex.runs == ex.failing == 331                     # every interleaving fails
 
 
 def test_barry_case_every_interleaving_under_merged():
