@@ -16,7 +16,13 @@ from mteswap.scenario.parallel import serial_orders
 from mteswap.scenario.runner import run_scenario
 
 ABA = next(p for p in parallel_files() if p.stem == "p1-skip-swapcache-aba-zram")
-ABA_SCHEDULE = (0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0)
+# CPU0 reads the slot; CPU1 faults, writes tag 5 and pages out to the same slot (reclaim's
+# r1-r4: folio_trylock, try_to_unmap_one, arch_prepare_to_swap, __remove_mapping); CPU0's
+# pte_same passes: old data, new tags (16 steps, one preemption)
+ABA_SCHEDULE = (0, 0, 0) + (1,) * 11 + (0, 0)
+# the shortest (15 steps, two preemptions): CPU0's pte_same and restore run between
+# reclaim's try_to_unmap_one and its arch_prepare_to_swap, before the new tags are saved
+ABA_SHORTEST = (0, 0, 0) + (1,) * 9 + (0, 0, 1)
 SWAPOFF = next(p for p in parallel_files() if p.stem == "p2-fault-vs-swapoff-zram")
 SHARED = next(p for p in parallel_files() if p.stem == "p3-two-processes-fault-shared-entry-ssd")
 
@@ -268,9 +274,12 @@ def test_exploration_finds_the_shortest_aba_with_the_revert():
     sc = _reverted(load_scenario(ABA), "13ddaf26be32")
     res = run_scenario(sc, get_design("merged"))
     first = res.first()
-    assert first.kind == "data-corruption" and first.step == 4
-    assert first.schedule == ABA_SCHEDULE
-    assert len(res.schedule) == 12
+    assert (first.kind, first.step, first.detail) == (
+        "tag-check-fault", 4, "expected tag 5, found 0: tags zeroed by mte_sync_tags at step 4 "
+        "(do_swap_page entry=0x1): slot 0x1 had no saved tags")
+    assert first.schedule == ABA_SHORTEST and res.schedule == ABA_SHORTEST
+    lin = [v for v in res.violations if v.check == "linearizability"]
+    assert len(lin) == 1 and "holds value 0x100001 with tags 0" in lin[0].detail
 
 
 def test_preemption_bound_zero_misses_the_aba_and_one_finds_it():
@@ -322,13 +331,15 @@ def test_cli_run_with_revert_prints_the_cpu_columns_then_the_violation():
     assert res.exit_code == 1
     lines = res.output.splitlines()
     assert lines[0].startswith("# p1-skip-swapcache-aba-zram: interleaving "
-                               "0,0,0,1,1,1,1,1,1,1,0,0 (12 atomic steps")
+                               "0,0,0,1,1,1,1,1,1,1,1,1,0,0,1 (15 atomic steps")
     assert lines[2].split() == ["CPU0", "|", "CPU1"]
-    # CPU1's pageout, in the right column, then CPU0's stale pte_same in the left
+    # CPU1's pageout unmaps, in the right column, then CPU0's stale pte_same in the left
     assert lines[13].split() == ["|", "pageout", "proc=A", "vma=buf", "pages=0"]
-    assert lines[14].split() == ["do_swap_page:pte_same", "|"]
-    assert "data-corruption at step 4 (read A buf page 0)" in res.output
-    assert "found on CPU0 in interleaving 0,0,0,1,1,1,1,1,1,1,0,0" in res.output
+    assert lines[15].split() == ["|", "try_to_unmap:try_to_unmap_one"]
+    assert lines[16].split() == ["do_swap_page:pte_same", "|"]
+    assert lines[18].split() == ["|", "swap_writepage:arch_prepare_to_swap"]
+    assert "tag-check-fault at step 4 (read A buf page 0)" in res.output
+    assert "found on CPU0 in interleaving 0,0,0,1,1,1,1,1,1,1,1,1,0,0,1" in res.output
 
 
 def test_cli_run_schedule_replays_and_json_carries_schedule_and_thread():
@@ -484,7 +495,7 @@ def test_cli_compare_with_revert_reports_the_mismatch_with_expect():
     assert res.exit_code == 1                       # the file's expect says pass
     cells = json.loads(res.output)["cells"]
     assert [(c["design"], c["first"]["kind"], c["matches"]) for c in cells] == \
-        [("merged", "data-corruption", False), ("folio-marker", "data-corruption", False)]
+        [("merged", "tag-check-fault", False), ("folio-marker", "tag-check-fault", False)]
     assert _cli("compare", ABA, "--designs", "merged").exit_code == 0
 
 
@@ -611,3 +622,137 @@ def test_swapoff_synchronize_rcu_waits_for_a_ptl_holder():
     assert S.rcu_readers(_Fake())
     _Fake.locks = {("folio", 3): 0}
     assert not S.rcu_readers(_Fake())
+
+
+# -- reclaim as steps r1-r4; Barry Song's shared-folio case (S1) as an interleaving ----------
+
+BARRY = next(p for p in parallel_files()
+             if p.stem == "p10-reclaim-vs-dontneed-refault-shared-folio-ssd")
+# reclaim unmaps A; A zaps pages 0-1 and refaults page 2 (blocked on the folio lock);
+# reclaim unmaps B, writes the folio (tags saved) and fails __remove_mapping
+BARRY_SCHEDULE = (0, 0, 0, 1, 1, 1, 1, 1, 1, 1)
+
+
+def test_barry_case_reclaim_unmaps_a_then_a_zaps_and_refaults_then_reclaim_unmaps_b():
+    res = run_scenario(load_scenario(BARRY), get_design("merged"), schedule=BARRY_SCHEDULE)
+    assert res.verdict == "pass"
+    assert res.blocks[0].steps == [
+        (0, "reclaim proc=A vma=buf pages=0-3"), (0, "shrink_folio_list:folio_trylock"),
+        (0, "try_to_unmap:try_to_unmap_one"),                       # A's PTEs
+        (1, "dontneed proc=A vma=buf pages=0-1"), (1, "zap_pte_range:pte_offset_map_lock"),
+        (1, "free_swap_and_cache_nr:__swap_entries_free"),
+        (1, "free_swap_and_cache_nr:__try_to_reclaim_swap"),
+        (1, "__try_to_reclaim_swap:folio_trylock"),                 # reclaim holds it: no
+        (1, "read proc=A vma=buf pages=2"), (1, "do_swap_page:swap_cache_get_folio"),
+        (0, "try_to_unmap:try_to_unmap_one"),                       # B's PTEs
+        (0, "swap_writepage:arch_prepare_to_swap"),
+        (0, "shrink_folio_list:__remove_mapping"),                  # A's fault holds a ref
+        (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
+        (1, "do_swap_page:arch_swap_restore")]
+    c = res.counters
+    assert (c["swap_outs"], c["tag_saves"], c["swap_ins"]) == (1, 4, 0)   # stayed cached
+
+
+def test_remove_mapping_frees_the_folio_when_no_fault_holds_it():
+    # reclaim runs whole first: the folio leaves the swap cache; A's refault reads it back
+    res = run_scenario(load_scenario(BARRY), get_design("merged"), schedule=(0,) * 6)
+    assert res.verdict == "pass"
+    assert res.blocks[0].steps[5] == (0, "shrink_folio_list:__remove_mapping")
+    assert res.counters["swap_ins"] == 4       # A's refault and the reads after the block
+
+
+def test_remove_mapping_fails_while_another_thread_holds_a_reference(monkeypatch):
+    """Break folio_ref_freeze (never fails): on Barry's schedule reclaim frees the folio A's
+    fault found in the swap cache and waits on, so the fault's recheck after folio_lock
+    fails and it refaults, reading the pages back (swap_ins 4 instead of 0)."""
+    monkeypatch.setattr(S, "referenced_elsewhere", lambda m, folio: False)
+    res = run_scenario(load_scenario(BARRY), get_design("merged"), schedule=BARRY_SCHEDULE)
+    assert res.blocks[0].steps[12:15] == [
+        (0, "shrink_folio_list:__remove_mapping"), (1, "do_swap_page:folio_lock"),
+        (1, "do_swap_page:swap_cache_get_folio")]                  # the recheck failed
+    assert res.counters["swap_ins"] == 4
+
+
+def test_barry_case_rfc_v1_fails_as_it_does_with_the_steps_in_sequence():
+    res = run_scenario(load_scenario(BARRY), get_design("rfc-v1"), schedule=BARRY_SCHEDULE)
+    first = res.first()
+    assert (first.kind, first.step) == ("invariant", 4) and first.detail.startswith("I8")
+    seq = parse_scenario(BARRY.read_text().replace(
+        "  - parallel:\n      - reclaim: {proc: A, vma: buf, pages: 0-3}\n"
+        "      - [dontneed: {proc: A, vma: buf, pages: 0-1}, read: {proc: A, vma: buf, pages: 2}]",
+        "  - reclaim: {proc: A, vma: buf, pages: 0-3}\n"
+        "  - dontneed: {proc: A, vma: buf, pages: 0-1}\n"
+        "  - read: {proc: A, vma: buf, pages: 2}"), "seq.yaml")
+    assert all(s.op != "parallel" for s in seq.steps)
+    sfirst = run_scenario(seq, get_design("rfc-v1")).first()
+    assert (sfirst.kind, sfirst.step, sfirst.detail) == ("invariant", 4, first.detail)
+    from mteswap.scenario import parallel as P, por
+    ex = P.explore(por.start(load_scenario(BARRY), get_design("rfc-v1")))
+    assert ex.runs == ex.failing == 331                     # every interleaving fails
+
+
+def test_barry_case_every_interleaving_under_merged():
+    res = run_scenario(load_scenario(BARRY), get_design("merged"))
+    assert res.verdict == "pass" and res.preemptions is None
+    assert res.interleavings == 331
+
+
+def test_barry_case_split_before_swap_is_bounded_by_the_file():
+    sc = load_scenario(BARRY)
+    assert sc.preemption_bound("split-before-swap") == 2
+    assert sc.preemption_bound("merged") is None
+    res = run_scenario(sc, get_design("split-before-swap"))
+    assert res.verdict == "pass" and res.preemptions == 2
+    assert res.interleavings == 159
+    one = run_scenario(sc, get_design("split-before-swap"), preemptions=1)
+    assert one.preemptions == 1 and one.interleavings == 24
+
+
+def test_cli_says_when_the_exploration_was_bounded():
+    res = _cli("run", BARRY, "--design", "split-before-swap")
+    assert res.exit_code == 0
+    assert "bounded: 159 interleavings with at most 2 preemption(s) explored" in res.output
+    res = _cli("run", BARRY, "--design", "split-before-swap", "--preemptions", "1", "--json")
+    assert json.loads(res.output)["preemptions"] == 1
+    assert "bounded" not in _cli("run", BARRY).output
+
+
+@pytest.mark.parametrize("text, field, message", [
+    ("preemptions: two", "preemptions", "expected an integer >= 0, or a mapping"),
+    ("preemptions: -1", "preemptions", "got -1"),
+    ("preemptions: true", "preemptions", "expected an integer >= 0"),
+    ("preemptions: {merged: -2}", "preemptions.merged", "expected an integer >= 0, got -2"),
+    ("preemptions: {merged: 1.5}", "preemptions.merged", "expected an integer >= 0"),
+])
+def test_bad_preemptions_key_is_bad_input(tmp_path, text, field, message):
+    f = tmp_path / "bad.yaml"
+    f.write_text(BARRY.read_text().replace("preemptions:\n  split-before-swap:    2", text))
+    res = _cli("run", f)
+    assert res.exit_code == 2
+    assert str(f) in res.output and f"field '{field}'" in res.output and message in res.output
+
+
+def test_unuse_waits_for_reclaims_folio_lock():
+    """swapoff's unuse of a swap PTE whose swap-cache folio reclaim holds locked (r1-r4)
+    waits for the folio lock (unuse_pte_range locks the folio before unuse_pte)."""
+    doc = ("version: 1\nname: unuse-vs-reclaim\nconfig: {folio_pages: [1], swap_device: ssd, "
+           "frames: 16}\nsteps:\n" + """
+  - mmap:     {proc: A, vma: buf, pages: 2, mte: true}
+  - write:    {proc: A, vma: buf, pages: 0-1, tag: 3}
+  - fork:     {proc: A, child: B}
+  - parallel:
+      - reclaim: {proc: A, vma: buf, pages: 0}
+      - swapoff
+  - read:     {proc: A, vma: buf, pages: 0-1}
+  - read:     {proc: B, vma: buf, pages: 0-1}
+""")
+    sc = parse_scenario(doc, "unuse-vs-reclaim.yaml")
+    # reclaim: start, trylock+add_to_swap, unmap A (its step ends holding the folio lock)
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 1, 1))
+    steps = res.blocks[0].steps
+    assert (1, "try_to_unuse:folio_lock") in steps
+    assert steps.index((1, "try_to_unuse:folio_lock")) > steps.index(
+        (0, "shrink_folio_list:__remove_mapping"))
+    assert res.verdict == "pass"
+    full = run_scenario(sc, get_design("merged"))
+    assert full.verdict == "pass"

@@ -173,6 +173,9 @@ def _print_state(out: Console, s: dict) -> None:
 
 def print_result(out: Console, res: RunResult) -> None:
     out.print(f"{res.scenario} [{res.design}]: {res.verdict.upper()}", markup=False)
+    if res.preemptions is not None:
+        out.print(f"  bounded: {res.interleavings} interleavings with at most "
+                  f"{res.preemptions} preemption(s) explored, not every one", markup=False)
     for v in res.violations:
         where = " ".join(x for x in (v.proc, v.vma, None if v.page is None else f"page {v.page}") if x)
         out.print(f"  {v.kind} at step {v.step} ({v.op}{' ' + where if where else ''}): {v.detail}", markup=False)

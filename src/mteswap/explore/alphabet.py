@@ -58,7 +58,8 @@ PRESETS = {
 
 # Issue 14: presets whose alphabet contains parallel blocks (explore/blocks.py runs each block
 # under every interleaving). One MTE page of A (B by fork): enough to put it in swap and race
-# on its entry, small enough that each block is explored in well under a second.
+# on its entry, small enough that each block is explored in a second or two (the longest, a
+# fault against a fault, a write and a pageout: reclaim's steps r1-r4 make ~2,300 interleavings).
 _PAR = dict(folio_pages=[1], swap_slots=2, frames=16)
 for _dev in ("zram", "ssd"):
     PRESETS[f"parallel-{_dev}"] = Preset(

@@ -457,7 +457,10 @@ def _do_swap_page_holding_device(m, mm, vpn: int, write: bool) -> None:
     a dying device backs out: swapoff replaces the PTE) and `put_swap_device` on every way
     out."""
     if REVERT_SWAPOFF_REF in m.config.reverts:
-        do_swap_page(m, mm, vpn, write)
+        try:
+            do_swap_page(m, mm, vpn, write)
+        finally:
+            sched.put_folio_refs(m)
         return
     if not sched.get_swap_device(m):
         orig = mm.ptes[vpn]
@@ -466,6 +469,7 @@ def _do_swap_page_holding_device(m, mm, vpn: int, write: bool) -> None:
     try:
         do_swap_page(m, mm, vpn, write)
     finally:
+        sched.put_folio_refs(m)
         sched.put_swap_device(m)
 
 
@@ -498,6 +502,7 @@ def _lock_and_revalidate(m, mm, vpn: int, orig: int, folio, skipped: bool) -> bo
     `swap_pte_batch`). False: the fault backs out (folio unlocked and put, locks dropped)."""
     entry = pte_to_swp_entry(orig, vpn)
     if not skipped:
+        sched.get_folio_ref(m, folio)       # taken by the lookup, in the same step
         key = sched.folio_lock_key(folio)
         sched.lock(m, "do_swap_page:folio_lock", key)
         head = m.folio_swap[folio.pfn]

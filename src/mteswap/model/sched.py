@@ -164,6 +164,8 @@ class Scheduler:
         # the initialiser's own half state, which the per-step invariants I1 and I1-lock
         # leave alone. Whether another thread acts on it is what the oracle judges.
         self.tagging: set[int] = set()
+        # lane -> pfns of the swap-cache folios a fault of that lane holds a reference to
+        self.folio_refs: dict[int, set[int]] = {}
 
     # -- the scheduler's thread ---------------------------------------------------------------
     def run(self) -> None:
@@ -275,6 +277,40 @@ def trylock(m, key: object) -> bool:
     reclaim): False when another thread holds it."""
     s = m.sched
     return s is None or s.locks.get(key, s.current) == s.current
+
+
+def trylock_hold(m, key: object) -> bool:
+    """`folio_trylock` (include/linux/pagemap.h) by code that keeps the lock across steps
+    (reclaim's `shrink_folio_list`, r1 to r4; swapoff's unuse): False when another thread holds
+    it; else this thread holds it until `unlock`."""
+    s = m.sched
+    if s.locks.get(key, s.current) != s.current:
+        return False
+    s.locks[key] = s.current
+    return True
+
+
+def get_folio_ref(m, folio) -> None:
+    """A thread holds a reference to the swap-cache folio it looked up (`swap_cache_get_folio`
+    or `swapin_readahead` in do_swap_page and unuse_pte_range, `filemap_get_folio` in
+    `__try_to_reclaim_swap`; mm/swap_state.c, mm/swapfile.c) until `put_folio_refs`:
+    reclaim's `__remove_mapping` cannot free the folio meanwhile."""
+    s = m.sched
+    if s is not None:
+        s.folio_refs.setdefault(s.current, set()).add(folio.pfn)
+
+
+def put_folio_refs(m) -> None:
+    s = m.sched
+    if s is not None:
+        s.folio_refs.pop(s.current, None)
+
+
+def referenced_elsewhere(m, folio) -> bool:
+    """`folio_ref_freeze` in `__remove_mapping` (mm/vmscan.c) fails: another thread holds a
+    reference."""
+    s = m.sched
+    return any(folio.pfn in refs for lane, refs in s.folio_refs.items() if lane != s.current)
 
 
 def ptl(mm) -> tuple:

@@ -193,11 +193,14 @@ def __try_to_reclaim_swap(m, offset: int) -> int:
     if folio is None:
         return 0
     if m.sched is not None:
-        # z3: folio_trylock, then the checks and delete_from_swap_cache under the cluster lock
+        # z3: folio_trylock, then the checks and delete_from_swap_cache under the cluster lock.
+        # The lookup's reference (held to the end) makes reclaim's __remove_mapping fail.
+        sched.get_folio_ref(m, folio)
         sched.point(m, "__try_to_reclaim_swap:folio_trylock", device=True)
+        sched.put_folio_refs(m)
         if folio.pfn not in m.folios or not sched.trylock(m, sched.folio_lock_key(folio)):
             return -folio.nr              # freed meanwhile (the kernel holds a reference), or locked
-        if not folio.swapcache or m.swap.cache.get(offset) is not folio:
+        if not folio.swapcache or getattr(m.swap.cache.get(offset), "pfn", None) != folio.pfn:
             return -folio.nr              # left the swap cache meanwhile (folio_swapcache_freeable)
     if m.folio_mapcount(folio) and not si.vm_swap_full():
         return -folio.nr

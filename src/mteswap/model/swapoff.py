@@ -41,30 +41,96 @@ def try_to_unuse(m) -> None:
     cleared its swap PTE but has not dropped the slot's count yet, a fault between its map
     and `swapcache_clear`; the retry is one step that waits for swap_map to change."""
     while True:
-        _unuse_all(m)
+        skipped = _unuse_all(m)
         si = m.swap
         if m.sched is None or not si.inuse_pages():
             return
+        if skipped:
+            continue          # a page changed while it waited for a folio lock: walk again
         seen = si.swap_map.tolist()
         sched.wait_until(m, "try_to_unuse:retry", lambda: si.swap_map.tolist() != seen)
 
 
-def _unuse_all(m) -> None:
+def _unuse_all(m) -> bool:
+    """One walk of every mm and of the swap cache. Between other threads, True when the walk
+    must be redone at once: a swap PTE was left because its page changed while the walk
+    waited for the folio lock, or reclaim installed swap PTEs behind the walk (in an mm, or
+    at a PTE, it had passed); the retry's wait for swap_map to change would miss those."""
+    skipped = False
+    visited = set()
     for mm in m.mms:
-        for vpn in [v for v, e in mm.ptes.items() if is_swap_pte(e)]:
+        todo = [v for v, e in mm.ptes.items() if is_swap_pte(e)]
+        if m.sched is not None:
+            visited.update((mm.pid, v, mm.ptes[v]) for v in todo)
+        for vpn in todo:
             if m.sched is not None and not _unuse_pte_concurrent(m, mm, vpn):
                 continue
             entry = pte_to_swp_entry(mm.ptes[vpn], vpn)
             folio = swap_cache_get_folio(m, entry) or swapin_readahead(m, entry)
             if folio is None:
                 raise SwapoffFailed("no free frame to bring a page back")
+            sched.get_folio_ref(m, folio)   # the lookup's reference: __remove_mapping fails
+            if m.sched is not None and not _folio_lock_concurrent(m, mm, vpn, folio):
+                sched.put_folio_refs(m)
+                skipped = True        # the page changed meanwhile: walk again
+                continue
             unuse_pte(m, mm, vpn, folio)
             folio_free_swap(m, folio)
             sched.unlock(m, sched.ptl(mm))
+            sched.unlock(m, sched.folio_lock_key(folio))
+            sched.put_folio_refs(m)
     for off in sorted(m.swap.cache):
         folio = m.swap.cache.get(off)
-        if folio is not None and folio_free_swap(m, folio):
+        if folio is None:
+            continue
+        if m.sched is not None and not _cached_folio_lock(m, off, folio):
+            continue
+        if folio_free_swap(m, folio):
             folio_put(m, folio)
+        sched.unlock(m, sched.folio_lock_key(folio))
+    return skipped or (m.sched is not None and _swap_ptes_missed(m, visited))
+
+
+def _swap_ptes_missed(m, visited: set) -> bool:
+    return any(is_swap_pte(e) and (mm.pid, v, e) not in visited
+               for mm in m.mms for v, e in mm.ptes.items())
+
+
+def _cached_folio_lock(m, off: int, folio) -> bool:
+    """`try_to_unuse`'s last loop (mm/swapfile.c) locks each swap-cache folio (`folio_lock`,
+    blocking) before `folio_free_swap`. Free, the lock is taken in the walk's step (a
+    coarsening: the lockless lookup and the critical section are one step, as before reclaim had
+    steps); held by another thread (reclaim, r1-r4), it is a step that waits for it, and the
+    folio is rechecked: still the cache's folio at that slot (reclaim may have freed it). True
+    with the lock held."""
+    key = sched.folio_lock_key(folio)
+    if sched.trylock_hold(m, key):
+        return True
+    sched.lock(m, "try_to_unuse:folio_lock", key)
+    if getattr(m.swap.cache.get(off), "pfn", None) == folio.pfn:
+        return True
+    sched.unlock(m, key)
+    return False
+
+
+def _folio_lock_concurrent(m, mm, vpn: int, folio) -> bool:
+    """`unuse_pte_range` (mm/swapfile.c) locks the folio before `unuse_pte` takes the PTL: when
+    another thread (reclaim, r1-r4) holds the folio lock, drop the PTL, wait for the folio lock,
+    then take the PTL again and recheck that the PTE and the swap-cache folio are unchanged.
+    True with both held; False with neither."""
+    key, ptl = sched.folio_lock_key(folio), sched.ptl(mm)
+    if sched.trylock_hold(m, key):
+        return True
+    e = mm.ptes[vpn]
+    sched.unlock(m, ptl)
+    sched.lock(m, "try_to_unuse:folio_lock", key)
+    sched.lock(m, "try_to_unuse:unuse_pte", ptl)
+    off = swp_offset(pte_to_swp_entry(e, vpn))
+    if mm.ptes[vpn] == e and getattr(m.swap.cache.get(off), "pfn", None) == folio.pfn:
+        return True
+    sched.unlock(m, ptl)
+    sched.unlock(m, key)
+    return False
 
 
 def _unuse_pte_concurrent(m, mm, vpn: int) -> bool:

@@ -70,8 +70,9 @@ def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
     ents = mm.ptes.ents[vpn:vpn + n]
     tags, data = m.frame_tags, m.frame_data
     e0 = ents[0]
-    if n > 1 and ents.count(e0) == n:        # consecutive frames (not the zero page): slices
-        pfn = pte_pfn(e0, vpn)
+    # consecutive frames: slices. Not from the zero page: its PTE at vpn is the same int as
+    # frame 0's at vpn + 1 (pte.py encodes pfn - vpn)
+    if n > 1 and ents.count(e0) == n and (pfn := pte_pfn(e0, vpn)) != ZERO_PFN:
         mets = tags[pfn:pfn + n] if pte_tagged(e0) else [None] * n
         return mets, data[pfn:pfn + n]
     pfns = ptes_pfns(ents, vpn)

@@ -25,25 +25,47 @@ def try_to_unmap(m, folio) -> None:
     """`try_to_unmap()` → `try_to_unmap_one()` (mm/rmap.c) for every PTE mapping the folio:
     take a reference on the page's slot (`swap_duplicate`), share the page (it is no longer
     anon-exclusive) and install a swap PTE that keeps the exclusive bit."""
-    if _mapped_once_in_order(m, folio):
+    if m.sched is not None:
+        done = _unmap_each_mm(m, folio)
+    elif _mapped_once_in_order(m, folio):
         done = _unmap_whole(m, folio)
     else:
-        done = []
-        flags, mms = m.frame_flags, m.mms
-        for pid, vpn, pfn in folio_rmap_walk(m, folio):
-            entry = folio.swap + (pfn - folio.pfn)
-            swap_duplicate(m, entry)
-            exclusive = bool(flags[pfn] & PG_ANON_EXCLUSIVE)
-            flags[pfn] &= ~PG_ANON_EXCLUSIVE
-            folio_remove_rmap_pte(m, pfn, pid, vpn)
-            mms[pid].ptes.ents[vpn] = swp_entry_to_pte(entry, exclusive, vpn)   # set_pte_at
-            done.append((pid, vpn, entry, exclusive))
+        done = [try_to_unmap_one(m, folio, pid, vpn, pfn)
+                for pid, vpn, pfn in folio_rmap_walk(m, folio)]
     if not m.tracing:
         return
     for pid, first, last in _unmap_runs(done):
         m.log("try_to_unmap_one", f"pid={pid} vpn={first[1]}-{last[1]} -> entry={first[2]:#x}-{last[2]:#x} "
               f"swap_map+1 excl={int(first[3])}" if first is not last else
               f"pid={pid} vpn={first[1]} -> entry={first[2]:#x} swap_map+1 excl={int(first[3])}")
+
+
+def try_to_unmap_one(m, folio, pid: int, vpn: int, pfn: int) -> tuple:
+    """`try_to_unmap_one()` (mm/rmap.c) for one PTE: the slot's reference (`swap_duplicate`),
+    the exclusive bit moved to the swap PTE, the rmap dropped."""
+    flags = m.frame_flags
+    entry = folio.swap + (pfn - folio.pfn)
+    swap_duplicate(m, entry)
+    exclusive = bool(flags[pfn] & PG_ANON_EXCLUSIVE)
+    flags[pfn] &= ~PG_ANON_EXCLUSIVE
+    folio_remove_rmap_pte(m, pfn, pid, vpn)
+    m.mms[pid].ptes.ents[vpn] = swp_entry_to_pte(entry, exclusive, vpn)   # set_pte_at
+    return (pid, vpn, entry, exclusive)
+
+
+def _unmap_each_mm(m, folio) -> list:
+    """Between other threads (r2): the rmap walk (`rmap_walk_anon`, mm/rmap.c) visits each mm
+    mapping the folio in turn and `try_to_unmap_one` unmaps its PTEs under that mm's PTL, one
+    step per mm; the walk is redone in each step, since a zap in that mm may have removed PTEs
+    meanwhile (the folio lock keeps faults out, not zaps)."""
+    done = []
+    for pid in sorted({pid for pid, _, _ in folio_rmap_walk(m, folio)}):
+        mm = next(x for x in m.mms if x.pid == pid)
+        sched.lock(m, "try_to_unmap:try_to_unmap_one", sched.ptl(mm), device=True)
+        done += [try_to_unmap_one(m, folio, p, vpn, pfn)
+                 for p, vpn, pfn in folio_rmap_walk(m, folio) if p == pid]
+        sched.unlock(m, sched.ptl(mm))
+    return done
 
 
 def _mapped_once_in_order(m, folio) -> bool:
@@ -165,8 +187,23 @@ def _queue_tails(m, queue, tails: list) -> None:
 
 
 def _shrink_folio(m, folio, keep_cached: bool, queue) -> None:
-    if m.sched is not None and not sched.trylock(m, sched.folio_lock_key(folio)):
-        return            # folio_trylock failed: another thread (a fault) holds the folio lock
+    """One folio of `shrink_folio_list` (mm/vmscan.c). Between other threads its steps are r1
+    `folio_trylock` (the folio lock is then held to the end) with `add_to_swap`, r2 one
+    `try_to_unmap_one` step per mm under its PTL, r3 `swap_writepage` → `arch_prepare_to_swap`
+    and r4 `__remove_mapping`."""
+    if m.sched is None:
+        return _shrink_locked_folio(m, folio, keep_cached, queue)
+    sched.point(m, "shrink_folio_list:folio_trylock")
+    key = sched.folio_lock_key(folio)
+    if folio.pfn not in m.folios or not sched.trylock_hold(m, key):
+        return            # freed meanwhile, or another thread (a fault) holds the folio lock
+    try:
+        _shrink_locked_folio(m, folio, keep_cached, queue)
+    finally:
+        sched.unlock(m, key)
+
+
+def _shrink_locked_folio(m, folio, keep_cached: bool, queue) -> None:
     if not folio.swapcache:
         if folio.nr > 1 and folio.partially_mapped:
             # "Split partially mapped folios right away": unmapped pages go without I/O.
@@ -188,6 +225,7 @@ def _shrink_folio(m, folio, keep_cached: bool, queue) -> None:
     # current) is not written, and `shrink_folio_list` frees it in this pass.
     written = False
     if flags[folio.pfn] & FOLIO_DIRTY:
+        sched.point(m, "swap_writepage:arch_prepare_to_swap", device=True)   # r3
         flags[folio.pfn] &= ~FOLIO_DIRTY                 # folio_clear_dirty_for_io
         if not swap_writepage(m, folio):
             return
@@ -201,6 +239,10 @@ def _shrink_folio(m, folio, keep_cached: bool, queue) -> None:
     if keep_cached and written:
         if m.tracing: m.log("shrink_folio_list", f"folio={folio.pfn} kept in swap cache entry={folio.swap:#x}")
         return
+    if m.sched is not None:                              # r4
+        sched.point(m, "shrink_folio_list:__remove_mapping", device=True)
+        if sched.referenced_elsewhere(m, folio):
+            return        # folio_ref_freeze fails: a fault holds the folio it found in the cache
     __remove_mapping(m, folio)
 
 
@@ -217,7 +259,8 @@ def _freed_if_unused(m, folio) -> bool:
 
 
 def __remove_mapping(m, folio) -> None:
-    """`__remove_mapping()`: a clean, unmapped swap-cache folio leaves the cache and is freed."""
+    """`__remove_mapping()` (mm/vmscan.c): a clean, unmapped swap-cache folio leaves the cache
+    (`__delete_from_swap_cache`, mm/swap_state.c) and is freed."""
     delete_from_swap_cache(m, folio)
     folio_put(m, folio)
 

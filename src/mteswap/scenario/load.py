@@ -240,6 +240,13 @@ class Scenario:
     # The file's `expect` per kernel version, so that `with_kernel` (a command line's
     # --kernel) gives the expectations of that kernel: {kernel: {design: Expected}}.
     expect_by_kernel: dict = field(default_factory=dict, compare=False, repr=False)
+    # Issue 14: the file's default preemption bound for its parallel blocks (`preemptions`):
+    # {design name or "*": N}; a command line's --preemptions overrides it.
+    preemptions: dict = field(default_factory=dict, compare=False)
+
+    def preemption_bound(self, design: str) -> int | None:
+        """The file's bound for this design (None: every interleaving)."""
+        return self.preemptions.get(design, self.preemptions.get("*"))
 
 
 @dataclass(frozen=True)
@@ -459,7 +466,8 @@ _CONFIG_FIELDS = (
     FieldSpec("revert", f"a list of commit ids among {_names(REVERTS)}", lambda v: _reverts(v)),
 )
 
-_TOP_KEYS = ("version", "name", "description", "design", "config", "expect", "steps")
+_TOP_KEYS = ("version", "name", "description", "design", "config", "expect", "preemptions",
+             "steps")
 
 
 # ------------------------------------------------------------------ YAML layer
@@ -668,6 +676,30 @@ def _expect(where: _Where, doc: dict, nsteps: int) -> dict[str, dict[str, Expect
             for kernel in KERNELS:
                 by_kernel[kernel][design] = _verdict(where, verdict, field_, nsteps)
     return by_kernel
+
+
+def _preemptions(where: _Where, doc: dict) -> dict:
+    """`preemptions: N` (every design) or `{design: N, ...}`: the default preemption bound of
+    the file's parallel blocks, N an integer >= 0. {"*": N} for the plain form."""
+    raw = doc.get("preemptions")
+    if raw is None:
+        return {}
+    want = "an integer >= 0, or a mapping of design name to an integer >= 0"
+    if isinstance(raw, dict):
+        out = {}
+        for design, n in raw.items():
+            if not isinstance(design, str) or not design.strip():
+                raise where.error(f"expected design names as keys, got {_describe(design)}",
+                                  field="preemptions")
+            out[design] = _bound(where, n, f"preemptions.{_clip(design)}", "an integer >= 0")
+        return out
+    return {"*": _bound(where, raw, "preemptions", want)}
+
+
+def _bound(where: _Where, value: Any, field_: str, want: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise where.error(f"expected {want}, got {_describe(value)}", field=field_)
 
 
 def _is_kernel(key: Any) -> bool:
@@ -888,6 +920,7 @@ def _scenario(doc: Any, file: str) -> Scenario:
         expect=by_kernel[config.kernel],
         steps=steps,
         expect_by_kernel=by_kernel,
+        preemptions=_preemptions(where, doc),
     )
 
 

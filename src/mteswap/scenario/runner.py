@@ -48,6 +48,7 @@ class RunResult:
     blocks: list = field(default_factory=list)
     schedule: tuple[int, ...] = ()
     interleavings: int = 0
+    preemptions: int | None = None       # the bound of the exploration (None: every one)
 
     @property
     def verdict(self) -> str:
@@ -68,6 +69,8 @@ class RunResult:
                "counters": dict(self.counters)}
         if self.states is not None:
             out["states"] = self.states
+        if self.preemptions is not None:
+            out["preemptions"] = self.preemptions
         return out
 
 
@@ -527,8 +530,9 @@ def run_scenario(scenario: Scenario, design, keep_trace: bool = False,
                  keep_states: bool = False, schedule: tuple[int, ...] | None = None,
                  preemptions: int | None = None) -> RunResult:
     """Run a scenario. With parallel blocks: the interleaving `schedule` names (then no
-    preemption), or else every interleaving (at most `preemptions` preemptions each): the
-    result is a shortest failing one, or the first one when all pass."""
+    preemption), or else every interleaving (at most `preemptions` preemptions each, by
+    default the file's `preemptions` for this design): the result is a shortest failing one,
+    or the first one when all pass."""
     runner = Runner(scenario, design, keep_trace, keep_states=keep_states)
     if all(step.op != PARALLEL for step in scenario.steps):
         return runner.run()
@@ -542,7 +546,9 @@ def run_scenario(scenario: Scenario, design, keep_trace: bool = False,
         res = runner.result()
         res.interleavings = 1
         return res
+    if preemptions is None:
+        preemptions = scenario.preemption_bound(design.name)
     ex = par_mod.explore(runner, bound=preemptions)
     res = (ex.best or ex.first).result()
-    res.interleavings = ex.runs
+    res.interleavings, res.preemptions = ex.runs, preemptions
     return res
