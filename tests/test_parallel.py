@@ -16,7 +16,7 @@ from mteswap.scenario.parallel import serial_orders
 from mteswap.scenario.runner import run_scenario
 
 ABA = next(p for p in parallel_files() if p.stem == "p1-skip-swapcache-aba-zram")
-ABA_SCHEDULE = (0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0)
+ABA_SCHEDULE = (0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0)
 SWAPOFF = next(p for p in parallel_files() if p.stem == "p2-fault-vs-swapoff-zram")
 SHARED = next(p for p in parallel_files() if p.stem == "p3-two-processes-fault-shared-entry-ssd")
 
@@ -197,10 +197,10 @@ def test_unknown_revert_is_bad_input():
 
 def test_bad_schedule_is_bad_input():
     sc = load_scenario(ABA)
-    with pytest.raises(ScenarioError, match="--schedule: schedule position 8: CPU0 cannot "
+    with pytest.raises(ScenarioError, match="--schedule: schedule position 9: CPU0 cannot "
                                             "run here"):
-        # CPU0's lane (one read: 7 atomic steps) has ended after 7 steps
-        run_scenario(sc, get_design("merged"), schedule=(0,) * 7 + (0,))
+        # CPU0's lane (one read: 8 atomic steps) has ended after 8 steps
+        run_scenario(sc, get_design("merged"), schedule=(0,) * 8 + (0,))
 
 
 # -- one interleaving ------------------------------------------------------------------------
@@ -270,7 +270,7 @@ def test_exploration_finds_the_shortest_aba_with_the_revert():
     first = res.first()
     assert first.kind == "data-corruption" and first.step == 4
     assert first.schedule == ABA_SCHEDULE
-    assert len(res.schedule) == 12
+    assert len(res.schedule) == 14
 
 
 def test_preemption_bound_zero_misses_the_aba_and_one_finds_it():
@@ -322,13 +322,13 @@ def test_cli_run_with_revert_prints_the_cpu_columns_then_the_violation():
     assert res.exit_code == 1
     lines = res.output.splitlines()
     assert lines[0].startswith("# p1-skip-swapcache-aba-zram: interleaving "
-                               "0,0,0,1,1,1,1,1,1,1,0,0 (12 atomic steps")
+                               "0,0,0,1,1,1,1,1,1,1,1,0,0,0 (14 atomic steps")
     assert lines[2].split() == ["CPU0", "|", "CPU1"]
     # CPU1's pageout, in the right column, then CPU0's stale pte_same in the left
-    assert lines[13].split() == ["|", "pageout", "proc=A", "vma=buf", "pages=0"]
-    assert lines[14].split() == ["do_swap_page:pte_same", "|"]
+    assert lines[14].split() == ["|", "pageout", "proc=A", "vma=buf", "pages=0"]
+    assert lines[15].split() == ["do_swap_page:pte_same", "|"]
     assert "data-corruption at step 4 (read A buf page 0)" in res.output
-    assert "found on CPU0 in interleaving 0,0,0,1,1,1,1,1,1,1,0,0" in res.output
+    assert "found on CPU0 in interleaving 0,0,0,1,1,1,1,1,1,1,1,0,0,0" in res.output
 
 
 def test_cli_run_schedule_replays_and_json_carries_schedule_and_thread():
@@ -413,8 +413,9 @@ def test_swapoff_unuse_waits_for_the_skip_swapcache_pin():
 SECOND_FAULT_WAITS_ON_FOLIO_LOCK = [
     (1, "read proc=B vma=buf pages=0"), (1, "do_swap_page:swap_cache_get_folio"),
     (0, "do_swap_page:pte_same"), (0, "do_swap_page:arch_swap_restore"),   # CPU1 blocked
+    (0, "do_swap_page:set_ptes"),
     (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
-    (1, "do_swap_page:arch_swap_restore")]
+    (1, "do_swap_page:arch_swap_restore"), (1, "do_swap_page:set_ptes")]
 
 
 def test_second_fault_on_a_shared_entry_waits_on_the_folio_lock():
@@ -502,7 +503,10 @@ def test_shared_large_folio_read_once_second_fault_waits_on_its_folio_lock(desig
     sc = _bundled_parallel("p6-shared-large-folio-swapped-out-zram-72")
     res = run_scenario(sc, get_design(design), schedule=(0, 0, 0, 1, 1))
     assert res.verdict == "pass"
-    assert res.blocks[0].steps[3:] == SECOND_FAULT_WAITS_ON_FOLIO_LOCK
+    # 7.2 tries folio_free_swap on every zram swap-in (a step before set_ptes)
+    assert [s for s in res.blocks[0].steps[3:] if s[1] != "do_swap_page:folio_free_swap"] == \
+        SECOND_FAULT_WAITS_ON_FOLIO_LOCK
+    assert res.blocks[0].steps[7] == (0, "do_swap_page:folio_free_swap")
     assert (res.counters["swap_ins"], res.counters["large_swap_ins"]) == (1, 1)
     # the folio's 4 pages restored once; restore-all-unmarked restores them again on the
     # second fault (unconditionally, as it does sequentially), still under the folio lock
@@ -515,7 +519,7 @@ def test_shared_large_folio_in_the_swap_cache_restores_in_turn_under_the_folio_l
     assert res.verdict == "pass"
     steps = res.blocks[0].steps
     assert steps.index((1, "do_swap_page:folio_lock")) == \
-        steps.index((0, "do_swap_page:arch_swap_restore")) + 1
+        steps.index((0, "do_swap_page:set_ptes")) + 1
     assert res.counters["swap_ins"] == 0 and res.counters["restore_calls"] == 2
 
 
