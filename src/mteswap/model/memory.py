@@ -488,7 +488,8 @@ REVERT_SKIP_SWAPCACHE_PIN = "13ddaf26be32"
 # reference from its start to its end, so swapoff cannot free the device under it.
 REVERT_SWAPOFF_REF = "2799e77529c2"
 # "mm: call arch_swap_restore() from do_swap_page()" (v6.5): the tags are restored before
-# swap_free_nr, which may free the slot and its saved tags (zram without a cache pin).
+# swap_free_nr and folio_free_swap, which may free the slot and its saved tags (zram without
+# a cache pin; the swap cache freed on a write fault or when swap is more than half full).
 REVERT_RESTORE_BEFORE_FREE = "6dca4ac6fc91"
 
 
