@@ -154,24 +154,24 @@ def test_parallel_block_collects_the_state_after_each_atomic_step(tmp_path):
     p1 = next(p for p in parallel_files() if p.stem.startswith("p1-"))
     sc = with_reverts(load_scenario(p1), ["13ddaf26be32"])
     run = collect(sc, get_design("merged"))
-    assert run["verdict"] == "fail" and run["schedule"] == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+    assert run["verdict"] == "fail" and run["schedule"] == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]
     block = run["steps"][3]
     assert block["lanes"] == [["read proc=A vma=buf pages=0"],
                               ["read proc=A vma=buf pages=0", "write proc=A vma=buf pages=0 tag=5",
                                "pageout proc=A vma=buf pages=0"]]
     assert [a["lane"] for a in block["atomic"]] == run["schedule"]
     pages = [a["vmas"][0]["pages"] for a in block["atomic"]]
-    assert pages == ["S", "S", "S", "S", "S", "S", "S", "p", "p", "S", "S", "p"]
+    assert pages == ["S", "S", "S", "S", "S", "S", "S", "S", "p", "p", "S", "S", "S", "p"]
     assert block["atomic"][7]["name"] == "do_swap_page:arch_swap_restore"
     assert {v["kind"] for v in block["violations"]} == {"data-corruption"}
     # another schedule shows another interleaving: the first lane to the end, then the second
     serial = collect(sc, get_design("merged"), (0,) * 5)
     assert serial["verdict"] == "pass" and serial["schedule"][:5] == [0] * 5
     text = page_html([run], "p1")
-    assert text.count('<details class="atomic"') == 12
+    assert text.count('<details class="atomic"') == 14
     assert re.findall(r'<details class="atomic" data-atomic="\d+" data-lane="(\d)"', text) == \
         [str(x) for x in run["schedule"]]
     # run --html shows the interleaving the run reported
     out = tmp_path / "run.html"
     assert invoke("run", p1, "--revert", "13ddaf26be32", "--html", out).exit_code == 1
-    assert out.read_text().count('<details class="atomic"') == 12
+    assert out.read_text().count('<details class="atomic"') == 14
