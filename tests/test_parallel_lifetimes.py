@@ -13,7 +13,7 @@ from mteswap.scenario.load import load_scenario, parse_scenario
 from mteswap.scenario.runner import run_scenario
 
 P13 = next(p for p in parallel_files() if p.stem == "p13-restore-after-free-vs-swapoff-ssd")
-P13_SCHEDULE = (0, 0, 0, 0, 0, 0, 0, 1, 0)
+P13_SCHEDULE = (0, 0, 0, 0, 0, 0, 1, 0)
 P13_UAF = ("tag buffer of entry 0x200 freed by mte_invalidate_tags (swapoff on CPU1), then "
            "read by mte_restore_tags:mte_restore_page_tags on CPU0")
 
@@ -31,23 +31,22 @@ def _first(res):
 
 def test_with_the_fix_the_restore_is_local_work_before_swap_free_and_set_ptes_is_a_step():
     """With the fix the fault's reference pins the slot through the restore: lookup and
-    copy stay in f6 with swap_free_nr; folio_free_swap and set_ptes are steps of their own."""
-    res = run_scenario(load_scenario(P13), get_design("merged"), schedule=(0,) * 7)
+    copy stay in f6 with swap_free_nr and folio_free_swap; set_ptes is a step of its own."""
+    res = run_scenario(load_scenario(P13), get_design("merged"), schedule=(0,) * 6)
     assert res.verdict == "pass"
     cpu0 = [name for lane, name in res.blocks[0].steps if lane == 0]
     assert cpu0 == ["write proc=A vma=buf pages=0 tag=5", "do_swap_page:swap_cache_get_folio",
                     "do_swap_page:folio_lock", "do_swap_page:pte_same",
-                    "do_swap_page:arch_swap_restore", "do_swap_page:folio_free_swap",
-                    "do_swap_page:set_ptes"]
+                    "do_swap_page:arch_swap_restore", "do_swap_page:set_ptes"]
 
 
 def test_reverted_the_restore_comes_after_swap_free_and_folio_free_swap_in_two_steps():
     sc = _reverted(load_scenario(P13), "6dca4ac6fc91")
-    res = run_scenario(sc, get_design("merged"), schedule=(0,) * 9)
+    res = run_scenario(sc, get_design("merged"), schedule=(0,) * 8)
     assert res.verdict == "pass"          # swapoff ran after the fault: nothing freed between
     cpu0 = [name for lane, name in res.blocks[0].steps if lane == 0]
     assert cpu0[3:] == ["do_swap_page:pte_same", "do_swap_page:swap_free_nr",
-                        "do_swap_page:folio_free_swap", "do_swap_page:arch_swap_restore",
+                        "do_swap_page:arch_swap_restore",
                         "mte_restore_tags:mte_restore_page_tags", "do_swap_page:set_ptes"]
 
 
@@ -76,7 +75,7 @@ def test_p13_use_after_free_replays_as_a_schedule():
     res = run_scenario(sc, get_design("merged"), schedule=P13_SCHEDULE)
     assert (_first(res), res.first().detail) == (("use-after-free", 4, 0), P13_UAF)
     # swapoff before the lookup instead: the buffer is gone, nothing is read (no UAF)
-    res = run_scenario(sc, get_design("merged"), schedule=(0,) * 6 + (1, 0))
+    res = run_scenario(sc, get_design("merged"), schedule=(0,) * 5 + (1, 0))
     assert all(v.kind != "use-after-free" for v in res.violations)
 
 
@@ -194,7 +193,7 @@ def test_data_of_one_write_with_tags_of_another_is_caught_by_the_existing_checks
     tags (7) there, then A's restore reads them: A's data (step 4's write) mapped with the
     tags of step 5's write. The access check and linearizability both report it."""
     sc = _reverted(parse_scenario(MIX), "6dca4ac6fc91")
-    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 0, 0, 0, 1, 0, 0))
+    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 0, 0, 1, 0, 0))
     first = res.first()
     assert (first.kind, first.step, first.proc, first.page) == ("tag-check-fault", 8, "A", 0)
     assert first.detail.startswith("expected tag 3, found 7")

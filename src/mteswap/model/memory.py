@@ -451,14 +451,18 @@ def _restore_step(m, entry: int, folio, page, k: int, pinned: bool) -> None:
 
 def _swap_free_steps(m, folio, entry: int, n: int, write: bool, k: int) -> None:
     """`swap_free_nr` (the slots' counts, under the cluster lock; a slot left at 0 is freed
-    with its tags) and `folio_free_swap` when `should_try_to_free_swap` says so (its lockless
-    tests read in the step before), a step of its own between other threads: both run under
-    the PTL, but only the cluster lock orders them against a zap or a pageout of another mm.
-    The caller's step ends before `swap_free_nr` (or a local restore before it)."""
+    with its tags) and `folio_free_swap` when `should_try_to_free_swap` says so, in the step
+    the caller's point opened (f6). `folio_free_swap` is a second cluster-lock section, but
+    it is not a step of its own: it acts only on a swap-cache folio this fault holds locked,
+    which every other path must lock (or trylock) before it changes the folio's swap-cache
+    membership, and the only thing another thread can do in between, drop a reference of
+    its own to one of the slots (a zap's z1), commutes with `swap_free_nr`'s decrement while
+    the cache's SWAP_HAS_CACHE keeps every slot from being freed: the state `folio_free_swap`
+    meets is one that running the other thread's step before f6 gives too. Making it a step
+    multiplied the interleavings of the large-folio blocks (p6 under split-before-swap: 252
+    to 3,432) for no new state (docs/concurrency.md §2)."""
     swap_free_nr(m, entry, n)
     if folio.swapcache and _should_try_to_free_swap(m, folio, write):
-        if m.sched is not None:
-            sched.point(m, "do_swap_page:folio_free_swap", device=True)
         folio_free_swap(m, folio, k)
 
 
