@@ -5,8 +5,8 @@ from __future__ import annotations
 from mteswap.designs.legacy import LegacyNames
 from mteswap.model import sched
 from mteswap.model import tags as T
-from mteswap.model.mte import (ENOMEM, RESTORE_COPY_STEP, mte_invalidate_tags, mte_invalidate_tags_area,
-                               mte_load_saved_tags,
+from mteswap.model.mte import (ENOMEM, RESTORE_COPY_STEP, mte_invalidate_tags,
+                               mte_invalidate_tags_area, mte_load_saved_tags,
                                save_tags_upto, mte_sync_tags, note_tag_reads,
                                page_itself, restored)
 from mteswap.model.origin import UNTRACKED_ORIGIN

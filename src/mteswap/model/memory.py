@@ -393,7 +393,7 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
             sched.point(m, "do_swap_page:swap_free_nr", device=True)
         _swap_free_steps(m, folio, entry, nr * k, write, k)
         _restore_step(m, entry, folio, page, k, pinned=need_clear_cache or folio.swapcache)
-    if m.sched is not None:              # f6d: the PTEs, still under the PTL
+    if m.sched is not None:              # f6b: the PTEs, still under the PTL
         sched.point(m, "do_swap_page:set_ptes")
     # "exclusive || folio_ref_count(folio) == 1": on 6.12, once out of the swap cache and
     # mapped by nobody else, the folio is ours even if the swap PTE was shared at fork. 7.2

@@ -346,10 +346,11 @@ def tag_buffers_freed(m, entries, freer: str) -> None:
     s = m.sched
     if s is None:
         return
-    where = freer if s.current is None else f"{freer} ({s.lanes[s.current].next} on CPU{s.current})"
+    if s.current is not None:         # the step it ran in, and the thread
+        freer = f"{freer} ({s.lanes[s.current].next} on CPU{s.current})"
     for e in entries:
         gen = s.tag_buffer_gen.get(e, 0)
-        s.tag_buffers_freed[(e, gen)] = where
+        s.tag_buffers_freed[(e, gen)] = freer
         s.tag_buffer_gen[e] = gen + 1
 
 
