@@ -203,10 +203,10 @@ def test_unknown_revert_is_bad_input():
 
 def test_bad_schedule_is_bad_input():
     sc = load_scenario(ABA)
-    with pytest.raises(ScenarioError, match="--schedule: schedule position 8: CPU0 cannot "
+    with pytest.raises(ScenarioError, match="--schedule: schedule position 9: CPU0 cannot "
                                             "run here"):
-        # CPU0's lane (one read: 7 atomic steps) has ended after 7 steps
-        run_scenario(sc, get_design("merged"), schedule=(0,) * 7 + (0,))
+        # CPU0's lane (one read: 8 atomic steps) has ended after 8 steps
+        run_scenario(sc, get_design("merged"), schedule=(0,) * 8 + (0,))
 
 
 # -- one interleaving ------------------------------------------------------------------------
@@ -424,8 +424,9 @@ def test_swapoff_unuse_waits_for_the_skip_swapcache_pin():
 SECOND_FAULT_WAITS_ON_FOLIO_LOCK = [
     (1, "read proc=B vma=buf pages=0"), (1, "do_swap_page:swap_cache_get_folio"),
     (0, "do_swap_page:pte_same"), (0, "do_swap_page:arch_swap_restore"),   # CPU1 blocked
+    (0, "do_swap_page:set_ptes"),
     (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
-    (1, "do_swap_page:arch_swap_restore")]
+    (1, "do_swap_page:arch_swap_restore"), (1, "do_swap_page:set_ptes")]
 
 
 def test_second_fault_on_a_shared_entry_waits_on_the_folio_lock():
@@ -526,7 +527,7 @@ def test_shared_large_folio_in_the_swap_cache_restores_in_turn_under_the_folio_l
     assert res.verdict == "pass"
     steps = res.blocks[0].steps
     assert steps.index((1, "do_swap_page:folio_lock")) == \
-        steps.index((0, "do_swap_page:arch_swap_restore")) + 1
+        steps.index((0, "do_swap_page:set_ptes")) + 1
     assert res.counters["swap_ins"] == 0 and res.counters["restore_calls"] == 2
 
 

@@ -382,13 +382,19 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
 
     notes = _no_tag_notes(m, page.pfn, start, nr * k, mm) if m.track_origins else {}
     if REVERT_RESTORE_BEFORE_FREE not in m.config.reverts:
-        m.design.arch_swap_restore(m, entry, folio, page, k)
-        swap_free_nr(m, entry, nr * k)
-    else:   # before the fix the restore ran from set_pte_at, after swap_free had run
-        swap_free_nr(m, entry, nr * k)
-        m.design.arch_swap_restore(m, entry, folio, page, k)
-    if folio.swapcache and _should_try_to_free_swap(m, folio, write):
-        folio_free_swap(m, folio, k)
+        if m.sched is not None:          # f6: the restore (local work: pinned) and swap_free_nr
+            sched.point(m, "do_swap_page:arch_swap_restore", device=True)
+        _restore_step(m, entry, folio, page, k, pinned=True)
+        _swap_free_steps(m, folio, entry, nr * k, write, k)
+    else:
+        # Before the fix the restore ran from set_pte_at (mte_sync_tags of the swap PTE it
+        # replaced), after swap_free and folio_free_swap had dropped the slots.
+        if m.sched is not None:          # f6: the slots' references dropped first
+            sched.point(m, "do_swap_page:swap_free_nr", device=True)
+        _swap_free_steps(m, folio, entry, nr * k, write, k)
+        _restore_step(m, entry, folio, page, k, pinned=need_clear_cache or folio.swapcache)
+    if m.sched is not None:              # f6b: the PTEs, still under the PTL
+        sched.point(m, "do_swap_page:set_ptes")
     # "exclusive || folio_ref_count(folio) == 1": on 6.12, once out of the swap cache and
     # mapped by nobody else, the folio is ours even if the swap PTE was shared at fork. 7.2
     # frees the swap cache only after set_ptes, so the count still holds the cache's
@@ -422,6 +428,44 @@ def do_swap_page(m, mm, vpn: int, write: bool, k: int = 1) -> None:
         do_wp_page(m, mm, vpn)
 
 
+def _restore_step(m, entry: int, folio, page, k: int, pinned: bool) -> None:
+    """The design's `arch_swap_restore` under the PTL. `pinned`: nothing another thread does
+    can free the slots or their tag buffers before the restore is done (the fault's own
+    reference; or, after a reverted 6dca4ac6fc91 dropped it, the skip-swapcache pin, or the
+    swap cache holding the folio this fault has locked): the restore reads and writes only
+    what this thread holds, local work merged into the step it is in. Otherwise (the
+    reverted fix on a slot that `swap_free_nr` / `folio_free_swap` let go) it is a step of
+    its own, and `mte_restore_tags` looks the buffers up in it and copies them in the next:
+    another thread may reuse the slot, save other tags there or free the buffer in between
+    (model/mte.py, docs/concurrency.md §2)."""
+    if m.sched is None or pinned:
+        m.design.arch_swap_restore(m, entry, folio, page, k)
+        return
+    sched.point(m, "do_swap_page:arch_swap_restore", device=True)
+    sched.restore_unpinned(m, True)
+    try:
+        m.design.arch_swap_restore(m, entry, folio, page, k)
+    finally:
+        sched.restore_unpinned(m, False)
+
+
+def _swap_free_steps(m, folio, entry: int, n: int, write: bool, k: int) -> None:
+    """`swap_free_nr` (the slots' counts, under the cluster lock; a slot left at 0 is freed
+    with its tags) and `folio_free_swap` when `should_try_to_free_swap` says so, in the step
+    the caller's point opened (f6). `folio_free_swap` is a second cluster-lock section, but
+    it is not a step of its own: it acts only on a swap-cache folio this fault holds locked,
+    which every other path must lock (or trylock) before it changes the folio's swap-cache
+    membership, and the only thing another thread can do in between, drop a reference of
+    its own to one of the slots (a zap's z1), commutes with `swap_free_nr`'s decrement while
+    the cache's SWAP_HAS_CACHE keeps every slot from being freed: the state `folio_free_swap`
+    meets is one that running the other thread's step before f6 gives too. Making it a step
+    multiplied the interleavings of the large-folio blocks (p6 under split-before-swap: 252
+    to 3,432) for no new state (docs/concurrency.md §2)."""
+    swap_free_nr(m, entry, n)
+    if folio.swapcache and _should_try_to_free_swap(m, folio, write):
+        folio_free_swap(m, folio, k)
+
+
 def _swapin_exclusive(m, orig: int, folio) -> bool:
     """`do_swap_page()`'s "certainly exclusive" test (mm/memory.c), before the refcount rule.
     6.12: the swap PTE's exclusive bit, or a fresh folio that skipped the swap cache
@@ -448,7 +492,8 @@ REVERT_SKIP_SWAPCACHE_PIN = "13ddaf26be32"
 # reference from its start to its end, so swapoff cannot free the device under it.
 REVERT_SWAPOFF_REF = "2799e77529c2"
 # "mm: call arch_swap_restore() from do_swap_page()" (v6.5): the tags are restored before
-# swap_free_nr, which may free the slot and its saved tags (zram without a cache pin).
+# swap_free_nr and folio_free_swap, which may free the slot and its saved tags (zram without
+# a cache pin; the swap cache freed on a write fault or when swap is more than half full).
 REVERT_RESTORE_BEFORE_FREE = "6dca4ac6fc91"
 
 
@@ -490,6 +535,15 @@ def _swapcache_busy(m, mm, vpn: int, orig: int, folio, entry: int) -> None:
     if folio is not None:
         folio_put(m, folio)
     si, off = m.swap, swp_offset(entry)
+    if not si.swap_map[off]:
+        # -ENOENT: the slot was freed since the PTE was read, by a thread that holds the PTL
+        # and has not set its PTE yet (swap_free_nr and set_ptes are separate steps). Waiting
+        # for a pin to clear would return at once and refault forever; the kernel's back-out
+        # takes the PTL (or refaults until the PTE changes), so wait for the PTE to change
+        # or the slot to be taken again.
+        sched.wait_until(m, "do_swap_page:refault",
+                         lambda: si.swap_map[off] or mm.ptes[vpn] != orig)
+        return
     sched.wait_until(m, "do_swap_page:refault", lambda: (
         not si.swap_map[off] & SWAP_HAS_CACHE or si.cache.get(off) is not None
         or mm.ptes[vpn] != orig))
@@ -520,7 +574,6 @@ def _lock_and_revalidate(m, mm, vpn: int, orig: int, folio, skipped: bool) -> bo
         _unlock_fault(m, mm, folio, skipped)
         folio_put(m, folio)
         return False
-    sched.point(m, "do_swap_page:arch_swap_restore", device=True)   # f6, under the PTL
     return True
 
 

@@ -370,6 +370,8 @@ def _erase_saved(m, entry: int) -> int | None:
     value = m.mte_pages.pop(entry, None)
     if value is not None and value >= 0:
         m.tag_heap_bytes -= T.MTE_PAGE_TAG_STORAGE
+    if value is not None and value >= 0 and m.sched is not None:
+        sched.tag_buffers_freed(m, (entry,), "mte_save_tags")
     return value
 
 
@@ -384,14 +386,28 @@ def note_tag_reads(m, entry: int, values: list) -> None:
                            if v is not ABSENT and not swap_map[off + i])
 
 
+# The step of `mte_restore_tags()` that copies the buffers it looked up into the pages
+# (`mte_restore_page_tags`), when another thread may run between the lookup and the copy.
+RESTORE_COPY_STEP = "mte_restore_tags:mte_restore_page_tags"
+
+
 def mte_restore_tags(m, entry: int, page: Page, nr: int = 1) -> int:
     """`mte_restore_tags()` (mteswap.c) for entry + i into page.pfn + i, i < nr: if a buffer is
     stored for the entry and the page is not yet initialised, copy it into the page's tags and
-    mark it tagged. How many pages got tags (0: none)."""
+    mark it tagged. How many pages got tags (0: none).
+
+    Between other threads, when the caller holds no reference to the slots any more (a
+    reverted 6dca4ac6fc91: the restore runs after `swap_free_nr`), the `xa_load` of the
+    buffers and the copy from them are two steps (`sched.copy_tag_buffers`): a buffer freed
+    in between is a use-after-free. With a reference held nothing can free them, and the
+    two stay one step (docs/concurrency.md §2)."""
     m.counters["restore_page_iterations"] += nr
     values = m.mte_pages.slots[entry:entry + nr]
     if values.count(ABSENT) == nr:
         return 0
+    if m.sched is not None and sched.restoring_unpinned(m):
+        # The lookup and the copy are two accesses another thread can come between.
+        sched.copy_tag_buffers(m, _buffers(entry, values), RESTORE_COPY_STEP)
     note_tag_reads(m, entry, values)
     if m.compressed_tags:                              # decompress inline handles (xa_load)
         values = [v if v is ABSENT or v >= 0 else mte_load_saved_tags(m, entry + i)
@@ -407,6 +423,13 @@ def mte_restore_tags(m, entry: int, page: Page, nr: int = 1) -> int:
             m.log("mte_restore_tags", f"entry={entry + p - pfn:#x} -> pfn={p} "
                   f"tags={T.describe(m.frame_tags[p])}", ("pfn", p))
     return len(done)
+
+
+def _buffers(entry: int, values) -> list[int]:
+    """The entries among entry + i whose mte_pages value is a kmalloc'd buffer: not absent,
+    and not an inline handle of compressed storage (negative: kept in the xarray slot itself,
+    never freed)."""
+    return [entry + i for i, v in enumerate(values) if v is not ABSENT and v >= 0]
 
 
 def restored(m, entry: int) -> TagOrigin:
@@ -426,6 +449,8 @@ def mte_invalidate_tags(m, entry: int, nr: int = 1) -> None:
     if m.compressed_tags or m.tracing or m.track_origins:
         present = [entry + i for i, v in enumerate(values) if v is not ABSENT]
     store.clear_range(entry, nr)                       # xa_erase each
+    if m.sched is not None:                            # ... and kfree: a buffer's end of life
+        sched.tag_buffers_freed(m, _buffers(entry, values), "mte_invalidate_tags")
     inline = sum(1 for v in values if v is not ABSENT and v < 0) if m.compressed_tags else 0
     m.tag_heap_bytes -= (held - inline) * T.MTE_PAGE_TAG_STORAGE
     m.counters["tag_invalidations"] += held

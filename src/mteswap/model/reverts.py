@@ -15,7 +15,9 @@ REVERTS: dict[str, str] = {
     # swapoff may free the device while a fault still reads it (before v5.14).
     "2799e77529c2": "swap: fix do_swap_page() race with swapoff",
     # memory.py REVERT_RESTORE_BEFORE_FREE: do_swap_page restores the tags after swap_free_nr
-    # (from set_pte_at, as before v6.5), so a slot freed there has lost its tags.
+    # and folio_free_swap (from set_pte_at, as before v6.5), so a slot freed there has lost
+    # its tags, and another thread may free the buffer between the restore's lookup and
+    # its copy (p13: use-after-free).
     "6dca4ac6fc91": "mm: call arch_swap_restore() from do_swap_page()",
     # swapfile.py REVERT_ZAP_SWAPOFF_REF: free_swap_and_cache_nr (the zap path) takes no
     # get_swap_device reference (before v6.9); swapoff's synchronize_rcu still waits for a

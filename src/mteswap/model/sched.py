@@ -66,6 +66,9 @@ class _Lane:
         self.wait: Callable[[], bool] | None = None   # ... or the condition it waits for
         self.done = False
         self.error: BaseException | None = None
+        # The thread restores tags after dropping its own reference to the slots (a
+        # reverted 6dca4ac6fc91): the buffers it looks up may be freed before it copies them.
+        self.unpinned = False
 
     def run(self, worker: "_Worker") -> None:
         self.go.acquire()
@@ -166,6 +169,12 @@ class Scheduler:
         self.tagging: set[int] = set()
         # lane -> pfns of the swap-cache folios a fault of that lane holds a reference to
         self.folio_refs: dict[int, set[int]] = {}
+        # Tag-store buffers (mte_pages, arch/arm64/mm/mteswap.c) freed within the block: the
+        # generation of each entry's buffer (one more each time one is freed, so a buffer
+        # saved again at a reused slot is a new object), and who freed each (entry,
+        # generation). Only entries whose buffer was freed during the block are here.
+        self.tag_buffer_gen: dict[int, int] = {}
+        self.tag_buffers_freed: dict[tuple[int, int], str] = {}
 
     # -- the scheduler's thread ---------------------------------------------------------------
     def run(self) -> None:
@@ -374,3 +383,47 @@ def swap_device_freed(m, freer: str) -> None:
     s = m.sched
     if s is not None:
         s.device, s.freed_by = "freed", freer
+
+
+# -- tag-store buffers' lifetime (mte_save_tags / mte_invalidate_tags / mte_restore_tags) ----
+
+def tag_buffers_freed(m, entries, freer: str) -> None:
+    """`freer` (mte_invalidate_tags, or mte_save_tags replacing a buffer) kfree'd the
+    buffers of `entries`: a thread that looked one up before and copies from it afterwards
+    reads freed memory (`copy_tag_buffers`). No-op without a scheduler."""
+    s = m.sched
+    if s is None:
+        return
+    if s.current is not None:         # the step it ran in, and the thread
+        freer = f"{freer} ({s.lanes[s.current].next} on CPU{s.current})"
+    for e in entries:
+        gen = s.tag_buffer_gen.get(e, 0)
+        s.tag_buffers_freed[(e, gen)] = freer
+        s.tag_buffer_gen[e] = gen + 1
+
+
+def restore_unpinned(m, on: bool) -> None:
+    """Mark the running thread as restoring tags without a reference of its own to the
+    slots (set and cleared around the restore of a reverted 6dca4ac6fc91)."""
+    s = m.sched
+    if s is not None and s.current is not None:
+        s.lanes[s.current].unpinned = on
+
+
+def restoring_unpinned(m) -> bool:
+    s = m.sched
+    return s is not None and s.current is not None and s.lanes[s.current].unpinned
+
+
+def copy_tag_buffers(m, entries, name: str) -> None:
+    """`mte_restore_tags()` looked the buffers of `entries` up (`xa_load`) in the step that
+    ends here; the copy from them is the next step, `name`. Another thread may free one in
+    between (nothing pins a slot this thread no longer references): the copy is then a
+    `use-after-free` of that buffer, and the interleaving stops."""
+    s = m.sched
+    held = [(e, s.tag_buffer_gen.get(e, 0)) for e in entries]
+    s.park(name)        # reads the buffers, not swap_map: their own lifetime is checked
+    for e, gen in held:
+        freer = s.tag_buffers_freed.get((e, gen))
+        if freer is not None:
+            raise UseAfterFree(f"tag buffer of entry {e:#x}", freer, name, s.current)

@@ -27,8 +27,10 @@ from mteswap.oracle import StepContext, Violation
 # - tag-storage-leak ("saved tags left after swapoff"): swapoff clears SWP_WRITEOK first and
 #   drops the tags of the area only at its end (arch_swap_invalidate_area);
 # - I7 (a slot's count equals the swap PTEs that name it): zap_pte_range clears the swap
-#   PTEs under the PTL, then drops their counts in free_swap_and_cache_nr's own step.
-QUIESCENT_ONLY = frozenset({"I5", "I7", "tag-storage-leak"})
+#   PTEs under the PTL, then drops their counts in free_swap_and_cache_nr's own step;
+# - I1-lock (PG_mte_lock only with PG_mte_tagged): a restore that looks its buffers up in one
+#   step and copies them in the next (a reverted 6dca4ac6fc91) may hold PG_mte_lock between.
+QUIESCENT_ONLY = frozenset({"I1-lock", "I5", "I7", "tag-storage-leak"})
 
 
 class ScheduleError(Exception):
