@@ -18,11 +18,12 @@ from mteswap.scenario.runner import run_scenario
 ABA = next(p for p in parallel_files() if p.stem == "p1-skip-swapcache-aba-zram")
 # CPU0 reads the slot; CPU1 faults, writes tag 5 and pages out to the same slot (reclaim's
 # r1-r4: folio_trylock, try_to_unmap_one, arch_prepare_to_swap, __remove_mapping); CPU0's
-# pte_same passes: old data, new tags (16 steps, one preemption)
-ABA_SCHEDULE = (0, 0, 0) + (1,) * 11 + (0, 0)
-# the shortest (15 steps, two preemptions): CPU0's pte_same and restore run between
+# pte_same passes: old data, new tags (18 steps, one preemption; each fault ends with its
+# set_ptes step)
+ABA_SCHEDULE = (0, 0, 0) + (1,) * 12 + (0, 0, 0)
+# the shortest (17 steps, two preemptions): CPU0's pte_same and restore run between
 # reclaim's try_to_unmap_one and its arch_prepare_to_swap, before the new tags are saved
-ABA_SHORTEST = (0, 0, 0) + (1,) * 9 + (0, 0, 1)
+ABA_SHORTEST = (0, 0, 0) + (1,) * 10 + (0, 0, 0, 1)
 SWAPOFF = next(p for p in parallel_files() if p.stem == "p2-fault-vs-swapoff-zram")
 SHARED = next(p for p in parallel_files() if p.stem == "p3-two-processes-fault-shared-entry-ssd")
 
@@ -331,15 +332,15 @@ def test_cli_run_with_revert_prints_the_cpu_columns_then_the_violation():
     assert res.exit_code == 1
     lines = res.output.splitlines()
     assert lines[0].startswith("# p1-skip-swapcache-aba-zram: interleaving "
-                               "0,0,0,1,1,1,1,1,1,1,1,1,0,0,1 (15 atomic steps")
+                               "0,0,0,1,1,1,1,1,1,1,1,1,1,0,0,0,1 (17 atomic steps")
     assert lines[2].split() == ["CPU0", "|", "CPU1"]
     # CPU1's pageout unmaps, in the right column, then CPU0's stale pte_same in the left
-    assert lines[13].split() == ["|", "pageout", "proc=A", "vma=buf", "pages=0"]
-    assert lines[15].split() == ["|", "try_to_unmap:try_to_unmap_one"]
-    assert lines[16].split() == ["do_swap_page:pte_same", "|"]
-    assert lines[18].split() == ["|", "swap_writepage:arch_prepare_to_swap"]
+    assert lines[14].split() == ["|", "pageout", "proc=A", "vma=buf", "pages=0"]
+    assert lines[16].split() == ["|", "try_to_unmap:try_to_unmap_one"]
+    assert lines[17].split() == ["do_swap_page:pte_same", "|"]
+    assert lines[20].split() == ["|", "swap_writepage:arch_prepare_to_swap"]
     assert "tag-check-fault at step 4 (read A buf page 0)" in res.output
-    assert "found on CPU0 in interleaving 0,0,0,1,1,1,1,1,1,1,1,1,0,0,1" in res.output
+    assert "found on CPU0 in interleaving 0,0,0,1,1,1,1,1,1,1,1,1,1,0,0,0,1" in res.output
 
 
 def test_cli_run_schedule_replays_and_json_carries_schedule_and_thread():
@@ -649,7 +650,7 @@ def test_barry_case_reclaim_unmaps_a_then_a_zaps_and_refaults_then_reclaim_unmap
         (0, "swap_writepage:arch_prepare_to_swap"),
         (0, "shrink_folio_list:__remove_mapping"),                  # A's fault holds a ref
         (1, "do_swap_page:folio_lock"), (1, "do_swap_page:pte_same"),
-        (1, "do_swap_page:arch_swap_restore")]
+        (1, "do_swap_page:arch_swap_restore"), (1, "do_swap_page:set_ptes")]
     c = res.counters
     assert (c["swap_outs"], c["tag_saves"], c["swap_ins"]) == (1, 4, 0)   # stayed cached
 
@@ -704,7 +705,7 @@ def test_barry_case_split_before_swap_is_bounded_by_the_file():
     assert sc.preemption_bound("merged") is None
     res = run_scenario(sc, get_design("split-before-swap"))
     assert res.verdict == "pass" and res.preemptions == 2
-    assert res.interleavings == 159
+    assert res.interleavings == 163
     one = run_scenario(sc, get_design("split-before-swap"), preemptions=1)
     assert one.preemptions == 1 and one.interleavings == 24
 
@@ -712,7 +713,7 @@ def test_barry_case_split_before_swap_is_bounded_by_the_file():
 def test_cli_says_when_the_exploration_was_bounded():
     res = _cli("run", BARRY, "--design", "split-before-swap")
     assert res.exit_code == 0
-    assert "bounded: 159 interleavings with at most 2 preemption(s) explored" in res.output
+    assert "bounded: 163 interleavings with at most 2 preemption(s) explored" in res.output
     res = _cli("run", BARRY, "--design", "split-before-swap", "--preemptions", "1", "--json")
     assert json.loads(res.output)["preemptions"] == 1
     assert "bounded" not in _cli("run", BARRY).output

@@ -193,7 +193,7 @@ def test_data_of_one_write_with_tags_of_another_is_caught_by_the_existing_checks
     tags (7) there, then A's restore reads them: A's data (step 4's write) mapped with the
     tags of step 5's write. The access check and linearizability both report it."""
     sc = _reverted(parse_scenario(MIX), "6dca4ac6fc91")
-    res = run_scenario(sc, get_design("merged"), schedule=(0, 0, 0, 0, 0, 1, 0, 0))
+    res = run_scenario(sc, get_design("merged"), schedule=(0,) * 5 + (1,) * 5 + (0, 0, 0))
     first = res.first()
     assert (first.kind, first.step, first.proc, first.page) == ("tag-check-fault", 8, "A", 0)
     assert first.detail.startswith("expected tag 3, found 7")

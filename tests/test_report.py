@@ -155,25 +155,25 @@ def test_parallel_block_collects_the_state_after_each_atomic_step(tmp_path):
     sc = with_reverts(load_scenario(p1), ["13ddaf26be32"])
     run = collect(sc, get_design("merged"))
     # the shortest failing interleaving: CPU0's pte_same between reclaim's r2 and r3
-    assert run["verdict"] == "fail" and run["schedule"] == [0, 0, 0] + [1] * 9 + [0, 0, 1]
+    assert run["verdict"] == "fail" and run["schedule"] == [0, 0, 0] + [1] * 10 + [0, 0, 0, 1]
     block = run["steps"][3]
     assert block["lanes"] == [["read proc=A vma=buf pages=0"],
                               ["read proc=A vma=buf pages=0", "write proc=A vma=buf pages=0 tag=5",
                                "pageout proc=A vma=buf pages=0"]]
     assert [a["lane"] for a in block["atomic"]] == run["schedule"]
     pages = [a["vmas"][0]["pages"] for a in block["atomic"]]
-    assert pages == list("SSSSSSSppppCCpp")      # C: a swap PTE whose folio is in the cache
+    assert pages == list("SSSSSSSSppppCCCpp")      # C: a swap PTE whose folio is in the cache
     assert block["atomic"][7]["name"] == "do_swap_page:arch_swap_restore"
-    assert block["atomic"][11]["name"] == "try_to_unmap:try_to_unmap_one"
+    assert block["atomic"][12]["name"] == "try_to_unmap:try_to_unmap_one"
     assert {v["kind"] for v in block["violations"]} == {"tag-check-fault", "data-corruption"}
     # another schedule shows another interleaving: the first lane to the end, then the second
     serial = collect(sc, get_design("merged"), (0,) * 5)
     assert serial["verdict"] == "pass" and serial["schedule"][:5] == [0] * 5
     text = page_html([run], "p1")
-    assert text.count('<details class="atomic"') == 15
+    assert text.count('<details class="atomic"') == 17
     assert re.findall(r'<details class="atomic" data-atomic="\d+" data-lane="(\d)"', text) == \
         [str(x) for x in run["schedule"]]
     # run --html shows the interleaving the run reported
     out = tmp_path / "run.html"
     assert invoke("run", p1, "--revert", "13ddaf26be32", "--html", out).exit_code == 1
-    assert out.read_text().count('<details class="atomic"') == 15
+    assert out.read_text().count('<details class="atomic"') == 17
