@@ -213,9 +213,9 @@ def test_parallel_block_shows_its_interleaving_step_by_step(tmp_path):
         assert [lane for lane, _, _ in rows] == schedule
         assert not any(opened for _, opened, _ in rows)
         assert rows[1][2] == "do_swap_page:swap_cache_get_folio"
-        b.click('section.step[data-step="4"] details.atomic[data-atomic="7"] summary')
-        state = b.js("var d = document.querySelector('section.step[data-step=\"4\"] details.atomic[data-atomic=\"7\"]');"
+        b.click('section.step[data-step="4"] details.atomic[data-atomic="8"] summary')
+        state = b.js("var d = document.querySelector('section.step[data-step=\"4\"] details.atomic[data-atomic=\"8\"]');"
                      "return [d.open, [].map.call(d.querySelectorAll('span.pg'), function (c) { return c.dataset.letter; })]")
-        assert state == [True, ["p"]]               # CPU1 has mapped the page it read
+        assert state == [True, ["p"]]               # CPU1 has mapped the page it read (its set_ptes step)
     finally:
         b.close()
