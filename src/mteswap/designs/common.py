@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from mteswap.designs.legacy import LegacyNames
-from mteswap.model import sched
 from mteswap.model import tags as T
-from mteswap.model.mte import (ENOMEM, RESTORE_COPY_STEP, mte_invalidate_tags,
+from mteswap.model.mte import (ENOMEM, copy_after_lookup, mte_invalidate_tags,
                                mte_invalidate_tags_area, mte_load_saved_tags,
                                save_tags_upto, mte_sync_tags, note_tag_reads,
                                page_itself, restored)
@@ -88,9 +87,8 @@ def write_saved_tags(m, entry: int, page) -> bool:
     buf = mte_load_saved_tags(m, entry)
     if buf is None:
         return False
-    if m.sched is not None and sched.restoring_unpinned(m):     # lookup, then copy: 2 steps
-        sched.copy_tag_buffers(m, [entry] if m.mte_pages.slots[entry] >= 0 else [],
-                               RESTORE_COPY_STEP)
+    if m.sched is not None:                                      # lookup, then copy
+        copy_after_lookup(m, entry, m.mte_pages.slots[entry:entry + 1])
     note_tag_reads(m, entry, [buf])
     page.tags = buf
     page.tags_init = True        # the oracle's I1 ghost (model/state.py TAGS_INIT)

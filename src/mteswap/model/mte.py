@@ -405,9 +405,8 @@ def mte_restore_tags(m, entry: int, page: Page, nr: int = 1) -> int:
     values = m.mte_pages.slots[entry:entry + nr]
     if values.count(ABSENT) == nr:
         return 0
-    if m.sched is not None and sched.restoring_unpinned(m):
-        # The lookup and the copy are two accesses another thread can come between.
-        sched.copy_tag_buffers(m, _buffers(entry, values), RESTORE_COPY_STEP)
+    if m.sched is not None:
+        copy_after_lookup(m, entry, values)
     note_tag_reads(m, entry, values)
     if m.compressed_tags:                              # decompress inline handles (xa_load)
         values = [v if v is ABSENT or v >= 0 else mte_load_saved_tags(m, entry + i)
@@ -423,6 +422,14 @@ def mte_restore_tags(m, entry: int, page: Page, nr: int = 1) -> int:
             m.log("mte_restore_tags", f"entry={entry + p - pfn:#x} -> pfn={p} "
                   f"tags={T.describe(m.frame_tags[p])}", ("pfn", p))
     return len(done)
+
+
+def copy_after_lookup(m, entry: int, values) -> None:
+    """Between threads, a restore by a thread that no longer references the slots (a
+    reverted 6dca4ac6fc91): the lookup of the saved buffers (`values`, mte_pages from entry)
+    and the copy from them are two accesses another thread can come between."""
+    if sched.restoring_unpinned(m):
+        sched.copy_tag_buffers(m, _buffers(entry, values), RESTORE_COPY_STEP)
 
 
 def _buffers(entry: int, values) -> list[int]:

@@ -200,7 +200,7 @@ def __try_to_reclaim_swap(m, offset: int) -> int:
         sched.put_folio_refs(m)
         if folio.pfn not in m.folios or not sched.trylock(m, sched.folio_lock_key(folio)):
             return -folio.nr              # freed meanwhile (the kernel holds a reference), or locked
-        if not folio.swapcache or getattr(m.swap.cache.get(offset), "pfn", None) != folio.pfn:
+        if not folio.swapcache or not m.swap.cache.holds(offset, folio):
             return -folio.nr              # left the swap cache meanwhile (folio_swapcache_freeable)
     if m.folio_mapcount(folio) and not si.vm_swap_full():
         return -folio.nr

@@ -296,6 +296,12 @@ class SwapCache:
         v = self.index.slots[offset]             # 0 where no folio (pfn + 1 is never 0)
         return Folio(self.m, v - 1, 1 << self.m.frame_order[v - 1]) if v else default
 
+    def holds(self, offset: int, folio) -> bool:
+        """Is `folio` still the folio at slot `offset`? The recheck after a folio lock another
+        thread may have held (`folio_test_swapcache` and `folio->swap`); by pfn, since `get`
+        hands out a fresh view at each lookup."""
+        return self.index.slots[offset] == folio.pfn + 1
+
     def add(self, offset: int, folio, k: int = 1) -> None:
         """Every slot of the folio, from offset, now finds it; for k folios one after another
         (frames and slots), slot offset + j finds folio j // nr."""

@@ -107,7 +107,7 @@ def _cached_folio_lock(m, off: int, folio) -> bool:
     if sched.trylock_hold(m, key):
         return True
     sched.lock(m, "try_to_unuse:folio_lock", key)
-    if getattr(m.swap.cache.get(off), "pfn", None) == folio.pfn:
+    if m.swap.cache.holds(off, folio):
         return True
     sched.unlock(m, key)
     return False
@@ -126,7 +126,7 @@ def _folio_lock_concurrent(m, mm, vpn: int, folio) -> bool:
     sched.lock(m, "try_to_unuse:folio_lock", key)
     sched.lock(m, "try_to_unuse:unuse_pte", ptl)
     off = swp_offset(pte_to_swp_entry(e, vpn))
-    if mm.ptes[vpn] == e and getattr(m.swap.cache.get(off), "pfn", None) == folio.pfn:
+    if mm.ptes[vpn] == e and m.swap.cache.holds(off, folio):
         return True
     sched.unlock(m, ptl)
     sched.unlock(m, key)

@@ -60,7 +60,7 @@ def _unmap_each_mm(m, folio) -> list:
     meanwhile (the folio lock keeps faults out, not zaps)."""
     done = []
     for pid in sorted({pid for pid, _, _ in folio_rmap_walk(m, folio)}):
-        mm = next(x for x in m.mms if x.pid == pid)
+        mm = m.mm(pid)
         sched.lock(m, "try_to_unmap:try_to_unmap_one", sched.ptl(mm), device=True)
         done += [try_to_unmap_one(m, folio, p, vpn, pfn)
                  for p, vpn, pfn in folio_rmap_walk(m, folio) if p == pid]
