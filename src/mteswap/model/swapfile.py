@@ -104,14 +104,13 @@ def cluster_reclaim_range(m, start: int, end: int) -> bool:
     swap_map = m.swap.swap_map
     for off in range(start, end):
         sched.point(m, "cluster_reclaim_range:__try_to_reclaim_swap", device=True)
-        swap_map = m.swap.swap_map
-        v = swap_map[off]
+        v = swap_map[off]                 # READ_ONCE, with the locks dropped
         if v == 0:
             continue
         if v != SWAP_HAS_CACHE or __try_to_reclaim_swap(m, off, anyway=True) <= 0:
             break
     sched.point(m, "cluster_reclaim_range:spin_lock", device=True)
-    return m.swap.swap_map[start:end].count(0) == end - start
+    return swap_map[start:end].count(0) == end - start
 
 
 def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:

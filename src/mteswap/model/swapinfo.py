@@ -527,7 +527,7 @@ class SwapInfo:
         `reclaim(offset, nr)` (swapfile.py `cluster_reclaim_range`): while swap is more than
         half full (`vm_swap_full`), a run whose slots are free or SWAP_HAS_CACHE only is a
         candidate too, as `cluster_scan_range` takes it: the cache-only slots are reclaimed
-        and the run is taken if it is all free afterwards (`_run_usable`). Without it, or
+        and the run is taken if it is all free afterwards (`_reclaimed`). Without it, or
         with swap at most half full, only free runs count."""
         if nr > 1 and not self.large_slots:
             return None
@@ -573,8 +573,10 @@ class SwapInfo:
         rng = self.cluster_range(ci)
         if (nr > 1 and len(rng) != SWAPFILE_CLUSTER) or self.cluster_used[ci] + nr > len(rng):
             return None
+        swap_map = self.swap_map
         for off in range(nxt, rng.stop - nr + 1, nr):
-            if self._run_usable(off, nr, reclaim):
+            if swap_map[off:off + nr].count(0) == nr or (
+                    reclaim is not None and self._reclaimed(off, nr, reclaim)):
                 if co is None:                       # off the free list (cluster_alloc_range)
                     self.cluster_order[ci] = order
                     self._update_room(ci)
@@ -612,13 +614,15 @@ class SwapInfo:
             while first < stop and swap_map[first]:
                 first += 1                         # every slot below `first` is in use
             self.cluster_next[ci] = first
-            if reclaim is not None:
-                # slots in use below `first` may be cache-only: the kernel's scan of a
+            if reclaim is not None \
+                    and swap_map[ci * SWAPFILE_CLUSTER:first].count(SWAP_HAS_CACHE):
+                # some slot in use below `first` is cache-only: the kernel's scan of a
                 # nonfull cluster starts at the cluster's first slot
                 first = ci * SWAPFILE_CLUSTER
             start = -(-first // nr) * nr           # aligned runs wholly at or above it
             for off in range(start, stop - nr + 1, nr):
-                if self._run_usable(off, nr, reclaim):
+                if swap_map[off:off + nr].count(0) == nr or (
+                        reclaim is not None and self._reclaimed(off, nr, reclaim)):
                     return off
         ci = self._first_free_cluster()
         if ci is None:
@@ -629,16 +633,12 @@ class SwapInfo:
         self._update_room(ci)
         return ci * SWAPFILE_CLUSTER
 
-    def _run_usable(self, off: int, nr: int, reclaim) -> bool:
-        """`cluster_scan_range()` then, if it asks for one, `cluster_reclaim_range()`: are the
-        nr slots from off free (after reclaiming their cache-only slots, while find_slots
-        was given a reclaim and swap is more than half full)?"""
+    def _reclaimed(self, off: int, nr: int, reclaim) -> bool:
+        """The rest of `cluster_scan_range()` for a run not all free: its slots free or
+        SWAP_HAS_CACHE only while swap is more than half full, then `cluster_reclaim_range()`
+        (`reclaim`): are the nr slots from off free now?"""
         run = self.swap_map[off:off + nr]
-        free = run.count(0)
-        if free == nr:
-            return True
-        if reclaim is None or free + run.count(SWAP_HAS_CACHE) != nr \
-                or not self.vm_swap_full():
+        if run.count(0) + run.count(SWAP_HAS_CACHE) != nr or not self.vm_swap_full():
             return False
         return reclaim(off, nr)
 
