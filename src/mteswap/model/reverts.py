@@ -31,4 +31,8 @@ REVERTS: dict[str, str] = {
     # PG_mte_lock (between e059853d14ca and this fix, v6.2-rc): two initialisers may both
     # write; closed on private anonymous memory (docs/concurrency.md §6).
     "d77e59a8fccd": "arm64: mte: Lock a page for MTE tag initialisation",
+    # swapfile.py REVERT_ALLOC_SWAPOFF: the cluster allocator counts no SWP_SCANNING and does
+    # not recheck SWP_WRITEOK after relocking (5f843a9a3a1e until this fix, v6.12-rc): swapoff
+    # frees swap_map while an allocation is between its lock drops for reclaim (p14).
+    "0ec8bc9e880e": "mm, swap: fix allocation and scanning race with swapoff",
 }

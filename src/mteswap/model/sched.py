@@ -162,6 +162,9 @@ class Scheduler:
         self.device = "valid"
         self.freed_by = ""
         self.device_refs: set[int] = set()
+        # Lanes inside the cluster allocator (SWP_SCANNING counted in si->flags by
+        # cluster_alloc_swap): swapoff does not free swap_map while one is (swapoff_wait_users).
+        self.scanning: set[int] = set()
         # Frames whose tag initialisation a lane has begun and not finished (claimed, tags
         # maybe not written, PG_mte_tagged maybe not set; model/mte.py `initialise_tags`):
         # the initialiser's own half state, which the per-step invariants I1 and I1-lock
@@ -360,12 +363,24 @@ def put_swap_device(m) -> None:
 
 def swapoff_wait_users(m, name: str) -> None:
     """swapoff's `percpu_ref_kill`, `synchronize_rcu()` and wait for the users: from here
-    get_swap_device fails; the step `name` runs once no thread holds a reference and no
-    thread is inside a spinlock's critical section (`rcu_readers`)."""
+    get_swap_device fails; the step `name` runs once no thread holds a reference, no
+    thread is inside a spinlock's critical section (`rcu_readers`) and no allocator is
+    between the SWP_SCANNING count and its end (`swap_scanning`; the loop "wait for anyone
+    still in scan_swap_map_slots" before swap_map is freed)."""
     s = m.sched
     if s is not None:
         s.device = "dying"
-        s.park(name, wait=lambda: not s.device_refs and not rcu_readers(s))
+        s.park(name, wait=lambda: not s.device_refs and not rcu_readers(s) and not s.scanning)
+
+
+def swap_scanning(m, on: bool) -> None:
+    """`si->flags += SWP_SCANNING` (on) / `-= SWP_SCANNING` around the cluster allocator's scan
+    (`cluster_alloc_swap`, mm/swapfile.c): swapoff's wait "for anyone still in
+    scan_swap_map_slots" holds it back from freeing swap_map until the scan is over, lock drops
+    included. No-op without a scheduler."""
+    s = m.sched
+    if s is not None and s.current is not None:
+        (s.scanning.add if on else s.scanning.discard)(s.current)
 
 
 def rcu_readers(s) -> bool:

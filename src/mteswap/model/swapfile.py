@@ -53,20 +53,64 @@ def swap_entry_range_free(m, offset: int, nr: int) -> None:
     swap_range_free(m, offset, nr)
 
 
+# "mm, swap: fix allocation and scanning race with swapoff" (v6.12): the cluster allocator
+# counts SWP_SCANNING around its scan, so that swapoff waits for it before freeing swap_map,
+# and checks SWP_WRITEOK before it takes slots (`cluster_alloc_range`), which it may do after
+# dropping the locks to reclaim a cache-only slot (`cluster_reclaim_range`).
+REVERT_ALLOC_SWAPOFF = "0ec8bc9e880e"
+
+
 def get_swap_pages(m, n_goal: int, nr: int) -> list[int]:
     """`get_swap_pages()` (6.12; 7.2 allocates one folio's slots through `swap_alloc_fast`
     or `swap_alloc_slow`, which `find_slots` follows per kernel): up to n_goal allocations of
     nr slots each (at most SWAP_BATCH, and no more than the free space holds), each set to
-    SWAP_HAS_CACHE; their first offsets, in the order `cluster_alloc_swap_entry` found them."""
+    SWAP_HAS_CACHE; their first offsets, in the order `cluster_alloc_swap_entry` found them.
+
+    The scan (`cluster_alloc_swap`) may reclaim cache-only slots while swap is more than half
+    full (`cluster_reclaim_range`, which drops the locks). With the fix it runs inside
+    SWP_SCANNING and takes no slot once swapoff cleared SWP_WRITEOK (`si.active`); with
+    0ec8bc9e880e reverted neither (6.12 only keeps the two on a rotational disk, whose
+    `scan_swap_map_slots` never lost them)."""
     si = m.swap
+    fixed = REVERT_ALLOC_SWAPOFF not in m.config.reverts or not si.uses_next
     got: list[int] = []
+    if fixed:
+        sched.swap_scanning(m, True)
     for _ in range(min(n_goal, 64, si.nr_swap_pages() // nr)):
-        offset = si.find_slots(nr)
+        offset = si.find_slots(nr, lambda off, n: cluster_reclaim_range(m, off, off + n))
         if offset is None:
+            break
+        if fixed and not si.active:             # cluster_alloc_range: SWP_WRITEOK cleared
+            si.next_off.pop(nr.bit_length() - 1, None)
             break
         si.take_slots(offset, nr, SWAP_HAS_CACHE)
         got.append(offset)
+    if fixed:
+        sched.swap_scanning(m, False)
     return got
+
+
+def cluster_reclaim_range(m, start: int, end: int) -> bool:
+    """`cluster_reclaim_range()` (mm/swapfile.c, v6.12): drop the cluster lock and si->lock,
+    reclaim the swap-cache folio of each cache-only slot of [start, end)
+    (`__try_to_reclaim_swap(si, offset, TTRS_ANYWAY | TTRS_DIRECT)`; stop at a slot in use
+    or a folio not reclaimed), take the locks again and recheck: True when every slot is free.
+
+    Between other threads the lock drop is a step boundary: each slot's lockless READ_ONCE
+    and swap-cache lookup is a step (`cluster_reclaim_range:__try_to_reclaim_swap`), the
+    folio's trylock and removal another (`__try_to_reclaim_swap:folio_trylock`), the relock
+    and recheck a third (`cluster_reclaim_range:spin_lock`, which goes on with the
+    allocation); each reads swap_map, a use-after-free once swapoff freed it."""
+    swap_map = m.swap.swap_map
+    for off in range(start, end):
+        sched.point(m, "cluster_reclaim_range:__try_to_reclaim_swap", device=True)
+        v = swap_map[off]                 # READ_ONCE, with the locks dropped
+        if v == 0:
+            continue
+        if v != SWAP_HAS_CACHE or __try_to_reclaim_swap(m, off, anyway=True) <= 0:
+            break
+    sched.point(m, "cluster_reclaim_range:spin_lock", device=True)
+    return swap_map[start:end].count(0) == end - start
 
 
 def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
@@ -182,10 +226,11 @@ def folio_free_swap(m, folio, k: int = 1) -> bool:
     return True
 
 
-def __try_to_reclaim_swap(m, offset: int) -> int:
+def __try_to_reclaim_swap(m, offset: int, anyway: bool = False) -> int:
     """`__try_to_reclaim_swap(si, offset, TTRS_UNMAPPED | TTRS_FULL)`: reclaim the swap-cache
-    folio at offset if it is unmapped (or swap is full) and every slot of it is HAS_CACHE only.
-    Returns nr pages reclaimed, -nr if a folio was found but kept, 0 if none."""
+    folio at offset if it is unmapped (or swap is full) and every slot of it is HAS_CACHE only;
+    `anyway` (TTRS_ANYWAY, the allocator's call) whether mapped or not. Returns nr pages
+    reclaimed, -nr if a folio was found but kept, 0 if none."""
     from mteswap.model.page_alloc import folio_put
     from mteswap.model.swap_state import delete_from_swap_cache
     si = m.swap
@@ -202,7 +247,7 @@ def __try_to_reclaim_swap(m, offset: int) -> int:
             return -folio.nr              # freed meanwhile (the kernel holds a reference), or locked
         if not folio.swapcache or not m.swap.cache.holds(offset, folio):
             return -folio.nr              # left the swap cache meanwhile (folio_swapcache_freeable)
-    if m.folio_mapcount(folio) and not si.vm_swap_full():
+    if not anyway and m.folio_mapcount(folio) and not si.vm_swap_full():
         return -folio.nr
     start = swp_offset(folio.swap)
     if any(si.swap_map[o] != SWAP_HAS_CACHE for o in range(start, start + folio.nr)):

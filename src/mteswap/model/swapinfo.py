@@ -515,25 +515,35 @@ class SwapInfo:
     def cluster_free(self, ci: int) -> bool:
         return self.cluster_used[ci] == 0
 
-    def find_slots(self, nr: int) -> int | None:
+    def find_slots(self, nr: int, reclaim=None) -> int | None:
         """First offset of nr free, naturally aligned slots, as `cluster_alloc_swap_entry`
         would choose them, or None. A large folio only gets slots inside one full-size
         cluster; never on a rotational disk on 6.12 (`large_slots`). First the cluster of
         this order's `next` offset, from there up (`_scan_from_next`: freed slots below it
         wait); else a new cluster, in the order `config.kernel` tries them (6.12: a free
         cluster before partly used ones of the order, 7.2 the reverse; docs/model.md, "Kernel
-        versions"); else, for order 0, any free slot (the frag list)."""
+        versions"); else, for order 0, any free slot (the frag list).
+
+        `reclaim(offset, nr)` (swapfile.py `cluster_reclaim_range`): while swap is more than
+        half full (`vm_swap_full`), a run whose slots are free or SWAP_HAS_CACHE only is a
+        candidate too, as `cluster_scan_range` takes it: the cache-only slots are reclaimed
+        and the run is taken if it is all free afterwards (`_reclaimed`). Without it, or
+        with swap at most half full, only free runs count."""
         if nr > 1 and not self.large_slots:
             return None
         order = nr.bit_length() - 1
-        found = self._scan_from_next(nr, order) if self.uses_next else None
+        if reclaim is not None and not self.vm_swap_full():
+            reclaim = None
+        found = self._scan_from_next(nr, order, reclaim) if self.uses_next else None
         if found is None:
             if self.free_first and self.uses_next:
-                found = self._find_free_then_nonfull(nr)
+                found = self._find_free_then_nonfull(nr, reclaim)
             else:
-                found = self._find_in_clusters(nr, full_size_only=nr > 1)
+                found = self._find_in_clusters(nr, nr > 1, reclaim)
         if found is None and nr == 1:
             found = next((o for o in range(1, len(self.swap_map)) if self.swap_map[o] == 0), None)
+        if found is not None and reclaim is not None:
+            self._claim_cluster(found // SWAPFILE_CLUSTER, order)
         if self.uses_next:
             # alloc_swap_scan_cluster leaves `next` after the slots it took, unset at the
             # cluster's end
@@ -543,7 +553,7 @@ class SwapInfo:
                 self.next_off[order] = found + nr
         return found
 
-    def _scan_from_next(self, nr: int, order: int) -> int | None:
+    def _scan_from_next(self, nr: int, order: int, reclaim=None) -> int | None:
         """`alloc_swap_scan_cluster` from this order's `next` offset to the end of its
         cluster. A cluster freed since (every slot released) is scanned on from `next` by 6.12,
         which does not look at the cluster's state (fuzz-13-0219: slots 517 and up after
@@ -565,14 +575,15 @@ class SwapInfo:
             return None
         swap_map = self.swap_map
         for off in range(nxt, rng.stop - nr + 1, nr):
-            if swap_map[off:off + nr].count(0) == nr:
+            if swap_map[off:off + nr].count(0) == nr or (
+                    reclaim is not None and self._reclaimed(off, nr, reclaim)):
                 if co is None:                       # off the free list (cluster_alloc_range)
                     self.cluster_order[ci] = order
                     self._update_room(ci)
                 return off
         return None
 
-    def _find_free_then_nonfull(self, nr: int) -> int | None:
+    def _find_free_then_nonfull(self, nr: int, reclaim=None) -> int | None:
         """6.12's `cluster_alloc_swap_entry` once `next` gave nothing: a free cluster, and
         only then the partly used clusters of the order (cluster 0, with the header, is an
         order-0 one from `setup_clusters`). So the first order-0 pages go to slot 512 and
@@ -585,16 +596,17 @@ class SwapInfo:
             self.cluster_order[ci] = nr.bit_length() - 1
             self._update_room(ci)
             return ci * SWAPFILE_CLUSTER
-        return self._find_in_clusters(nr, full_size_only=nr > 1)
+        return self._find_in_clusters(nr, nr > 1, reclaim)
 
-    def _find_in_clusters(self, nr: int, full_size_only: bool) -> int | None:
+    def _find_in_clusters(self, nr: int, full_size_only: bool, reclaim=None) -> int | None:
         """Partly used clusters already serving this order, lowest index first, then the
         first free one (`free_list`). `room` only narrows the candidates; the choice is the
         one a scan of every cluster in index order would make."""
         order = nr.bit_length() - 1
         swap_map = self.swap_map
         room = self.room.get(order, ())
-        for ci in (room if len(room) < 2 else sorted(room)):
+        # (a list: a reclaim during the scan may change `room`)
+        for ci in (list(room) if len(room) < 2 else sorted(room)):
             stop = min((ci + 1) * SWAPFILE_CLUSTER, len(swap_map))
             if full_size_only and stop - ci * SWAPFILE_CLUSTER != SWAPFILE_CLUSTER:
                 continue
@@ -602,9 +614,15 @@ class SwapInfo:
             while first < stop and swap_map[first]:
                 first += 1                         # every slot below `first` is in use
             self.cluster_next[ci] = first
+            if reclaim is not None \
+                    and swap_map[ci * SWAPFILE_CLUSTER:first].count(SWAP_HAS_CACHE):
+                # some slot in use below `first` is cache-only: the kernel's scan of a
+                # nonfull cluster starts at the cluster's first slot
+                first = ci * SWAPFILE_CLUSTER
             start = -(-first // nr) * nr           # aligned runs wholly at or above it
             for off in range(start, stop - nr + 1, nr):
-                if swap_map[off:off + nr].count(0) == nr:
+                if swap_map[off:off + nr].count(0) == nr or (
+                        reclaim is not None and self._reclaimed(off, nr, reclaim)):
                     return off
         ci = self._first_free_cluster()
         if ci is None:
@@ -614,6 +632,22 @@ class SwapInfo:
         self.cluster_order[ci] = order
         self._update_room(ci)
         return ci * SWAPFILE_CLUSTER
+
+    def _reclaimed(self, off: int, nr: int, reclaim) -> bool:
+        """The rest of `cluster_scan_range()` for a run not all free: its slots free or
+        SWAP_HAS_CACHE only while swap is more than half full, then `cluster_reclaim_range()`
+        (`reclaim`): are the nr slots from off free now?"""
+        run = self.swap_map[off:off + nr]
+        if run.count(0) + run.count(SWAP_HAS_CACHE) != nr or not self.vm_swap_full():
+            return False
+        return reclaim(off, nr)
+
+    def _claim_cluster(self, ci: int, order: int) -> None:
+        """A reclaim that emptied the cluster it scanned put it back on the free list; the
+        slots taken there make it the order's again (`cluster_alloc_range`)."""
+        if self.cluster_order[ci] is None:
+            self.cluster_order[ci] = order
+            self._update_room(ci)
 
     def _free_entry_valid(self, entry: tuple[int, int]) -> bool:
         ci, gen = entry

@@ -198,7 +198,7 @@ def shared_state(runner, scheduler) -> tuple:
     """Everything a step of one lane can change that another lane can see: the machine, the
     program's expected view, the swap device's lifetime and references, the lock table."""
     return (runner.m.snapshot(), runner.oracle.expect.snapshot(), scheduler.device,
-            tuple(sorted(scheduler.device_refs)),
+            tuple(sorted(scheduler.device_refs)), tuple(sorted(scheduler.scanning)),
             tuple(sorted(scheduler.locks.items(), key=repr)))
 
 
