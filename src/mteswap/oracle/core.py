@@ -7,7 +7,7 @@ from array import array
 from typing import Callable, Iterable
 
 from mteswap.model import tags as T
-from mteswap.oracle import registry
+from mteswap.oracle import registry, scoped
 from mteswap.oracle.origin import describe_origin
 from mteswap.oracle.program import Expectation, ProgramView
 from mteswap.oracle.violation import StepContext, Violation
@@ -15,20 +15,25 @@ from mteswap.oracle.violation import StepContext, Violation
 
 class Oracle:
     """Collects violations. Each distinct state-level problem is reported once. `disabled`
-    names checks of the registry to skip (default: `registry.DISABLED`, normally none)."""
+    names checks of the registry to skip (default: `registry.DISABLED`, normally none).
+    `full_check` (default: `registry.FULL_CHECK`, the debug option `--full-check`) runs every
+    state check over the whole machine after every step instead of its scoped form
+    (oracle/scoped.py), which reports the same violations."""
 
-    def __init__(self, disabled: Iterable[str] | None = None):
+    def __init__(self, disabled: Iterable[str] | None = None, full_check: bool | None = None):
         self.expect = Expectation()
         self.violations: list[Violation] = []
         self._reported: set = set()
+        self.full_check = registry.FULL_CHECK if full_check is None else full_check
+        self._seen = None        # scoped.Seen of the last check; None: the next one is full
         self._set_disabled(registry.resolve_disabled(disabled))
 
     def _set_disabled(self, disabled: frozenset[str]) -> None:
         self.disabled = disabled
         self._tags_on = "tag-check-fault" not in disabled
         self._values_on = "data-corruption" not in disabled
-        self._state_checks = tuple((c.run, c) for c in registry.STATE_CHECKS
-                                   if c.name not in disabled)
+        self._state_checks = tuple((c.run, scoped.SCOPED.get(c.name), c)
+                                   for c in registry.STATE_CHECKS if c.name not in disabled)
 
     def clone(self) -> "Oracle":
         """An independent copy (for `Runner.clone`): the program's view, violations so far,
@@ -40,6 +45,7 @@ class Oracle:
         new._reported = set(self._reported)
         new.disabled, new._tags_on, new._values_on, new._state_checks = \
             self.disabled, self._tags_on, self._values_on, self._state_checks   # immutable
+        new.full_check, new._seen = self.full_check, self._seen                 # immutable
         return new
 
     # -- what the program observes --------------------------------------------------------
@@ -91,17 +97,38 @@ class Oracle:
     def check_state(self, ctx: StepContext, m, skip: frozenset = frozenset()) -> None:
         """Every state check of the registry not disabled (nor named in `skip`: between two
         atomic steps of a parallel block, the checks that hold only between system calls),
-        in registry order."""
-        for run, check in self._state_checks:
-            if skip and check.name in skip:
-                continue
-            for item in run(m):
-                detail, key = check.reported(item)
-                if key is None or key not in self._reported:
-                    if key is not None:
-                        self._reported.add(key)
-                    self._add(check.kind, check.name, ctx, None, detail)
+        in registry order: each in its scoped form (what the step wrote, oracle/scoped.py),
+        or in full with `full_check`, for an oracle's first check, inside a parallel block
+        (lanes mid-path) and after a step where some check did not run."""
+        if self.full_check or skip or m.sched is not None or self._seen is None:
+            for run, _, check in self._state_checks:
+                if not (skip and check.name in skip):
+                    self._report(check, run(m), ctx)
+            # the next check may be scoped only if every check ran on this state
+            self._seen = None if self.full_check or skip or m.sched is not None \
+                else scoped.seen(m)
+        else:
+            touched = scoped.Touched(m, self._seen)
+            for run, scoped_run, check in self._state_checks:
+                self._report(check, run(m) if scoped_run is None else scoped_run(m, touched), ctx)
+            self._seen = touched.now
+        scoped.forget_writes(m)
         m.tag_reads.clear()      # read by the use-after-free check: each step's reads once
+
+    def skip_state(self, m) -> None:
+        """No state check after this step (a runner without them, an interleaving stopped
+        mid-block): forget its writes and reads; the next check, if any, is full."""
+        scoped.forget_writes(m)
+        m.tag_reads.clear()
+        self._seen = None
+
+    def _report(self, check, items, ctx: StepContext) -> None:
+        for item in items:
+            detail, key = check.reported(item)
+            if key is None or key not in self._reported:
+                if key is not None:
+                    self._reported.add(key)
+                self._add(check.kind, check.name, ctx, None, detail)
 
     def _add(self, kind: str, check: str, ctx: StepContext, page: int | None,
              detail: str, origin=None) -> None:
