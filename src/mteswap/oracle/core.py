@@ -100,18 +100,27 @@ class Oracle:
         in registry order: each in its scoped form (what the step wrote, oracle/scoped.py),
         or in full with `full_check`, for an oracle's first check, inside a parallel block
         (lanes mid-path) and after a step where some check did not run."""
-        if self.full_check or skip or m.sched is not None or self._seen is None:
-            for run, _, check in self._state_checks:
-                if not (skip and check.name in skip):
-                    self._report(check, run(m), ctx)
-            # the next check may be scoped only if every check ran on this state
+        full = self.full_check or skip or m.sched is not None or self._seen is None
+        touched = None if full else scoped.Touched(m, self._seen)
+        for run, scoped_run, check in self._state_checks:
+            if full:
+                if skip and check.name in skip:
+                    continue
+                items = run(m)
+            else:
+                items = run(m) if scoped_run is None else scoped_run(m, touched)
+            for item in items:
+                detail, key = check.reported(item)
+                if key is None or key not in self._reported:
+                    if key is not None:
+                        self._reported.add(key)
+                    self._add(check.kind, check.name, ctx, None, detail)
+        # the next check may be scoped only if every check ran on this state
+        if touched is not None:
+            self._seen = touched.now
+        else:
             self._seen = None if self.full_check or skip or m.sched is not None \
                 else scoped.seen(m)
-        else:
-            touched = scoped.Touched(m, self._seen)
-            for run, scoped_run, check in self._state_checks:
-                self._report(check, run(m) if scoped_run is None else scoped_run(m, touched), ctx)
-            self._seen = touched.now
         scoped.forget_writes(m)
         m.tag_reads.clear()      # read by the use-after-free check: each step's reads once
 
@@ -121,14 +130,6 @@ class Oracle:
         scoped.forget_writes(m)
         m.tag_reads.clear()
         self._seen = None
-
-    def _report(self, check, items, ctx: StepContext) -> None:
-        for item in items:
-            detail, key = check.reported(item)
-            if key is None or key not in self._reported:
-                if key is not None:
-                    self._reported.add(key)
-                self._add(check.kind, check.name, ctx, None, detail)
 
     def _add(self, kind: str, check: str, ctx: StepContext, page: int | None,
              detail: str, origin=None) -> None:

@@ -141,12 +141,6 @@ def i5_cache_pins_slots(m):
         yield i5_detail(si, off, off in pinned)
 
 
-def i5_pinned(si, off: int) -> bool:
-    """Slot `off` as I5 counts it: SWAP_HAS_CACHE set (an allocated slot, not the header)
-    and not in 6.12's slot cache or its return list."""
-    return bool(off and si.swap_map[off] & SWAP_HAS_CACHE) and not si.in_slot_caches(off)
-
-
 def i5_detail(si, off: int, pinned: bool) -> str:
     return (f"slot {off:#x}: SWAP_HAS_CACHE is {int(pinned)} but the swap cache "
             f"{'holds' if off in si.cache else 'lacks'} it")
@@ -176,44 +170,43 @@ def i7_count_is_references(m):
             yield f"slot {off:#x}: swap_map count {count} but {refs.get(off, 0)} swap PTE(s) refer to it"
 
 
-def _settled_writes(m, offsets=None):
+def _settled_writes(m, written_slots=None):
     """(offset, tags written, tags saved now) of each slot written from a PG_mte_tagged page
-    (vmscan.py's ghost `written_tags`) whose swap-cache folio has no rewrite pending; only
-    among `offsets` (sorted) when given (the scoped checks, oracle/scoped.py)."""
+    (vmscan.py's ghost `written_tags`) whose swap-cache folio has no rewrite pending; with
+    `written_slots` (the scoped checks, oracle/scoped.py), only those and the swap cache's."""
     si = m.swap
     if not si.written_tags:
         return
-    tags = si.written_tags
-    items = tags.items() if offsets is None else \
-        [(off, tags[off]) for off in offsets if off in tags]
-    for off, written in items:
+    for off, written in si.written_tags.items():
         folio = si.cache.get(off)
         if written is None or (folio is not None and folio.dirty):
             continue   # nothing tagged was written, or a rewrite is pending
+        if written_slots is not None and folio is None and off not in written_slots:
+            continue   # not written since the last check, and no cache folio
         yield off, written, saved_tags(m, off)
 
 
 @invariant("I8")
-def i8_saved_at_write(m, offsets=None):
+def i8_saved_at_write(m, written_slots=None):
     """A slot written from a PG_mte_tagged page with non-zero tags has saved tags.
 
     I8: every page written to slot S while `PG_mte_tagged` has its tags stored at key S
     before the I/O is issued: `swap_writepage` (mm/page_io.c) → `arch_prepare_to_swap` →
     `mte_save_tags` (arch/arm64/mm/mteswap.c). All-zero tags may go unsaved: `mte_sync_tags`
     recreates them on swap-in."""
-    for off, written, saved in _settled_writes(m, offsets):
+    for off, written, saved in _settled_writes(m, written_slots):
         if saved is None and written != 0:
             yield f"slot {off:#x} holds a page written while PG_mte_tagged, but no saved tags"
 
 
 @invariant("I9")
-def i9_saved_match_written(m, offsets=None):
+def i9_saved_match_written(m, written_slots=None):
     """Saved tags equal the tags the page had when written.
 
     I9: the buffer at key S describes the data most recently written to S: `mte_save_tags`
     (arch/arm64/mm/mteswap.c) replaces on a re-save, and a slot is reused only after
     `swap_range_free` erased its buffer (I7)."""
-    for off, written, saved in _settled_writes(m, offsets):
+    for off, written, saved in _settled_writes(m, written_slots):
         if saved is not None and saved != written:
             yield (f"saved tags of slot {off:#x} ({T.describe(saved)}) differ from the tags "
                    f"written with it ({T.describe(written)})")

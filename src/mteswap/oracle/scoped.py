@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from mteswap.model.pte import pte_tagged, vm_normal_pfn
 from mteswap.model.state import PG_MTE_LOCK, PG_MTE_TAGGED, TAGS_INIT
+from mteswap.model.swapinfo import SWAP_HAS_CACHE
 from mteswap.oracle import invariants as inv
 from mteswap.oracle.tag_storage import leaks_among, tag_storage_leaks
 
@@ -58,7 +59,7 @@ class Touched:
         # whole byte strings, only when some flag changed
         self.untagged = self.frames and bool(
             int.from_bytes(bits, "little") & ~int.from_bytes(now[0], "little")
-            & int.from_bytes(bytes([PG_MTE_TAGGED]) * len(bits), "little"))
+            & _tagged_mask(len(bits)))
         self.wide = (active, alive) != (now[1], now[2])
         slots = m.swap.written
         if (cache, ret) != (now[3], now[4]):     # slots entering or leaving the slot caches
@@ -66,6 +67,17 @@ class Touched:
                 | set(ret).symmetric_difference(now[4])
         self.slots = slots
         self.ptes = [(mm, sorted(mm.ptes.written)) for mm in m.mms if mm.ptes.written]
+
+
+_MASKS: dict[int, int] = {}
+
+
+def _tagged_mask(n: int) -> int:
+    """PG_mte_tagged in each of n bytes, as one int (made once per machine size)."""
+    mask = _MASKS.get(n)
+    if mask is None:
+        mask = _MASKS[n] = int.from_bytes(bytes([PG_MTE_TAGGED]) * n, "little")
+    return mask
 
 
 def forget_writes(m) -> None:
@@ -135,15 +147,17 @@ def i5(m, t: Touched):
     swap cache's entry: all logged (or compared) per slot."""
     if not t.slots:
         return ()
-    return _i5_slots(m.swap, sorted(t.slots))
-
-
-def _i5_slots(si, offsets):
-    cache = si.cache
-    for off in offsets:
-        pinned = inv.i5_pinned(si, off)
-        if pinned != (off in cache):
-            yield inv.i5_detail(si, off, pinned)
+    si = m.swap
+    swap_map, index = si.swap_map, si.cache.index.slots
+    # as the full form: one set comparison in the usual case (slot 0, the header, never
+    # has SWAP_HAS_CACHE)
+    pinned = {off for off in t.slots if swap_map[off] & SWAP_HAS_CACHE}
+    if si.slots_cache or si.slots_ret:
+        pinned.difference_update(si.slots_cache, si.slots_ret)
+    held = {off for off in t.slots if index[off]}
+    if pinned == held:
+        return ()
+    return [inv.i5_detail(si, off, off in pinned) for off in sorted(pinned ^ held)]
 
 
 def i7(m, t: Touched):
@@ -155,28 +169,22 @@ def i7(m, t: Touched):
     return inv.i7_count_is_references(m)
 
 
-def _settled(m, t: Touched):
-    """The slots I8 and I9 read: the written ones, and every slot of the swap cache (whose
-    folio's dirty bit no log follows; the cache is small)."""
-    offs = t.slots
-    cache = m.swap.cache
-    if cache:
-        offs = offs | set(cache.keys())
-    return sorted(offs)
-
-
 def i8(m, t: Touched):
-    """I8: a slot's written tags, saved tags and cache folio's dirty bit (`_settled`)."""
-    if not m.swap.written_tags:
+    """I8 reads, per slot, its written tags, saved tags and cache folio's dirty bit: the
+    written slots, and every slot of the swap cache (no log follows a folio's dirty bit; the
+    cache is small). Nothing when no slot was written and the cache is empty."""
+    si = m.swap
+    if not si.written_tags or not (t.slots or si.cache):
         return ()
-    return inv.i8_saved_at_write(m, _settled(m, t))
+    return inv.i8_saved_at_write(m, t.slots)
 
 
 def i9(m, t: Touched):
     """I9: as I8."""
-    if not m.swap.written_tags:
+    si = m.swap
+    if not si.written_tags or not (t.slots or si.cache):
         return ()
-    return inv.i9_saved_match_written(m, _settled(m, t))
+    return inv.i9_saved_match_written(m, t.slots)
 
 
 # Checks with no scoped form, and why: their full form is already as narrow.
