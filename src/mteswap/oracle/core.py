@@ -34,6 +34,9 @@ class Oracle:
         self._values_on = "data-corruption" not in disabled
         self._state_checks = tuple((c.run, scoped.SCOPED.get(c.name), c)
                                    for c in registry.STATE_CHECKS if c.name not in disabled)
+        # the checks with no scoped form: all that can find anything when a step wrote
+        # nothing the others read (scoped.Touched.nothing)
+        self._unscoped = tuple(e for e in self._state_checks if e[1] is None)
 
     def clone(self) -> "Oracle":
         """An independent copy (for `Runner.clone`): the program's view, violations so far,
@@ -43,8 +46,8 @@ class Oracle:
         new.expect.view = {pid: ProgramView(v) for pid, v in self.expect.view.items()}
         new.violations = list(self.violations)
         new._reported = set(self._reported)
-        new.disabled, new._tags_on, new._values_on, new._state_checks = \
-            self.disabled, self._tags_on, self._values_on, self._state_checks   # immutable
+        new.disabled, new._tags_on, new._values_on, new._state_checks, new._unscoped = \
+            self.disabled, self._tags_on, self._values_on, self._state_checks, self._unscoped
         new.full_check, new._seen = self.full_check, self._seen                 # immutable
         return new
 
@@ -102,7 +105,12 @@ class Oracle:
         (lanes mid-path) and after a step where some check did not run."""
         full = self.full_check or skip or m.sched is not None or self._seen is None
         touched = None if full else scoped.Touched(m, self._seen)
-        for run, scoped_run, check in self._state_checks:
+        checks = self._state_checks
+        if touched is not None and touched.nothing and m.flags_per_page and not m.swap.cache:
+            # (a per-folio design's I1, I1-lock and I2 run in full; I8 and I9 read the swap
+            # cache's folios, whose dirty bit no log follows)
+            checks = self._unscoped
+        for run, scoped_run, check in checks:
             if full:
                 if skip and check.name in skip:
                     continue

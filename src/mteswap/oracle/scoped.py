@@ -46,10 +46,10 @@ def seen(m) -> Seen:
 class Touched:
     """What changed since the last check: `slots` (offsets), `ptes` ((mm, sorted vpns) per
     process with PTEs written), `frames` (some frame's MTE flag bits), `untagged` (some frame
-    lost PG_mte_tagged), `wide` (swapoff, or a process exited or appeared), and `now`, the
-    Seen to keep for the next check."""
+    lost PG_mte_tagged), `wide` (swapoff, or a process exited or appeared), `nothing` (none
+    of these), and `now`, the Seen to keep for the next check."""
 
-    __slots__ = ("slots", "ptes", "frames", "untagged", "wide", "now")
+    __slots__ = ("slots", "ptes", "frames", "untagged", "wide", "now", "nothing")
 
     def __init__(self, m, before: Seen):
         self.now = now = seen(m)
@@ -67,6 +67,10 @@ class Touched:
                 | set(ret).symmetric_difference(now[4])
         self.slots = slots
         self.ptes = [(mm, sorted(mm.ptes.written)) for mm in m.mms if mm.ptes.written]
+        # Nothing the scoped forms read changed (an access without a fault, a step that found
+        # nothing to do: half of the explorer's transitions): with per-page flags and an
+        # empty swap cache, each would yield nothing (Oracle.check_state skips them).
+        self.nothing = not (slots or self.ptes or self.frames or self.wide)
 
 
 _MASKS: dict[int, int] = {}
