@@ -62,8 +62,10 @@ def test_bundled_sequential_scenarios_report_the_same(design, monkeypatch):
 
 @pytest.mark.parametrize("scenario", sorted(PARALLEL))
 def test_bundled_parallel_scenarios_report_the_same(scenario, monkeypatch):
+    """Every interleaving with at most one preemption (the whole set takes minutes for some
+    files); inside a block the checks run in full, after it scoped again."""
     sc = PARALLEL[scenario]
-    for design in ("merged", "rfc-v2", "per-folio-flag"):
+    for design in BUILTIN:
         _both(lambda: run_scenario(sc, get_design(design), preemptions=1), monkeypatch)
 
 
