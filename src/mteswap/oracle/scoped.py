@@ -26,7 +26,7 @@ from mteswap.model.swapinfo import SWAP_HAS_CACHE
 from mteswap.oracle import invariants as inv
 from mteswap.oracle.tag_storage import leaks_among, tag_storage_leaks
 
-# The flag bits the frame checks read (I1, I1-lock, I2), and PG_mte_tagged alone as 0/1.
+# The flag bits the frame checks read (I1, I1-lock, I2): each frame's byte masked to them.
 _MTE_BITS = bytes(f & (PG_MTE_TAGGED | PG_MTE_LOCK | TAGS_INIT) for f in range(256))
 
 
