@@ -4,6 +4,7 @@ and time to the first counterexample for each flawed design (docs/performance.md
     .venv/bin/python benchmarks/check.py                  # depth 4 rate + every flawed design
     .venv/bin/python benchmarks/check.py --depth 5 --designs merged --skip-ce
     .venv/bin/python benchmarks/check.py --profile 20     # cProfile of a depth-3 search
+    .venv/bin/python benchmarks/check.py --full-check ... # the oracle's full state check
 """
 
 from __future__ import annotations
@@ -45,11 +46,17 @@ def main() -> None:
     ap.add_argument("--skip-ce", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", type=int, default=0)
+    ap.add_argument("--full-check", action="store_true",
+                    help="the oracle's full state check after every step (as --full-check)")
     # merged breaks I1 at depth 4 (the S5 split), so its search stops there; merged-split-fix
     # explores the whole depth-4 space (30,354 states, docs/performance.md).
     ap.add_argument("--rate-design", default="merged-split-fix")
     a = ap.parse_args()
-    print(f"cpus: {os.cpu_count()}  python: {sys.version.split()[0]}")
+    if a.full_check:
+        from mteswap.oracle import registry
+        registry.set_full_check(True)
+    print(f"cpus: {os.cpu_count()}  python: {sys.version.split()[0]}"
+          + ("  (full state check)" if a.full_check else ""))
     if a.profile:
         pr = cProfile.Profile()
         pr.enable()

@@ -108,6 +108,7 @@ def test_tag_storage_leak_of_a_buffer_left_after_the_last_process_exited():
     # its buffer outlives every process (I7 reports the count too).
     def extra_reference(m):
         m.swap.swap_map[SLOT + 1] += 1
+        m.swap.written.add(SLOT + 1)     # logged, as the model's swap_map writers do
     r = run([MMAP, WRITE, PAGEOUT, {"exit": {"proc": "A"}}], corrupt=extra_reference, after=3)
     assert ("tag-storage-leak", 4, None) in found(r)
     assert details(r, "tag-storage-leak") == [
@@ -194,6 +195,7 @@ def test_i5_swap_has_cache_on_a_slot_the_cache_does_not_hold():
     def pin(m):
         assert m.swap.swap_map[SLOT] == 1 and SLOT not in m.swap.cache
         m.swap.swap_map[SLOT] |= SWAP_HAS_CACHE
+        m.swap.written.add(SLOT)     # logged, as the model's swap_map writers do (oracle/scoped.py)
     r = run([MMAP, WRITE, PAGEOUT, SPARE], corrupt=pin, after=3)
     assert found(r) == [("I5", 4, None)]
     assert details(r, "I5") == ["I5: slot 0x200: SWAP_HAS_CACHE is 1 but the swap cache lacks it"]
@@ -202,6 +204,7 @@ def test_i5_swap_has_cache_on_a_slot_the_cache_does_not_hold():
 def test_i7_a_swap_count_other_than_the_swap_ptes_naming_the_slot():
     def count_twice(m):
         m.swap.swap_map[SLOT + 3] += 1
+        m.swap.written.add(SLOT + 3)     # logged, as the model's swap_map writers do
     r = run([MMAP, WRITE, PAGEOUT, SPARE], corrupt=count_twice, after=3)
     assert found(r) == [("I7", 4, None)]
     assert details(r, "I7") == ["I7: slot 0x203: swap_map count 2 but 1 swap PTE(s) refer to it"]

@@ -19,6 +19,7 @@ from mteswap.kernel.cli import kernel_app
 from mteswap.designs import BUILTIN, DEFAULT, UnknownDesign
 from mteswap.designs.loader import available_designs, design_factory
 from mteswap.model.reverts import REVERTS
+from mteswap.oracle import registry
 from mteswap.scenario.load import (KERNELS, ScenarioError, load_scenario, with_kernel,
                                    with_reverts)
 from mteswap.scenario.parallel import cpu_trace
@@ -81,6 +82,11 @@ def run_files(files: list[str], design, keep_trace: bool, kernel: str | None = N
     return results
 
 
+# `--full-check` (run, compare, check): the oracle's state checks over the whole machine
+# after every step instead of their scoped forms (oracle/scoped.py, docs/checking.md).
+FULL_CHECK_OPTION = typer.Option(False, "--full-check", help="debug: run every oracle state check over the whole machine after each step, not only over what the step wrote (the same violations, slower; also MTESWAP_FULL_CHECK=1)")
+
+
 @app.command()
 def run(files: List[str] = typer.Argument(..., help="scenario files (YAML, format 1)"),
         design: Optional[str] = typer.Option(None, "--design", help="design: a name, or path/to/file.py:ClassName (default: the file's, else merged)"),
@@ -91,10 +97,13 @@ def run(files: List[str] = typer.Argument(..., help="scenario files (YAML, forma
         html_out: Optional[str] = typer.Option(None, "--html", help="also write the runs as one self-contained HTML page (mteswap report)"),
         revert: Optional[List[str]] = typer.Option(None, "--revert", help="take this fix out of the model (a commit id; repeatable; see `mteswap reverts`)"),
         schedule: Optional[str] = typer.Option(None, "--schedule", help="parallel blocks: replay this interleaving, the lane of each atomic step (e.g. 0,0,1,1,0), then no preemption"),
-        preemptions: Optional[int] = typer.Option(None, "--preemptions", min=0, help="parallel blocks: explore only interleavings with at most N preemptions")):
+        preemptions: Optional[int] = typer.Option(None, "--preemptions", min=0, help="parallel blocks: explore only interleavings with at most N preemptions"),
+        full_check: bool = FULL_CHECK_OPTION):
     """Run scenario files; exit 0 if no violation, 1 if any, 2 on bad input. A file with
     parallel blocks is run under every interleaving (or the one --schedule gives); a failing
     one is printed as CPU0 | CPU1 columns."""
+    if full_check:
+        registry.set_full_check(True)
     make = None if design is None else _design_option(design)
     try:
         results = run_files(files, make, keep_trace=trace, kernel=kernel, keep_states=states,
@@ -308,10 +317,13 @@ def compare(files: Optional[List[str]] = typer.Argument(None, help="scenario fil
             markdown: bool = typer.Option(False, "--markdown", help="a GitHub markdown table"),
             kernel: Optional[str] = typer.Option(None, "--kernel", help=_KERNEL_HELP),
             html_out: Optional[str] = typer.Option(None, "--html", help="also write the matrix and every cell's run as one self-contained HTML page (each cell links to its run)"),
-            revert: Optional[List[str]] = typer.Option(None, "--revert", help="take this fix out of the model (a commit id; repeatable; see `mteswap reverts`)")):
+            revert: Optional[List[str]] = typer.Option(None, "--revert", help="take this fix out of the model (a commit id; repeatable; see `mteswap reverts`)"),
+            full_check: bool = FULL_CHECK_OPTION):
     """Run every scenario under every design and print the matrix; each cell is `pass` or the
     first violation as kind@step. Exit 0 when every cell with an `expect` matches it, 1 if
     any does not, 2 on bad input."""
+    if full_check:
+        registry.set_full_check(True)
     if as_json and markdown:
         _fail_input("--json and --markdown cannot be used together")
     specs = _split_designs(designs_opt) if designs_opt is not None else list(BUILTIN)

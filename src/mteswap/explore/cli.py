@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from mteswap.explore.alphabet import PRESETS, BadInput
+from mteswap.oracle import registry
 
 MODEL_HELP = ("alphabet preset (docs/checking.md), and which sometimes properties it can reach: "
               + "; ".join(f"{name}: {p.reaches}" for name, p in PRESETS.items()))
@@ -41,10 +42,13 @@ def check_command(
     html_out: Optional[str] = typer.Option(None, "--html", help="write the counterexample as a self-contained HTML page (mteswap report)"),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="exhaustive: stop cleanly after this many seconds and say what was covered (default: 60 when --depth is not given, else none)"),
     revert: Optional[List[str]] = typer.Option(None, "--revert", help="take this fix out of the model (a commit id; repeatable; see `mteswap reverts`); the counterexample file carries it as config.revert"),
+    full_check: bool = typer.Option(False, "--full-check", help="debug: run every oracle state check over the whole machine after each step, not only over what the step wrote (the same violations, slower; also MTESWAP_FULL_CHECK=1)"),
 ):
     """Search operation sequences of a small machine for a violation; write the shortest (or
     shrunk) failing sequence as a scenario file. Exit 0 no violation, 1 violation, 2 bad input."""
     from mteswap.explore.check import Options, run_check
+    if full_check:
+        registry.set_full_check(True)     # workers are forked: they inherit it
     if time_limit is None and depth is None and not random_ and resume is None:
         time_limit = DEFAULT_TIME_LIMIT      # `mteswap check` alone answers in about a minute
     o = Options(design=design, model=model, depth=DEFAULT_DEPTH if depth is None else depth,

@@ -76,7 +76,8 @@ class Machine:
         self.swap.cache.m = self                    # its folios are this machine's
         # The mte_pages xarray: entry -> saved tags (model/tags.py value), or with compressed
         # storage the negated inline handle of mtecomp.py (a handle is odd, so never 0).
-        self.mte_pages = SlotMap(config.swap_slots)   # indexed by entry (one device: = offset)
+        # indexed by entry (one device: = offset); its writes are logged with the slots'
+        self.mte_pages = SlotMap(config.swap_slots, self.swap.written)
         self.tag_heap_bytes = 0                     # kmalloc'd bytes behind mte_pages
         self.saved_origin: dict[int, TagOrigin] = {}  # diagnostic: entry -> origin of saved tags
         self.tag_allocs = 0                         # tag buffers allocated so far (fail injection)
@@ -226,7 +227,7 @@ class Machine:
                       mm.ptes.copy(), mm.alive, mm.next_vpn) for mm in self.mms]
         new.swap = self.swap.clone()
         new.swap.cache.m = new
-        new.mte_pages = self.mte_pages.copy()
+        new.mte_pages = self.mte_pages.copy(new.swap.written)
         new.saved_origin = dict(self.saved_origin)
         new.counters = self.counters.copy()
         new.trace = list(self.trace)

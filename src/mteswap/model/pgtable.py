@@ -21,4 +21,5 @@ def set_ptes(m, mm, vpn: int, pfn: int, nr: int, tagged: bool, writable: bool, w
         mm.ptes.ents[vpn] = e
     else:   # page i at vpn + i: one repeated int (pte.py encoding)
         mm.ptes.ents[vpn:vpn + nr] = array("q", [e]) * nr
+    mm.ptes.written.update(range(vpn, vpn + nr))    # for the oracle's scoped checks
 

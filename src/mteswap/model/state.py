@@ -39,12 +39,17 @@ class PageTable:
     """One process's page table: the PTE of each virtual page number as an int (`ents`, 8
     bytes per page, 0 = pte_none), encoded and read only through model/pte.py. Indexing
     gives the int (`ptep_get`; 0 past the end); hot paths read and slice `ents` directly. It
-    grows with the address space (`reserve`)."""
+    grows with the address space (`reserve`).
 
-    __slots__ = ("ents",)
+    `written`: the vpns whose PTE was written since the oracle's last state check (which
+    empties it): its scoped checks look only there (oracle/scoped.py). Every write through
+    this class records itself; code writing `ents` directly adds the vpns it wrote."""
 
-    def __init__(self, ents: array | None = None):
+    __slots__ = ("ents", "written")
+
+    def __init__(self, ents: array | None = None, written: set | None = None):
         self.ents = ents if ents is not None else array("q")
+        self.written: set[int] = written if written is not None else set()
 
     def reserve(self, nvpn: int) -> None:
         """Room for vpns below nvpn (`do_mmap` calls it as the address space grows)."""
@@ -52,7 +57,7 @@ class PageTable:
             self.ents.frombytes(bytes(8 * (nvpn - len(self.ents))))
 
     def copy(self) -> "PageTable":
-        return PageTable(array("q", self.ents))
+        return PageTable(array("q", self.ents), set(self.written))
 
     def __getitem__(self, vpn: int) -> int:
         """`ptep_get()`: the PTE at vpn (0, pte_none, if nothing is there)."""
@@ -63,6 +68,7 @@ class PageTable:
         """`set_pte_at()` of a PTE built by model/pte.py for this vpn."""
         self.reserve(vpn + 1)
         self.ents[vpn] = e
+        self.written.add(vpn)
 
     def __contains__(self, vpn: int) -> bool:
         return 0 <= vpn < len(self.ents) and self.ents[vpn] != 0
@@ -72,6 +78,7 @@ class PageTable:
         if vpn not in self:
             raise KeyError(vpn)
         self.ents[vpn] = 0
+        self.written.add(vpn)
 
     def pop(self, vpn: int) -> int:
         """`ptep_get_and_clear()` of a PTE that is not none."""

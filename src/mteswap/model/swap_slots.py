@@ -116,6 +116,7 @@ def free_swap_slot(m, offset: int) -> None:
     freed first (`swapcache_free_entries`). Without an active cache the slot is freed now."""
     si = m.swap
     si.swap_map[offset] = SWAP_HAS_CACHE
+    si.written.add(offset)   # for the oracle's scoped checks
     if not use_swap_slot_cache(si):
         swapcache_free_entries(m, (offset,))
         return

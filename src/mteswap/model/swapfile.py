@@ -123,6 +123,7 @@ def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
     swap_map = m.swap.swap_map
     new = each_slot(swap_map[start:start + nr], lambda v: (v & ~bit) + delta)
     swap_map[start:start + nr] = new
+    m.swap.written.update(range(start, start + nr))   # for the oracle's scoped checks
     zeros = new.count(0)
     if not zeros:
         return
@@ -150,6 +151,7 @@ def _clear_and_free(m, start: int, nr: int, bit: int, delta: int) -> None:
 def swap_duplicate(m, entry: int) -> None:
     """`swap_duplicate()`: one more page-table reference to the slot."""
     m.swap.swap_map[swp_offset(entry)] += 1
+    m.swap.written.add(swp_offset(entry))   # for the oracle's scoped checks
 
 
 def swap_free_nr(m, entry: int, nr: int) -> None:
@@ -191,6 +193,7 @@ def swapcache_prepare(m, entry: int, nr: int) -> bool:
     if any_slot_has(slots, SWAP_HAS_CACHE) or (m.sched is not None and 0 in slots):
         return False
     si.swap_map[start:start + nr] = each_slot(slots, lambda v: v | SWAP_HAS_CACHE)
+    si.written.update(range(start, start + nr))   # for the oracle's scoped checks
     if m.tracing: m.log_range("swapcache_prepare", "slot", start, nr,
                               lambda s, n: f"entry={swp_entry(SWP_TYPE, s):#x} nr={n}")
     return True
@@ -303,6 +306,7 @@ def _free_swap_and_cache(m, entry: int, nr: int) -> None:
         and si.swap_map[start:start + nr].count(si.swap_map[start]) == nr)
     for off in range(start, start + nr):
         si.swap_map[off] -= 1
+        si.written.add(off)   # for the oracle's scoped checks
         if si.swap_map[off] == 0:
             if per_slot:
                 free_swap_slot(m, off)

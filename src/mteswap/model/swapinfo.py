@@ -72,24 +72,29 @@ class SlotMap:
     key order, `len`). Hot paths may read `slots` directly (`ABSENT` where nothing is stored);
     every write goes through a method, or through `writable_slots()` (then updating `n` and
     `keyset` as the methods do). A copy shares the slots until either side writes (the
-    explorer copies a machine per transition and most transitions leave these tables alone)."""
+    explorer copies a machine per transition and most transitions leave these tables alone).
+    `log`, when set (`SwapInfo.written`), gathers the keys every write touches, for the
+    oracle's scoped checks (oracle/scoped.py); keys are slot offsets (one device)."""
 
-    __slots__ = ("slots", "n", "keyset", "shared")
+    __slots__ = ("slots", "n", "keyset", "shared", "log")
 
-    def __init__(self, nslots: int):
+    def __init__(self, nslots: int, log: set | None = None):
         self.slots: list = [ABSENT] * nslots
         self.n = 0
         self.keyset: set[int] | None = set() if nslots <= INDEX_LIMIT else None
         self.shared = False
+        self.log = log
 
-    def copy(self) -> "SlotMap":
+    def copy(self, log: set | None = None) -> "SlotMap":
+        """A copy sharing the slots until either side writes; its writes go to `log`."""
         new = SlotMap.__new__(type(self))
-        new.slots, new.n, new.keyset = self.slots, self.n, self.keyset
+        new.slots, new.n, new.keyset, new.log = self.slots, self.n, self.keyset, log
         new.shared = self.shared = True
         return new
 
     def writable_slots(self):
-        """The slots, no longer shared with a copy: call before writing to them."""
+        """The slots, no longer shared with a copy: call before writing to them (and record
+        the keys written in `log`: the methods do)."""
         if self.shared:
             self.slots = self.slots[:]
             if self.keyset is not None:
@@ -114,6 +119,8 @@ class SlotMap:
             if self.keyset is not None:
                 self.keyset.add(key)
         slots[key] = value
+        if self.log is not None:
+            self.log.add(key)
 
     def __contains__(self, key: int) -> bool:
         return 0 <= key < len(self.slots) and self.slots[key] is not ABSENT
@@ -128,6 +135,8 @@ class SlotMap:
         self.n -= 1
         if self.keyset is not None:
             self.keyset.discard(key)
+        if self.log is not None:
+            self.log.add(key)
         return v
 
     def __delitem__(self, key: int) -> None:
@@ -141,6 +150,8 @@ class SlotMap:
         slots[start:start + nr] = values
         if self.keyset is not None:
             self.keyset.update(range(start, start + nr))
+        if self.log is not None:
+            self.log.update(range(start, start + nr))
 
     def clear_range(self, start: int, nr: int) -> int:
         """Remove whatever is stored for keys start .. start + nr - 1; how many were there."""
@@ -150,12 +161,16 @@ class SlotMap:
             self.n -= gone
             if self.keyset is not None:
                 self.keyset.difference_update(range(start, start + nr))
+            if self.log is not None:
+                self.log.update(range(start, start + nr))
         return gone
 
     def noted(self, keys) -> None:
         """Record keys whose slots a caller filled directly (`slots[k] = v`, n kept)."""
         if self.keyset is not None:
             self.keyset.update(keys)
+        if self.log is not None:
+            self.log.update(keys)
 
     def keys(self) -> list[int]:
         if not self.n:
@@ -195,11 +210,12 @@ class IntSlotMap(SlotMap):
     no caller can tell apart (`get(off, 0)`: nothing written reads as zeros). Written only
     through its methods."""
 
-    def __init__(self, nslots: int):
+    def __init__(self, nslots: int, log: set | None = None):
         self.slots = array("q", bytes(8 * nslots))
         self.n = 0
         self.keyset = set() if nslots <= INDEX_LIMIT else None
         self.shared = False
+        self.log = log
 
     def writable_slots(self):
         if self.shared:
@@ -226,6 +242,8 @@ class IntSlotMap(SlotMap):
             self.n -= gone
             if self.keyset is not None:
                 self.keyset.difference_update(range(start, start + nr))
+            if self.log is not None:
+                self.log.update(range(start, start + nr))
         return gone
 
     def set_range(self, start: int, values) -> None:
@@ -236,6 +254,8 @@ class IntSlotMap(SlotMap):
             values if isinstance(values, array) else array("q", values)
         if self.keyset is not None:
             self.keyset.update(range(start, start + nr))
+        if self.log is not None:
+            self.log.update(range(start, start + nr))
 
     def get(self, key: int, default=None):
         return self.slots[key] if self._present(key) else default
@@ -246,6 +266,8 @@ class IntSlotMap(SlotMap):
             if self.keyset is not None:
                 self.keyset.add(key)
         self.writable_slots()[key] = value
+        if self.log is not None:
+            self.log.add(key)
 
     def __contains__(self, key: int) -> bool:
         return self._present(key)
@@ -260,6 +282,8 @@ class IntSlotMap(SlotMap):
         self.n -= 1
         if self.keyset is not None:
             self.keyset.discard(key)
+        if self.log is not None:
+            self.log.add(key)
         return v
 
     def keys(self) -> list[int]:
@@ -283,13 +307,13 @@ class SwapCache:
 
     __slots__ = ("index", "m")
 
-    def __init__(self, nslots: int):
-        self.index = IntSlotMap(nslots)
+    def __init__(self, nslots: int, log: set | None = None):
+        self.index = IntSlotMap(nslots, log)
         self.m = None                      # set by the Machine
 
-    def copy(self) -> "SwapCache":
+    def copy(self, log: set | None = None) -> "SwapCache":
         new = SwapCache.__new__(SwapCache)
-        new.index, new.m = self.index.copy(), self.m
+        new.index, new.m = self.index.copy(log), self.m
         return new
 
     def get(self, offset: int, default=None):
@@ -381,6 +405,11 @@ class SwapInfo:
         self.slots_cache: tuple[int, ...] = ()            # cache->slots[cur..], in order
         self.slots_ret: tuple[int, ...] = ()              # cache->slots_ret
         self.active = True                           # SWP_WRITEOK until swapoff
+        # Offsets whose swap_map value, swap-cache folio, written tags or saved tags (the
+        # machine's mte_pages logs here too) changed since the oracle's last state check,
+        # which empties it: its scoped checks look only there (oracle/scoped.py). The tables
+        # below record their writes themselves (SlotMap.log); swap_map writers add theirs.
+        self.written: set[int] = set()
         self.swap_map = array("q", bytes(8 * nslots))   # an int per slot, no object
         self.swap_map[0] = SWAP_MAP_BAD
         self.inuse = 0                               # si->inuse_pages: swap_map != 0, header excluded
@@ -411,10 +440,11 @@ class SwapInfo:
         # Per cluster, an offset below which every slot is in use (the kernel's per-CPU
         # `next` offset plays this part): the in-cluster search starts there.
         self.cluster_next = [ci * SWAPFILE_CLUSTER for ci in range(self.nclusters)]
-        self.cache = SwapCache(nslots)               # offset -> Folio (swap address space)
+        self.cache = SwapCache(nslots, self.written)   # offset -> Folio (swap address space)
         self.contents = IntSlotMap(nslots)           # offset -> data written to the slot
         self.zeromap: set[int] = set()               # slots written as zero-filled, no I/O
-        self.written_tags = SlotMap(nslots)          # ghost for I8/I9: tags at write time (None: untagged)
+        # ghost for I8/I9: tags at write time (None: untagged)
+        self.written_tags = SlotMap(nslots, self.written)
 
     # -- reading swap_map ----------------------------------------------------------------
     def count(self, offset: int) -> int:
@@ -458,6 +488,7 @@ class SwapInfo:
             self.swap_map[offset] = value
         else:
             self.swap_map[offset:offset + nr] = array("q", [value]) * nr
+        self.written.update(range(offset, offset + nr))
         self.cluster_used[ci] += nr
         self.inuse += nr
         if offset == self.cluster_next[ci]:
@@ -476,6 +507,7 @@ class SwapInfo:
             self.swap_map[offset] = 0
         else:
             self.swap_map[offset:offset + nr] = array("q", bytes(8 * nr))
+        self.written.update(range(offset, offset + nr))
         self.inuse -= nr
         if self._allocated is not None:
             self._allocated.difference_update(range(offset, offset + nr))
@@ -682,7 +714,7 @@ class SwapInfo:
 
     _CLONED = frozenset(("device", "synchronous", "rotational", "large_slots", "active",
                          "swap_map", "nclusters", "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
-                         "zeromap", "written_tags", "last_partial", "room", "free_list", "free_gen",
+                         "zeromap", "written_tags", "written", "last_partial", "room", "free_list", "free_gen",
                          "cluster_next",
                          "free_first", "uses_next", "next_off", "has_slots_cache",
                          "slots_cache_enabled", "slots_cache_active", "slots_cache", "slots_ret"))
@@ -701,10 +733,11 @@ class SwapInfo:
         new.cluster_next = list(self.cluster_next)
         new.next_off = dict(self.next_off)
         new._allocated = None if self._allocated is None else set(self._allocated)
-        new.cache = self.cache.copy()
+        new.written = set(self.written)
+        new.cache = self.cache.copy(new.written)
         new.contents = self.contents.copy()
         new.zeromap = set(self.zeromap)
-        new.written_tags = self.written_tags.copy()
+        new.written_tags = self.written_tags.copy(new.written)
         return new
 
     def snapshot(self) -> SwapSnapshot:

@@ -50,6 +50,7 @@ def try_to_unmap_one(m, folio, pid: int, vpn: int, pfn: int) -> tuple:
     flags[pfn] &= ~PG_ANON_EXCLUSIVE
     folio_remove_rmap_pte(m, pfn, pid, vpn)
     m.mms[pid].ptes.ents[vpn] = swp_entry_to_pte(entry, exclusive, vpn)   # set_pte_at
+    m.mms[pid].ptes.written.add(vpn)                # for the oracle's scoped checks
     return (pid, vpn, entry, exclusive)
 
 
@@ -87,6 +88,7 @@ def _unmap_whole(m, folio) -> list:
     swap_map = m.swap.swap_map
     # swap_duplicate of each slot
     swap_map[start:start + nr] = each_slot(swap_map[start:start + nr], lambda c: c + 1)
+    m.swap.written.update(range(start, start + nr))   # for the oracle's scoped checks
     flags = m.frame_flags[pfn:pfn + nr]
     excl = flags.translate(IS_ANON_EXCLUSIVE)                   # 1 where PG_anon_exclusive
     m.frame_flags[pfn:pfn + nr] = flags.translate(CLEAR_ANON_EXCLUSIVE)
@@ -98,6 +100,7 @@ def _unmap_whole(m, folio) -> list:
     e0, e1 = swp_entry_to_pte(swap, False, vpn), swp_entry_to_pte(swap, True, vpn)
     m.mms[pid].ptes.ents[vpn:vpn + nr] = array("q", [e1]) * nr if excl.count(1) == nr else \
         array("q", [e1 if x else e0 for x in excl])
+    m.mms[pid].ptes.written.update(range(vpn, vpn + nr))   # for the oracle's scoped checks
     if not m.tracing:
         return []
     return [(pid, vpn + i, e, bool(x)) for i, (e, x) in enumerate(zip(entries, excl))]

@@ -7,7 +7,7 @@ from array import array
 from typing import Callable, Iterable
 
 from mteswap.model import tags as T
-from mteswap.oracle import registry
+from mteswap.oracle import registry, scoped
 from mteswap.oracle.origin import describe_origin
 from mteswap.oracle.program import Expectation, ProgramView
 from mteswap.oracle.violation import StepContext, Violation
@@ -15,20 +15,28 @@ from mteswap.oracle.violation import StepContext, Violation
 
 class Oracle:
     """Collects violations. Each distinct state-level problem is reported once. `disabled`
-    names checks of the registry to skip (default: `registry.DISABLED`, normally none)."""
+    names checks of the registry to skip (default: `registry.DISABLED`, normally none).
+    `full_check` (default: `registry.FULL_CHECK`, the debug option `--full-check`) runs every
+    state check over the whole machine after every step instead of its scoped form
+    (oracle/scoped.py), which reports the same violations."""
 
-    def __init__(self, disabled: Iterable[str] | None = None):
+    def __init__(self, disabled: Iterable[str] | None = None, full_check: bool | None = None):
         self.expect = Expectation()
         self.violations: list[Violation] = []
         self._reported: set = set()
+        self.full_check = registry.FULL_CHECK if full_check is None else full_check
+        self._seen = None        # scoped.Seen of the last check; None: the next one is full
         self._set_disabled(registry.resolve_disabled(disabled))
 
     def _set_disabled(self, disabled: frozenset[str]) -> None:
         self.disabled = disabled
         self._tags_on = "tag-check-fault" not in disabled
         self._values_on = "data-corruption" not in disabled
-        self._state_checks = tuple((c.run, c) for c in registry.STATE_CHECKS
-                                   if c.name not in disabled)
+        self._state_checks = tuple((c.run, scoped.SCOPED.get(c.name), c)
+                                   for c in registry.STATE_CHECKS if c.name not in disabled)
+        # the checks with no scoped form: all that can find anything when a step wrote
+        # nothing the others read (scoped.Touched.nothing)
+        self._unscoped = tuple(e for e in self._state_checks if e[1] is None)
 
     def clone(self) -> "Oracle":
         """An independent copy (for `Runner.clone`): the program's view, violations so far,
@@ -38,8 +46,9 @@ class Oracle:
         new.expect.view = {pid: ProgramView(v) for pid, v in self.expect.view.items()}
         new.violations = list(self.violations)
         new._reported = set(self._reported)
-        new.disabled, new._tags_on, new._values_on, new._state_checks = \
-            self.disabled, self._tags_on, self._values_on, self._state_checks   # immutable
+        new.disabled, new._tags_on, new._values_on, new._state_checks, new._unscoped = \
+            self.disabled, self._tags_on, self._values_on, self._state_checks, self._unscoped
+        new.full_check, new._seen = self.full_check, self._seen                 # immutable
         return new
 
     # -- what the program observes --------------------------------------------------------
@@ -91,17 +100,44 @@ class Oracle:
     def check_state(self, ctx: StepContext, m, skip: frozenset = frozenset()) -> None:
         """Every state check of the registry not disabled (nor named in `skip`: between two
         atomic steps of a parallel block, the checks that hold only between system calls),
-        in registry order."""
-        for run, check in self._state_checks:
-            if skip and check.name in skip:
-                continue
-            for item in run(m):
+        in registry order: each in its scoped form (what the step wrote, oracle/scoped.py),
+        or in full with `full_check`, for an oracle's first check, inside a parallel block
+        (lanes mid-path) and after a step where some check did not run."""
+        full = self.full_check or skip or m.sched is not None or self._seen is None
+        touched = None if full else scoped.Touched(m, self._seen)
+        checks = self._state_checks
+        if touched is not None and touched.nothing and m.flags_per_page and not m.swap.cache:
+            # (a per-folio design's I1, I1-lock and I2 run in full; I8 and I9 read the swap
+            # cache's folios, whose dirty bit no log follows)
+            checks = self._unscoped
+        for run, scoped_run, check in checks:
+            if full:
+                if skip and check.name in skip:
+                    continue
+                items = run(m)
+            else:
+                items = run(m) if scoped_run is None else scoped_run(m, touched)
+            for item in items:
                 detail, key = check.reported(item)
                 if key is None or key not in self._reported:
                     if key is not None:
                         self._reported.add(key)
                     self._add(check.kind, check.name, ctx, None, detail)
+        # the next check may be scoped only if every check ran on this state
+        if touched is not None:
+            self._seen = touched.now
+        else:
+            self._seen = None if self.full_check or skip or m.sched is not None \
+                else scoped.seen(m)
+        scoped.forget_writes(m)
         m.tag_reads.clear()      # read by the use-after-free check: each step's reads once
+
+    def skip_state(self, m) -> None:
+        """No state check after this step (a runner without them, an interleaving stopped
+        mid-block): forget its writes and reads; the next check, if any, is full."""
+        scoped.forget_writes(m)
+        m.tag_reads.clear()
+        self._seen = None
 
     def _add(self, kind: str, check: str, ctx: StepContext, page: int | None,
              detail: str, origin=None) -> None:

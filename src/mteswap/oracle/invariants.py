@@ -110,7 +110,11 @@ def i2_tagged_pte_maps_tagged_page(m):
         for vpn, pfn in tagged_normal_pfns(mm.ptes.ents):      # not the zero page
             if not (flags[pfn] & PG_MTE_TAGGED if m.flags_per_page
                     else page_mte_tagged(m, m.pages[pfn])):
-                yield f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pfn} without PG_mte_tagged"
+                yield i2_detail(mm, vpn, pfn)
+
+
+def i2_detail(mm, vpn: int, pfn: int) -> str:
+    return f"pid {mm.pid} vpn {vpn}: tagged PTE maps pfn {pfn} without PG_mte_tagged"
 
 
 @invariant("I5")
@@ -134,9 +138,12 @@ def i5_cache_pins_slots(m):
     if pinned == held:                 # the usual case: one set comparison
         return
     for off in sorted(pinned ^ held):  # other slots hold 0, uncached
-        cached = off in pinned
-        yield (f"slot {off:#x}: SWAP_HAS_CACHE is {int(cached)} but the swap cache "
-               f"{'holds' if off in cache else 'lacks'} it")
+        yield i5_detail(si, off, off in pinned)
+
+
+def i5_detail(si, off: int, pinned: bool) -> str:
+    return (f"slot {off:#x}: SWAP_HAS_CACHE is {int(pinned)} but the swap cache "
+            f"{'holds' if off in si.cache else 'lacks'} it")
 
 
 @invariant("I7")
@@ -163,9 +170,10 @@ def i7_count_is_references(m):
             yield f"slot {off:#x}: swap_map count {count} but {refs.get(off, 0)} swap PTE(s) refer to it"
 
 
-def _settled_writes(m):
+def _settled_writes(m, written_slots=None):
     """(offset, tags written, tags saved now) of each slot written from a PG_mte_tagged page
-    (vmscan.py's ghost `written_tags`) whose swap-cache folio has no rewrite pending."""
+    (vmscan.py's ghost `written_tags`) whose swap-cache folio has no rewrite pending; with
+    `written_slots` (the scoped checks, oracle/scoped.py), only those and the swap cache's."""
     si = m.swap
     if not si.written_tags:
         return
@@ -173,30 +181,32 @@ def _settled_writes(m):
         folio = si.cache.get(off)
         if written is None or (folio is not None and folio.dirty):
             continue   # nothing tagged was written, or a rewrite is pending
+        if written_slots is not None and folio is None and off not in written_slots:
+            continue   # not written since the last check, and no cache folio
         yield off, written, saved_tags(m, off)
 
 
 @invariant("I8")
-def i8_saved_at_write(m):
+def i8_saved_at_write(m, written_slots=None):
     """A slot written from a PG_mte_tagged page with non-zero tags has saved tags.
 
     I8: every page written to slot S while `PG_mte_tagged` has its tags stored at key S
     before the I/O is issued: `swap_writepage` (mm/page_io.c) → `arch_prepare_to_swap` →
     `mte_save_tags` (arch/arm64/mm/mteswap.c). All-zero tags may go unsaved: `mte_sync_tags`
     recreates them on swap-in."""
-    for off, written, saved in _settled_writes(m):
+    for off, written, saved in _settled_writes(m, written_slots):
         if saved is None and written != 0:
             yield f"slot {off:#x} holds a page written while PG_mte_tagged, but no saved tags"
 
 
 @invariant("I9")
-def i9_saved_match_written(m):
+def i9_saved_match_written(m, written_slots=None):
     """Saved tags equal the tags the page had when written.
 
     I9: the buffer at key S describes the data most recently written to S: `mte_save_tags`
     (arch/arm64/mm/mteswap.c) replaces on a re-save, and a slot is reused only after
     `swap_range_free` erased its buffer (I7)."""
-    for off, written, saved in _settled_writes(m):
+    for off, written, saved in _settled_writes(m, written_slots):
         if saved is not None and saved != written:
             yield (f"saved tags of slot {off:#x} ({T.describe(saved)}) differ from the tags "
                    f"written with it ({T.describe(written)})")

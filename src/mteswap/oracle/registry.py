@@ -27,6 +27,7 @@ Not checks of their own, because no single state shows them (`NOT_STATE_CHECKS`)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -88,6 +89,23 @@ NOT_STATE_CHECKS = {
 # The checks every Oracle made without an explicit `disabled` skips (none by default; the
 # mutation test switches one off at a time through it).
 DISABLED: frozenset[str] = frozenset()
+
+# Whether every Oracle made without an explicit `full_check` runs each state check over the
+# whole machine after every step instead of its scoped form (oracle/scoped.py): a debug
+# option (`--full-check`, or MTESWAP_FULL_CHECK=1 in the environment, which worker
+# processes inherit). Both report the same violations (tests/test_scoped_check.py).
+FULL_CHECK: bool = os.environ.get("MTESWAP_FULL_CHECK", "") not in ("", "0")
+
+
+def set_full_check(on: bool) -> None:
+    """Make every Oracle from now on, in this process and in workers it starts, run the full
+    state check (`--full-check`)."""
+    global FULL_CHECK
+    FULL_CHECK = on
+    if on:
+        os.environ["MTESWAP_FULL_CHECK"] = "1"
+    else:
+        os.environ.pop("MTESWAP_FULL_CHECK", None)
 
 
 def check_names() -> tuple[str, ...]:

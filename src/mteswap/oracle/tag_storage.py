@@ -20,9 +20,14 @@ def tag_storage_leaks(m):
     its tags (`swapcache_free_entries`)."""
     if not m.mte_pages:              # the usual state: nothing saved, nothing to keep
         return
+    yield from leaks_among(m, sorted(m.mte_pages))
+
+
+def leaks_among(m, entries):
+    """tag_storage_leaks restricted to `entries` (sorted, each saved in mte_pages)."""
     si = m.swap
     everyone_gone = bool(m.mms) and not any(mm.alive for mm in m.mms)
-    for entry in sorted(m.mte_pages):
+    for entry in entries:
         off = swp_offset(entry)
         if off >= len(si.swap_map) or si.swap_map[off] == 0:
             why = f"saved tags kept for free slot {off:#x}"

@@ -217,7 +217,7 @@ class Runner:
         if self.check_state and not self.par.stopped:
             self.oracle.check_state(ctx, m)
         else:
-            m.tag_reads.clear()      # only the state check reads them; do not let them pile up
+            self.oracle.skip_state(m)   # its reads and writes must not pile up
         if self.keep_trace:
             self.trace.append((step.index, describe_step(step), list(m.trace)))
         if self.keep_states:
