@@ -82,8 +82,10 @@ def test_merged_small_exhaustive_depth4(tmp_path, monkeypatch):
     # and (30348, 114795) -> these: every order has its own `next` offset in the snapshot
     # (swapinfo: a 64 KiB folio's next slots), so states differing only there are apart;
     # and (30644, 114795) -> these: 6.12's per-CPU swap slot cache (model/swap_slots.py: a
-    # batch of order-0 slots and a return list) is part of the state too (no new transitions).
-    assert (summary["distinct_states"], summary["transitions"]) == (30950, 114795)
+    # batch of order-0 slots and a return list) is part of the state too (no new transitions);
+    # and (30950, 114795) -> these: the tags' write-generation ghost (docs/concurrency.md §4)
+    # tells apart states whose frames hold equal tags of different writes (no new transitions).
+    assert (summary["distinct_states"], summary["transitions"]) == (31095, 114795)
 
 
 def _cmd(tmp_path, *extra):

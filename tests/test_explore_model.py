@@ -171,15 +171,23 @@ def test_zram_preset_finds_what_small_cannot(tmp_path, design):
 def test_snapshot_map_values_renames_every_data_value():
     """After a whole-folio swap-out the 4 written values (step 2: 2 << 19 | page + 1) are in
     the freed frames, in the swap slots and in the program's view; map_values sees each of
-    them there, frames by pfn (16 of them), then slots, then the view."""
+    them there, frames by pfn (16 of them), then slots, then the view. The same numbers are
+    the tags' write generations, in the frames, the saved tags and the view."""
     r = run_steps(ROUND_TRIP[:3], folio_pages=[1, 4], frames=16, swap_slots=1024)
     snap = r.snapshot()
     seen = []
-    renamed = snap.map_values(lambda v: seen.append(v) or -v)
+    gens = []
+    renamed = snap.map_values(lambda v: seen.append(v) or -v, lambda g: gens.append(g) or -g)
     written = [(2 << 19) | (i + 1) for i in range(4)]
     assert seen == written + [0] * 12 + written + written
     assert renamed.machine.swap.contents == tuple((512 + i, -v) for i, v in enumerate(written))
-    assert renamed.view == ((0, tuple((i, (i + 1, -v)) for i, v in enumerate(written))),)
+    # the tags' write generations (the values the tagging write stored), renamed on their
+    # own: the frames', the saved buffers', then the view's
+    assert gens == written + [0] * 12 + written + written
+    assert renamed.machine.tag_gens == (tuple(-v for v in written) + (0,) * 12,
+                                        tuple(-v for v in written))
+    assert renamed.view == ((0, tuple((i, (i + 1, -v)) for i, v in enumerate(written)),
+                             tuple(-v for v in written)),)
     assert renamed.names == snap.names == ((0, "buf", 0, 4),)
     assert hash(snap) == hash(tuple(snap))          # named tuples hash as the plain tuples
 

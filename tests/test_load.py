@@ -247,6 +247,7 @@ def test_ops_table_and_kinds():
         "tag-check-fault", "data-corruption", "tag-storage-leak",
         "tag-storage-use-after-free", "invariant",
         "deadlock", "use-after-free",   # additions (issue 14): parallel blocks
+        "stale-tags",                   # addition (issue 14): the write-generation ghost
     )
 
 

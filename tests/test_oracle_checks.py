@@ -49,14 +49,15 @@ def details(r, check: str) -> list[str]:
 
 def test_the_registry_lists_every_check_once_and_every_invariant_of_section_5():
     assert check_names() == (
-        "tag-check-fault", "data-corruption", "tag-storage-use-after-free", "tag-storage-leak",
-        "I1", "I1-lock", "I2", "I5", "I7", "I8", "I9", "I10")
+        "tag-check-fault", "data-corruption", "stale-tags", "tag-storage-use-after-free",
+        "tag-storage-leak", "I1", "I1-lock", "I2", "I5", "I7", "I8", "I9", "I10")
     named = {n.split("-")[0] for n in check_names() if n.startswith("I")}
     assert named | set(NOT_STATE_CHECKS) == {f"I{i}" for i in range(1, 12)}
     assert not named & set(NOT_STATE_CHECKS)
     for check in CHECKS.values():
         assert check.doc and (check.run is None) == (check.name in ("tag-check-fault",
-                                                                    "data-corruption"))
+                                                                    "data-corruption",
+                                                                    "stale-tags"))
 
 
 def test_an_unknown_check_cannot_be_disabled():
@@ -79,6 +80,19 @@ def test_data_corruption_where_a_read_returns_another_value():
             after=2, folio_pages=[1])
     assert found(r) == [("data-corruption", 3, 1)]
     assert details(r, "data-corruption")[0].endswith("found 0x7")
+
+
+def test_stale_tags_where_the_tags_are_equal_but_of_another_write():
+    """Page 2 keeps its tags (3) and data, but its tags' write-generation ghost says they are
+    page 3's (step 2, page 3): no tag or value compare sees it, the ghost does
+    (tests/test_write_generations.py has the paths that carry it)."""
+    def corrupt(m):
+        m.frame_tgen[2] = m.frame_tgen[3]
+    r = run([MMAP, WRITE, READ], corrupt=corrupt, after=2, folio_pages=[1])
+    assert r.m.pages[2].rmap == ((0, 2),)
+    assert found(r) == [("stale-tags", 3, 2)]
+    assert details(r, "stale-tags")[0].startswith(
+        "tags 3 of generation 0x100004 met where the program set them at generation 0x100003")
 
 
 def test_a_disabled_check_reports_nothing(monkeypatch):

@@ -87,11 +87,13 @@ def write_saved_tags(m, entry: int, page) -> bool:
     buf = mte_load_saved_tags(m, entry)
     if buf is None:
         return False
+    gen = m.saved_tgen.slots[entry]          # the write-generation ghost, read with the buffer
     if m.sched is not None:                                      # lookup, then copy
         copy_after_lookup(m, entry, m.mte_pages.slots[entry:entry + 1])
     note_tag_reads(m, entry, [buf])
     page.tags = buf
     page.tags_init = True        # the oracle's I1 ghost (model/state.py TAGS_INIT)
+    page.tag_gen = gen
     page.origin = restored(m, entry) if m.track_origins else UNTRACKED_ORIGIN
     m.count("tag_restores")
     if m.tracing: m.log("mte_restore_tags", f"entry={entry:#x} -> pfn={page.pfn} tags={T.describe(buf)} (overwrite)", ("pfn", page.pfn))

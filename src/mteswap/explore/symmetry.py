@@ -6,9 +6,10 @@ A state is everything that decides what later steps do and what the oracle repor
 
 * `machine` (`Machine.snapshot()`, model/snapshot.py) — frames (tags, data, the flag byte,
   reverse map), folios, address spaces (VMAs and page tables), the swap device (swap_map,
-  cluster orders, contents, zeromap, the written-tag ghost), the saved tags and the
-  tag-allocation count;
-* `view` — per process and page, the pointer tags and value the program holds;
+  cluster orders, contents, zeromap, the written-tag ghost), the saved tags, the
+  tag-allocation count and the tags' write-generation ghost (frames', saved buffers');
+* `view` — per process and page, the pointer tags and value the program holds, and the write
+  generation of the tags it set (the ghost, oracle/program.py);
 * `names` — which (process, VMA name) pairs were ever mapped and where (this decides whether
   `mmap` may run again and where page indices point), with names replaced by small ints so that
   the fingerprint hashes the same in every process.
@@ -21,7 +22,15 @@ Reductions (`reduce=True`):
    a value no earlier step used. So two states that differ by a one-to-one renaming of non-zero
    values have the same future up to that renaming, and the same violations. Values are
    renumbered 1, 2, 3... in order of first appearance (frames by pfn, then swap-slot contents
-   by offset, then the program's view by pid and page), which is canonical.
+   by offset, then the program's view by pid and page), which is canonical. The tags' write
+   generations (the oracle's ghost, `MachineSnapshot.tag_gens` and the view's) are numbered
+   like data values (a tag-setting step's generation for a page is the value a write there
+   stores: fresh for every later step) and are likewise only copied and compared for
+   equality, with each other (the stale-tags check) and with 0 (kernel-zeroed); never with a
+   data value. So they are renamed the same way, by a renaming of their own (frames', saved
+   buffers', then the view's): states whose generations follow the same pattern merge even
+   when one's tags were set with its data (generation = value) and the other's by a separate
+   stg.
 2. **Tag-allocation count abstracted.** `tag_allocs` only feeds the fault injection of
    `tag_alloc_fail_after` (the (N+1)-th allocation fails). Without the key it is dropped; with
    it, every count past N+1 is the same.
@@ -56,10 +65,11 @@ def state_key(r, vma_ids: dict, reduce: bool = True, fail_after: int | None = No
     names = tuple([(pid, vma_ids.get(name, -1), start, n) for pid, name, start, n in snap.names])
     if not reduce:
         return (snap.machine, snap.view, names)
-    snap = snap.map_values(_renamer())
+    snap = snap.map_values(_renamer(), _renamer())      # data values; tag write generations
     m = snap.machine
     tag_allocs = 0 if fail_after is None else min(m.tag_allocs, fail_after + 1)
-    return ((m.frames, m.folios, m.mms, m.swap, m.mte_pages, tag_allocs), snap.view, names)
+    return ((m.frames, m.folios, m.mms, m.swap, m.mte_pages, tag_allocs, m.tag_gens),
+            snap.view, names)
 
 
 def fingerprint(r, vma_ids: dict, reduce: bool = True, fail_after: int | None = None) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
-from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap, Mm, Page,
-                                  PageArray, PageRange, Vma, rmap_count)
+from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap,
+                                  GenSlots, Mm, Page, PageArray, PageRange, Vma, rmap_count)
 from mteswap.model.mte import page_itself
 from mteswap.model.origin import STG, ZERO_PAGE_ORIGIN, TagOrigin
 from mteswap.model.snapshot import MachineSnapshot, machine_snapshot
@@ -54,6 +54,14 @@ class Machine:
         self.frame_tags[ZERO_PFN] = 0
         self.frame_data = array("q", bytes(8 * n))
         self.frame_flags = bytearray(n)
+        # The write-generation ghost of each frame's tags (not a kernel field: no kernel step
+        # reads it, only the oracle): the generation of the program's tag store (`stg`, a
+        # `write` with `tag:`) that produced them, numbered as data values are (the value
+        # that write stores in that page, scenario/runner.py `page_value`); 0 for tags the
+        # kernel initialised (zeroed) and for tags nobody set. It travels wherever the tags
+        # travel (model/mte.py: save, restore, copy), so the oracle can tell tags of one write
+        # from equal tags of another (docs/concurrency.md §4).
+        self.frame_tgen = array("q", bytes(8 * n))
         self.frame_order = bytearray([FOLIO_FREE]) * n
         self.frame_rmap = array("q", [NO_RMAP]) * n
         self.folio_flags = bytearray(n)               # FOLIO_* bits
@@ -79,6 +87,10 @@ class Machine:
         # indexed by entry (one device: = offset); its writes are logged with the slots'
         self.mte_pages = SlotMap(config.swap_slots, self.swap.written)
         self.tag_heap_bytes = 0                     # kmalloc'd bytes behind mte_pages
+        # The ghost of mte_pages: entry -> write generation of the saved tags (as frame_tgen),
+        # written with them by model/mte.py (mte_store_saved_tags); read only where
+        # mte_pages holds a value, so an erase leaves it as it is.
+        self.saved_tgen = GenSlots(config.swap_slots)
         self.saved_origin: dict[int, TagOrigin] = {}  # diagnostic: entry -> origin of saved tags
         self.tag_allocs = 0                         # tag buffers allocated so far (fail injection)
         self.counters = Counters()
@@ -183,11 +195,16 @@ class Machine:
         folios = tuple(sorted((f.pfn, f.nr, f.swapcache, f.swap, f.dirty, f.partially_mapped, f.arch)
                               for f in self.folios.values()))
         mms = tuple((mm.alive, _vmas_snapshot(mm.vmas), mm.ptes.snapshot()) for mm in self.mms)
-        return machine_snapshot((pages, folios, mms, self.swap.snapshot(),
-                                 tuple(self.mte_pages.items()), self.tag_allocs))
+        saved = self.mte_pages.items()
+        gens = self.saved_tgen.slots
+        # The write-generation ghost: of every frame by pfn, then of every saved buffer.
+        tag_gens = (tuple(self.frame_tgen[:n]), tuple([gens[e] for e, _ in saved]))
+        return machine_snapshot((pages, folios, mms, self.swap.snapshot(), tuple(saved),
+                                 self.tag_allocs, tag_gens))
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",
+                         "frame_tgen", "saved_tgen",
                          "frame_order", "frame_rmap", "folio_flags", "folio_swap",
                          "folio_mapcounts", "folio_nr_mapped", "folio_arch", "rmap_extra", "frame_origin", "pages",
                          "zero_page", "folios", "first_free", "mms",
@@ -210,6 +227,7 @@ class Machine:
         new.frame_tags = list(self.frame_tags)
         new.frame_data = array("q", self.frame_data)
         new.frame_flags = bytearray(self.frame_flags)
+        new.frame_tgen = array("q", self.frame_tgen)
         new.frame_order = bytearray(self.frame_order)
         new.frame_rmap = array("q", self.frame_rmap)
         new.folio_flags = bytearray(self.folio_flags)
@@ -228,6 +246,7 @@ class Machine:
         new.swap = self.swap.clone()
         new.swap.cache.m = new
         new.mte_pages = self.mte_pages.copy(new.swap.written)
+        new.saved_tgen = self.saved_tgen.copy()
         new.saved_origin = dict(self.saved_origin)
         new.counters = self.counters.copy()
         new.trace = list(self.trace)

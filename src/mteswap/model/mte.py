@@ -7,6 +7,8 @@ they are or do something else.
 
 from __future__ import annotations
 
+from array import array
+
 from mteswap.model import sched
 from mteswap.model import tags as T
 from mteswap.model.mtecomp import mte_compress, mte_decompress
@@ -67,6 +69,7 @@ def mte_clear_page_tags(page: Page, origin: TagOrigin) -> None:
     """`mte_clear_page_tags()` (arch/arm64/lib/mte.S): zero every granule's tag."""
     page.tags = 0
     page.tags_init = True        # the oracle's I1 ghost (state.py TAGS_INIT)
+    page.tag_gen = 0             # the write-generation ghost: the kernel's tags, no write's
     page.origin = origin
 
 
@@ -81,10 +84,12 @@ def tag_clear_highpage(m, page: Page) -> None:
 
 
 def initialise_tags(m, pfn: int, values: list, fn: str = "mte_sync_tags",
-                    own: int = 0) -> list[int]:
+                    own: int = 0, gens: array | None = None) -> list[int]:
     """For frames pfn + i, i < len(values), that `values[i]` is not ABSENT for: take
     PG_mte_lock (`try_page_mte_tagging`) and, if this caller got it, write `values[i]` as the
-    tags and set PG_mte_tagged (`set_page_mte_tagged`). The pfns initialised, in order. The
+    tags and set PG_mte_tagged (`set_page_mte_tagged`). The pfns initialised, in order.
+    `gens`: the write generations of the values (the oracle's ghost, Machine.frame_tgen),
+    or None for tags the kernel makes (zeroes: generation 0). The
     three steps `mte_sync_tags` and `mte_restore_tags` (`fn`, for the step names) perform per
     page; with per-page flags and no other thread, one pass over the arrays when every frame
     takes them, or none does.
@@ -105,6 +110,7 @@ def initialise_tags(m, pfn: int, values: list, fn: str = "mte_sync_tags",
                 return []
             if not locked and values.count(ABSENT) == 0:
                 tags[pfn:pfn + nr] = values
+                m.frame_tgen[pfn:pfn + nr] = array("q", bytes(8 * nr)) if gens is None else gens
                 flags[pfn:pfn + nr] = flags[pfn:pfn + nr].translate(SET_TAGS_INIT_TAGGED_LOCK)
                 return range(pfn, pfn + nr)
         flag_pfn = None
@@ -127,6 +133,7 @@ def initialise_tags(m, pfn: int, values: list, fn: str = "mte_sync_tags",
             flags[fp] = f | PG_MTE_LOCK
         tags[p] = value
         flags[p] |= TAGS_INIT                              # the oracle's I1 ghost (state.py)
+        m.frame_tgen[p] = 0 if gens is None else gens[p - pfn]   # ... and the generation
         if stepped:
             _publish_between_threads(m, p, fp, fn)
         else:
@@ -240,6 +247,7 @@ def copy_highpage(m, dst: Page, src: Page) -> None:
         try_page_mte_tagging(m, dst)
         dst.tags = src.tags
         dst.tags_init = True     # the oracle's I1 ghost
+        dst.tag_gen = src.tag_gen    # the write-generation ghost goes with the tags
         dst.origin = TagOrigin(COPIED, m.step, "copy_highpage", pfn=src.pfn)
         set_page_mte_tagged(m, dst)
 
@@ -322,6 +330,7 @@ def mte_store_saved_tags(m, entry: int, page: Page, nr: int = 1) -> None:
         c["tag_compressions"] += nr
         values = [_compressed(c, tags) for tags in values]
     store.set_range(entry, values)                # xa_store each
+    m.saved_tgen.set_range(entry, m.frame_tgen[pfn:pfn + nr])   # the ghost goes along
     m.tag_heap_bytes += T.MTE_PAGE_TAG_STORAGE * (nr - sum(1 for v in values if v < 0)
                                                   if m.compressed_tags else nr)
     c["tag_saves"] += nr
@@ -405,6 +414,7 @@ def mte_restore_tags(m, entry: int, page: Page, nr: int = 1) -> int:
     values = m.mte_pages.slots[entry:entry + nr]
     if values.count(ABSENT) == nr:
         return 0
+    gens = m.saved_tgen.slots[entry:entry + nr]       # the ghost, read with the buffers
     if m.sched is not None:
         copy_after_lookup(m, entry, values)
     note_tag_reads(m, entry, values)
@@ -412,7 +422,7 @@ def mte_restore_tags(m, entry: int, page: Page, nr: int = 1) -> int:
         values = [v if v is ABSENT or v >= 0 else mte_load_saved_tags(m, entry + i)
                   for i, v in enumerate(values)]
     pfn = page.pfn
-    done = initialise_tags(m, pfn, values, "mte_restore_tags")
+    done = initialise_tags(m, pfn, values, "mte_restore_tags", gens=gens)
     m.counters["tag_restores"] += len(done)
     if done and m.track_origins:
         for p in done:

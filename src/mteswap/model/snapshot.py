@@ -40,10 +40,15 @@ class MachineSnapshot(NamedTuple):
     swap: SwapSnapshot
     mte_pages: tuple       # (swap entry, saved tags)
     tag_allocs: int
+    # The write-generation ghost (Machine.frame_tgen, saved_tgen): (each frame's, by pfn;
+    # each saved buffer's, in mte_pages order). Generations are numbered as data values are.
+    tag_gens: tuple
 
-    def map_data(self, fn) -> "MachineSnapshot":
-        """The same state with every data value v replaced by fn(v); fn sees the values in a
-        canonical order (frames by pfn, then swap-slot contents by offset)."""
+    def map_data(self, fn, gen_fn=None) -> "MachineSnapshot":
+        """The same state with every data value v replaced by fn(v), and every tag write
+        generation g (the oracle's ghost) by gen_fn(g) (default fn); each sees its values in
+        a canonical order (data: frames by pfn, then swap-slot contents by offset;
+        generations: the frames', then the saved buffers')."""
         # tuple.__new__ rather than _replace or the class call (both Python-level): the
         # explorer calls this once per transition.
         frames = tuple([(tags, fn(data), flags, rmap) for tags, data, flags, rmap in self.frames])
@@ -51,8 +56,11 @@ class MachineSnapshot(NamedTuple):
         swap = swap_snapshot((sw.active, sw.used, sw.cluster_order,
                                    tuple([(off, fn(v)) for off, v in sw.contents]), sw.zeromap,
                                    sw.written_tags))
+        frame_gens, saved_gens = self.tag_gens
+        gen_fn = fn if gen_fn is None else gen_fn
+        tag_gens = (tuple(map(gen_fn, frame_gens)), tuple(map(gen_fn, saved_gens)))
         return machine_snapshot((frames, self.folios, self.mms, swap, self.mte_pages,
-                                      self.tag_allocs))
+                                      self.tag_allocs, tag_gens))
 
 
 # Builders taking one tuple of the fields in order, for the hot paths (every explored state):

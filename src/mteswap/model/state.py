@@ -35,6 +35,32 @@ IS_MTE_TAGGED = bytes(1 if f & PG_MTE_TAGGED else 0 for f in range(256))
 IS_MTE_LOCK = bytes(1 if f & PG_MTE_LOCK else 0 for f in range(256))
 IS_ANON_EXCLUSIVE = bytes(1 if f & PG_ANON_EXCLUSIVE else 0 for f in range(256))
 
+class GenSlots:
+    """The write-generation ghost of the saved tags (`Machine.saved_tgen`): one int per swap
+    entry in an array (0 where nothing was saved), meaningful only where mte_pages holds a
+    value. A copy shares the array until either side writes (the explorer copies a machine
+    per transition, and most transitions save no tags); no key set or count, unlike SlotMap,
+    since mte_pages already says which entries hold something."""
+
+    __slots__ = ("slots", "shared")
+
+    def __init__(self, nslots: int):
+        self.slots = array("q", bytes(8 * nslots))
+        self.shared = False
+
+    def copy(self) -> "GenSlots":
+        new = GenSlots.__new__(GenSlots)
+        new.slots = self.slots
+        new.shared = self.shared = True
+        return new
+
+    def set_range(self, start: int, gens: array) -> None:
+        """The generations of entries start .. start + len(gens) - 1."""
+        if self.shared:
+            self.slots, self.shared = array("q", self.slots), False
+        self.slots[start:start + len(gens)] = gens
+
+
 class PageTable:
     """One process's page table: the PTE of each virtual page number as an int (`ents`, 8
     bytes per page, 0 = pte_none), encoded and read only through model/pte.py. Indexing
@@ -140,6 +166,15 @@ class Page:
     @tags.setter
     def tags(self, value: int) -> None:
         self.m.frame_tags[self.pfn] = value
+
+    # the oracle's write-generation ghost of the tags (Machine.frame_tgen): not a kernel field
+    @property
+    def tag_gen(self) -> int:
+        return self.m.frame_tgen[self.pfn]
+
+    @tag_gen.setter
+    def tag_gen(self, value: int) -> None:
+        self.m.frame_tgen[self.pfn] = value
 
     # the value the page holds; 0 = zero-filled
     @property

@@ -80,27 +80,31 @@ def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
     return mets, [data[p] for p in pfns]
 
 
-def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
+def user_stg_span(m, mm, vpn: int, tags: list[int], gens: array) -> list[bool]:
     """STG over every granule of len(tags) pages from vpn, all reachable for a store (STG
     needs write permission, so it faults like a store). Through an untagged PTE it does
-    nothing; a tag store dirties the page (semantics §11). Returns which pages were tagged."""
+    nothing; a tag store dirties the page (semantics §11). Returns which pages were tagged.
+    `gens`: the write generation of each page's new tags (the oracle's ghost,
+    Machine.frame_tgen; the program cannot see it)."""
     n = len(tags)
     ents = mm.ptes.ents[vpn:vpn + n]
-    frame_tags = m.frame_tags
+    frame_tags, frame_tgen = m.frame_tags, m.frame_tgen
     e0 = ents[0]
     pfn = pte_pfn(e0, vpn)
     if pte_tagged(e0) and ents.count(e0) == n:
         # Tagged PTEs of consecutive frames (a folio's): the tags go in as one slice.
         frame_tags[pfn:pfn + n] = T.uniform_each(tags)
+        frame_tgen[pfn:pfn + n] = gens
         _dirty_folios(m, pfn, pfn + n)
         done, pfns = [True] * n, range(pfn, pfn + n)
     else:
         done = ptes_tagged(ents)
         pfns = ptes_pfns(ents, vpn)
-        for pfn, did, tag in zip(pfns, done, tags):
+        for pfn, did, tag, gen in zip(pfns, done, tags, gens):
             if not did:
                 continue
             frame_tags[pfn] = T.uniform(tag)
+            frame_tgen[pfn] = gen
             _dirty_folios(m, pfn, pfn + 1)
     if m.track_origins:                          # diagnostic: who set these tags
         origin = m.stg_origin
@@ -110,6 +114,17 @@ def user_stg_span(m, mm, vpn: int, tags: list[int]) -> list[bool]:
             if did:
                 m.frame_origin[pfn] = origin
     return done
+
+
+def user_tag_gens(m, mm, vpn: int, n: int) -> array:
+    """The write-generation ghost (Machine.frame_tgen) of the tags behind n pages from vpn,
+    of the frames their PTEs map: for the oracle, which compares it with the generation the
+    program expects; no access observes it."""
+    ents = mm.ptes.ents[vpn:vpn + n]
+    e0, gens = ents[0], m.frame_tgen
+    if ents.count(e0) == n and (pfn := pte_pfn(e0, vpn)) != ZERO_PFN:
+        return gens[pfn:pfn + n]                     # consecutive frames: one slice
+    return array("q", [gens[p] for p in ptes_pfns(ents, vpn)])
 
 
 def _dirty_folios(m, pfn: int, end: int) -> None:

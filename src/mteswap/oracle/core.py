@@ -32,6 +32,7 @@ class Oracle:
         self.disabled = disabled
         self._tags_on = "tag-check-fault" not in disabled
         self._values_on = "data-corruption" not in disabled
+        self.gens_on = "stale-tags" not in disabled
         self._state_checks = tuple((c.run, scoped.SCOPED.get(c.name), c)
                                    for c in registry.STATE_CHECKS if c.name not in disabled)
         # the checks with no scoped form: all that can find anything when a step wrote
@@ -49,6 +50,7 @@ class Oracle:
         new.disabled, new._tags_on, new._values_on, new._state_checks, new._unscoped = \
             self.disabled, self._tags_on, self._values_on, self._state_checks, self._unscoped
         new.full_check, new._seen = self.full_check, self._seen                 # immutable
+        new.gens_on = self.gens_on
         return new
 
     # -- what the program observes --------------------------------------------------------
@@ -70,13 +72,20 @@ class Oracle:
                   f"expected tag {exp}, found {T.tag_text(found)}{where}: {describe_origin(origin)}", origin)
 
     def check_tags_span(self, ctx: StepContext, page: int, pid: int, vpn: int, mets: list,
-                        origin_of: Callable[[int], object]) -> None:
+                        origin_of: Callable[[int], object], gens=None) -> None:
         """check_tags for pages page, page + 1, ... at vpn, vpn + 1, ...: one comparison of
-        the lists when every tag matches, else page by page."""
-        if mets == self.expect.view[pid].tags[vpn:vpn + len(mets)]:
+        the lists when every tag matches, else page by page; with `gens` (the tags' write
+        generations met, uaccess.user_tag_gens) also check_gen, page by page after each
+        page's check_tags (the two never both fire on one page), so that the order of what
+        they find does not depend on how the pages were split into spans."""
+        view = self.expect.view[pid]
+        n = len(mets)
+        if mets == view.tags[vpn:vpn + n] and (gens is None or gens == view.gens[vpn:vpn + n]):
             return
         for k, met in enumerate(mets):
             self.check_tags(ctx, page + k, pid, vpn + k, met, origin_of)
+            if gens is not None:
+                self.check_gen(ctx, page + k, pid, vpn + k, met, gens[k], origin_of)
 
     def check_values_span(self, ctx: StepContext, page: int, pid: int, vpn: int,
                           data) -> None:
@@ -95,6 +104,24 @@ class Oracle:
         if data != want:
             self._add("data-corruption", "data-corruption", ctx, page,
                       f"expected value {want:#x}, found {data:#x}")
+
+    def check_gen(self, ctx: StepContext, page: int, pid: int, vpn: int, met: int | None,
+                  gen: int, origin_of: Callable[[int], object]) -> None:
+        """`stale-tags`: the access met, through a tagged PTE, the tags the program expects
+        (`met`), but their write-generation ghost `gen` is not the one the program set:
+        equal tags of another write (or zeroed by the kernel) met this page. Tags that
+        differ are a tag-check-fault (check_tags), not this."""
+        view = self.expect.view[pid]
+        if met is None or vpn >= len(view.present):
+            return
+        want = view.gens[vpn]
+        if gen == want or met != view.tags[vpn]:
+            return
+        origin = origin_of(vpn)
+        self._add("stale-tags", "stale-tags", ctx, page,
+                  f"tags {T.describe(met)} of generation {gen_text(gen)} met where the "
+                  f"program set them at generation {gen_text(want)}: "
+                  f"{describe_origin(origin)}", origin)
 
     # -- what the kernel state shows --------------------------------------------------------
     def check_state(self, ctx: StepContext, m, skip: frozenset = frozenset()) -> None:
@@ -144,3 +171,9 @@ class Oracle:
         self.violations.append(Violation(kind, ctx.step, ctx.op, ctx.proc, ctx.vma, page,
                                          detail, check, origin))
 
+
+
+def gen_text(gen: int) -> str:
+    """A tag write generation as details show it: the value its write stored in the page
+    (`0x400001`: step 4's, page 0, as data values read), or `0 (kernel-zeroed)`."""
+    return f"{gen:#x}" if gen else "0 (kernel-zeroed)"

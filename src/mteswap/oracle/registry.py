@@ -1,7 +1,7 @@
 """Every check the oracle makes, by name: how it is run, and how to switch one off.
 
 A check is either an *access* check, made by the oracle on every access the program makes
-(`tag-check-fault`, `data-corruption`), or a *state* check, run on the machine after every
+(`tag-check-fault`, `data-corruption`, `stale-tags`), or a *state* check, run on the machine after every
 step (the tag-storage checks and the invariants of kernel-semantics.md §5). A violation
 carries the name of the check that found it (`Violation.check`): its kind, or for an
 `invariant` the invariant's name, which also starts its detail ("I8: ...").
@@ -66,6 +66,9 @@ _ALL = (
           "an access through a tagged PTE meets allocation tags other than the program's"),
     Check("data-corruption", "data-corruption",
           "a read returns another value than the one the program last wrote"),
+    Check("stale-tags", "stale-tags",
+          "an access meets the tags the program expects, but of another write (their "
+          "write-generation ghost)"),
     Check("tag-storage-use-after-free", "tag-storage-use-after-free",
           "a tag buffer was read while its slot had neither a reference nor a cache pin",
           tag_storage_use_after_free),
@@ -76,7 +79,7 @@ _ALL = (
 )
 
 CHECKS: dict[str, Check] = {c.name: c for c in _ALL}
-ACCESS_CHECKS = ("tag-check-fault", "data-corruption")
+ACCESS_CHECKS = ("tag-check-fault", "data-corruption", "stale-tags")
 STATE_CHECKS: tuple[Check, ...] = tuple(c for c in _ALL if c.run is not None)
 
 NOT_STATE_CHECKS = {

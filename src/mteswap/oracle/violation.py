@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from mteswap.model.origin import TagOrigin
 
 KINDS = ("tag-check-fault", "data-corruption", "tag-storage-leak",
-         "tag-storage-use-after-free", "invariant", "deadlock", "use-after-free")
+         "tag-storage-use-after-free", "invariant", "deadlock", "use-after-free", "stale-tags")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ VIOLATION_KINDS = (
     "invariant",
     "deadlock",   # addition (issue 14): no thread of a parallel block can run
     "use-after-free",   # addition (issue 14): a thread read the swap device swapoff freed
+    "stale-tags",   # addition (issue 14): the expected tags, but of another write (ghost)
 )
 VERDICTS = ("pass", "fail", *VIOLATION_KINDS)
 SWAP_DEVICES = ("ssd", "zram", "rotational")

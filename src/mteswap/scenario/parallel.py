@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from mteswap.model import sched as S
 from mteswap.model import tags as T
 from mteswap.oracle import StepContext, Violation
+from mteswap.oracle.core import gen_text
 
 # State checks of the registry that hold only between system calls, not between two atomic
 # steps of a kernel path. They run at the end of the block (with every other check), not
@@ -226,25 +227,28 @@ def _annotate(runner, first: int, found_by: dict[int, int], schedule: tuple[int,
         vs[k] = replace(vs[k], schedule=schedule, thread=found_by.get(k))
 
 
-def observe(runner, page: int, data, mets) -> None:
-    """A user access of a lane's operation: what it saw (data None for a store)."""
+def observe(runner, page: int, data, mets, gens=None) -> None:
+    """A user access of a lane's operation: what it saw (data None for a store), and the
+    write generations of the tags it met (the oracle's ghost; None when not checked)."""
     par, m = runner.par, runner.m
     key = par.current if m.sched is None else None
+    seen = (page, None if data is None else tuple(data), tuple(mets),
+            None if gens is None else tuple(gens))
     if key is None:
         lane = m.sched.current
         rec = par.blocks[-1]
         key = (lane, max(pos for (ln, pos) in rec.spans if ln == lane))
-        rec.observed[key].append((page, None if data is None else tuple(data), tuple(mets)))
+        rec.observed[key].append(seen)
     else:
-        par.serial_observed[key].append((page, None if data is None else tuple(data),
-                                         tuple(mets)))
+        par.serial_observed[key].append(seen)
 
 
 # -- the oracle: linearizability -------------------------------------------------------------
 
 def final_view(runner) -> tuple:
     """What each live process reads in each of its VMAs now: ((pid, vma, page, value, tags
-    met), ...), read on a clone (the reads fault pages in)."""
+    met, the tags' write generation), ...), read on a clone (the reads fault pages in); the
+    generation (a ghost) is None when the oracle's stale-tags check is off."""
     probe = runner.clone()
     probe.par = ParallelState()
     out = []
@@ -253,6 +257,8 @@ def final_view(runner) -> tuple:
         if not mm.alive:
             continue
         out.extend(probe.probe_vma(mm, name, start, n))
+    if not runner.oracle.gens_on:
+        return tuple(x[:5] + (None,) for x in out)
     return tuple(out)
 
 
@@ -321,17 +327,23 @@ def check_linearizable(runner, pre, step, rec: BlockRecord, ctx) -> tuple | None
         return same[0]
     data_only = any(_values(obs) == _values(seen) and _values_view(v) == _values_view(view)
                     for _, obs, v, _ in outs)
-    kind = "tag-check-fault" if data_only else "data-corruption"
+    # Data and tags as some admissible order gives them, but tags of another write (ghost).
+    stale = [(order, v) for order, obs, v, _ in outs
+             if _no_gens(obs) == _no_gens(seen) and _no_gens_view(v) == _no_gens_view(view)]
+    kind = "stale-tags" if stale else "tag-check-fault" if data_only else "data-corruption"
     order, _, v, _ = outs[0] if outs else ((), {}, (), ())
-    diff = next(((a, b) for a, b in zip(view, v) if a != b), None)
+    if stale:
+        order, v = stale[0]
+    cut = 6 if stale else 5        # generations compared only for stale-tags
+    diff = next(((a, b) for a, b in zip(view, v) if a[:cut] != b[:cut]), None)
     page = proc = vma = None
     if diff:
         pid, vma, page = diff[0][0], diff[0][1], diff[0][2]
         proc = runner.m.mms[pid].name
         detail = (f"not linearizable: after the block {proc} {vma} page {page} holds value "
-                  f"{diff[0][3]:#x} with tags {_tags_text(diff[0][4])}; the serial order "
-                  f"{_order_text(order)} gives {diff[1][3]:#x} with tags "
-                  f"{_tags_text(diff[1][4])}")
+                  f"{diff[0][3]:#x} with tags {_tags_text(diff[0][4])}{_gen_text(diff[0], stale)}; "
+                  f"the serial order {_order_text(order)} gives {diff[1][3]:#x} with tags "
+                  f"{_tags_text(diff[1][4])}{_gen_text(diff[1], stale)}")
     else:
         detail = (f"not linearizable: what the lanes' accesses observed matches no serial "
                   f"order (e.g. {_order_text(order)})")
@@ -346,12 +358,28 @@ def _tags_text(tags) -> str:
     return str(tags) if tags is None else T.describe(tags)
 
 
+def _gen_text(entry: tuple, stale) -> str:
+    """` of generation 0x400001` for a final-view entry when the mismatch is stale-tags."""
+    if not stale or entry[5] is None:
+        return ""
+    return f" of generation {gen_text(entry[5])}"
+
+
 def _values(obs: dict) -> dict:
-    return {k: tuple((p, d) for p, d, _ in v) for k, v in obs.items()}
+    return {k: tuple((o[0], o[1]) for o in v) for k, v in obs.items()}
 
 
 def _values_view(view: tuple) -> tuple:
     return tuple(x[:4] for x in view)
+
+
+def _no_gens(obs: dict) -> dict:
+    """Observations without the tags' write generations (what the program can see)."""
+    return {k: tuple(o[:3] for o in v) for k, v in obs.items()}
+
+
+def _no_gens_view(view: tuple) -> tuple:
+    return tuple(x[:5] for x in view)
 
 
 def _order_text(order) -> str:

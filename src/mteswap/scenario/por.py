@@ -147,7 +147,11 @@ def symmetric_lanes(base) -> dict[int, frozenset]:
     for b, step in enumerate(blocks):
         lanes = step.args["lanes"]
         # value_base: a write stores values numbered by its place in the file, so two lanes
-        # that write are told apart by what they store (never alike).
+        # that write are told apart by what they store (never alike). An stg's tags carry a
+        # write generation numbered the same way (the oracle's ghost, docs/concurrency.md
+        # §4), but nothing observable: twin stg lanes' subtrees are mirror images up to a
+        # renaming of the two generations, which no verdict depends on (the oracle only
+        # compares generations for equality), so they stay alike.
         keys = [tuple(_lane_step_key(s) for s in lane) for lane in lanes]
         out[b] = frozenset(i for i, k in enumerate(keys) if k in keys[:i])
     return out

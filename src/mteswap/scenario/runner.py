@@ -16,7 +16,8 @@ from mteswap.model import Machine, MachineConfig
 from mteswap.model import mmap as mm_ops
 from mteswap.model.memory import OutOfMemory, zap_pte_range
 from mteswap.model.swapoff import SwapoffFailed, swapoff
-from mteswap.model.uaccess import user_load_span, user_span, user_stg_span, user_store_span
+from mteswap.model.uaccess import (user_load_span, user_span, user_stg_span, user_store_span,
+                                   user_tag_gens)
 from mteswap.model.vmscan import evict, madvise_pageout, reclaim
 from mteswap.model.huge_memory import deferred_split_scan, split_huge_pages_pid
 from mteswap.model.pte import pte_pfn
@@ -77,16 +78,21 @@ class RunResult:
 class RunnerSnapshot(NamedTuple):
     """`Runner.snapshot()`: a canonical, hashable state."""
     machine: MachineSnapshot
-    view: tuple            # (pid, ((vpn, (pointer tags, value)), ...)) by pid and vpn
+    view: tuple            # (pid, ((vpn, (pointer tags, value)), ...), (tag write
+    #                        generation, ...)) by pid and vpn (oracle/program.py)
     names: tuple           # (pid, VMA name, first vpn, pages) of every VMA ever mapped
 
-    def map_values(self, fn) -> "RunnerSnapshot":
+    def map_values(self, fn, gen_fn=None) -> "RunnerSnapshot":
         """The same state with every data value v (in memory, in swap, in the program's view)
-        replaced by fn(v), which sees them in a canonical order: the machine's
-        (`MachineSnapshot.map_data`), then the view by pid and page."""
-        machine = self.machine.map_data(fn)
-        view = tuple((pid, tuple([(vpn, (tags, fn(value))) for vpn, (tags, value) in pages]))
-                     for pid, pages in self.view)
+        replaced by fn(v), and every tag write generation g (the oracle's ghost, in memory,
+        in the saved tags, in the view) by gen_fn(g) (default fn); each sees its values in a
+        canonical order: the machine's (`MachineSnapshot.map_data`), then the view's by pid
+        and page."""
+        gen_fn = fn if gen_fn is None else gen_fn
+        machine = self.machine.map_data(fn, gen_fn)
+        view = tuple((pid, tuple([(vpn, (tags, fn(value))) for vpn, (tags, value) in pages]),
+                      tuple(map(gen_fn, gens)))
+                     for pid, pages, gens in self.view)
         return _runner_snapshot((machine, view, self.names))
 
 
@@ -238,8 +244,9 @@ class Runner:
         par_mod.run_block(self, step)
 
     def probe_vma(self, mm, name: str, start: int, n: int) -> list[tuple]:
-        """(pid, vma, page, value, tags met) of each page of the VMA still mapped, as a
-        load would see it (it faults pages in: run on a clone)."""
+        """(pid, vma, page, value, tags met, the tags' write generation) of each page of the
+        VMA still mapped, as a load would see it (it faults pages in: run on a clone); the
+        generation (the oracle's ghost) is None through an untagged PTE."""
         out = []
         indices = [i for i in range(n) if mm.find_vma(start + i)]
         for lo, hi in ordered_runs(indices):
@@ -247,7 +254,9 @@ class Runner:
             while i < hi:
                 k = user_span(self.m, mm, start + i, start + hi, False)
                 mets, data = user_load_span(self.m, mm, start + i, k)
-                out.extend((mm.pid, name, i + j, data[j], mets[j]) for j in range(k))
+                gens = user_tag_gens(self.m, mm, start + i, k)
+                out.extend((mm.pid, name, i + j, data[j], mets[j],
+                            None if mets[j] is None else gens[j]) for j in range(k))
                 i += k
         return out
 
@@ -419,26 +428,41 @@ class Runner:
         origin_of = partial(self._origin, mm)
         base = (step.value_base or step.index) << PAGE_VALUE_SHIFT   # page_value(step, i)
         for i, vpn, n in self.spans(step, mm, write=True):
-            if tag is not None:
-                tags = _tags_for(tag, i, n)
-                expect.set_tags_span(pid, vpn, tags, user_stg_span(m, mm, vpn, tags))
             values = array("q", range(base + i + 1, base + i + n + 1))   # base | (k + 1), k < 2^19
+            if tag is not None:
+                # The tags' write generation (the oracle's ghost) is the value stored with them.
+                tags = _tags_for(tag, i, n)
+                expect.set_tags_span(pid, vpn, tags, user_stg_span(m, mm, vpn, tags, values),
+                                     values)
             mets = user_store_span(m, mm, vpn, values)
             held = len(oracle.violations)
-            oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
+            gens = self._tag_gens(mm, vpn, mets)
+            oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of, gens)
             if m.sched is not None:
                 par_mod.provisional(self, held)
             expect.set_values_span(pid, vpn, values)
             if m.sched is not None or self.par.current is not None:
-                par_mod.observe(self, i, None, mets)
+                par_mod.observe(self, i, None, mets, gens)
+
+    def _tag_gens(self, mm, vpn: int, mets: list):
+        """For the oracle's stale-tags check of an access to the span at vpn that met
+        `mets`: the tags' write generations (a ghost, uaccess.user_tag_gens), or None when
+        the check is off or every page was reached through an untagged PTE."""
+        if not self.oracle.gens_on or mets.count(None) == len(mets):
+            return None
+        return user_tag_gens(self.m, mm, vpn, len(mets))
 
     def op_stg(self, step, ctx, a):
         """Addition: STG over each page without storing data (the page stays zero-filled if
         it was)."""
         mm = self.proc(step)
+        base = (step.value_base or step.index) << PAGE_VALUE_SHIFT
         for i, vpn, n in self.spans(step, mm, write=True):
             tags = _tags_for(a["tag"], i, n)
-            self.oracle.expect.set_tags_span(mm.pid, vpn, tags, user_stg_span(self.m, mm, vpn, tags))
+            # the tags' write generation: numbered as the values a write here would store
+            gens = array("q", range(base + i + 1, base + i + n + 1))
+            self.oracle.expect.set_tags_span(mm.pid, vpn, tags,
+                                             user_stg_span(self.m, mm, vpn, tags, gens), gens)
 
     def op_read(self, step, ctx, a):
         """A load of each page, in order."""
@@ -448,12 +472,13 @@ class Runner:
         for i, vpn, n in self.spans(step, mm, write=False):
             mets, data = user_load_span(m, mm, vpn, n)
             held = len(oracle.violations)
-            oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of)
+            gens = self._tag_gens(mm, vpn, mets)
+            oracle.check_tags_span(ctx, i, pid, vpn, mets, origin_of, gens)
             oracle.check_values_span(ctx, i, pid, vpn, data)
             if m.sched is not None:
                 par_mod.provisional(self, held)
             if m.sched is not None or self.par.current is not None:
-                par_mod.observe(self, i, data, mets)
+                par_mod.observe(self, i, data, mets, gens)
 
     def vpns(self, step: Step, mm) -> list[int]:
         start, indices = self.pages(step, mm)
