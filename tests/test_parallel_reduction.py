@@ -301,3 +301,28 @@ def test_reduced_exploration_of_the_zaps_gives_the_full_verdict_under_every_desi
     """p9 under each design, fixed (rfc-v1 fails it sequentially, the others pass)."""
     _same_verdict_reduced_and_full(next(p for p in parallel_files() if p.stem == ZAPS),
                                    design, ())
+
+
+def test_a_block_run_twice_in_one_path_writes_new_values_each_time():
+    # A lane's write stores values numbered by the block's position, as a scenario file of the
+    # path numbers them: the same block at positions 2 and 3 writes different data (and tag
+    # generations), none equal to a sequential write's, so a mix of the two runs is seen.
+    from mteswap.explore.alphabet import LANE_VALUES, Alphabet
+    from mteswap.scenario.runner import PAGE_VALUE_SHIFT
+    al = Alphabet(Problem(model="parallel-zram"))
+    k = next(i for i, s in enumerate(al.base_steps) if s.op == "parallel"
+             and any(ls.op == "write" for lane in s.args["lanes"] for ls in lane))
+
+    def write_base(index):
+        (w,) = [ls for lane in al.steps_at(index)[k].args["lanes"] for ls in lane
+                if ls.op == "write"]
+        assert w.index == index
+        return w.value_base
+
+    bases = [write_base(i) for i in (2, 3, 4)]
+    assert len(set(bases)) == 3 and min(bases) > LANE_VALUES
+    every = {ls.value_base for i in (2, 3) for s in al.steps_at(i) if s.op == "parallel"
+             for lane in s.args["lanes"] for ls in lane}
+    assert len(every) == 2 * sum(len(lane) for s in al.base_steps if s.op == "parallel"
+                                 for lane in s.args["lanes"])
+    assert (max(bases) << PAGE_VALUE_SHIFT) < 1 << 63          # still an int64 value

@@ -243,6 +243,9 @@ class Alphabet:
         self.scenario: Scenario = sc
         self.base_steps: list[Step] = list(sc.steps) if self.actions else []
         self._steps: dict[int, list[Step]] = {}
+        # lane steps of the alphabet: their write values are renumbered per position (_at)
+        self._lane_steps = max((ls.value_base for s in self.base_steps if s.op == "parallel"
+                                for lane in s.args["lanes"] for ls in lane), default=0) + 1
         names = sorted({s.args.get("vma") for s in self.base_steps if s.args.get("vma")})
         self.vma_ids = {n: i for i, n in enumerate(names)}
 
@@ -250,16 +253,25 @@ class Alphabet:
         """Each action as the step with 1-based position `index` (values written depend on it)."""
         got = self._steps.get(index)
         if got is None:
-            got = [Step(index, s.op, _at(s.args, index) if s.op == "parallel" else s.args)
-                   for s in self.base_steps]
+            got = [Step(index, s.op, _at(s.args, index, self._lane_steps)
+                        if s.op == "parallel" else s.args) for s in self.base_steps]
             self._steps[index] = got
         return got
 
 
-def _at(args: dict, index: int) -> dict:
+# Write values of lane steps are numbered from here: above every sequential step's position
+# (a sequential `write` at position k stores values numbered k), far beyond any depth.
+LANE_VALUES = 1 << 24
+
+
+def _at(args: dict, index: int, stride: int) -> dict:
     """A parallel block's lanes with their steps at position `index` (what a violation in a
-    lane names: the block's step)."""
-    return {"lanes": tuple(tuple(dataclasses.replace(s, index=index) for s in lane)
+    lane names: the block's step). A lane `write` stores values numbered by position too
+    (`value_base`, distinct from every other position's and every sequential step's): the
+    same block run twice in one path writes different data and tag generations each time,
+    as a scenario file of that path does, so a mix of the two runs' data and tags is seen."""
+    return {"lanes": tuple(tuple(dataclasses.replace(
+        s, index=index, value_base=LANE_VALUES + index * stride + s.value_base) for s in lane)
                            for lane in args["lanes"])}
 
 
