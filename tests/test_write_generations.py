@@ -16,6 +16,7 @@ from mteswap.model.pte import pte_pfn
 from mteswap.oracle import registry
 from mteswap.scenario.load import parse_scenario
 from mteswap.scenario.runner import Runner, run_scenario
+from test_parallel_lifetimes import MIX
 
 MMAP = {"mmap": {"proc": "A", "vma": "buf", "pages": 2, "mte": True}}
 WRITE5 = {"write": {"proc": "A", "vma": "buf", "pages": "0-1", "tag": 5}}     # step 2
@@ -161,23 +162,7 @@ def test_the_stale_tags_check_can_be_switched_off(monkeypatch):
 
 # tests/test_parallel_lifetimes.py's MIX with both writes tagged 3: A's data (step 4) and B's
 # tags (step 5) are equal in value, so only the generation tells them apart.
-MIX_SAME_TAG = """\
-version: 1
-name: restore-after-free-slot-reused-same-tag
-config: {folio_pages: [1], swap_device: ssd, swap_slots: 3, frames: 16}
-steps:
-  - mmap:     {proc: A, vma: buf, pages: 1, mte: true}
-  - fork:     {proc: A, child: B}
-  - mmap:     {proc: B, vma: own, pages: 2, mte: true}
-  - write:    {proc: A, vma: buf, pages: 0, tag: 3}
-  - write:    {proc: B, vma: own, pages: 0-1, tag: 3}
-  - pageout:  {proc: A, vma: buf, pages: 0}
-  - pageout:  {proc: B, vma: own, pages: 1}
-  - parallel:
-      - read: {proc: A, vma: buf, pages: 0}
-      - pageout: {proc: B, vma: own, pages: 0}
-  - read:     {proc: A, vma: buf, pages: 0}
-"""
+MIX_SAME_TAG = MIX.replace("slot-reused", "slot-reused-same-tag").replace("tag: 7", "tag: 3")
 # A's fault frees its slot (swap more than half full), B's pageout reuses it and saves its
 # tags, A's restore (after the free, with the revert) reads them.
 MIX_SCHEDULE = (0,) * 5 + (1,) * 5 + (0, 0, 0)
