@@ -185,3 +185,17 @@ def test_on_a_rotational_disk_the_revert_changes_nothing():
     sc = parse_scenario(P14.read_text().replace("swap_device: ssd", "swap_device: rotational"))
     res = run_scenario(_reverted(sc, REVERT), get_design("merged"))
     assert res.verdict == "pass"
+
+
+def test_cpu_columns_line_up_when_a_step_name_is_longer_than_the_default_width():
+    # cluster_reclaim_range:__try_to_reclaim_swap (43 characters) runs in CPU0's column: the
+    # column widens to it, so every row's bar stays under the header's
+    res = invoke("run", str(P14), "--revert", "0ec8bc9e880e")
+    assert res.exit_code == 1
+    lines = res.output.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.split()[:3] == ["CPU0", "|", "CPU1"])
+    bar = lines[head].index("|")
+    rows = lines[head + 2:head + 2 + 8]
+    assert rows[-1].split() == ["cluster_reclaim_range:__try_to_reclaim_swap", "|"]
+    assert bar == lines[head].index("CPU0") + len("cluster_reclaim_range:__try_to_reclaim_swap") + 1
+    assert all(row.index("|") == bar for row in rows)

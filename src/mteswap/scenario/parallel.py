@@ -443,7 +443,9 @@ def explore(base, bound: int | None = None, limit: int | None = None) -> Explora
 
 def cpu_trace(rec: BlockRecord, nlanes: int, width: int = 40) -> list[str]:
     """The block's atomic steps as the `CPU0 | CPU1` columns of kernel commit messages: one
-    step per line, in the column of the lane that ran it."""
+    step per line, in the column of the lane that ran it; a column is as wide as its longest
+    step name (at least `width`), so that the bars line up."""
+    width = max([width] + [len(name) for lane, name in rec.steps if lane < nlanes - 1])
     head = " | ".join(f"CPU{i}".ljust(width) for i in range(nlanes)).rstrip()
     lines = [head, "-" * len(head)]
     for lane, name in rec.steps:
