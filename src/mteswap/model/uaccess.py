@@ -69,11 +69,8 @@ def user_load_span(m, mm, vpn: int, n: int) -> tuple[list, list[int]]:
     tags met, None through an untagged PTE; data), a list and a list or array."""
     ents = mm.ptes.ents[vpn:vpn + n]
     tags, data = m.frame_tags, m.frame_data
-    e0 = ents[0]
-    # consecutive frames: slices. Not from the zero page: its PTE at vpn is the same int as
-    # frame 0's at vpn + 1 (pte.py encodes pfn - vpn)
-    if n > 1 and ents.count(e0) == n and (pfn := pte_pfn(e0, vpn)) != ZERO_PFN:
-        mets = tags[pfn:pfn + n] if pte_tagged(e0) else [None] * n
+    if n > 1 and (pfn := _consecutive_frames(ents, vpn)) is not None:     # slices
+        mets = tags[pfn:pfn + n] if pte_tagged(ents[0]) else [None] * n
         return mets, data[pfn:pfn + n]
     pfns = ptes_pfns(ents, vpn)
     mets = [tags[p] if t else None for p, t in zip(pfns, ptes_tagged(ents))]
@@ -121,10 +118,21 @@ def user_tag_gens(m, mm, vpn: int, n: int) -> array:
     of the frames their PTEs map: for the oracle, which compares it with the generation the
     program expects; no access observes it."""
     ents = mm.ptes.ents[vpn:vpn + n]
-    e0, gens = ents[0], m.frame_tgen
-    if ents.count(e0) == n and (pfn := pte_pfn(e0, vpn)) != ZERO_PFN:
-        return gens[pfn:pfn + n]                     # consecutive frames: one slice
+    gens = m.frame_tgen
+    if (pfn := _consecutive_frames(ents, vpn)) is not None:
+        return gens[pfn:pfn + n]                     # one slice
     return array("q", [gens[p] for p in ptes_pfns(ents, vpn)])
+
+
+def _consecutive_frames(ents: array, vpn: int) -> int | None:
+    """The frame the first of these PTEs (from vpn) maps, when they map consecutive frames
+    (one repeated PTE int, pte.py), so that slices of the frame arrays serve; else None.
+    Never the zero page: its PTE at vpn is the same int as frame 0's at vpn + 1 (pte.py
+    encodes pfn - vpn)."""
+    e0 = ents[0]
+    if ents.count(e0) == len(ents) and (pfn := pte_pfn(e0, vpn)) != ZERO_PFN:
+        return pfn
+    return None
 
 
 def _dirty_folios(m, pfn: int, end: int) -> None:

@@ -125,6 +125,13 @@ def page_value(step: int, page: int) -> int:
     return (step << PAGE_VALUE_SHIFT) | (page + 1)
 
 
+def _page_values(step: Step, i: int, n: int) -> array:
+    """page_value of pages i .. i + n - 1 for `step` (numbered by `value_base` in a lane): what
+    a `write` stores there, and the write generation of the tags a `write` or `stg` sets."""
+    base = (step.value_base or step.index) << PAGE_VALUE_SHIFT
+    return array("q", range(base + i + 1, base + i + n + 1))   # base | (k + 1), k < 2^19
+
+
 def _mapped_pages(mm, start: int, end: int) -> int:
     """How many pages of [start, end) the process's VMAs cover (munmap may have cut holes)."""
     return sum(max(0, min(end, v.end) - max(start, v.start)) for v in mm.vmas)
@@ -426,9 +433,8 @@ class Runner:
         tag = a.get("tag")
         m, oracle, expect, pid = self.m, self.oracle, self.oracle.expect, mm.pid
         origin_of = partial(self._origin, mm)
-        base = (step.value_base or step.index) << PAGE_VALUE_SHIFT   # page_value(step, i)
         for i, vpn, n in self.spans(step, mm, write=True):
-            values = array("q", range(base + i + 1, base + i + n + 1))   # base | (k + 1), k < 2^19
+            values = _page_values(step, i, n)
             if tag is not None:
                 # The tags' write generation (the oracle's ghost) is the value stored with them.
                 tags = _tags_for(tag, i, n)
@@ -456,11 +462,9 @@ class Runner:
         """Addition: STG over each page without storing data (the page stays zero-filled if
         it was)."""
         mm = self.proc(step)
-        base = (step.value_base or step.index) << PAGE_VALUE_SHIFT
         for i, vpn, n in self.spans(step, mm, write=True):
             tags = _tags_for(a["tag"], i, n)
-            # the tags' write generation: numbered as the values a write here would store
-            gens = array("q", range(base + i + 1, base + i + n + 1))
+            gens = _page_values(step, i, n)      # as the values a write here would store
             self.oracle.expect.set_tags_span(mm.pid, vpn, tags,
                                              user_stg_span(self.m, mm, vpn, tags, gens), gens)
 
