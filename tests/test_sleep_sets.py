@@ -113,22 +113,22 @@ def _drop(cells):
 
 
 @pytest.mark.parametrize("dropped", [
-    pytest.param({fpm.F >> 48}, id="no-frames"),
-    pytest.param({fpm.S >> 48}, id="no-slots"),
+    pytest.param({fpm.F >> 48, fpm.V >> 48}, id="no-frames-no-view"),
     pytest.param({fpm.T >> 48, fpm.TALL >> 48}, id="no-ptes"),
 ])
 def test_a_wrong_footprint_is_caught(monkeypatch, dropped):
     """The commutation check is strong enough: a footprint function that forgets a kind of
-    cell (frames, slots, PTEs) calls some dependent pair independent, and running both
-    orders shows it. (Forgetting only the allocator cells is not wrong here: an allocation
-    writes the frames and slots it takes, the lowest free, and every allocating step reads
-    every free frame and used slot, so two allocations that would take the same frame
-    already conflict there; docs/checking.md.)"""
+    cell calls some dependent pair independent, and running both orders shows it (e.g.
+    without frames and view entries, `write A 0 tag=distinct` and `write A 0 tag=5` end with
+    different tags). Cells overlap on purpose (a write to a page writes its frame and its
+    view entry), so forgetting one kind alone is often still covered by another; forgetting
+    only the allocator cells is not caught at this depth (an allocation writes the lowest
+    free frames and slots it takes, so two that would take the same one conflict there
+    anyway; docs/checking.md), and they stay, as the plainly sound declaration."""
     monkeypatch.setattr(fpm, "written_cells", _drop(dropped)(fpm.written_cells))
     monkeypatch.setattr(fpm.Parent, "_closure", _drop(dropped)(fpm.Parent._closure))
     monkeypatch.setattr(fpm.Parent, "_access_reads", _drop(dropped)(fpm.Parent._access_reads))
-    problem = Problem(design="merged-split-fix", model="zram")
-    failures, _ = commutation_failures(problem, 3, 40)
+    failures, _ = commutation_failures(Problem(design="merged-split-fix", model="zram"), 3, 30)
     assert failures
 
 
@@ -174,9 +174,10 @@ def test_reduced_search_keeps_a_violation_and_saves_transitions():
     assert red["transitions"] < full["transitions"]
 
 
+@pytest.mark.slow
 def test_reduced_search_keeps_a_parallel_violation():
     """A parallel block is GLOBAL: the block verdicts are those of the unreduced search."""
-    full, _ = _compare("parallel-zram", "merged", 4, reverts=("2799e77529c2",))
+    full, _ = _compare("parallel-zram", "merged", 3, reverts=("2799e77529c2",))
     assert full["violation"][1] == "use-after-free"
 
 
@@ -192,8 +193,8 @@ def test_reduced_search_keeps_states_and_verdicts_deeper(model, design, depth):
 
 
 def test_reduced_search_same_on_two_workers(tmp_path):
-    one, _ = check(tmp_path, design="merged-split-fix", depth=4, workers=1)
-    two, _ = check(tmp_path, design="merged-split-fix", depth=4, workers=2)
+    one, _ = check(tmp_path, design="merged-split-fix", depth=3, workers=1)
+    two, _ = check(tmp_path, design="merged-split-fix", depth=3, workers=2)
     for s in (one, two):
         s.pop("seconds"), s.pop("states_per_second")
     assert one == two and one["sleep_sets"] is True
