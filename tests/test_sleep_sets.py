@@ -209,3 +209,15 @@ def test_sleep_sets_off_by_option_and_without_symmetry(tmp_path):
     assert (on["sleep_sets"], off["sleep_sets"], plain["sleep_sets"]) == (True, False, False)
     assert on["distinct_states"] == off["distinct_states"]
     assert on["transitions"] < off["transitions"]
+
+
+def test_reduced_search_same_for_any_chunk_size():
+    """Sleep sets of a state reached from several chunks are intersected in merge order: the
+    counts and sleep sets do not depend on how the frontier is cut."""
+    got = []
+    for chunk in (48, 5):
+        st = new_bfs(Problem(design="merged-split-fix"), 3, por=True)
+        st.chunk = chunk
+        run_bfs(st, serial_mapper)
+        got.append((st.distinct, st.transitions, st.reached))
+    assert got[0] == got[1]
