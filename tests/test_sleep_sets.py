@@ -221,3 +221,24 @@ def test_reduced_search_same_for_any_chunk_size():
         run_bfs(st, serial_mapper)
         got.append((st.distinct, st.transitions, st.reached))
     assert got[0] == got[1]
+
+
+def test_no_por_on_the_command_line(tmp_path):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from mteswap.explore.cli import check_command
+    check_app = typer.Typer(add_completion=False)
+    check_app.command()(check_command)
+    got = {}
+    for extra in ([], ["--no-por"]):
+        res = CliRunner().invoke(check_app, ["--design", "merged-split-fix", "--depth", "3",
+                                             "--workers", "1", "--json",
+                                             "--out", str(tmp_path)] + extra)
+        assert res.exit_code == 0, res.output
+        s = json.loads(res.stdout)
+        got[bool(extra)] = (s["sleep_sets"], s["distinct_states"], s["transitions"])
+    assert got[False][0] is True and got[True][0] is False
+    assert got[False][1] == got[True][1] == 1583 and got[False][2] < got[True][2] == 4707
