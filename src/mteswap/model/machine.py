@@ -10,7 +10,8 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
-from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap,
+from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, FOLIO_PARTIALLY_MAPPED,
+                                  FOLIO_SWAPCACHE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap,
                                   GenSlots, Mm, Page, PageArray, PageRange, Vma, rmap_count)
 from mteswap.model.mte import page_itself
 from mteswap.model.origin import STG, ZERO_PAGE_ORIGIN, TagOrigin
@@ -18,6 +19,10 @@ from mteswap.model.snapshot import MachineSnapshot, machine_snapshot
 from mteswap.model.swapinfo import SlotMap, SwapInfo
 from mteswap.model.tags import UNKNOWN
 from mteswap.model.trace import TraceRegion
+
+
+# The folio flag bits in the snapshot (state.py FOLIO_*; writeback completes within a step).
+_FOLIO_STATE = FOLIO_SWAPCACHE | FOLIO_DIRTY | FOLIO_PARTIALLY_MAPPED
 
 
 @dataclass(frozen=True)
@@ -176,31 +181,50 @@ class Machine:
     def mm(self, pid: int) -> Mm:
         return self.mms[pid]
 
-    def snapshot(self) -> MachineSnapshot:
+    def snapshot(self, cached: bool = True) -> MachineSnapshot:
         """The whole machine as a canonical tuple of ints, for hashing by the explorer (named
         fields: model/snapshot.py).
 
         Diagnostic fields (trace, tag origins, names) are left out: they do not change what
-        any later operation does.
+        any later operation does. Built column by column (C-level slices and maps: the
+        explorer takes one per transition); the page tables' part is cached between writes
+        (`PageTable.snapshot`); `cached=False` builds every part afresh, the reference
+        tests/test_snapshot_cache.py checks the cached one against after every step.
         """
         n = self.config.frames
-        # rmap keys (state.rmap_key: pid and vpn in one int), in the order they were added
-        rmaps = [() if r == NO_RMAP else (r + pfn,) for pfn, r in enumerate(self.frame_rmap[:n])]
-        for pfn, keys in self.rmap_extra.items():
-            if rmaps[pfn]:
-                rmaps[pfn] += tuple(keys)
-        # Per frame: (tags, data, flag byte (PG_MTE_TAGGED | PG_MTE_LOCK | PG_ANON_EXCLUSIVE
-        # bits, state.py), rmap).
-        pages = tuple(zip(self.frame_tags[:n], self.frame_data[:n], self.frame_flags[:n], rmaps))
-        folios = tuple(sorted((f.pfn, f.nr, f.swapcache, f.swap, f.dirty, f.partially_mapped, f.arch)
-                              for f in self.folios.values()))
-        mms = tuple((mm.alive, _vmas_snapshot(mm.vmas), mm.ptes.snapshot()) for mm in self.mms)
+        # Per frame, in columns by pfn: tags, data, flag byte (PG_MTE_TAGGED | PG_MTE_LOCK |
+        # PG_ANON_EXCLUSIVE bits and the TAGS_INIT ghost, state.py), then the reverse map:
+        # the first rmap key of each frame (relative to the pfn, NO_RMAP for none: the
+        # array as it is) and the later keys of each frame mapped more than once.
+        rmap = self.frame_rmap[:n]
+        extra = tuple(sorted((pfn, tuple(keys)) for pfn, keys in self.rmap_extra.items()
+                             if rmap[pfn] != NO_RMAP)) if self.rmap_extra else ()
+        frames = (tuple(self.frame_tags[:n]), tuple(self.frame_data[:n]),
+                  tuple(self.frame_flags[:n]), (tuple(rmap), extra))
+        mms = tuple([(mm.alive, _vmas_snapshot(mm.vmas) if mm.vmas else (), mm.ptes.snapshot(cached))
+                     for mm in self.mms])
         saved = self.mte_pages.items()
         gens = self.saved_tgen.slots
         # The write-generation ghost: of every frame by pfn, then of every saved buffer.
         tag_gens = (tuple(self.frame_tgen[:n]), tuple([gens[e] for e, _ in saved]))
-        return machine_snapshot((pages, folios, mms, self.swap.snapshot(), tuple(saved),
-                                 self.tag_allocs, tag_gens))
+        return machine_snapshot((frames, self._folios_snapshot(), mms, self.swap.snapshot(),
+                                 tuple(saved), self.tag_allocs, tag_gens))
+
+    def _folios_snapshot(self) -> tuple:
+        """(head pfn, nr, PG_swapcache | PG_dirty | partially-mapped bits, folio->swap, arch)
+        of every folio, by pfn (writeback is never set between steps)."""
+        order, flags, swap, arch = self.frame_order, self.folio_flags, self.folio_swap, \
+            self.folio_arch
+        out = []
+        pfn, end = 0, len(order) - 1
+        while pfn < end:
+            o = order[pfn]
+            if o == FOLIO_FREE:
+                pfn += 1
+                continue
+            out.append((pfn, 1 << o, flags[pfn] & _FOLIO_STATE, swap[pfn], arch.get(pfn, 0)))
+            pfn += 1 << o
+        return tuple(out)
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",

@@ -484,17 +484,20 @@ class SwapInfo:
         """nr free slots from offset (inside one cluster, as a folio's are) become allocated."""
         ci = offset // SWAPFILE_CLUSTER
         assert (offset + nr - 1) // SWAPFILE_CLUSTER == ci
-        if nr == 1:
+        if nr == 1:            # (6.12's slot cache takes 64 at a time, one by one)
             self.swap_map[offset] = value
+            self.written.add(offset)
+            if self._allocated is not None:
+                self._allocated.add(offset)
         else:
             self.swap_map[offset:offset + nr] = array("q", [value]) * nr
-        self.written.update(range(offset, offset + nr))
+            self.written.update(range(offset, offset + nr))
+            if self._allocated is not None:
+                self._allocated.update(range(offset, offset + nr))
         self.cluster_used[ci] += nr
         self.inuse += nr
         if offset == self.cluster_next[ci]:
             self.cluster_next[ci] = offset + nr    # still: every slot below it is in use
-        if self._allocated is not None:
-            self._allocated.update(range(offset, offset + nr))
         self._update_room(ci)
 
     def release_slot(self, offset: int) -> None:
@@ -525,7 +528,8 @@ class SwapInfo:
         if order is None:
             return
         room = self.room.setdefault(order, set())
-        size = SWAPFILE_CLUSTER if ci < self.nclusters - 1 else len(self.cluster_range(ci))
+        size = SWAPFILE_CLUSTER if ci < self.nclusters - 1 \
+            or not len(self.swap_map) % SWAPFILE_CLUSTER else len(self.cluster_range(ci))
         if self.cluster_used[ci] + (1 << order) <= size:
             room.add(ci)
         else:
@@ -606,14 +610,27 @@ class SwapInfo:
         if (nr > 1 and len(rng) != SWAPFILE_CLUSTER) or self.cluster_used[ci] + nr > len(rng):
             return None
         swap_map = self.swap_map
+        if nr == 1 and reclaim is None:
+            # the first free slot from `next` on: the loop below, as one C-level search
+            # (the slot cache's refill runs this 64 times in a row)
+            try:
+                off = swap_map.index(0, nxt, rng.stop)
+            except ValueError:
+                return None
+            return self._took_from(ci, co, order, off)
         for off in range(nxt, rng.stop - nr + 1, nr):
             if swap_map[off:off + nr].count(0) == nr or (
                     reclaim is not None and self._reclaimed(off, nr, reclaim)):
-                if co is None:                       # off the free list (cluster_alloc_range)
-                    self.cluster_order[ci] = order
-                    self._update_room(ci)
-                return off
+                return self._took_from(ci, co, order, off)
         return None
+
+    def _took_from(self, ci: int, co: int | None, order: int, off: int) -> int:
+        """`_scan_from_next` found `off` in cluster ci (of order co): a free cluster comes off
+        the free list (`cluster_alloc_range`)."""
+        if co is None:
+            self.cluster_order[ci] = order
+            self._update_room(ci)
+        return off
 
     def _find_free_then_nonfull(self, nr: int, reclaim=None) -> int | None:
         """6.12's `cluster_alloc_swap_entry` once `next` gave nothing: a free cluster, and
@@ -741,17 +758,21 @@ class SwapInfo:
         return new
 
     def snapshot(self) -> SwapSnapshot:
+        # (Empty tables, most of an explorer's states, skip their comprehensions.)
         used = sorted(self.allocated)                                   # in offset order
-        used = tuple(zip(used, map(self.swap_map.__getitem__, used)))
+        used = tuple(zip(used, map(self.swap_map.__getitem__, used))) if used else ()
         # The allocator's state beside each cluster's order, as it decides later placement:
         # the per-order `next` offsets ((order, offset) pairs in order), the free list, and
         # 6.12's slot cache (active or not, its batch and return list).
         # None (no order) is -1: hash(None) differs between processes.
+        nxt = self.next_off
         placement = (tuple([o if o is not None else -1 for o in self.cluster_order]),
-                     tuple([x for item in sorted(self.next_off.items()) for x in item]),
+                     tuple([x for item in sorted(nxt.items()) for x in item]) if nxt else (),
                      tuple([ci for ci, gen in self.free_list if self._free_entry_valid((ci, gen))]),
                      (int(self.slots_cache_active), self.slots_cache, self.slots_ret))
+        wt = self.written_tags
         return swap_snapshot((self.active, used, placement,
-                              tuple(self.contents.items()), tuple(sorted(self.zeromap)),
-                              tuple([(o, -1 if t is None else t)
-                                     for o, t in self.written_tags.items()])))
+                              tuple(self.contents.items()) if self.contents.n else (),
+                              tuple(sorted(self.zeromap)) if self.zeromap else (),
+                              tuple([(o, -1 if t is None else t) for o, t in wt.items()])
+                              if wt.n else ()))
