@@ -76,17 +76,15 @@ class Machine:
         self.folio_arch: dict[int, int] = {}          # head pfn -> a design's non-zero state
         self.rmap_extra: dict[int, list[int]] = {}    # pfn -> second and later rmap keys
         self.frame_origin: dict[int, TagOrigin] = {}  # diagnostic: pfn -> who set the tags
-        self.pages = PageArray(self, config.frames)    # Page views, as `m.pages[pfn]`
-        self.zero_page = Page(self, ZERO_PFN)
         # The zero page's tags are cleared at boot (cpu_enable_mte, arch/arm64/kernel/mte.c); it
         # is not flagged PG_mte_tagged since "arm64: mte: Do not flag the zero page as
         # PG_mte_tagged". Its PTE is special, so mte_sync_tags never touches it.
         self.frame_origin[ZERO_PFN] = ZERO_PAGE_ORIGIN
-        self.folios = FolioMap(self)                # head pfn -> folio
+        self.folio_count = 0                        # folios allocated (`len(m.folios)`)
         self.first_free = 0                         # lowest pfn that may be free
         self.mms: list[Mm] = []
         self.swap = SwapInfo(config.swap_slots, config.swap_device, config.kernel)
-        self.swap.cache.m = self                    # its folios are this machine's
+        self.swap.cache.m = self                    # its folios are this machine's (weakly)
         # The mte_pages xarray: entry -> saved tags (model/tags.py value), or with compressed
         # storage the negated inline handle of mtecomp.py (a handle is odd, so never 0).
         # indexed by entry (one device: = offset); its writes are logged with the slots'
@@ -125,6 +123,23 @@ class Machine:
         self.sched = None
         # diagnostic: pfn -> (NO_SAVED_TAGS | SPLIT_CLEARED, text): why it has no saved tags
         self.pending_notes: dict[int, tuple[str, str]] = {}
+
+    # Views of the frame and folio arrays, made on each access rather than kept: a view
+    # kept in the machine would point back at it, and a machine in a reference cycle is
+    # freed only by the garbage collector (the explorer discards a clone per transition).
+    @property
+    def pages(self) -> PageArray:
+        """The frames as Page views, as `m.pages[pfn]`."""
+        return PageArray(self, self.config.frames)
+
+    @property
+    def zero_page(self) -> Page:
+        return Page(self, ZERO_PFN)
+
+    @property
+    def folios(self) -> FolioMap:
+        """Head pfn -> folio (`FolioMap`)."""
+        return FolioMap(self)
 
     # -- trace -------------------------------------------------------------------------
     def log(self, function: str, text: str = "", key: tuple | None = None) -> None:
@@ -230,8 +245,8 @@ class Machine:
     _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",
                          "frame_tgen", "saved_tgen",
                          "frame_order", "frame_rmap", "folio_flags", "folio_swap",
-                         "folio_mapcounts", "folio_nr_mapped", "folio_arch", "rmap_extra", "frame_origin", "pages",
-                         "zero_page", "folios", "first_free", "mms",
+                         "folio_mapcounts", "folio_nr_mapped", "folio_arch", "rmap_extra", "frame_origin",
+                         "folio_count", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
                          "flags_per_page", "compressed_tags", "folio_sizes_desc", "trace_regions",
@@ -261,9 +276,6 @@ class Machine:
         new.folio_arch = dict(self.folio_arch)
         new.rmap_extra = {pfn: list(keys) for pfn, keys in self.rmap_extra.items()}
         new.frame_origin = dict(self.frame_origin)
-        new.pages = PageArray(new, self.config.frames)
-        new.zero_page = Page(new, ZERO_PFN)
-        new.folios = FolioMap(new, self.folios.n)
         new.mms = [Mm(mm.pid, mm.name, [Vma(v.name, v.start, v.end, v.orig_start, v.vm_mte,
                                             v.anon_vma, v.anon_fork) for v in mm.vmas],
                       mm.ptes.copy(), mm.alive, mm.next_vpn) for mm in self.mms]

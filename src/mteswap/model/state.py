@@ -276,13 +276,20 @@ class PageArray:
 
 class FolioMap:
     """`m.folios`: head pfn -> Folio (a view), read from the machine's `frame_order`. Dict-like;
-    iteration in pfn order."""
+    iteration in pfn order. `n`: folios allocated (the machine's `folio_count`)."""
 
-    __slots__ = ("m", "n")
+    __slots__ = ("m",)
 
-    def __init__(self, m, n: int = 0):
+    def __init__(self, m):
         self.m = m
-        self.n = n                    # folios allocated
+
+    @property
+    def n(self) -> int:
+        return self.m.folio_count
+
+    @n.setter
+    def n(self, value: int) -> None:
+        self.m.folio_count = value
 
     def get(self, pfn: int, default=None):
         order = self.m.frame_order
@@ -330,7 +337,7 @@ class FolioMap:
         return iter(self.keys())
 
     def __len__(self) -> int:
-        return self.n
+        return self.m.folio_count
 
 
 class PageRange:

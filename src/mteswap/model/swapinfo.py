@@ -6,6 +6,7 @@ hook `arch_swap_invalidate_page`) are in swapfile.py.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from array import array
 from itertools import compress
@@ -303,22 +304,35 @@ class IntSlotMap(SlotMap):
 class SwapCache:
     """The swap cache's index (the `swap_address_space` xarray): slot offset -> the folio
     holding it, kept as head pfn + 1 in an IntSlotMap (8 bytes a slot, no object; 0 = none).
-    Hands out Folio views of the machine `m` it belongs to."""
+    Hands out Folio views of the machine `m` it belongs to, which it holds by a weak
+    reference: the machine holds the swap device, and a cycle would leave every machine the
+    explorer discards to the garbage collector."""
 
-    __slots__ = ("index", "m")
+    __slots__ = ("index", "_m")
 
     def __init__(self, nslots: int, log: set | None = None):
         self.index = IntSlotMap(nslots, log)
-        self.m = None                      # set by the Machine
+        self._m = None                     # set by the Machine
+
+    @property
+    def m(self):
+        return self._m() if self._m is not None else None
+
+    @m.setter
+    def m(self, machine) -> None:
+        self._m = weakref.ref(machine)
 
     def copy(self, log: set | None = None) -> "SwapCache":
         new = SwapCache.__new__(SwapCache)
-        new.index, new.m = self.index.copy(log), self.m
+        new.index, new._m = self.index.copy(log), self._m
         return new
 
     def get(self, offset: int, default=None):
         v = self.index.slots[offset]             # 0 where no folio (pfn + 1 is never 0)
-        return Folio(self.m, v - 1, 1 << self.m.frame_order[v - 1]) if v else default
+        if not v:
+            return default
+        m = self.m
+        return Folio(m, v - 1, 1 << m.frame_order[v - 1])
 
     def holds(self, offset: int, folio) -> bool:
         """Is `folio` still the folio at slot `offset`? The recheck after a folio lock another
