@@ -552,7 +552,7 @@ class SwapInfo:
     def vm_swap_full(self) -> bool:
         """`vm_swap_full()` (include/linux/swap.h): less than half of the swap space free."""
         total = len(self.swap_map) - 1
-        return (total - self.inuse_pages()) * 2 < total
+        return (total - self.inuse) * 2 < total      # inuse: `inuse_pages()`
 
     # -- slot placement (mm/swapfile.c cluster allocator; 6.12 or 7.2, semantics §11) --
     def cluster_range(self, ci: int) -> range:
@@ -620,19 +620,20 @@ class SwapInfo:
             return None
         elif co is not None and co != order:
             return None
-        rng = self.cluster_range(ci)
-        if (nr > 1 and len(rng) != SWAPFILE_CLUSTER) or self.cluster_used[ci] + nr > len(rng):
-            return None
         swap_map = self.swap_map
+        stop = min((ci + 1) * SWAPFILE_CLUSTER, len(swap_map))      # cluster_range(ci).stop
+        size = stop - ci * SWAPFILE_CLUSTER
+        if (nr > 1 and size != SWAPFILE_CLUSTER) or self.cluster_used[ci] + nr > size:
+            return None
         if nr == 1 and reclaim is None:
             # the first free slot from `next` on: the loop below, as one C-level search
             # (the slot cache's refill runs this 64 times in a row)
             try:
-                off = swap_map.index(0, nxt, rng.stop)
+                off = swap_map.index(0, nxt, stop)
             except ValueError:
                 return None
             return self._took_from(ci, co, order, off)
-        for off in range(nxt, rng.stop - nr + 1, nr):
+        for off in range(nxt, stop - nr + 1, nr):
             if swap_map[off:off + nr].count(0) == nr or (
                     reclaim is not None and self._reclaimed(off, nr, reclaim)):
                 return self._took_from(ci, co, order, off)
@@ -779,10 +780,12 @@ class SwapInfo:
         # the per-order `next` offsets ((order, offset) pairs in order), the free list, and
         # 6.12's slot cache (active or not, its batch and return list).
         # None (no order) is -1: hash(None) differs between processes.
-        nxt = self.next_off
-        placement = (tuple([o if o is not None else -1 for o in self.cluster_order]),
+        nxt, orders, free_gen = self.next_off, self.cluster_order, self.free_gen
+        placement = (tuple([o if o is not None else -1 for o in orders]),
                      tuple([x for item in sorted(nxt.items()) for x in item]) if nxt else (),
-                     tuple([ci for ci, gen in self.free_list if self._free_entry_valid((ci, gen))]),
+                     # the valid entries (`_free_entry_valid`, inlined)
+                     tuple([ci for ci, gen in self.free_list
+                            if gen == free_gen[ci] and orders[ci] is None]),
                      (int(self.slots_cache_active), self.slots_cache, self.slots_ret))
         wt = self.written_tags
         return swap_snapshot((self.active, used, placement,
