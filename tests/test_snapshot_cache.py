@@ -99,3 +99,43 @@ def test_a_missed_invalidation_is_caught(monkeypatch):
     monkeypatch.setattr(PageTable, "forget_writes", forget_only_the_log)
     with pytest.raises(AssertionError, match="merged-split-fix"):
         _walks("small", "merged-split-fix", walks=40, length=12)
+
+
+# -- no reference cycles: a discarded clone is freed at once ---------------------------------
+
+def _swapped_runner():
+    from helpers import runner as run_steps
+    return run_steps([{"mmap": {"proc": "A", "vma": "buf", "pages": 4, "mte": True}},
+                      {"write": {"proc": "A", "vma": "buf", "pages": [0, 1, 2, 3], "tag": 3}},
+                      {"reclaim": {"proc": "A", "vma": "buf", "pages": [0, 1, 2, 3],
+                                   "keep_cached": True}}],
+                     frames=16, swap_slots=1024, folio_pages=[1, 4])
+
+
+def test_a_discarded_clone_is_freed_without_the_garbage_collector():
+    """The explorer discards a clone per transition: with no reference cycle in a runner
+    (machine views made on access, the swap cache's machine held weakly, the renamers
+    unlinked), reference counting frees it, and the fingerprint leaves nothing behind."""
+    import gc
+    import weakref
+    r = _swapped_runner()
+    assert r.m.swap.cache and r.m.folios.values()
+    model = get_model(make_problem(Options(out=tempfile.mkdtemp(), progress=False)))
+    gc.disable()
+    try:
+        c = r.clone()
+        model.fingerprint(c)
+        gone = weakref.ref(c.m), weakref.ref(c.m.swap), weakref.ref(c.oracle)
+        del c
+        assert [ref() for ref in gone] == [None, None, None]
+    finally:
+        gc.enable()
+
+
+def test_deepcopy_keeps_the_swap_cache_with_its_machine():
+    import copy
+    r = _swapped_runner()
+    d = copy.deepcopy(r)
+    assert d.m.swap.cache.m is d.m and r.m.swap.cache.m is r.m
+    assert all(f.m is d.m for _, f in d.m.swap.cache.items())
+    assert d.m.snapshot() == r.m.snapshot()

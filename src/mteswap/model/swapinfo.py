@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
+from copy import deepcopy
 from array import array
 from itertools import compress
 
@@ -325,6 +326,15 @@ class SwapCache:
     def copy(self, log: set | None = None) -> "SwapCache":
         new = SwapCache.__new__(SwapCache)
         new.index, new._m = self.index.copy(log), self._m
+        return new
+
+    def __deepcopy__(self, memo) -> "SwapCache":
+        """`copy.deepcopy` of a machine: the copy's cache belongs to the copied machine
+        (a weak reference would otherwise be copied as it is, to the original)."""
+        new = SwapCache.__new__(SwapCache)
+        new.index = deepcopy(self.index, memo)
+        m = self.m
+        new._m = None if m is None else weakref.ref(memo.get(id(m), m))
         return new
 
     def get(self, offset: int, default=None):
