@@ -139,3 +139,47 @@ def test_deepcopy_keeps_the_swap_cache_with_its_machine():
     assert d.m.swap.cache.m is d.m and r.m.swap.cache.m is r.m
     assert all(f.m is d.m for _, f in d.m.swap.cache.items())
     assert d.m.snapshot() == r.m.snapshot()
+
+
+# -- the swap device's slot allocator, shared by clones until one writes ---------------------
+
+def _allocator(si) -> tuple:
+    import copy
+    return copy.deepcopy(tuple(getattr(si, name) for name in si.ALLOCATOR))
+
+
+def _allocator_walks(preset: str, walks: int = 30, length: int = 14) -> tuple[int, int]:
+    """Random walks through the explorer's model: stepping a clone leaves its parent's
+    allocator as it was. Returns (steps that changed the child's allocator, steps that
+    left it shared)."""
+    model = get_model(make_problem(Options(out=tempfile.mkdtemp(), design="merged-split-fix",
+                                           model=preset, progress=False)))
+    rng = random.Random(7)
+    wrote = shared = 0
+    for _ in range(walks):
+        r = model.init()
+        for _ in range(length):
+            before = _allocator(r.m.swap)
+            child = model.step(r, rng.choice(model.actions(r)))
+            if child is None:
+                continue
+            assert _allocator(r.m.swap) == before, preset
+            if child.m.swap.cluster_order is r.m.swap.cluster_order:
+                shared += 1
+            elif _allocator(child.m.swap) != before:
+                wrote += 1
+            r = child
+    return wrote, shared
+
+
+@pytest.mark.parametrize("preset", ["small", "zram"])
+def test_clones_share_the_allocator_until_one_writes(preset):
+    wrote, shared = _allocator_walks(preset)
+    assert wrote > 10 and shared > 100
+
+
+def test_an_allocator_write_without_a_copy_is_caught(monkeypatch):
+    from mteswap.model.swapinfo import SwapInfo
+    monkeypatch.setattr(SwapInfo, "_own_allocator", lambda self: None)
+    with pytest.raises(AssertionError, match="small"):
+        _allocator_walks("small")

@@ -84,7 +84,7 @@ def get_swap_pages(m, n_goal: int, nr: int) -> list[int]:
         if offset is None:
             break
         if fixed and not si.active:             # cluster_alloc_range: SWP_WRITEOK cleared
-            si.next_off.pop(nr.bit_length() - 1, None)
+            si.drop_next(nr.bit_length() - 1)
             break
         si.take_slots(offset, nr, SWAP_HAS_CACHE)
         got.append(offset)

@@ -457,6 +457,10 @@ class SwapInfo:
         # `list_move_tail`). Entries are (cluster, generation), lazily cleaned: an entry whose
         # cluster was taken, or freed again since (a newer generation), is stale.
         self.last_partial = nslots % SWAPFILE_CLUSTER != 0 and self.nclusters > 1
+        # Whether the slot allocator's containers (ALLOCATOR) are shared with a clone: then
+        # the first write copies them (`_own_allocator`, called by each method that writes
+        # them). Most of an explorer's transitions allocate or free no slot.
+        self._alloc_shared = False
         self.room: dict[int, set[int]] = {0: set()}
         self._update_room(0)
         self.free_list = deque((ci, 0) for ci in range(1, self.nclusters) if self.cluster_is_full_size(ci))
@@ -506,6 +510,7 @@ class SwapInfo:
 
     def take_slots(self, offset: int, nr: int, value: int) -> None:
         """nr free slots from offset (inside one cluster, as a folio's are) become allocated."""
+        self._own_allocator()
         ci = offset // SWAPFILE_CLUSTER
         assert (offset + nr - 1) // SWAPFILE_CLUSTER == ci
         if nr == 1:            # (6.12's slot cache takes 64 at a time, one by one)
@@ -530,6 +535,7 @@ class SwapInfo:
 
     def release_slots(self, offset: int, nr: int) -> None:
         """nr allocated slots from offset become free, with one count update per cluster."""
+        self._own_allocator()
         if nr == 1:
             self.swap_map[offset] = 0
         else:
@@ -591,6 +597,7 @@ class SwapInfo:
         with swap at most half full, only free runs count."""
         if nr > 1 and not self.large_slots:
             return None
+        self._own_allocator()
         order = nr.bit_length() - 1
         if reclaim is not None and not self.vm_swap_full():
             reclaim = None
@@ -748,18 +755,45 @@ class SwapInfo:
         """A cluster whose slots are all free again goes back to the free list."""
         ci = offset // SWAPFILE_CLUSTER
         if ci != 0 and self.cluster_free(ci) and self.cluster_order[ci] is not None:
+            self._own_allocator()
             self.room.get(self.cluster_order[ci], set()).discard(ci)
             self.cluster_order[ci] = None
             if not (self.last_partial and ci == self.nclusters - 1):
                 self.free_gen[ci] += 1
                 self.free_list.append((ci, self.free_gen[ci]))
 
+    def drop_next(self, order: int) -> None:
+        """Unset this order's `next` offset (SWAP_NEXT_INVALID)."""
+        self._own_allocator()
+        self.next_off.pop(order, None)
+
+    # The slot allocator's containers: written only by the methods above that call
+    # `_own_allocator` first (take_slots, release_slots, find_slots and what it calls,
+    # release_cluster_if_free, drop_next).
+    ALLOCATOR = ("cluster_order", "cluster_used", "room", "free_list", "free_gen",
+                 "cluster_next", "next_off", "_allocated")
+
+    def _own_allocator(self) -> None:
+        """Copy the allocator's containers if a clone shares them (copy on write)."""
+        if self._alloc_shared:
+            self.cluster_order = list(self.cluster_order)
+            self.cluster_used = list(self.cluster_used)
+            self.room = {order: set(cis) for order, cis in self.room.items()}
+            self.free_list = deque(self.free_list)
+            self.free_gen = list(self.free_gen)
+            self.cluster_next = list(self.cluster_next)
+            self.next_off = dict(self.next_off)
+            if self._allocated is not None:
+                self._allocated = set(self._allocated)
+            self._alloc_shared = False
+
     _CLONED = frozenset(("device", "synchronous", "rotational", "large_slots", "active",
                          "swap_map", "nclusters", "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
                          "zeromap", "written_tags", "written", "last_partial", "room", "free_list", "free_gen",
                          "cluster_next",
                          "free_first", "uses_next", "next_off", "has_slots_cache",
-                         "slots_cache_enabled", "slots_cache_active", "slots_cache", "slots_ret"))
+                         "slots_cache_enabled", "slots_cache_active", "slots_cache", "slots_ret",
+                         "_alloc_shared"))
 
     def clone(self) -> "SwapInfo":
         """An independent copy (for `Machine.clone`, which points the copy's cache at the copy
@@ -767,14 +801,7 @@ class SwapInfo:
         new = SwapInfo.__new__(SwapInfo)
         new.__dict__.update(self.__dict__)
         new.swap_map = array("q", self.swap_map)
-        new.cluster_order = list(self.cluster_order)
-        new.cluster_used = list(self.cluster_used)
-        new.room = {order: set(cis) for order, cis in self.room.items()}
-        new.free_list = deque(self.free_list)
-        new.free_gen = list(self.free_gen)
-        new.cluster_next = list(self.cluster_next)
-        new.next_off = dict(self.next_off)
-        new._allocated = None if self._allocated is None else set(self._allocated)
+        new._alloc_shared = self._alloc_shared = True     # ALLOCATOR: copied on write
         new.written = set(self.written)
         new.cache = self.cache.copy(new.written)
         new.contents = self.contents.copy()
