@@ -36,9 +36,10 @@ def run(**kw):
     out = tempfile.mkdtemp(prefix="bench-check-")
     try:
         kw.setdefault("progress", False)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         s, _ = run_check(Options(out=out, **kw))
         s["wall"] = time.perf_counter() - t
+        s["cpu"] = time.process_time() - c    # this process's only: one worker runs here
         return s
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -84,7 +85,9 @@ def main() -> None:
                   f"{s['distinct_states']:,} states, {s['transitions']:,} transitions, "
                   f"{s['seconds']:.1f}s, {s['distinct_states'] / s['seconds']:,.0f} states/s, "
                   f"{per_core:,.0f} states/s/core, {s['transitions'] / s['seconds'] / w:,.0f} "
-                  f"transitions/s/core, violation: {s['violation'] and s['violation']['kind']}")
+                  f"transitions/s/core, violation: {s['violation'] and s['violation']['kind']}"
+                  + (f"; CPU {s['cpu']:.2f}s, {s['distinct_states'] / s['cpu']:,.0f} states/s, "
+                     f"{s['cpu'] / s['transitions'] * 1e6:.1f} µs/transition" if w == 1 else ""))
     if not a.skip_ce:
         for d in a.designs.split(","):
             for w in map(int, a.workers.split(",")):
