@@ -49,56 +49,11 @@ class ChunkResult:
     reached: dict = field(default_factory=dict)   # sometimes property -> (parent position, action)
 
 
-def expand_chunk(problem: Problem, traces) -> ChunkResult:
-    if isinstance(traces, SleepChunk):
-        return expand_sleep_chunk(problem, traces)
-    model = get_model(problem)
-    stack = [model.init()]
-    current: tuple = ()
-    children: list = []
-    local: set = set()
-    transitions = 0
-    reached: dict = {}
-    unreached = [p.name for p in model.sometimes()]
-    for pos, trace in enumerate(traces):
-        c = 0
-        limit = min(len(current), len(trace), len(stack) - 1)
-        while c < limit and current[c] == trace[c]:
-            c += 1
-        del stack[c + 1:]
-        for j in range(c, len(trace)):
-            stack.append(model.step(stack[-1], trace[j]))
-        current = trace
-        parent = stack[-1]
-        enabled = model.actions(parent)
-        last = len(enabled) - 1
-        for k, a in enumerate(enabled):
-            # The parent itself serves its last child: no later trace has it as a prefix.
-            child = parent if (k == last and len(stack) > 1) else parent.clone()
-            if not model.step_in_place(child, a):
-                continue
-            transitions += 1
-            if unreached:
-                for name in model.reached(child, unreached):
-                    reached[name] = (pos, a)
-                    unreached.remove(name)
-            failed = model.failed_property(child)
-            if failed is not None:
-                return ChunkResult(children, transitions, (pos, a) + failed, reached)
-            fp = model.fingerprint(child)
-            if fp not in local:
-                local.add(fp)
-                children.append((pos, a, fp))
-        if len(stack) > 1 and enabled:
-            stack.pop()
-            current = trace[:-1]
-    return ChunkResult(children, transitions, None, reached)
-
-
 def _replayed(model, traces):
     """(position, parent state, whether it is the stack's own copy) for each trace in order,
-    rebuilt along a stack of prefix states as `expand_chunk` does; the caller may step the
-    parent in place only for its last child, then must `pop` it (the generator does)."""
+    rebuilt along a stack of prefix states (siblings share their prefix, so a parent costs
+    about one clone and one step). The caller may step the parent in place only for its last
+    child (no later trace has it as a prefix), and then sends True so that it is popped."""
     stack = [model.init()]
     current: tuple = ()
     for pos, trace in enumerate(traces):
@@ -116,26 +71,30 @@ def _replayed(model, traces):
             current = trace[:-1]
 
 
-def expand_sleep_chunk(problem: Problem, chunk: SleepChunk) -> ChunkResult:
-    """`expand_chunk` with sleep sets: a parent skips the actions asleep in it; each child
-    gets the sleep set of the actions (asleep in the parent, or explored from it before)
-    independent of the action that reached it (footprint.py). Children reached twice in the
-    chunk keep the intersection of their sleep sets (`footprint.intersect`)."""
+def expand_chunk(problem: Problem, traces) -> ChunkResult:
+    """Every child of every parent of the chunk, in order. With sleep sets (a SleepChunk,
+    docs/checking.md) a parent skips the actions asleep in it, and each child gets the sleep
+    set of the actions (asleep in the parent, or explored from it before) independent of the
+    action that reached it (footprint.py); a child reached twice in the chunk keeps the
+    intersection. Without, every sleep set is empty and no footprint is measured."""
     model = get_model(problem)
     base = model.alpha.base_steps
+    sleeps = traces.sleeps if isinstance(traces, SleepChunk) else None
+    footprints = sleeps is not None and traces.footprints
     children: list = []
-    local: dict = {}
+    local: dict = {}                  # fingerprint -> its index in children
     transitions = 0
     reached: dict = {}
     unreached = [p.name for p in model.sometimes()]
-    gen = _replayed(model, chunk.traces)
+    gen = _replayed(model, traces)
     item = next(gen, None)
     while item is not None:
         pos, parent, own = item
-        sleep = chunk.sleeps[pos]
+        sleep = sleeps[pos] if sleeps is not None else ()
         asleep = {c[0] for c in sleep}
-        awake = [a for a in model.actions(parent) if a not in asleep]
-        info = fpm.Parent(parent) if chunk.footprints and awake else None
+        awake = [a for a in model.actions(parent) if a not in asleep] if sleep \
+            else model.actions(parent)
+        info = fpm.Parent(parent) if footprints and awake else None
         done: list = []
         last = len(awake) - 1
         for k, a in enumerate(awake):
@@ -161,7 +120,7 @@ def expand_sleep_chunk(problem: Problem, chunk: SleepChunk) -> ChunkResult:
             if i is None:
                 local[fp] = len(children)
                 children.append((pos, a, fp, z))
-            else:
+            elif sleeps is not None:
                 p0, a0, fp0, z0 = children[i]
                 children[i] = (p0, a0, fp0, fpm.intersect(z0, z))
         try:
@@ -214,26 +173,12 @@ def new_bfs(problem: Problem, max_depth: int, por: bool = False) -> BfsState:
 
 
 def merge(st: BfsState, chunk_traces: list, res: ChunkResult) -> None:
-    """Fold one chunk's result into the state, in order."""
-    if st.por:
-        _merge_sleep(st, chunk_traces, res)
-        return
-    seen, nxt = st.seen, st.next_frontier
-    for pos, a, fp in res.children:
-        if fp not in seen:
-            seen.add(fp)
-            st.distinct += 1
-            if st.level + 1 < st.max_depth:
-                nxt.append(chunk_traces[pos] + (a,))
-    merge_rest(st, chunk_traces, res)
-
-
-def _merge_sleep(st: BfsState, chunk_traces, res: ChunkResult) -> None:
-    """`merge` with sleep sets: a new state joins the next frontier with its sleep set; a
-    state first reached at this same next level gets the intersection of its sleep sets
-    (merging is in order, so the result is the same for any number of workers); a state of
-    an earlier level is left alone (BFS reaches every state first by a shortest path, and
-    every shortest-path arrival is merged before the state is expanded)."""
+    """Fold one chunk's result into the state, in order. With sleep sets, a new state joins
+    the next frontier with its sleep set; a state first reached at this same next level gets
+    the intersection of its sleep sets (merging is in order, so the result is the same for
+    any number of workers); a state of an earlier level is left alone (BFS reaches every
+    state first by a shortest path, and every shortest-path arrival is merged before the
+    state is expanded: docs/checking.md)."""
     seen, nxt, sleeps, index = st.seen, st.next_frontier, st.next_sleeps, st.next_index
     keep = st.level + 1 < st.max_depth
     for pos, a, fp, z in res.children:
@@ -241,18 +186,14 @@ def _merge_sleep(st: BfsState, chunk_traces, res: ChunkResult) -> None:
             seen.add(fp)
             st.distinct += 1
             if keep:
-                index[fp] = len(nxt)
+                if st.por:
+                    index[fp] = len(nxt)
+                    sleeps.append(z)
                 nxt.append(chunk_traces[pos] + (a,))
-                sleeps.append(z)
-        else:
+        elif st.por:
             i = index.get(fp)
             if i is not None:
                 sleeps[i] = fpm.intersect(sleeps[i], z)
-    merge_rest(st, chunk_traces, res)
-
-
-def merge_rest(st: BfsState, chunk_traces, res: ChunkResult) -> None:
-    """The part of `merge` after the children: counts, sometimes properties, violation."""
     st.transitions += res.transitions
     for name, (pos, a) in res.reached.items():
         st.reached.setdefault(name, list(chunk_traces[pos] + (a,)))

@@ -57,7 +57,7 @@ Reads, declared from s (the raw snapshot before the step):
 from __future__ import annotations
 
 from mteswap.model.pte import is_swap_pte, pte_present, pte_pfn, pte_to_swp_entry
-from mteswap.model.state import ZERO_PFN
+from mteswap.model.state import FOLIO_SWAPCACHE, NO_RMAP, ZERO_PFN
 from mteswap.model.swapinfo import swp_offset
 from mteswap.scenario.load import ALL
 
@@ -101,12 +101,39 @@ def _view_map(pages, gens) -> dict:
     return {vpn: (tv, g) for (vpn, tv), g in zip(pages, gens)}
 
 
+def _frames_differing(a, b) -> set:
+    """The pfns whose tags, data, flags or reverse map differ between two frame snapshots
+    (model/snapshot.py: columns by pfn, the reverse map as its first-key column and the later
+    keys of frames mapped more than once)."""
+    out = set()
+    for x, y in zip(a[:3], b[:3]):
+        if x != y:
+            out.update(pfn for pfn, (u, v) in enumerate(zip(x, y)) if u != v)
+    (ra, ea), (rb, eb) = a[3], b[3]
+    if ra != rb:
+        out.update(pfn for pfn, (u, v) in enumerate(zip(ra, rb)) if u != v)
+    if ea != eb:
+        out.update(pfn for pfn, _ in set(ea) ^ set(eb))
+    return out
+
+
+def _rmap_keys(frames):
+    """(pfn, rmap key) of every mapping in a frame snapshot (key: pid << 32 | vpn)."""
+    first, extra = frames[3]
+    for pfn, r in enumerate(first):
+        if r != NO_RMAP:
+            yield pfn, r + pfn
+    for pfn, keys in extra:
+        for key in keys:
+            yield pfn, key
+
+
 def written_cells(ps, cs) -> set:
     """The cells whose value differs between raw runner snapshots `ps` (before) and `cs`."""
     w: set = set()
     pm, cm = ps.machine, cs.machine
     if pm.frames != cm.frames:
-        w.update(F | pfn for pfn, (x, y) in enumerate(zip(pm.frames, cm.frames)) if x != y)
+        w.update(F | pfn for pfn in _frames_differing(pm.frames, cm.frames))
     if pm.tag_gens[0] != cm.tag_gens[0]:
         w.update(F | pfn for pfn, (x, y) in enumerate(zip(pm.tag_gens[0], cm.tag_gens[0]))
                  if x != y)
@@ -338,7 +365,7 @@ def _index(m) -> tuple:
     cached: set = set()
     covered: set = set()
     for rec in m.folios:
-        head, nr, swapcache, swap = rec[0], rec[1], rec[2], rec[3]
+        head, nr, swapcache, swap = rec[0], rec[1], rec[2] & FOLIO_SWAPCACHE, rec[3]
         for f in range(head, head + nr):
             folio_of[f] = (head, nr)
             covered.add(f)
@@ -359,14 +386,13 @@ def _index(m) -> tuple:
                     mappers.setdefault(pfn, set()).add(pid)
             elif is_swap_pte(e):
                 namers.setdefault(swp_offset(pte_to_swp_entry(e, vpn)), set()).add(pid)
-    for pfn, frame in enumerate(m.frames):
-        for key in frame[3]:                      # rmap keys: pid << 32 | vpn
-            mappers.setdefault(pfn, set()).add(key >> 32)
+    for pfn, key in _rmap_keys(m.frames):          # rmap keys: pid << 32 | vpn
+        mappers.setdefault(pfn, set()).add(key >> 32)
     sw = m.swap
     domain = {off for off, _ in sw.used} | {off for off, _ in sw.contents} | set(sw.zeromap) \
         | {off for off, _ in sw.written_tags} | {swp_offset(e) for e, _ in m.mte_pages} \
         | {k for k in cache_of if isinstance(k, int)}
-    free = set(range(len(m.frames))) - covered
+    free = set(range(len(m.frames[0]))) - covered
     return folio_of, cache_of, mappers, namers, domain, cached, free
 
 

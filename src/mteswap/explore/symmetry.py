@@ -45,16 +45,23 @@ from __future__ import annotations
 from collections import defaultdict
 
 
-def _renamer():
-    """A function numbering the values it is given 1, 2, 3... in order of first sight (0 stays).
+def _renamer() -> defaultdict:
+    """A mapping numbering the values it is given 1, 2, 3... in order of first sight (0
+    stays), through its `__getitem__`.
 
     A defaultdict whose default is its own size before the insert: a new value gets the next
     number. Its __getitem__ is C-level, where a Python function would run once per frame,
-    slot and page of every explored state."""
+    slot and page of every explored state. Its default refers to itself: `_done` breaks that
+    cycle after use, so that it is freed at once rather than by the garbage collector."""
     names: defaultdict = defaultdict()
     names.default_factory = names.__len__
     names[0] = 0
-    return names.__getitem__
+    return names
+
+
+def _done(*renamers: defaultdict) -> None:
+    for names in renamers:
+        names.default_factory = None
 
 
 def state_key(r, vma_ids: dict, reduce: bool = True, fail_after: int | None = None) -> tuple:
@@ -65,7 +72,9 @@ def state_key(r, vma_ids: dict, reduce: bool = True, fail_after: int | None = No
     names = tuple([(pid, vma_ids.get(name, -1), start, n) for pid, name, start, n in snap.names])
     if not reduce:
         return (snap.machine, snap.view, names)
-    snap = snap.map_values(_renamer(), _renamer())      # data values; tag write generations
+    values, gens = _renamer(), _renamer()
+    snap = snap.map_values(values.__getitem__, gens.__getitem__)   # data values; generations
+    _done(values, gens)
     m = snap.machine
     tag_allocs = 0 if fail_after is None else min(m.tag_allocs, fail_after + 1)
     return ((m.frames, m.folios, m.mms, m.swap, m.mte_pages, tag_allocs, m.tag_gens),

@@ -10,7 +10,8 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
-from mteswap.model.state import (FOLIO_FREE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap,
+from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, FOLIO_PARTIALLY_MAPPED,
+                                  FOLIO_SWAPCACHE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap,
                                   GenSlots, Mm, Page, PageArray, PageRange, Vma, rmap_count)
 from mteswap.model.mte import page_itself
 from mteswap.model.origin import STG, ZERO_PAGE_ORIGIN, TagOrigin
@@ -18,6 +19,10 @@ from mteswap.model.snapshot import MachineSnapshot, machine_snapshot
 from mteswap.model.swapinfo import SlotMap, SwapInfo
 from mteswap.model.tags import UNKNOWN
 from mteswap.model.trace import TraceRegion
+
+
+# The folio flag bits in the snapshot (state.py FOLIO_*; writeback completes within a step).
+_FOLIO_STATE = FOLIO_SWAPCACHE | FOLIO_DIRTY | FOLIO_PARTIALLY_MAPPED
 
 
 @dataclass(frozen=True)
@@ -71,17 +76,15 @@ class Machine:
         self.folio_arch: dict[int, int] = {}          # head pfn -> a design's non-zero state
         self.rmap_extra: dict[int, list[int]] = {}    # pfn -> second and later rmap keys
         self.frame_origin: dict[int, TagOrigin] = {}  # diagnostic: pfn -> who set the tags
-        self.pages = PageArray(self, config.frames)    # Page views, as `m.pages[pfn]`
-        self.zero_page = Page(self, ZERO_PFN)
         # The zero page's tags are cleared at boot (cpu_enable_mte, arch/arm64/kernel/mte.c); it
         # is not flagged PG_mte_tagged since "arm64: mte: Do not flag the zero page as
         # PG_mte_tagged". Its PTE is special, so mte_sync_tags never touches it.
         self.frame_origin[ZERO_PFN] = ZERO_PAGE_ORIGIN
-        self.folios = FolioMap(self)                # head pfn -> folio
+        self.folio_count = 0                        # folios allocated (`len(m.folios)`)
         self.first_free = 0                         # lowest pfn that may be free
         self.mms: list[Mm] = []
         self.swap = SwapInfo(config.swap_slots, config.swap_device, config.kernel)
-        self.swap.cache.m = self                    # its folios are this machine's
+        self.swap.cache.m = self                    # its folios are this machine's (weakly)
         # The mte_pages xarray: entry -> saved tags (model/tags.py value), or with compressed
         # storage the negated inline handle of mtecomp.py (a handle is odd, so never 0).
         # indexed by entry (one device: = offset); its writes are logged with the slots'
@@ -120,6 +123,23 @@ class Machine:
         self.sched = None
         # diagnostic: pfn -> (NO_SAVED_TAGS | SPLIT_CLEARED, text): why it has no saved tags
         self.pending_notes: dict[int, tuple[str, str]] = {}
+
+    # Views of the frame and folio arrays, made on each access rather than kept: a view
+    # kept in the machine would point back at it, and a machine in a reference cycle is
+    # freed only by the garbage collector (the explorer discards a clone per transition).
+    @property
+    def pages(self) -> PageArray:
+        """The frames as Page views, as `m.pages[pfn]`."""
+        return PageArray(self, self.config.frames)
+
+    @property
+    def zero_page(self) -> Page:
+        return Page(self, ZERO_PFN)
+
+    @property
+    def folios(self) -> FolioMap:
+        """Head pfn -> folio (`FolioMap`)."""
+        return FolioMap(self)
 
     # -- trace -------------------------------------------------------------------------
     def log(self, function: str, text: str = "", key: tuple | None = None) -> None:
@@ -176,38 +196,57 @@ class Machine:
     def mm(self, pid: int) -> Mm:
         return self.mms[pid]
 
-    def snapshot(self) -> MachineSnapshot:
+    def snapshot(self, cached: bool = True) -> MachineSnapshot:
         """The whole machine as a canonical tuple of ints, for hashing by the explorer (named
         fields: model/snapshot.py).
 
         Diagnostic fields (trace, tag origins, names) are left out: they do not change what
-        any later operation does.
+        any later operation does. Built column by column (C-level slices and maps: the
+        explorer takes one per transition); the page tables' part is cached between writes
+        (`PageTable.snapshot`); `cached=False` builds every part afresh, the reference
+        tests/test_snapshot_cache.py checks the cached one against after every step.
         """
         n = self.config.frames
-        # rmap keys (state.rmap_key: pid and vpn in one int), in the order they were added
-        rmaps = [() if r == NO_RMAP else (r + pfn,) for pfn, r in enumerate(self.frame_rmap[:n])]
-        for pfn, keys in self.rmap_extra.items():
-            if rmaps[pfn]:
-                rmaps[pfn] += tuple(keys)
-        # Per frame: (tags, data, flag byte (PG_MTE_TAGGED | PG_MTE_LOCK | PG_ANON_EXCLUSIVE
-        # bits, state.py), rmap).
-        pages = tuple(zip(self.frame_tags[:n], self.frame_data[:n], self.frame_flags[:n], rmaps))
-        folios = tuple(sorted((f.pfn, f.nr, f.swapcache, f.swap, f.dirty, f.partially_mapped, f.arch)
-                              for f in self.folios.values()))
-        mms = tuple((mm.alive, _vmas_snapshot(mm.vmas), mm.ptes.snapshot()) for mm in self.mms)
+        # Per frame, in columns by pfn: tags, data, flag byte (PG_MTE_TAGGED | PG_MTE_LOCK |
+        # PG_ANON_EXCLUSIVE bits and the TAGS_INIT ghost, state.py), then the reverse map:
+        # the first rmap key of each frame (relative to the pfn, NO_RMAP for none: the
+        # array as it is) and the later keys of each frame mapped more than once.
+        rmap = self.frame_rmap[:n]
+        extra = tuple(sorted((pfn, tuple(keys)) for pfn, keys in self.rmap_extra.items()
+                             if rmap[pfn] != NO_RMAP)) if self.rmap_extra else ()
+        frames = (tuple(self.frame_tags[:n]), tuple(self.frame_data[:n]),
+                  tuple(self.frame_flags[:n]), (tuple(rmap), extra))
+        mms = tuple([(mm.alive, _vmas_snapshot(mm.vmas) if mm.vmas else (), mm.ptes.snapshot(cached))
+                     for mm in self.mms])
         saved = self.mte_pages.items()
         gens = self.saved_tgen.slots
         # The write-generation ghost: of every frame by pfn, then of every saved buffer.
         tag_gens = (tuple(self.frame_tgen[:n]), tuple([gens[e] for e, _ in saved]))
-        return machine_snapshot((pages, folios, mms, self.swap.snapshot(), tuple(saved),
-                                 self.tag_allocs, tag_gens))
+        return machine_snapshot((frames, self._folios_snapshot(), mms, self.swap.snapshot(),
+                                 tuple(saved), self.tag_allocs, tag_gens))
+
+    def _folios_snapshot(self) -> tuple:
+        """(head pfn, nr, PG_swapcache | PG_dirty | partially-mapped bits, folio->swap, arch)
+        of every folio, by pfn (writeback is never set between steps)."""
+        order, flags, swap, arch = self.frame_order, self.folio_flags, self.folio_swap, \
+            self.folio_arch
+        out = []
+        pfn, end = 0, len(order) - 1
+        while pfn < end:
+            o = order[pfn]
+            if o == FOLIO_FREE:
+                pfn += 1
+                continue
+            out.append((pfn, 1 << o, flags[pfn] & _FOLIO_STATE, swap[pfn], arch.get(pfn, 0)))
+            pfn += 1 << o
+        return tuple(out)
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",
                          "frame_tgen", "saved_tgen",
                          "frame_order", "frame_rmap", "folio_flags", "folio_swap",
-                         "folio_mapcounts", "folio_nr_mapped", "folio_arch", "rmap_extra", "frame_origin", "pages",
-                         "zero_page", "folios", "first_free", "mms",
+                         "folio_mapcounts", "folio_nr_mapped", "folio_arch", "rmap_extra", "frame_origin",
+                         "folio_count", "first_free", "mms",
                          "swap", "mte_pages", "tag_heap_bytes", "saved_origin", "tag_allocs", "counters", "trace",
                          "tag_reads", "step", "pending_notes", "tracing", "stg_origin", "track_origins",
                          "flags_per_page", "compressed_tags", "folio_sizes_desc", "trace_regions",
@@ -237,9 +276,6 @@ class Machine:
         new.folio_arch = dict(self.folio_arch)
         new.rmap_extra = {pfn: list(keys) for pfn, keys in self.rmap_extra.items()}
         new.frame_origin = dict(self.frame_origin)
-        new.pages = PageArray(new, self.config.frames)
-        new.zero_page = Page(new, ZERO_PFN)
-        new.folios = FolioMap(new, self.folios.n)
         new.mms = [Mm(mm.pid, mm.name, [Vma(v.name, v.start, v.end, v.orig_start, v.vm_mte,
                                             v.anon_vma, v.anon_fork) for v in mm.vmas],
                       mm.ptes.copy(), mm.alive, mm.next_vpn) for mm in self.mms]

@@ -14,10 +14,13 @@ from typing import NamedTuple
 _new = tuple.__new__
 
 
-FRAME_FIELDS = ("tags", "data", "flags", "rmap")   # of each entry of MachineSnapshot.frames:
-# its allocation tags, data value, flag byte (PG_mte_tagged, PG_mte_lock, PG_anon_exclusive
-# bits, state.py) and reverse map. Plain tuples: a named tuple per frame costs the explorer
-# a tenth of its time; `MachineSnapshot.map_data` is the accessor for what it needs.
+FRAME_FIELDS = ("tags", "data", "flags", "rmap")   # MachineSnapshot.frames, in columns:
+# each frame's allocation tags, data value and flag byte (PG_mte_tagged, PG_mte_lock,
+# PG_anon_exclusive bits and the TAGS_INIT ghost, state.py), each a tuple by pfn, then the
+# reverse map (first key of each frame, relative to its pfn, as a tuple by pfn; the later
+# keys of frames mapped more than once). Columns rather than a tuple per frame: built and
+# renamed with C-level slices and maps (the explorer builds one per transition);
+# `MachineSnapshot.map_data` is the accessor for what it needs.
 
 
 class SwapSnapshot(NamedTuple):
@@ -34,7 +37,7 @@ class SwapSnapshot(NamedTuple):
 
 class MachineSnapshot(NamedTuple):
     """The whole machine (`Machine.snapshot()`); diagnostics are left out."""
-    frames: tuple          # by pfn, each a tuple of FRAME_FIELDS
+    frames: tuple          # FRAME_FIELDS, each a column by pfn
     folios: tuple
     mms: tuple
     swap: SwapSnapshot
@@ -51,7 +54,8 @@ class MachineSnapshot(NamedTuple):
         generations: the frames', then the saved buffers')."""
         # tuple.__new__ rather than _replace or the class call (both Python-level): the
         # explorer calls this once per transition.
-        frames = tuple([(tags, fn(data), flags, rmap) for tags, data, flags, rmap in self.frames])
+        tags, data, flags, rmap = self.frames
+        frames = (tags, tuple(map(fn, data)), flags, rmap)
         sw = self.swap
         swap = swap_snapshot((sw.active, sw.used, sw.cluster_order,
                                    tuple([(off, fn(v)) for off, v in sw.contents]), sw.zeromap,

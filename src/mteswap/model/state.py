@@ -68,14 +68,22 @@ class PageTable:
     grows with the address space (`reserve`).
 
     `written`: the vpns whose PTE was written since the oracle's last state check (which
-    empties it): its scoped checks look only there (oracle/scoped.py). Every write through
-    this class records itself; code writing `ents` directly adds the vpns it wrote."""
+    empties it, `forget_writes`): its scoped checks look only there (oracle/scoped.py).
+    Every write through this class records itself; code writing `ents` directly adds the
+    vpns it wrote.
 
-    __slots__ = ("ents", "written")
+    `_snap`: the last `snapshot()` taken while `written` was empty (the explorer hashes
+    one per state), or None. A write logs itself in `written`, and `forget_writes` (the
+    only place `written` empties) drops `_snap`; so a cached tuple is never read after a
+    write. Copies share it (an immutable tuple, equal for equal `ents`)."""
 
-    def __init__(self, ents: array | None = None, written: set | None = None):
+    __slots__ = ("ents", "written", "_snap")
+
+    def __init__(self, ents: array | None = None, written: set | None = None,
+                 snap: tuple | None = None):
         self.ents = ents if ents is not None else array("q")
         self.written: set[int] = written if written is not None else set()
+        self._snap = snap
 
     def reserve(self, nvpn: int) -> None:
         """Room for vpns below nvpn (`do_mmap` calls it as the address space grows)."""
@@ -83,7 +91,14 @@ class PageTable:
             self.ents.frombytes(bytes(8 * (nvpn - len(self.ents))))
 
     def copy(self) -> "PageTable":
-        return PageTable(array("q", self.ents), set(self.written))
+        return PageTable(array("q", self.ents), set(self.written), self._snap)
+
+    def forget_writes(self) -> None:
+        """Empty the write log (after the oracle's state check), and with it the cached
+        snapshot, which may predate the writes it held."""
+        if self.written:
+            self.written.clear()
+            self._snap = None
 
     def __getitem__(self, vpn: int) -> int:
         """`ptep_get()`: the PTE at vpn (0, pte_none, if nothing is there)."""
@@ -121,7 +136,15 @@ class PageTable:
         ents = self.ents
         return tuple(compress(enumerate(ents), ents))
 
-    snapshot = items
+    def snapshot(self, cached: bool = True) -> tuple[tuple[int, int], ...]:
+        """`items()`, cached between writes (`_snap`, class docstring); `cached=False`
+        builds it afresh, the reference the cache is tested against."""
+        if self.written or not cached:
+            return self.items()            # mid-step or before the check: not cached
+        snap = self._snap
+        if snap is None:
+            snap = self._snap = self.items()
+        return snap
 
     def __len__(self) -> int:
         return len(self.ents) - self.ents.count(0)
@@ -253,13 +276,20 @@ class PageArray:
 
 class FolioMap:
     """`m.folios`: head pfn -> Folio (a view), read from the machine's `frame_order`. Dict-like;
-    iteration in pfn order."""
+    iteration in pfn order. `n`: folios allocated (the machine's `folio_count`)."""
 
-    __slots__ = ("m", "n")
+    __slots__ = ("m",)
 
-    def __init__(self, m, n: int = 0):
+    def __init__(self, m):
         self.m = m
-        self.n = n                    # folios allocated
+
+    @property
+    def n(self) -> int:
+        return self.m.folio_count
+
+    @n.setter
+    def n(self, value: int) -> None:
+        self.m.folio_count = value
 
     def get(self, pfn: int, default=None):
         order = self.m.frame_order
@@ -307,7 +337,7 @@ class FolioMap:
         return iter(self.keys())
 
     def __len__(self) -> int:
-        return self.n
+        return self.m.folio_count
 
 
 class PageRange:

@@ -9,6 +9,8 @@ that cache is active; a whole large folio's slots are freed at once (`put_swap_f
 
 from __future__ import annotations
 
+from functools import partial
+
 from mteswap.model import sched
 from mteswap.model.state import FOLIO_SWAPCACHE, FOLIO_WRITEBACK, folio_mark_dirty
 from mteswap.model.trace import SlotOrder
@@ -76,18 +78,24 @@ def get_swap_pages(m, n_goal: int, nr: int) -> list[int]:
     got: list[int] = []
     if fixed:
         sched.swap_scanning(m, True)
+    reclaim = partial(_reclaim_run, m)
     for _ in range(min(n_goal, 64, si.nr_swap_pages() // nr)):
-        offset = si.find_slots(nr, lambda off, n: cluster_reclaim_range(m, off, off + n))
+        offset = si.find_slots(nr, reclaim)
         if offset is None:
             break
         if fixed and not si.active:             # cluster_alloc_range: SWP_WRITEOK cleared
-            si.next_off.pop(nr.bit_length() - 1, None)
+            si.drop_next(nr.bit_length() - 1)
             break
         si.take_slots(offset, nr, SWAP_HAS_CACHE)
         got.append(offset)
     if fixed:
         sched.swap_scanning(m, False)
     return got
+
+
+def _reclaim_run(m, off: int, n: int) -> bool:
+    """`find_slots`' reclaim callback: cluster_reclaim_range of the n slots from off."""
+    return cluster_reclaim_range(m, off, off + n)
 
 
 def cluster_reclaim_range(m, start: int, end: int) -> bool:

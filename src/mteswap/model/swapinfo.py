@@ -6,7 +6,9 @@ hook `arch_swap_invalidate_page`) are in swapfile.py.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
+from copy import deepcopy
 from array import array
 from itertools import compress
 
@@ -303,22 +305,44 @@ class IntSlotMap(SlotMap):
 class SwapCache:
     """The swap cache's index (the `swap_address_space` xarray): slot offset -> the folio
     holding it, kept as head pfn + 1 in an IntSlotMap (8 bytes a slot, no object; 0 = none).
-    Hands out Folio views of the machine `m` it belongs to."""
+    Hands out Folio views of the machine `m` it belongs to, which it holds by a weak
+    reference: the machine holds the swap device, and a cycle would leave every machine the
+    explorer discards to the garbage collector."""
 
-    __slots__ = ("index", "m")
+    __slots__ = ("index", "_m")
 
     def __init__(self, nslots: int, log: set | None = None):
         self.index = IntSlotMap(nslots, log)
-        self.m = None                      # set by the Machine
+        self._m = None                     # set by the Machine
+
+    @property
+    def m(self):
+        return self._m() if self._m is not None else None
+
+    @m.setter
+    def m(self, machine) -> None:
+        self._m = weakref.ref(machine)
 
     def copy(self, log: set | None = None) -> "SwapCache":
         new = SwapCache.__new__(SwapCache)
-        new.index, new.m = self.index.copy(log), self.m
+        new.index, new._m = self.index.copy(log), self._m
+        return new
+
+    def __deepcopy__(self, memo) -> "SwapCache":
+        """`copy.deepcopy` of a machine: the copy's cache belongs to the copied machine
+        (a weak reference would otherwise be copied as it is, to the original)."""
+        new = SwapCache.__new__(SwapCache)
+        new.index = deepcopy(self.index, memo)
+        m = self.m
+        new._m = None if m is None else weakref.ref(memo.get(id(m), m))
         return new
 
     def get(self, offset: int, default=None):
         v = self.index.slots[offset]             # 0 where no folio (pfn + 1 is never 0)
-        return Folio(self.m, v - 1, 1 << self.m.frame_order[v - 1]) if v else default
+        if not v:
+            return default
+        m = self.m
+        return Folio(m, v - 1, 1 << m.frame_order[v - 1])
 
     def holds(self, offset: int, folio) -> bool:
         """Is `folio` still the folio at slot `offset`? The recheck after a folio lock another
@@ -433,6 +457,10 @@ class SwapInfo:
         # `list_move_tail`). Entries are (cluster, generation), lazily cleaned: an entry whose
         # cluster was taken, or freed again since (a newer generation), is stale.
         self.last_partial = nslots % SWAPFILE_CLUSTER != 0 and self.nclusters > 1
+        # Whether the slot allocator's containers (ALLOCATOR) are shared with a clone: then
+        # the first write copies them (`_own_allocator`, called by each method that writes
+        # them). Most of an explorer's transitions allocate or free no slot.
+        self._alloc_shared = False
         self.room: dict[int, set[int]] = {0: set()}
         self._update_room(0)
         self.free_list = deque((ci, 0) for ci in range(1, self.nclusters) if self.cluster_is_full_size(ci))
@@ -482,19 +510,23 @@ class SwapInfo:
 
     def take_slots(self, offset: int, nr: int, value: int) -> None:
         """nr free slots from offset (inside one cluster, as a folio's are) become allocated."""
+        self._own_allocator()
         ci = offset // SWAPFILE_CLUSTER
         assert (offset + nr - 1) // SWAPFILE_CLUSTER == ci
-        if nr == 1:
+        if nr == 1:            # (6.12's slot cache takes 64 at a time, one by one)
             self.swap_map[offset] = value
+            self.written.add(offset)
+            if self._allocated is not None:
+                self._allocated.add(offset)
         else:
             self.swap_map[offset:offset + nr] = array("q", [value]) * nr
-        self.written.update(range(offset, offset + nr))
+            self.written.update(range(offset, offset + nr))
+            if self._allocated is not None:
+                self._allocated.update(range(offset, offset + nr))
         self.cluster_used[ci] += nr
         self.inuse += nr
         if offset == self.cluster_next[ci]:
             self.cluster_next[ci] = offset + nr    # still: every slot below it is in use
-        if self._allocated is not None:
-            self._allocated.update(range(offset, offset + nr))
         self._update_room(ci)
 
     def release_slot(self, offset: int) -> None:
@@ -503,6 +535,7 @@ class SwapInfo:
 
     def release_slots(self, offset: int, nr: int) -> None:
         """nr allocated slots from offset become free, with one count update per cluster."""
+        self._own_allocator()
         if nr == 1:
             self.swap_map[offset] = 0
         else:
@@ -525,7 +558,8 @@ class SwapInfo:
         if order is None:
             return
         room = self.room.setdefault(order, set())
-        size = SWAPFILE_CLUSTER if ci < self.nclusters - 1 else len(self.cluster_range(ci))
+        size = SWAPFILE_CLUSTER if ci < self.nclusters - 1 \
+            or not len(self.swap_map) % SWAPFILE_CLUSTER else len(self.cluster_range(ci))
         if self.cluster_used[ci] + (1 << order) <= size:
             room.add(ci)
         else:
@@ -534,7 +568,7 @@ class SwapInfo:
     def vm_swap_full(self) -> bool:
         """`vm_swap_full()` (include/linux/swap.h): less than half of the swap space free."""
         total = len(self.swap_map) - 1
-        return (total - self.inuse_pages()) * 2 < total
+        return (total - self.inuse) * 2 < total      # inuse: `inuse_pages()`
 
     # -- slot placement (mm/swapfile.c cluster allocator; 6.12 or 7.2, semantics §11) --
     def cluster_range(self, ci: int) -> range:
@@ -563,6 +597,7 @@ class SwapInfo:
         with swap at most half full, only free runs count."""
         if nr > 1 and not self.large_slots:
             return None
+        self._own_allocator()
         order = nr.bit_length() - 1
         if reclaim is not None and not self.vm_swap_full():
             reclaim = None
@@ -602,18 +637,32 @@ class SwapInfo:
             return None
         elif co is not None and co != order:
             return None
-        rng = self.cluster_range(ci)
-        if (nr > 1 and len(rng) != SWAPFILE_CLUSTER) or self.cluster_used[ci] + nr > len(rng):
-            return None
         swap_map = self.swap_map
-        for off in range(nxt, rng.stop - nr + 1, nr):
+        stop = min((ci + 1) * SWAPFILE_CLUSTER, len(swap_map))      # cluster_range(ci).stop
+        size = stop - ci * SWAPFILE_CLUSTER
+        if (nr > 1 and size != SWAPFILE_CLUSTER) or self.cluster_used[ci] + nr > size:
+            return None
+        if nr == 1 and reclaim is None:
+            # the first free slot from `next` on: the loop below, as one C-level search
+            # (the slot cache's refill runs this 64 times in a row)
+            try:
+                off = swap_map.index(0, nxt, stop)
+            except ValueError:
+                return None
+            return self._took_from(ci, co, order, off)
+        for off in range(nxt, stop - nr + 1, nr):
             if swap_map[off:off + nr].count(0) == nr or (
                     reclaim is not None and self._reclaimed(off, nr, reclaim)):
-                if co is None:                       # off the free list (cluster_alloc_range)
-                    self.cluster_order[ci] = order
-                    self._update_room(ci)
-                return off
+                return self._took_from(ci, co, order, off)
         return None
+
+    def _took_from(self, ci: int, co: int | None, order: int, off: int) -> int:
+        """`_scan_from_next` found `off` in cluster ci (of order co): a free cluster comes off
+        the free list (`cluster_alloc_range`)."""
+        if co is None:
+            self.cluster_order[ci] = order
+            self._update_room(ci)
+        return off
 
     def _find_free_then_nonfull(self, nr: int, reclaim=None) -> int | None:
         """6.12's `cluster_alloc_swap_entry` once `next` gave nothing: a free cluster, and
@@ -706,18 +755,45 @@ class SwapInfo:
         """A cluster whose slots are all free again goes back to the free list."""
         ci = offset // SWAPFILE_CLUSTER
         if ci != 0 and self.cluster_free(ci) and self.cluster_order[ci] is not None:
+            self._own_allocator()
             self.room.get(self.cluster_order[ci], set()).discard(ci)
             self.cluster_order[ci] = None
             if not (self.last_partial and ci == self.nclusters - 1):
                 self.free_gen[ci] += 1
                 self.free_list.append((ci, self.free_gen[ci]))
 
+    def drop_next(self, order: int) -> None:
+        """Unset this order's `next` offset (SWAP_NEXT_INVALID)."""
+        self._own_allocator()
+        self.next_off.pop(order, None)
+
+    # The slot allocator's containers: written only by the methods above that call
+    # `_own_allocator` first (take_slots, release_slots, find_slots and what it calls,
+    # release_cluster_if_free, drop_next).
+    ALLOCATOR = ("cluster_order", "cluster_used", "room", "free_list", "free_gen",
+                 "cluster_next", "next_off", "_allocated")
+
+    def _own_allocator(self) -> None:
+        """Copy the allocator's containers if a clone shares them (copy on write)."""
+        if self._alloc_shared:
+            self.cluster_order = list(self.cluster_order)
+            self.cluster_used = list(self.cluster_used)
+            self.room = {order: set(cis) for order, cis in self.room.items()}
+            self.free_list = deque(self.free_list)
+            self.free_gen = list(self.free_gen)
+            self.cluster_next = list(self.cluster_next)
+            self.next_off = dict(self.next_off)
+            if self._allocated is not None:
+                self._allocated = set(self._allocated)
+            self._alloc_shared = False
+
     _CLONED = frozenset(("device", "synchronous", "rotational", "large_slots", "active",
                          "swap_map", "nclusters", "cluster_order", "cluster_used", "inuse", "_allocated", "cache", "contents",
                          "zeromap", "written_tags", "written", "last_partial", "room", "free_list", "free_gen",
                          "cluster_next",
                          "free_first", "uses_next", "next_off", "has_slots_cache",
-                         "slots_cache_enabled", "slots_cache_active", "slots_cache", "slots_ret"))
+                         "slots_cache_enabled", "slots_cache_active", "slots_cache", "slots_ret",
+                         "_alloc_shared"))
 
     def clone(self) -> "SwapInfo":
         """An independent copy (for `Machine.clone`, which points the copy's cache at the copy
@@ -725,14 +801,7 @@ class SwapInfo:
         new = SwapInfo.__new__(SwapInfo)
         new.__dict__.update(self.__dict__)
         new.swap_map = array("q", self.swap_map)
-        new.cluster_order = list(self.cluster_order)
-        new.cluster_used = list(self.cluster_used)
-        new.room = {order: set(cis) for order, cis in self.room.items()}
-        new.free_list = deque(self.free_list)
-        new.free_gen = list(self.free_gen)
-        new.cluster_next = list(self.cluster_next)
-        new.next_off = dict(self.next_off)
-        new._allocated = None if self._allocated is None else set(self._allocated)
+        new._alloc_shared = self._alloc_shared = True     # ALLOCATOR: copied on write
         new.written = set(self.written)
         new.cache = self.cache.copy(new.written)
         new.contents = self.contents.copy()
@@ -741,17 +810,23 @@ class SwapInfo:
         return new
 
     def snapshot(self) -> SwapSnapshot:
+        # (Empty tables, most of an explorer's states, skip their comprehensions.)
         used = sorted(self.allocated)                                   # in offset order
-        used = tuple(zip(used, map(self.swap_map.__getitem__, used)))
+        used = tuple(zip(used, map(self.swap_map.__getitem__, used))) if used else ()
         # The allocator's state beside each cluster's order, as it decides later placement:
         # the per-order `next` offsets ((order, offset) pairs in order), the free list, and
         # 6.12's slot cache (active or not, its batch and return list).
         # None (no order) is -1: hash(None) differs between processes.
-        placement = (tuple([o if o is not None else -1 for o in self.cluster_order]),
-                     tuple([x for item in sorted(self.next_off.items()) for x in item]),
-                     tuple([ci for ci, gen in self.free_list if self._free_entry_valid((ci, gen))]),
+        nxt, orders, free_gen = self.next_off, self.cluster_order, self.free_gen
+        placement = (tuple([o if o is not None else -1 for o in orders]),
+                     tuple([x for item in sorted(nxt.items()) for x in item]) if nxt else (),
+                     # the valid entries (`_free_entry_valid`, inlined)
+                     tuple([ci for ci, gen in self.free_list
+                            if gen == free_gen[ci] and orders[ci] is None]),
                      (int(self.slots_cache_active), self.slots_cache, self.slots_ret))
+        wt = self.written_tags
         return swap_snapshot((self.active, used, placement,
-                              tuple(self.contents.items()), tuple(sorted(self.zeromap)),
-                              tuple([(o, -1 if t is None else t)
-                                     for o, t in self.written_tags.items()])))
+                              tuple(self.contents.items()) if self.contents.n else (),
+                              tuple(sorted(self.zeromap)) if self.zeromap else (),
+                              tuple([(o, -1 if t is None else t) for o, t in wt.items()])
+                              if wt.n else ()))

@@ -88,8 +88,7 @@ def forget_writes(m) -> None:
     """Empty the write logs: the next check starts from here."""
     m.swap.written.clear()
     for mm in m.mms:
-        if mm.ptes.written:
-            mm.ptes.written.clear()
+        mm.ptes.forget_writes()       # and the page table's cached snapshot with them
 
 
 # -- the scoped forms: each scoped(m, t) yields what its check's full form would, minus
