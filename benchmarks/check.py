@@ -5,6 +5,7 @@ and time to the first counterexample for each flawed design (docs/performance.md
     .venv/bin/python benchmarks/check.py --depth 5 --designs merged --skip-ce
     .venv/bin/python benchmarks/check.py --profile 20     # cProfile of a depth-3 search
     .venv/bin/python benchmarks/check.py --full-check ... # the oracle's full state check
+    .venv/bin/python benchmarks/check.py --skip-ce --workers 1 --por off,on   # sleep sets, back to back
     .venv/bin/python benchmarks/check.py --skip-rate --workers 1 --ce exhaustive
                                              # each flawed design searched exhaustively on the
                                              # preset that reaches its own bug (PRESET_OF)
@@ -62,6 +63,9 @@ def main() -> None:
     # merged breaks I1 at depth 4 (the S5 split), so its search stops there; merged-split-fix
     # explores the whole depth-4 space (30,354 states, docs/performance.md).
     ap.add_argument("--rate-design", default="merged-split-fix")
+    ap.add_argument("--model", default="small")
+    ap.add_argument("--por", default="on",
+                    help="sleep sets for the rate runs: on, off, or both back to back (off,on)")
     a = ap.parse_args()
     if a.full_check:
         from mteswap.oracle import registry
@@ -78,10 +82,12 @@ def main() -> None:
         print(s.getvalue())
         return
     if not a.skip_rate:
-        for w in map(int, a.workers.split(",")):
-            s = run(design=a.rate_design, depth=a.depth, workers=w)
+        for w, por in [(w, p) for w in map(int, a.workers.split(",")) for p in a.por.split(",")]:
+            s = run(design=a.rate_design, model=a.model, depth=a.depth, workers=w,
+                    por=por == "on")
             per_core = s["distinct_states"] / s["seconds"] / w
-            print(f"exhaustive small/{a.rate_design} depth {a.depth} workers {w}: "
+            print(f"exhaustive {a.model}/{a.rate_design} depth {a.depth} workers {w} "
+                  f"sleep sets {por}: "
                   f"{s['distinct_states']:,} states, {s['transitions']:,} transitions, "
                   f"{s['seconds']:.1f}s, {s['distinct_states'] / s['seconds']:,.0f} states/s, "
                   f"{per_core:,.0f} states/s/core, {s['transitions'] / s['seconds'] / w:,.0f} "

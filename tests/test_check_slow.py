@@ -69,7 +69,7 @@ def test_merged_small_exhaustive_depth4(tmp_path, monkeypatch):
     assert v["detail"].startswith("I1: pfn 1 is PG_mte_tagged")
     monkeypatch.setattr(registry, "DISABLED", frozenset({"I1"}))
     monkeypatch.setattr(explore_model, "_MODELS", {})   # a root runner made with I1 off
-    summary, status = check(tmp_path, design="merged", depth=4, workers=1)
+    summary, status = check(tmp_path, design="merged", depth=4, workers=1, por=False)
     assert status == 0 and summary["depth"] == 4
     # Issue 13 moved these from (39990, 140636): 6.12's per-CPU order-0 `next` offset
     # (swapinfo) tells apart states whose next order-0 slot differs, frames nobody tagged hold

@@ -39,6 +39,7 @@ class Options:
     checkpoint_every: float = 5.0
     time_limit: float | None = None   # exhaustive: stop cleanly after this many seconds
     revert: list = field(default_factory=list)   # fixes taken out (--revert COMMIT)
+    por: bool = True              # exhaustive: sleep sets (footprint.py; needs `reduce`)
 
 
 def make_problem(o: Options) -> Problem:
@@ -74,7 +75,7 @@ def run_check(o: Options) -> tuple[dict, int]:
             raise BadInput(f"--resume: cannot read checkpoint: {err}") from None
         saved = resumed["options"]
         for k in ("design", "model", "depth", "random", "steps", "walks", "seed", "set", "ops",
-                  "reduce", "time"):
+                  "reduce", "time", "por"):
             setattr(o, k, saved[k])
         if o.checkpoint is None:
             o.checkpoint = o.resume
@@ -85,7 +86,8 @@ def run_check(o: Options) -> tuple[dict, int]:
     problem = make_problem(o)
     ctx = get_model(problem)
     saved_opts = {k: getattr(o, k) for k in ("design", "model", "depth", "random", "steps",
-                                             "walks", "seed", "set", "ops", "reduce", "time")}
+                                             "walks", "seed", "set", "ops", "reduce", "time",
+                                             "por")}
     mapper = _mapper(o, problem)
     progress = Progress(o.progress)
     try:
@@ -100,7 +102,7 @@ def run_check(o: Options) -> tuple[dict, int]:
 
 
 def _exhaustive(o, problem, ctx, mapper, progress, resumed, saved_opts) -> dict:
-    st = resumed["state"] if resumed else new_bfs(problem, o.depth)
+    st = resumed["state"] if resumed else new_bfs(problem, o.depth, por=o.por)
     last = [time.monotonic()]
 
     def on_chunk(s):
@@ -121,6 +123,7 @@ def _exhaustive(o, problem, ctx, mapper, progress, resumed, saved_opts) -> dict:
                "partial_depth": None if not st.stopped else
                {"depth": st.level + 1, "expanded": st.pos, "states": len(st.frontier)},
                "distinct_states": st.distinct, "transitions": st.transitions,
+               "sleep_sets": st.por,
                "seconds": round(st.elapsed, 3),
                "states_per_second": round(st.distinct / st.elapsed, 1) if st.elapsed else None,
                "violation": None,

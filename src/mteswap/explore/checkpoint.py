@@ -11,7 +11,8 @@ import pickle
 import tempfile
 
 FILE = "state.pkl"
-VERSION = 2                    # 2: the search state records sometimes properties reached
+VERSION = 3                    # 2: the search state records sometimes properties reached;
+#                                3: and the frontier's sleep sets (bfs.py `por`)
 
 
 def save(directory: str, kind: str, state, options: dict) -> None:

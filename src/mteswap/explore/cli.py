@@ -36,7 +36,8 @@ def check_command(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://host:8786)"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="write the search state to DIR periodically"),
     resume: Optional[str] = typer.Option(None, "--resume", help="continue the search saved in DIR"),
-    no_symmetry: bool = typer.Option(False, "--no-symmetry", help="turn the state reductions off (docs/checking.md)"),
+    no_symmetry: bool = typer.Option(False, "--no-symmetry", help="turn the state reductions off (docs/checking.md); sleep sets too"),
+    no_por: bool = typer.Option(False, "--no-por", help="exhaustive: turn the sleep sets off (independent steps are then run in both orders: the same states and verdict, more transitions; docs/checking.md)"),
     checkpoint_every: float = typer.Option(5.0, "--checkpoint-every", help="seconds between checkpoints"),
     kernel: Optional[str] = typer.Option(None, "--kernel", help="kernel version to follow: 6.12 or 7.2 (the same as --set kernel=...)"),
     html_out: Optional[str] = typer.Option(None, "--html", help="write the counterexample as a self-contained HTML page (mteswap report)"),
@@ -56,7 +57,7 @@ def check_command(
                 walks=walks, seed=seed,
                 set=list(set_ or []) + ([f"kernel={kernel!r}"] if kernel is not None else []), ops=ops, out=out, workers=workers,
                 scheduler=scheduler, checkpoint=checkpoint, resume=resume,
-                reduce=not no_symmetry, checkpoint_every=checkpoint_every,
+                reduce=not no_symmetry, por=not no_por, checkpoint_every=checkpoint_every,
                 revert=list(revert or []))
     try:
         summary, status = run_check(o)
