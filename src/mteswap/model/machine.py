@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from mteswap.model.state import (FOLIO_DIRTY, FOLIO_FREE, FOLIO_PARTIALLY_MAPPED,
                                   FOLIO_SWAPCACHE, NO_RMAP, ZERO_PFN, Counters, Folio, FolioMap,
-                                  GenSlots, Mm, Page, PageArray, PageRange, Vma, rmap_count)
+                                  GenSlots, Mm, Page, PageArray, PageRange, Vma, rmap_count,
+                                  folio_heads)
 from mteswap.model.mte import page_itself
 from mteswap.model.origin import STG, ZERO_PAGE_ORIGIN, TagOrigin
 from mteswap.model.snapshot import MachineSnapshot, machine_snapshot
@@ -228,18 +229,9 @@ class Machine:
     def _folios_snapshot(self) -> tuple:
         """(head pfn, nr, PG_swapcache | PG_dirty | partially-mapped bits, folio->swap, arch)
         of every folio, by pfn (writeback is never set between steps)."""
-        order, flags, swap, arch = self.frame_order, self.folio_flags, self.folio_swap, \
-            self.folio_arch
-        out = []
-        pfn, end = 0, len(order) - 1
-        while pfn < end:
-            o = order[pfn]
-            if o == FOLIO_FREE:
-                pfn += 1
-                continue
-            out.append((pfn, 1 << o, flags[pfn] & _FOLIO_STATE, swap[pfn], arch.get(pfn, 0)))
-            pfn += 1 << o
-        return tuple(out)
+        flags, swap, arch = self.folio_flags, self.folio_swap, self.folio_arch
+        return tuple([(pfn, 1 << o, flags[pfn] & _FOLIO_STATE, swap[pfn], arch.get(pfn, 0))
+                      for pfn, o in folio_heads(self.frame_order)])
 
     # -- branching (for the explorer) ------------------------------------------------------
     _CLONED = frozenset(("config", "design", "frame_tags", "frame_data", "frame_flags",

@@ -316,16 +316,8 @@ class FolioMap:
         return o != FOLIO_FREE and not pfn & ((1 << o) - 1)
 
     def values(self) -> list["Folio"]:
-        order, m, out = self.m.frame_order, self.m, []
-        pfn, end = 0, len(order) - 1
-        while pfn < end:
-            o = order[pfn]
-            if o == FOLIO_FREE:
-                pfn += 1
-                continue
-            out.append(Folio(m, pfn, 1 << o))
-            pfn += 1 << o
-        return out
+        m = self.m
+        return [Folio(m, pfn, 1 << o) for pfn, o in folio_heads(m.frame_order)]
 
     def keys(self) -> list[int]:
         return [f.pfn for f in self.values()]
@@ -338,6 +330,21 @@ class FolioMap:
 
     def __len__(self) -> int:
         return self.m.folio_count
+
+
+def folio_heads(frame_order) -> list[tuple[int, int]]:
+    """(head pfn, order) of every allocated folio, by pfn: a walk of `frame_order` that steps
+    over free frames one by one and over each folio whole (its last entry is the zero page's)."""
+    out = []
+    pfn, end = 0, len(frame_order) - 1
+    while pfn < end:
+        o = frame_order[pfn]
+        if o == FOLIO_FREE:
+            pfn += 1
+            continue
+        out.append((pfn, o))
+        pfn += 1 << o
+    return out
 
 
 class PageRange:
