@@ -108,8 +108,9 @@ def first_counterexample(design: str, workers: int, how: str, seed: int) -> None
     s = run(design=design, workers=workers, model=preset, **kw)
     v = s["violation"]
     print(f"first counterexample {design:<22} {preset:<5} workers {workers} {mode:<10}: "
-          f"{s['wall']:.2f}s total (search {s['seconds']:.2f}s, {s['distinct_states']:,} states) "
-          f"{v['kind'] + '@' + str(v['step']) if v else 'none'}"
+          f"{s['wall']:.2f}s total (search {s['seconds']:.2f}s, {s['distinct_states']:,} states"
+          + (f"; CPU {s['cpu']:.2f}s" if workers == 1 else "") + ") "
+          + f"{v['kind'] + '@' + str(v['step']) if v else 'none'}"
           + (f" walk {v['walk']}, shrunk {v['original_length']} -> {len(v['trace'])}"
              if v and 'walk' in v else ""))
 
