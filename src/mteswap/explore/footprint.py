@@ -56,8 +56,8 @@ Reads, declared from s (the raw snapshot before the step):
 
 from __future__ import annotations
 
-from mteswap.model.pte import is_swap_pte, pte_present, pte_pfn, pte_to_swp_entry
-from mteswap.model.state import FOLIO_SWAPCACHE, NO_RMAP, ZERO_PFN
+from mteswap.model.pte import is_swap_pte, pte_to_swp_entry, vm_normal_pfn
+from mteswap.model.state import FOLIO_SWAPCACHE, NO_RMAP
 from mteswap.model.swapinfo import swp_offset
 from mteswap.scenario.load import ALL
 
@@ -229,18 +229,16 @@ class Parent:
         return [start + i for i in (range(n) if pages == ALL else pages)]
 
     def _access_reads(self, pid: int, step) -> set:
-        ptes = dict(self.snap.machine.mms[pid][2])
+        ptes = self._ptes(pid)
         folio_of = self.index()[0]
         reads = {P | pid}
         for vpn in self._vpns(pid, step):
             reads.add(T | pid << 32 | vpn)
             reads.add(V | pid << 32 | vpn)
-            e = ptes.get(vpn, 0)
-            if pte_present(e):
-                pfn = pte_pfn(e, vpn)
-                if pfn != ZERO_PFN:
-                    reads.add(F | pfn)
-                    reads.add(FOLIO | folio_of.get(pfn, (pfn, 1))[0])
+            pfn = vm_normal_pfn(ptes.get(vpn, 0), vpn)
+            if pfn is not None:
+                reads.add(F | pfn)
+                reads.add(FOLIO | folio_of.get(pfn, (pfn, 1))[0])
         return reads
 
     def _ptes(self, pid: int) -> dict:
@@ -251,7 +249,7 @@ class Parent:
         walk (`_mapped_folios`, `_pageout_run`) finds no folio and `shrink_folio_list` gets
         an empty list. They read the VMAs and those PTEs only."""
         ptes, vpns = self._ptes(pid), self._vpns(pid, step)
-        if any(_normal_pfn(ptes.get(v, 0), v) is not None for v in vpns):
+        if any(vm_normal_pfn(ptes.get(v, 0), v) is not None for v in vpns):
             return None
         return {P | pid} | {T | pid << 32 | v for v in vpns}
 
@@ -264,7 +262,7 @@ class Parent:
         reads = {P | pid}
         for v in range(min(vpns), max(vpns) + 1):
             reads.add(T | pid << 32 | v)
-            pfn = _normal_pfn(ptes.get(v, 0), v)
+            pfn = vm_normal_pfn(ptes.get(v, 0), v)
             if pfn is not None:
                 head, nr = folio_of.get(pfn, (pfn, 1))
                 if nr > 1:
@@ -304,10 +302,9 @@ class Parent:
         folio_of, cache_of, mappers, namers, domain_slots, cached, free = self.index()
         frames, slots = set(cached) | free, set(domain_slots)
         for vpn, e in self.snap.machine.mms[pid][2]:
-            if pte_present(e):
-                pfn = pte_pfn(e, vpn)
-                if pfn != ZERO_PFN:
-                    frames.add(pfn)
+            pfn = vm_normal_pfn(e, vpn)
+            if pfn is not None:
+                frames.add(pfn)
             elif is_swap_pte(e):
                 slots.add(swp_offset(pte_to_swp_entry(e, vpn)))
         todo_f, todo_s = list(frames), list(slots)
@@ -351,14 +348,6 @@ NOTHING_TO_DO = {"pageout": Parent._no_pages, "reclaim": Parent._no_pages,
                  "mprotect": Parent._vma_flags_only}
 
 
-def _normal_pfn(e: int, vpn: int):
-    """The pfn a present PTE maps, None for none, swap and the zero page (vm_normal_page)."""
-    if pte_present(e):
-        pfn = pte_pfn(e, vpn)
-        return None if pfn == ZERO_PFN else pfn
-    return None
-
-
 def _index(m) -> tuple:
     folio_of: dict = {}
     cache_of: dict = {}
@@ -380,10 +369,9 @@ def _index(m) -> tuple:
     namers: dict = {}
     for pid, (_, _, ptes) in enumerate(m.mms):
         for vpn, e in ptes:
-            if pte_present(e):
-                pfn = pte_pfn(e, vpn)
-                if pfn != ZERO_PFN:
-                    mappers.setdefault(pfn, set()).add(pid)
+            pfn = vm_normal_pfn(e, vpn)
+            if pfn is not None:
+                mappers.setdefault(pfn, set()).add(pid)
             elif is_swap_pte(e):
                 namers.setdefault(swp_offset(pte_to_swp_entry(e, vpn)), set()).add(pid)
     for pfn, key in _rmap_keys(m.frames):          # rmap keys: pid << 32 | vpn
@@ -405,9 +393,8 @@ def child_sleep(fp, candidates) -> tuple:
     are independent of it."""
     if fp is None:
         return ()
-    touched, written = fp
-    out = [c for c in candidates
-           if c[1] is not None and written.isdisjoint(c[1]) and c[2].isdisjoint(touched)]
+    # A candidate run as a GLOBAL step carries (None, None): asleep nowhere.
+    out = [c for c in candidates if c[1] is not None and independent(fp, c[1:])]
     out.sort(key=_first)
     return tuple(out)
 

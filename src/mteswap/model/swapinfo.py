@@ -817,12 +817,10 @@ class SwapInfo:
         # the per-order `next` offsets ((order, offset) pairs in order), the free list, and
         # 6.12's slot cache (active or not, its batch and return list).
         # None (no order) is -1: hash(None) differs between processes.
-        nxt, orders, free_gen = self.next_off, self.cluster_order, self.free_gen
+        nxt, orders = self.next_off, self.cluster_order
         placement = (tuple([o if o is not None else -1 for o in orders]),
                      tuple([x for item in sorted(nxt.items()) for x in item]) if nxt else (),
-                     # the valid entries (`_free_entry_valid`, inlined)
-                     tuple([ci for ci, gen in self.free_list
-                            if gen == free_gen[ci] and orders[ci] is None]),
+                     tuple([ci for ci, _ in filter(self._free_entry_valid, self.free_list)]),
                      (int(self.slots_cache_active), self.slots_cache, self.slots_ret))
         wt = self.written_tags
         return swap_snapshot((self.active, used, placement,
